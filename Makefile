@@ -1,0 +1,113 @@
+# alertrelay: plain GNU make with pkg-config.
+#   make            build daemon, client, fakes into build/
+#   make check      unit tests, the same under ASan+UBSan, integration tests
+#   make demo       fake cloud with three demo tenants -> CEF on the terminal
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PREFIX	?= /usr/local
+SBINDIR	?= $(PREFIX)/sbin
+BINDIR	?= $(PREFIX)/bin
+MANDIR	?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR	?= /lib/systemd/system
+
+B	?= build
+CC	?= cc
+PKGS	 = libcurl jansson libevent libsystemd openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+WARN	 = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+	   -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS	?= -O2 -g
+ifeq ($(SAN),1)
+CFLAGS	+= -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+	   -fno-sanitize-recover=undefined
+LDFLAGS	+= -fsanitize=address,undefined
+endif
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Ilib -Idaemon \
+	     $(PKG_CFLAGS) -MMD -MP
+
+LIB_SRC	 := $(sort $(wildcard lib/*.c))
+LIB_OBJ	 := $(LIB_SRC:%.c=$(B)/%.o)
+LIBA	 := $(B)/lib/libalertrelay.a
+D_SRC	 := $(filter-out daemon/alertrelayctl.c,$(sort $(wildcard daemon/*.c)))
+D_OBJ	 := $(D_SRC:%.c=$(B)/%.o)
+CTL_SRC	 := $(wildcard daemon/alertrelayctl.c)
+FAKE_SRC := $(sort $(wildcard tests/fakes/*.c))
+FAKES	 := $(FAKE_SRC:tests/fakes/%.c=$(B)/tests/fakes/%)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNITS	 := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
+BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
+BENCHES	 := $(BENCH_SRC:tests/bench/%.c=$(B)/tests/bench/%)
+
+PROGS	 = $(B)/alertrelayd $(if $(CTL_SRC),$(B)/alertrelayctl)
+
+.PHONY: all check check-unit check-asan check-integration check-format \
+	demo install clean bench fuzz
+
+all: $(PROGS) $(FAKES) $(UNITS) $(BENCHES)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBA): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/alertrelayd: $(D_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $(D_OBJ) $(LIBA) $(PKG_LIBS) -lm
+
+$(B)/alertrelayctl: $(B)/daemon/alertrelayctl.o $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(B)/tests/fakes/%: $(B)/tests/fakes/%.o $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+$(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS) -lm
+
+$(B)/tests/bench/%: $(B)/tests/bench/%.o $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+check: check-unit check-asan check-integration
+
+# Unit tests run from the top so they find tests/data and shared vectors.
+check-unit: $(UNITS)
+	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
+
+check-asan:
+	$(MAKE) B=build-asan SAN=1 all
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    $(MAKE) B=build-asan SAN=1 check-unit
+	ASAN_OPTIONS=detect_leaks=1 ALERTRELAY_BUILD=build-asan \
+	    tests/integration/run.sh --quick
+
+check-integration: all
+	ALERTRELAY_BUILD=$(B) tests/integration/run.sh
+
+demo: all
+	tests/demo.sh $(B)
+
+bench: all
+	tests/bench/run.sh $(B)
+
+install: $(PROGS)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/alertrelay
+	install -m 0755 $(B)/alertrelayd $(DESTDIR)$(SBINDIR)/
+	$(if $(CTL_SRC),install -m 0755 $(B)/alertrelayctl $(DESTDIR)$(SBINDIR)/)
+	install -m 0640 etc/alertrelay.conf \
+	    $(DESTDIR)$(SYSCONFDIR)/alertrelay/alertrelay.conf.example
+	if [ -f systemd/alertrelayd.service ]; then \
+	    install -d $(DESTDIR)$(UNITDIR); \
+	    install -m 0644 systemd/alertrelayd.service $(DESTDIR)$(UNITDIR)/; fi
+	for m in daemon/*.8 lib/*.5; do [ -f "$$m" ] || continue; \
+	    s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
+	    install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

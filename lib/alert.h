@@ -1,0 +1,104 @@
+/*
+ * Alerts: the streaming page splitter that cuts an API response's "value"
+ * array into one alert object at a time, and the normaliser that reads the
+ * fields alertrelay forwards out of one alert object without building a
+ * JSON tree.
+ */
+#ifndef AR_ALERT_H
+#define AR_ALERT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "util.h"
+
+/*
+ * A decoded string value.  p points into the alert's arena; the bytes are
+ * the JSON string unescaped, NOT yet sanitised: they may hold NUL, control
+ * characters or invalid UTF-8 (encoders sanitise).  A JSON lone surrogate
+ * escape decodes to U+FFFD.  p == NULL means absent or null.
+ */
+struct astr {
+	const char	*p;
+	size_t		 len;
+};
+
+struct alert {
+	struct astr	 id;
+	struct astr	 title;
+	struct astr	 description;
+	struct astr	 category;
+	struct astr	 detector_id;
+	struct astr	 detection_source;
+	struct astr	 computer_dns_name;
+	struct astr	 machine_id;
+	struct astr	 aad_tenant_id;
+	struct astr	 threat_name;
+	struct astr	 status;
+	struct astr	 classification;
+	struct astr	 determination;
+	struct astr	 severity_text;		/* as received */
+	enum severity	 severity;		/* SEV_UNSPECIFIED if unknown */
+	struct astr	 user_name;		/* relatedUser.userName */
+	struct astr	 domain_name;		/* relatedUser.domainName */
+	struct astr	 mitre;			/* mitreTechniques joined "," */
+	struct astr	 incident_id;		/* number or string, as text */
+	struct astr	 investigation_id;
+	int64_t		 last_update;		/* ticks; TICKS_NONE if absent */
+	int64_t		 creation;
+	int64_t		 first_event;
+	int64_t		 last_event;
+	unsigned	 evidence_count;
+	/* From the first File or Process evidence. */
+	struct astr	 file_name;
+	struct astr	 file_path;
+	struct astr	 sha1;
+	/* From the first evidence that has one. */
+	struct astr	 sha256;
+	struct astr	 ip_address;
+	struct astr	 url;
+
+	const char	*raw;			/* the object's bytes as received */
+	size_t		 raw_len;
+	struct buf	 arena;			/* owns decoded strings */
+};
+
+void	alert_init(struct alert *);
+void	alert_clear(struct alert *);
+
+/*
+ * Parse one alert object (the bytes of one element of "value") from the
+ * Defender for Endpoint API (SRC_MDE) or Graph alerts_v2 (SRC_GRAPH).
+ * Resets a first; a->raw points at json, which must outlive a.
+ * Returns 0, or -1 with a message in err when the bytes are not a JSON
+ * object or "id"/"lastUpdateTime" are missing or malformed.  Wrong types
+ * in other fields are treated as absent.
+ */
+int	alert_parse(struct alert *a, enum tenant_source, const char *json,
+	    size_t len, char *err, size_t errlen);
+
+/*
+ * The page splitter.  Feed it response body bytes as they arrive; for each
+ * complete element of the top-level "value" array it calls cb with that
+ * element's bytes (valid only during the call).  Only one element is
+ * buffered at a time.  "@odata.nextLink" is captured.  A cb returning
+ * non-zero stops the split with that error.
+ */
+typedef int (*pagesplit_cb)(const char *obj, size_t len, void *arg);
+
+struct pagesplit;
+
+struct pagesplit *pagesplit_new(size_t max_element, pagesplit_cb, void *);
+void	 pagesplit_free(struct pagesplit *);
+/* 0 ok, -1 error (see pagesplit_error). */
+int	 pagesplit_feed(struct pagesplit *, const char *, size_t);
+/* Body complete: -1 unless a whole envelope with "value" was seen. */
+int	 pagesplit_finish(struct pagesplit *);
+const char *pagesplit_error(const struct pagesplit *);
+/* Decoded "@odata.nextLink", or NULL. */
+const char *pagesplit_next_link(const struct pagesplit *);
+size_t	 pagesplit_count(const struct pagesplit *);
+
+#endif

@@ -1,0 +1,162 @@
+/* Configuration: the parsed, validated form of alertrelay.conf (SPEC §3). */
+#ifndef AR_CONF_H
+#define AR_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum out_transport { OUT_UDP, OUT_TCP, OUT_TLS, OUT_FILE, OUT_STDOUT };
+enum out_format { FMT_CEF, FMT_LEEF, FMT_JSON };
+enum out_header { HDR_RFC5424, HDR_RFC3164, HDR_NONE };
+enum out_framing { FRAME_NEWLINE, FRAME_OCTET };
+enum tenant_source { SRC_MDE, SRC_GRAPH };
+enum tenant_cloud { CLOUD_COMMERCIAL, CLOUD_GCC, CLOUD_GCC_HIGH, CLOUD_DOD };
+
+/* Alert severities in increasing order; SEV_UNSPECIFIED sorts lowest. */
+enum severity {
+	SEV_UNSPECIFIED = 0,
+	SEV_INFORMATIONAL,
+	SEV_LOW,
+	SEV_MEDIUM,
+	SEV_HIGH,
+};
+
+struct conf_daemon {
+	char		*state_dir;
+	int64_t		 poll_interval_ms;
+	int64_t		 overlap_ms;
+	int64_t		 first_fetch_ms;
+	unsigned	 page_size;
+	unsigned	 max_concurrent_requests;
+	int64_t		 request_timeout_ms;
+	char		*user_agent;
+	char		*control_socket;
+	char		*metrics_listen;	/* NULL when unset */
+	unsigned	 shard_k, shard_n;	/* 1/1 */
+};
+
+struct conf_output {
+	char		*name;
+	enum out_transport transport;
+	char		*address;	/* as written; path for file */
+	char		*host;		/* parsed from address (no brackets) */
+	char		*port;
+	enum out_format	 format;
+	enum out_header	 header;
+	enum out_framing framing;
+	int		 facility;	/* 0..23 */
+	char		*ca_file, *cert_file, *key_file;
+	char		*tls_server_name;	/* defaults to host */
+	size_t		 max_message_bytes;
+	uint64_t	 spool_max_bytes;
+	const char	*file;		/* where it was defined */
+	int		 line;
+};
+
+struct conf_tenant {
+	char		*name;
+	char		*tenant_id;
+	char		*client_id;
+	char		*client_secret;		/* loaded from file or inline */
+	char		*client_secret_file;
+	char		*certificate_file, *private_key_file;
+	int64_t		 secret_expires;	/* epoch seconds, 0 unset */
+	enum tenant_source source;
+	enum tenant_cloud cloud;
+	char		*api_url;		/* no trailing slash */
+	char		*login_url;		/* no trailing slash */
+	char		*scope;
+	char		*ca_file;
+	char		*label;
+	char		**outputs;		/* names; NULL = all outputs */
+	size_t		 noutputs;
+	enum severity	 min_severity;
+	bool		 forward_updates;
+	int64_t		 poll_interval_ms;	/* 0 = daemon's */
+	bool		 enabled;
+	const char	*file;
+	int		 line;
+};
+
+struct conf_notify {
+	char		*name;
+	char		*smtp_url;
+	char		*from;
+	char		**to;
+	size_t		 nto;
+	char		*username;
+	char		*password;		/* loaded from password_file */
+	char		*password_file;
+	enum severity	 min_severity;
+	char		**tenants;		/* NULL = all */
+	size_t		 ntenants;
+	unsigned	 max_per_hour;
+	int64_t		 digest_interval_ms;
+	const char	*file;
+	int		 line;
+};
+
+struct conf_cluster {
+	bool		 enabled;		/* section present */
+	char		**etcd_endpoints;
+	size_t		 netcd_endpoints;
+	char		*member_name;
+	int64_t		 lease_ttl_ms;
+	char		*prefix;
+	char		*ca_file, *cert_file, *key_file;
+};
+
+struct config {
+	char		*path;
+	struct conf_daemon daemon;
+	struct conf_output **outputs;
+	size_t		 noutputs;
+	struct conf_tenant **tenants;
+	size_t		 ntenants;
+	struct conf_notify **notifies;
+	size_t		 nnotifies;
+	struct conf_cluster cluster;
+	char		**files;	/* every file read, for line refs */
+	size_t		 nfiles;
+};
+
+/* Errors collected while loading: each one "FILE:LINE: message". */
+struct conf_errors {
+	char		**msg;
+	size_t		 n;
+};
+
+/*
+ * Load and validate path (and its includes, secret files, referenced
+ * certificate files).  Returns NULL and fills errs when anything is wrong;
+ * every problem found is reported, not just the first.  Warnings (inline
+ * secret, ...) go to the log.
+ */
+struct config	*conf_load(const char *path, struct conf_errors *errs);
+/* Same, from a buffer; name is used in messages.  Includes resolve. */
+struct config	*conf_parse(const char *name, const char *text, size_t len,
+		    struct conf_errors *errs);
+void		 conf_free(struct config *);
+void		 conf_errors_clear(struct conf_errors *);
+
+/* Lookups. */
+struct conf_output *conf_output_find(const struct config *, const char *);
+struct conf_tenant *conf_tenant_find(const struct config *, const char *);
+/* Does tenant t route to output o? */
+bool		 conf_tenant_routes(const struct conf_tenant *,
+		    const struct conf_output *);
+/* Is the tenant in this daemon's shard (stable hash of NAME)? */
+bool		 conf_in_shard(const struct config *, const char *name);
+
+/* One line per section for --check-config; secrets never printed. */
+void		 conf_summary(const struct config *, FILE *);
+
+const char	*conf_transport_name(enum out_transport);
+const char	*conf_format_name(enum out_format);
+const char	*severity_name(enum severity);
+/* "High" / "high" ... -> enum; unknown -> -1. Case-insensitive. */
+int		 severity_parse(const char *, size_t);
+
+#endif

@@ -1,0 +1,416 @@
+/* alertrelayd: main, the relay object, signals and the systemd handshake. */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <systemd/sd-daemon.h>
+
+#include "alertrelayd.h"
+
+#define DEFAULT_CONFIG	"/etc/alertrelay/alertrelay.conf"
+#define EXIT_USAGE	64
+#define EXIT_CONFIG	78
+#define STOP_DEADLINE_S	10
+
+struct options {
+	const char	*config;
+	bool		 check;
+	bool		 once;
+	enum log_target	 target;
+	int		 verbose;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: alertrelayd [-c FILE] [--check-config] [--once] "
+	    "[--log-target auto|journal|stderr] [-v] [--version] [--help]\n");
+}
+
+static int
+parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "once", no_argument, NULL, 'o' },
+		{ "log-target", required_argument, NULL, 'l' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int	 ch;
+
+	o->config = DEFAULT_CONFIG;
+	o->target = LOG_TARGET_AUTO;
+	while ((ch = getopt_long(argc, argv, "c:v", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'C':
+			o->check = true;
+			break;
+		case 'o':
+			o->once = true;
+			break;
+		case 'l':
+			if (log_target_parse(optarg, &o->target) == -1) {
+				fprintf(stderr, "alertrelayd: --log-target: "
+				    "\"%s\" is not one of auto, journal, "
+				    "stderr\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'v':
+			o->verbose++;
+			break;
+		case 'V':
+			printf("alertrelayd %s\n", AR_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "alertrelayd: unexpected argument \"%s\"\n",
+		    argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static struct config *
+load_config(const char *path)
+{
+	struct conf_errors	 errs = { NULL, 0 };
+	struct config		*conf;
+	size_t			 i;
+
+	if ((conf = conf_load(path, &errs)) != NULL)
+		return conf;
+	for (i = 0; i < errs.n; i++)
+		fprintf(stderr, "%s\n", errs.msg[i]);
+	fprintf(stderr, "alertrelayd: %zu configuration error%s in %s\n",
+	    errs.n, errs.n == 1 ? "" : "s", path);
+	conf_errors_clear(&errs);
+	return NULL;
+}
+
+struct sink *
+relay_sink_find(struct relay *r, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < r->nsinks; i++)
+		if (strcmp(sink_conf(r->sinks[i])->name, name) == 0)
+			return r->sinks[i];
+	return NULL;
+}
+
+static bool
+relay_drained(struct relay *r)
+{
+	size_t	 i;
+
+	for (i = 0; i < r->nsinks; i++)
+		if (!sink_drained(r->sinks[i]))
+			return false;
+	return true;
+}
+
+static void
+relay_notify_status(struct relay *r)
+{
+	size_t		 i, ok = 0, back = 0, fail = 0;
+	uint64_t	 spool = 0;
+	struct sink_stats st;
+
+	for (i = 0; i < r->ntenants; i++) {
+		if (r->tenants[i]->phase == TENANT_FAILED)
+			fail++;
+		else if (r->tenants[i]->failing)
+			back++;
+		else
+			ok++;
+	}
+	for (i = 0; i < r->nsinks; i++) {
+		sink_stats(r->sinks[i], &st);
+		spool += st.spool_records;
+	}
+	sd_notifyf(0, "STATUS=tenants: %zu ok, %zu backing off, %zu failed; "
+	    "%llu alerts forwarded; %llu spooled", ok, back, fail,
+	    (unsigned long long)r->forwarded, (unsigned long long)spool);
+}
+
+/* --once: exit when every tenant is done and every output drained. */
+static void
+relay_once_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay	*r = arg;
+	struct timeval	 tv = { 0, 100000 };
+	size_t		 i;
+	struct sink_stats st;
+	static int64_t	 last_progress;
+
+	if (r->once_pending == 0 && relay_drained(r)) {
+		event_base_loopexit(r->base, NULL);
+		return;
+	}
+	if (isatty(STDERR_FILENO) && mono_ms() - last_progress > 2000) {
+		uint64_t spool = 0;
+
+		for (i = 0; i < r->nsinks; i++) {
+			sink_stats(r->sinks[i], &st);
+			spool += st.spool_records;
+		}
+		fprintf(stderr, "alertrelayd: --once: %zu/%zu tenants done, "
+		    "%llu alerts forwarded, %llu waiting for outputs\n",
+		    r->ntenants - r->once_pending, r->ntenants,
+		    (unsigned long long)r->forwarded,
+		    (unsigned long long)spool);
+		last_progress = mono_ms();
+	}
+	evtimer_add(r->once_timer, &tv);
+}
+
+void
+relay_tenant_done(struct relay *r, struct tenant *t, bool ok)
+{
+	if (!r->once)
+		return;
+	if (!ok)
+		r->once_failed++;
+	if (r->once_pending > 0)
+		r->once_pending--;
+	log_tenant(LOG_INFO, t->name, "tenant %s: %s (%llu alerts "
+	    "forwarded)", t->name, ok ? "caught up" : "gave up",
+	    (unsigned long long)t->forwarded);
+}
+
+static void
+relay_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct relay	*r = arg;
+	struct timeval	 tv = { STOP_DEADLINE_S, 0 };
+
+	if (sig == SIGHUP) {
+		log_warnx("SIGHUP: configuration reload is not available in "
+		    "this version; restart alertrelayd to apply changes");
+		return;
+	}
+	if (r->stopping) {
+		log_info("second signal: exiting now; spooled alerts are "
+		    "kept on disk");
+		event_base_loopbreak(r->base);
+		return;
+	}
+	r->stopping = true;
+	sd_notify(0, "STOPPING=1");
+	log_info("signal %d: stopping; queued alerts stay in the spool",
+	    (int)sig);
+	event_base_loopexit(r->base, &tv);
+	if (relay_drained(r))
+		event_base_loopexit(r->base, NULL);
+}
+
+static void
+relay_status_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay	*r = arg;
+
+	relay_notify_status(r);
+	sd_notify(0, "WATCHDOG=1");
+}
+
+static int
+relay_open_outputs(struct relay *r)
+{
+	char	 err[512];
+	size_t	 i;
+
+	r->sinks = xcalloc(r->conf->noutputs, sizeof(*r->sinks));
+	for (i = 0; i < r->conf->noutputs; i++) {
+		r->sinks[i] = sink_new(r->base, r->conf->outputs[i],
+		    r->conf->daemon.state_dir, err, sizeof(err));
+		if (r->sinks[i] == NULL) {
+			log_output(LOG_ERR, r->conf->outputs[i]->name,
+			    "output %s: %s", r->conf->outputs[i]->name, err);
+			return -1;
+		}
+		r->nsinks++;
+	}
+	return 0;
+}
+
+static int
+relay_open_tenants(struct relay *r)
+{
+	char	 err[512], *dir;
+	size_t	 i;
+	int	 rc = 0;
+
+	xasprintf(&dir, "%s/tenants", r->conf->daemon.state_dir);
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		log_warn("cannot create %s", dir);
+		free(dir);
+		return -1;
+	}
+	chmod(dir, 0700);
+	free(dir);
+	r->tenants = xcalloc(r->conf->ntenants, sizeof(*r->tenants));
+	for (i = 0; i < r->conf->ntenants; i++) {
+		if (!conf_in_shard(r->conf, r->conf->tenants[i]->name))
+			continue;
+		r->tenants[r->ntenants] = tenant_new(r, r->conf->tenants[i],
+		    err, sizeof(err));
+		if (r->tenants[r->ntenants] == NULL) {
+			log_tenant(LOG_ERR, r->conf->tenants[i]->name,
+			    "tenant %s: %s", r->conf->tenants[i]->name, err);
+			rc = -1;
+			continue;
+		}
+		r->ntenants++;
+	}
+	return rc;
+}
+
+static void
+relay_free(struct relay *r)
+{
+	size_t	 i;
+
+	for (i = 0; i < r->ntenants; i++)
+		tenant_free(r->tenants[i]);
+	free(r->tenants);
+	for (i = 0; i < r->nsinks; i++)
+		sink_free(r->sinks[i]);
+	free(r->sinks);
+	http_free(r->http);
+	if (r->sig_term != NULL) {
+		event_free(r->sig_term);
+		event_free(r->sig_int);
+		event_free(r->sig_hup);
+	}
+	if (r->once_timer != NULL)
+		event_free(r->once_timer);
+	conf_free(r->conf);
+	if (r->lock_fd != -1)
+		close(r->lock_fd);
+	if (r->base != NULL)
+		event_base_free(r->base);
+}
+
+static int
+relay_setup(struct relay *r, struct config *conf, bool once)
+{
+	char	 err[512];
+
+	r->conf = conf;
+	r->once = once;
+	r->lock_fd = -1;
+	r->pid = (int)getpid();
+	if (gethostname(r->hostname, sizeof(r->hostname) - 1) == -1)
+		strcpy(r->hostname, "localhost");
+	if (http_check_async_dns(err, sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		return EXIT_CONFIG;
+	}
+	if ((r->lock_fd = state_dir_lock(conf->daemon.state_dir, err,
+	    sizeof(err))) == -1) {
+		log_warnx("%s", err);
+		return 1;
+	}
+	r->base = event_base_new();
+	r->http = http_new(r->base, conf->daemon.max_concurrent_requests);
+	if (relay_open_outputs(r) == -1 || relay_open_tenants(r) == -1)
+		return 1;
+	r->sig_term = evsignal_new(r->base, SIGTERM, relay_signal_cb, r);
+	r->sig_int = evsignal_new(r->base, SIGINT, relay_signal_cb, r);
+	r->sig_hup = evsignal_new(r->base, SIGHUP, relay_signal_cb, r);
+	evsignal_add(r->sig_term, NULL);
+	evsignal_add(r->sig_int, NULL);
+	evsignal_add(r->sig_hup, NULL);
+	return 0;
+}
+
+static int
+relay_run(struct relay *r)
+{
+	struct event	*status;
+	struct timeval	 tv = { 5, 0 };
+	uint64_t	 wd_usec;
+	size_t		 i;
+
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec / 2 < 5000000) {
+		tv.tv_sec = (time_t)(wd_usec / 2 / 1000000);
+		tv.tv_usec = (suseconds_t)(wd_usec / 2 % 1000000);
+	}
+	status = event_new(r->base, -1, EV_PERSIST, relay_status_cb, r);
+	event_add(status, &tv);
+	r->once_pending = (unsigned)r->ntenants;
+	for (i = 0; i < r->ntenants; i++)
+		tenant_start(r->tenants[i]);
+	if (r->once) {
+		r->once_timer = evtimer_new(r->base, relay_once_check, r);
+		relay_once_check(-1, 0, r);
+	}
+	sd_notify(0, "READY=1");
+	relay_notify_status(r);
+	log_info("alertrelayd %s started: %zu tenants, %zu outputs",
+	    AR_VERSION, r->ntenants, r->nsinks);
+	event_base_dispatch(r->base);
+	event_free(status);
+	if (r->once) {
+		log_info("--once: %llu alerts forwarded, %u tenants failed",
+		    (unsigned long long)r->forwarded, r->once_failed);
+		return r->once_failed > 0 ? 1 : 0;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options	 o;
+	struct config	*conf;
+	struct relay	 r;
+	int		 rc;
+
+	memset(&o, 0, sizeof(o));
+	if ((rc = parse_args(argc, argv, &o)) != 0)
+		return rc;
+	log_init(o.target, o.verbose, "alertrelayd");
+	signal(SIGPIPE, SIG_IGN);
+	if ((conf = load_config(o.config)) == NULL)
+		return EXIT_CONFIG;
+	if (o.check) {
+		conf_summary(conf, stdout);
+		conf_free(conf);
+		return 0;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+		fatalx("curl_global_init failed");
+	memset(&r, 0, sizeof(r));
+	if ((rc = relay_setup(&r, conf, o.once)) == 0)
+		rc = relay_run(&r);
+	else
+		sd_notifyf(0, "STATUS=failed to start; see the log");
+	relay_free(&r);
+	encode_cleanup();
+	curl_global_cleanup();
+	return rc;
+}

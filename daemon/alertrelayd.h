@@ -1,0 +1,197 @@
+/* alertrelayd internals shared by the files in daemon/, one section each. */
+#ifndef ALERTRELAYD_H
+#define ALERTRELAYD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "alert.h"
+#include "conf.h"
+#include "encode.h"
+#include "log.h"
+#include "spool.h"
+#include "state.h"
+#include "util.h"
+
+struct relay;
+
+/* http.c: every outbound HTTP request, one curl multi handle on the base. */
+struct http;
+struct http_req;
+
+struct http_result {
+	int		 status;	/* HTTP status, 0 if none */
+	int		 failed;	/* transport error or aborted */
+	const char	*error;		/* what failed, for logs */
+	struct buf	*body;		/* buffered body (non-2xx, or no data_cb) */
+	int64_t		 retry_after_ms; /* from Retry-After, -1 if absent */
+	int64_t		 elapsed_ms;
+};
+
+/* Streaming body chunk of a 2xx response; non-zero aborts the transfer. */
+typedef int (*http_data_cb)(const char *, size_t, void *);
+typedef void (*http_done_cb)(const struct http_result *, void *);
+
+struct http_opts {
+	const char	*method;	/* "GET" or "POST" */
+	const char	*url;
+	const char	*body;		/* POST body (form encoded) */
+	size_t		 body_len;
+	const char	*bearer;	/* access token, or NULL */
+	const char	*user_agent;
+	const char	*ca_file;	/* NULL = system CAs */
+	int64_t		 timeout_ms;
+	size_t		 max_body;	/* abort past this many bytes */
+	http_data_cb	 data_cb;	/* NULL: buffer the body */
+	http_done_cb	 done_cb;	/* called once, from the loop */
+	void		*arg;
+};
+
+struct http	*http_new(struct event_base *, unsigned max_concurrent);
+void		 http_free(struct http *);
+/* Queue a request; done_cb is always called later, never from here. */
+struct http_req	*http_request(struct http *, const struct http_opts *);
+/* Cancel: done_cb is not called.  Safe on a finished request? No. */
+void		 http_cancel(struct http *, struct http_req *);
+unsigned	 http_active(const struct http *);
+/* Refuse to run with a blocking resolver. */
+int		 http_check_async_dns(char *, size_t);
+/* URL-encode s for a form body or query. */
+void		 http_urlencode(struct buf *, const char *);
+
+/* sink.c: one output's spool and its connection to the SIEM. */
+struct sink;
+
+struct sink_stats {
+	bool		 connected;
+	uint64_t	 spool_bytes;
+	uint64_t	 spool_records;
+	uint64_t	 sent;
+	uint64_t	 reconnects;
+};
+
+/* Open the output's spool under state_dir/spool/NAME and start sending. */
+struct sink	*sink_new(struct event_base *, const struct conf_output *,
+		    const char *state_dir, char *err, size_t errlen);
+void		 sink_free(struct sink *);
+const struct conf_output *sink_conf(const struct sink *);
+/* Queue one encoded syslog message (no framing). 0 or -1 (errno). */
+int		 sink_enqueue(struct sink *, const char *, size_t);
+/* Make queued messages durable and hand them to the sender. 0 or -1. */
+int		 sink_sync(struct sink *);
+bool		 sink_full(const struct sink *);
+/* Nothing undelivered: every durable record sent and acknowledged. */
+bool		 sink_drained(const struct sink *);
+void		 sink_stats(const struct sink *, struct sink_stats *);
+/* Called (from the loop) whenever the sink becomes drained. */
+void		 sink_set_drained_cb(struct sink *, void (*)(void *), void *);
+
+/* token.c: per-tenant OAuth2 client-credentials token cache. */
+struct token {
+	char		*access;	/* secret: cleared on free */
+	int64_t		 expires_ms;	/* monotonic */
+	int64_t		 wall_expires;	/* ticks, for status */
+	struct http_req	*req;		/* refresh in flight */
+	void		(*waiter)(void *, int);	/* one waiter: the poller */
+	void		*waiter_arg;
+};
+
+struct tenant;
+/* A token valid for at least the refresh margin, or NULL. */
+const char	*token_current(struct tenant *);
+/*
+ * Ensure a fresh token; cb(arg, 0) once one is there, cb(arg, -1) on
+ * failure (already logged, tenant's error set).  At most one refresh in
+ * flight per tenant.
+ */
+void		 token_refresh(struct tenant *, void (*)(void *, int), void *);
+void		 token_invalidate(struct tenant *);
+void		 token_clear(struct token *);
+
+/* tenant.c: per-tenant poller. */
+enum tenant_phase {
+	TENANT_IDLE,		/* waiting for the next poll */
+	TENANT_TOKEN,		/* waiting for a token */
+	TENANT_FETCH,		/* page request in flight */
+	TENANT_BACKOFF,		/* waiting after an error */
+	TENANT_PAUSED,		/* an output's spool is full */
+	TENANT_FAILED,		/* given up (--once) or disabled */
+};
+
+struct tenant {
+	struct relay	*relay;
+	struct conf_tenant *conf;	/* borrowed from relay->conf */
+	char		*name;
+	char		*state_path;
+	struct tenant_state state;
+	struct token	 token;
+	enum tenant_phase phase;
+	struct event	*timer;
+	struct http_req	*req;
+	struct sink	**sinks;	/* routed outputs */
+	size_t		 nsinks;
+
+	/* The catch-up in progress. */
+	int64_t		 from;		/* lastUpdateTime ge this */
+	unsigned	 skip;		/* alerts at 'from' already read */
+	int64_t		 page_max;	/* max lastUpdateTime in this page */
+	unsigned	 page_at_max;	/* how many alerts carried page_max */
+	unsigned	 page_n;
+	char		*next_link;
+	struct pagesplit *split;
+	struct alert	 alert;
+	char		 page_error[256];
+	int		 retried_401;
+	bool		 caught_up_once;
+
+	/* Rate budget: request times (ms) of the last hour, a ring. */
+	int64_t		 req_times[1500];
+	unsigned	 req_head, req_count;
+
+	unsigned	 failures;	/* consecutive */
+	int64_t		 backoff_ms;
+	bool		 failing;	/* announced as failing */
+	bool		 auth_failed;
+	char		 last_error[512];
+	int64_t		 last_success;	/* ticks */
+	uint64_t	 forwarded;
+	uint64_t	 polls;
+};
+
+struct tenant	*tenant_new(struct relay *, struct conf_tenant *,
+		    char *, size_t);
+void		 tenant_free(struct tenant *);
+void		 tenant_start(struct tenant *);
+/* Set the tenant's last error (and log it once, with fields). */
+void		 tenant_error(struct tenant *, int prio, const struct log_ctx *,
+		    const char *, ...) __attribute__((format(printf, 4, 5)));
+
+/* alertrelayd.c: the relay, owner of everything. */
+struct relay {
+	struct event_base *base;
+	struct config	*conf;
+	struct http	*http;
+	struct tenant	**tenants;
+	size_t		 ntenants;
+	struct sink	**sinks;
+	size_t		 nsinks;
+	char		 hostname[256];
+	int		 pid;
+	int		 lock_fd;
+	bool		 once;
+	bool		 stopping;
+	unsigned	 once_pending;	/* tenants not yet caught up */
+	unsigned	 once_failed;
+	uint64_t	 forwarded;
+	struct event	*sig_term, *sig_int, *sig_hup;
+	struct event	*once_timer;
+};
+
+struct sink	*relay_sink_find(struct relay *, const char *);
+/* A tenant finished its first catch-up (or gave up) in --once mode. */
+void		 relay_tenant_done(struct relay *, struct tenant *, bool ok);
+
+#endif

@@ -1,0 +1,445 @@
+/*
+ * http: all outbound HTTP of alertrelayd on one curl multi handle driven by
+ * the libevent base (the socket/timer callback pattern of curl's multi
+ * examples), with a queue so at most max_concurrent requests run at once.
+ */
+#include <sys/queue.h>
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "alertrelayd.h"
+
+struct http_req {
+	struct http		*http;
+	CURL			*easy;
+	struct curl_slist	*headers;
+	char			*url;
+	char			*post;
+	size_t			 post_len;
+	struct http_opts	 opts;
+	struct buf		 body;
+	size_t			 received;
+	int64_t			 retry_after_ms;
+	int64_t			 started_ms;
+	char			 errbuf[CURL_ERROR_SIZE];
+	char			 abort_reason[256];
+	int			 aborted;
+	TAILQ_ENTRY(http_req)	 entry;
+};
+
+TAILQ_HEAD(http_queue, http_req);
+
+struct http {
+	struct event_base	*base;
+	CURLM			*multi;
+	struct event		*timer;
+	struct event		*done_ev;
+	struct http_queue	 queued;
+	struct http_queue	 done;
+	unsigned		 active;
+	unsigned		 max_active;
+};
+
+/* The libevent event curl asked us to watch for one socket. */
+struct http_sock {
+	struct http		*http;
+	struct event		*ev;
+};
+
+static void	http_pump(struct http *);
+
+static void
+http_check_multi(struct http *h)
+{
+	CURLMsg		*msg;
+	int		 left;
+	struct http_req	*r;
+
+	while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+		    (char **)&r);
+		if (msg->data.result != CURLE_OK && !r->aborted) {
+			r->aborted = 1;
+			snprintf(r->abort_reason, sizeof(r->abort_reason),
+			    "%s", r->errbuf[0] != '\0' ? r->errbuf :
+			    curl_easy_strerror(msg->data.result));
+		}
+		TAILQ_INSERT_TAIL(&h->done, r, entry);
+	}
+	if (!TAILQ_EMPTY(&h->done))
+		event_active(h->done_ev, 0, 0);
+}
+
+static void
+http_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http	*h = arg;
+	int		 running, flags = 0;
+
+	if (what & EV_READ)
+		flags |= CURL_CSELECT_IN;
+	if (what & EV_WRITE)
+		flags |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(h->multi, fd, flags, &running);
+	http_check_multi(h);
+}
+
+static void
+http_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http	*h = arg;
+	int		 running;
+
+	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	http_check_multi(h);
+}
+
+/* CURLMOPT_TIMERFUNCTION: keep exactly one timer; never call curl here. */
+static int
+http_timer_set_cb(CURLM *multi, long timeout_ms, void *arg)
+{
+	struct http	*h = arg;
+	struct timeval	 tv;
+
+	if (timeout_ms < 0) {
+		evtimer_del(h->timer);
+		return 0;
+	}
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	evtimer_add(h->timer, &tv);
+	return 0;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: one libevent event per curl socket. */
+static int
+http_sock_cb(CURL *easy, curl_socket_t s, int what, void *arg, void *sockp)
+{
+	struct http	 *h = arg;
+	struct http_sock *hs = sockp;
+	short		  kind;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (hs != NULL) {
+			event_free(hs->ev);
+			free(hs);
+			curl_multi_assign(h->multi, s, NULL);
+		}
+		return 0;
+	}
+	kind = EV_PERSIST;
+	if (what & CURL_POLL_IN)
+		kind |= EV_READ;
+	if (what & CURL_POLL_OUT)
+		kind |= EV_WRITE;
+	if (hs == NULL) {
+		hs = xcalloc(1, sizeof(*hs));
+		hs->http = h;
+		curl_multi_assign(h->multi, s, hs);
+	} else
+		event_free(hs->ev);
+	hs->ev = event_new(h->base, s, kind, http_event_cb, h);
+	event_add(hs->ev, NULL);
+	return 0;
+}
+
+static void
+http_req_free(struct http_req *r)
+{
+	if (r->easy != NULL)
+		curl_easy_cleanup(r->easy);
+	curl_slist_free_all(r->headers);
+	free(r->url);
+	if (r->post != NULL) {
+		explicit_bzero(r->post, r->post_len);
+		free(r->post);
+	}
+	buf_clear(&r->body);
+	free(r);
+}
+
+/* Deliver finished requests from the loop, after curl returned. */
+static void
+http_finished_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http		*h = arg;
+	struct http_req		*r;
+	struct http_result	 res;
+	long			 code = 0;
+
+	while ((r = TAILQ_FIRST(&h->done)) != NULL) {
+		TAILQ_REMOVE(&h->done, r, entry);
+		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+		curl_multi_remove_handle(h->multi, r->easy);
+		h->active--;
+		memset(&res, 0, sizeof(res));
+		res.status = (int)code;
+		res.failed = r->aborted;
+		res.error = r->aborted ? r->abort_reason : NULL;
+		res.body = &r->body;
+		res.retry_after_ms = r->retry_after_ms;
+		res.elapsed_ms = mono_ms() - r->started_ms;
+		r->opts.done_cb(&res, r->opts.arg);
+		http_req_free(r);
+	}
+	http_pump(h);
+}
+
+static size_t
+http_write_cb(char *p, size_t sz, size_t n, void *arg)
+{
+	struct http_req	*r = arg;
+	size_t		 len = sz * n;
+	long		 code = 0;
+
+	r->received += len;
+	if (r->opts.max_body != 0 && r->received > r->opts.max_body) {
+		r->aborted = 1;
+		snprintf(r->abort_reason, sizeof(r->abort_reason),
+		    "response body larger than %zu bytes", r->opts.max_body);
+		return 0;
+	}
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+	if (r->opts.data_cb != NULL && code >= 200 && code < 300) {
+		if (r->opts.data_cb(p, len, r->opts.arg) != 0) {
+			r->aborted = 1;
+			snprintf(r->abort_reason, sizeof(r->abort_reason),
+			    "response rejected");
+			return 0;
+		}
+		return len;
+	}
+	if (r->body.len + len > 65536 && r->opts.data_cb != NULL)
+		return len;	/* error bodies: the first 64 KiB suffice */
+	buf_add(&r->body, p, len);
+	return len;
+}
+
+static size_t
+http_header_cb(char *p, size_t sz, size_t n, void *arg)
+{
+	struct http_req	*r = arg;
+	size_t		 len = sz * n;
+	const char	*v;
+	char		*end;
+	long long	 secs;
+
+	if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+		for (v = p + 12; v < p + len && isspace((unsigned char)*v);)
+			v++;
+		secs = strtoll(v, &end, 10);
+		if (end != v && secs >= 0 && secs < 86400)
+			r->retry_after_ms = secs * 1000;
+		else
+			r->retry_after_ms = 60000;	/* HTTP-date form */
+	}
+	return len;
+}
+
+static void
+http_setup(struct http_req *r)
+{
+	CURL		*e = r->easy;
+
+	curl_easy_setopt(e, CURLOPT_URL, r->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(e, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->opts.timeout_ms);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+	    (long)(r->opts.timeout_ms < 15000 ? r->opts.timeout_ms : 15000));
+	if (r->opts.ca_file != NULL)
+		curl_easy_setopt(e, CURLOPT_CAINFO, r->opts.ca_file);
+	if (r->opts.user_agent != NULL)
+		curl_easy_setopt(e, CURLOPT_USERAGENT, r->opts.user_agent);
+	r->headers = curl_slist_append(r->headers, "Accept: application/json");
+	if (r->post != NULL) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->post);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)r->post_len);
+	}
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+}
+
+/* Start queued requests while there is room. */
+static void
+http_pump(struct http *h)
+{
+	struct http_req	*r;
+
+	while (h->active < h->max_active &&
+	    (r = TAILQ_FIRST(&h->queued)) != NULL) {
+		TAILQ_REMOVE(&h->queued, r, entry);
+		if ((r->easy = curl_easy_init()) == NULL)
+			fatalx("curl_easy_init failed");
+		http_setup(r);
+		r->started_ms = mono_ms();
+		h->active++;
+		curl_multi_add_handle(h->multi, r->easy);
+	}
+}
+
+struct http_req *
+http_request(struct http *h, const struct http_opts *o)
+{
+	struct http_req	*r;
+
+	r = xcalloc(1, sizeof(*r));
+	r->http = h;
+	r->opts = *o;
+	r->url = xstrdup(o->url);
+	r->opts.url = r->url;
+	r->retry_after_ms = -1;
+	buf_init(&r->body);
+	if (o->body != NULL) {
+		r->post = xmalloc(o->body_len + 1);
+		memcpy(r->post, o->body, o->body_len);
+		r->post[o->body_len] = '\0';
+		r->post_len = o->body_len;
+	}
+	r->opts.body = NULL;
+	r->opts.bearer = NULL;	/* copied into headers at setup */
+	if (o->bearer != NULL) {
+		/* Keep the token only inside curl's header list. */
+		char *hdr;
+
+		xasprintf(&hdr, "Authorization: Bearer %s", o->bearer);
+		r->headers = curl_slist_append(r->headers, hdr);
+		explicit_bzero(hdr, strlen(hdr));
+		free(hdr);
+	}
+	TAILQ_INSERT_TAIL(&h->queued, r, entry);
+	http_pump(h);
+	return r;
+}
+
+void
+http_cancel(struct http *h, struct http_req *r)
+{
+	struct http_req	*q;
+
+	TAILQ_FOREACH(q, &h->queued, entry) {
+		if (q == r) {
+			TAILQ_REMOVE(&h->queued, r, entry);
+			http_req_free(r);
+			return;
+		}
+	}
+	TAILQ_FOREACH(q, &h->done, entry) {
+		if (q == r) {
+			TAILQ_REMOVE(&h->done, r, entry);
+			curl_multi_remove_handle(h->multi, r->easy);
+			h->active--;
+			http_req_free(r);
+			return;
+		}
+	}
+	curl_multi_remove_handle(h->multi, r->easy);
+	h->active--;
+	http_req_free(r);
+	event_active(h->done_ev, 0, 0);		/* pump from the loop */
+}
+
+unsigned
+http_active(const struct http *h)
+{
+	return h->active;
+}
+
+struct http *
+http_new(struct event_base *base, unsigned max_concurrent)
+{
+	struct http	*h;
+
+	h = xcalloc(1, sizeof(*h));
+	h->base = base;
+	h->max_active = max_concurrent == 0 ? 1 : max_concurrent;
+	TAILQ_INIT(&h->queued);
+	TAILQ_INIT(&h->done);
+	if ((h->multi = curl_multi_init()) == NULL)
+		fatalx("curl_multi_init failed");
+	h->timer = evtimer_new(base, http_timer_cb, h);
+	h->done_ev = event_new(base, -1, 0, http_finished_cb, h);
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, http_sock_cb);
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_timer_set_cb);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+	    (long)h->max_active);
+	return h;
+}
+
+static void
+http_drop_queue(struct http *h, struct http_queue *q, int added)
+{
+	struct http_req	*r;
+
+	while ((r = TAILQ_FIRST(q)) != NULL) {
+		TAILQ_REMOVE(q, r, entry);
+		if (added)
+			curl_multi_remove_handle(h->multi, r->easy);
+		http_req_free(r);
+	}
+}
+
+void
+http_free(struct http *h)
+{
+	if (h == NULL)
+		return;
+	http_drop_queue(h, &h->queued, 0);
+	http_drop_queue(h, &h->done, 1);
+	/* Requests still running are owned by their callers' cancel. */
+	curl_multi_cleanup(h->multi);
+	event_free(h->timer);
+	event_free(h->done_ev);
+	free(h);
+}
+
+int
+http_check_async_dns(char *err, size_t errlen)
+{
+	curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+
+	if (!(v->features & CURL_VERSION_ASYNCHDNS)) {
+		snprintf(err, errlen, "libcurl %s resolves names with a "
+		    "blocking resolver, which would stall every tenant; "
+		    "install a libcurl built with the threaded resolver "
+		    "or c-ares", v->version);
+		return -1;
+	}
+	return 0;
+}
+
+void
+http_urlencode(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	unsigned char	 c;
+
+	for (; *s != '\0'; s++) {
+		c = (unsigned char)*s;
+		if (isalnum(c) || c == '-' || c == '.' || c == '_' ||
+		    c == '~')
+			buf_addc(b, (char)c);
+		else {
+			buf_addc(b, '%');
+			buf_addc(b, hex[c >> 4]);
+			buf_addc(b, hex[c & 15]);
+		}
+	}
+}

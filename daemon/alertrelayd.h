@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "alert.h"
+#include "backoff.h"
 #include "conf.h"
 #include "encode.h"
 #include "log.h"
@@ -147,9 +148,7 @@ struct tenant {
 	int		 retried_401;
 	bool		 caught_up_once;
 
-	/* Rate budget: request times (ms) of the last hour, a ring. */
-	int64_t		 req_times[1500];
-	unsigned	 req_head, req_count;
+	struct rate	 rate;		/* API calls per minute and hour */
 
 	unsigned	 failures;	/* consecutive */
 	int64_t		 backoff_ms;

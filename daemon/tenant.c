@@ -14,26 +14,14 @@
 #include <jansson.h>
 
 #include "alertrelayd.h"
+#include "backoff.h"
 
-#define BACKOFF_MIN_MS		2000
-#define BACKOFF_MAX_MS		(5 * 60 * 1000)
 #define PAUSE_CHECK_MS		1000
 #define MAX_ALERT_BYTES		(16 * 1024 * 1024)
 #define ONCE_MAX_RETRIES	3
 
 static void	tenant_poll(struct tenant *);
 static void	tenant_fetch(struct tenant *);
-
-static int64_t
-jitter(int64_t ms, int pct)
-{
-	int64_t	 span = ms * pct / 100;
-
-	if (span <= 0)
-		return ms;
-	return ms - span + (int64_t)(arc4random_uniform(
-	    (uint32_t)(span * 2 > UINT32_MAX ? UINT32_MAX : span * 2)));
-}
 
 static void
 tenant_schedule(struct tenant *t, enum tenant_phase phase, int64_t ms)
@@ -80,18 +68,12 @@ static void
 tenant_backoff(struct tenant *t, int64_t retry_after_ms, bool counts)
 {
 	int64_t		 delay;
-	unsigned	 shift;
 	struct log_ctx	 c = { .tenant = t->name };
 
 	if (counts)
 		t->failures++;
-	shift = t->failures > 10 ? 10 : t->failures;
-	delay = BACKOFF_MIN_MS << (shift > 0 ? shift - 1 : 0);
-	if (delay > BACKOFF_MAX_MS)
-		delay = BACKOFF_MAX_MS;
-	delay = jitter(delay, 25);
-	if (retry_after_ms > delay)
-		delay = retry_after_ms;
+	delay = backoff_delay(t->failures > 0 ? t->failures : 1,
+	    retry_after_ms, arc4random());
 	if (counts && !t->failing) {
 		t->failing = true;
 		c.message_id = MSGID_TENANT_FAILING;
@@ -128,7 +110,7 @@ tenant_succeeded(struct tenant *t)
 		tenant_once_done(t, true);
 		return;
 	}
-	tenant_schedule(t, TENANT_IDLE, jitter(poll_interval(t), 10));
+	tenant_schedule(t, TENANT_IDLE, jitter_ms(poll_interval(t), 10, arc4random()));
 }
 
 static void
@@ -148,39 +130,6 @@ tenant_timer_cb(evutil_socket_t fd, short what, void *arg)
 		tenant_fetch(t);	/* rate budget wait */
 		break;
 	}
-}
-
-/* Milliseconds until the rate budget allows one more request. */
-static int64_t
-rate_wait(struct tenant *t, int64_t now)
-{
-	unsigned	 per_min, i, n, idx;
-	int64_t		 oldest;
-
-	per_min = t->conf->source == SRC_GRAPH ? 150 : 100;
-	n = t->req_count < per_min ? t->req_count : per_min;
-	if (n == per_min) {
-		idx = (t->req_head + nitems(t->req_times) - per_min) %
-		    nitems(t->req_times);
-		if (now - t->req_times[idx] < 60000)
-			return 60000 - (now - t->req_times[idx]);
-	}
-	if (t->req_count == nitems(t->req_times)) {
-		oldest = t->req_times[t->req_head];
-		if (now - oldest < 3600000)
-			return 3600000 - (now - oldest);
-	}
-	(void)i;
-	return 0;
-}
-
-static void
-rate_note(struct tenant *t, int64_t now)
-{
-	t->req_times[t->req_head] = now;
-	t->req_head = (t->req_head + 1) % nitems(t->req_times);
-	if (t->req_count < nitems(t->req_times))
-		t->req_count++;
 }
 
 static bool
@@ -278,7 +227,7 @@ tenant_fetch(struct tenant *t)
 		tenant_schedule(t, TENANT_PAUSED, PAUSE_CHECK_MS);
 		return;
 	}
-	if ((wait = rate_wait(t, now)) > 0) {
+	if ((wait = rate_wait(&t->rate, now)) > 0) {
 		log_tenant(LOG_DEBUG, t->name, "tenant %s: rate budget spent, "
 		    "waiting %llds", t->name, (long long)(wait + 999) / 1000);
 		tenant_schedule(t, TENANT_FETCH, wait);
@@ -308,7 +257,7 @@ tenant_fetch(struct tenant *t)
 	o.data_cb = tenant_data_cb;
 	o.done_cb = tenant_page_cb;
 	o.arg = t;
-	rate_note(t, now);
+	rate_note(&t->rate, now);
 	t->phase = TENANT_FETCH;
 	t->req = http_request(t->relay->http, &o);
 	buf_clear(&url);
@@ -584,6 +533,7 @@ tenant_new(struct relay *r, struct conf_tenant *ct, char *err, size_t elen)
 	for (i = 0; i < r->nsinks; i++)
 		if (tenant_route(t, r->sinks[i]))
 			t->sinks[t->nsinks++] = r->sinks[i];
+	rate_init(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
 	t->timer = evtimer_new(r->base, tenant_timer_cb, t);
 	t->phase = TENANT_IDLE;
 	return t;

@@ -6,61 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "alertrelayd.h"
-
-#define TOKEN_MARGIN_MS		(5 * 60 * 1000)	/* refresh 5 min early */
-#define TOKEN_MIN_MARGIN_MS	(10 * 1000)
-
-/* What an AADSTS code means for the operator, and whether to retry. */
-struct aadsts_hint {
-	long		 code;
-	int		 permanent;
-	const char	*what;
-};
-
-static const struct aadsts_hint aadsts_hints[] = {
-	{ 7000215, 1, "invalid client secret: check client_secret_file "
-	    "holds the secret's value (not its ID)" },
-	{ 7000222, 1, "the client secret has expired: create a new secret "
-	    "for the application and update client_secret_file" },
-	{ 700016, 1, "the application is not known in this tenant: the "
-	    "customer has not consented to it (admin consent link), or "
-	    "tenant_id/client_id is wrong" },
-	{ 65001, 1, "the customer has not granted consent to the "
-	    "application" },
-	{ 500011, 1, "the API's service principal is missing in the "
-	    "tenant: Defender for Endpoint is not provisioned there, or "
-	    "scope/cloud is wrong" },
-	{ 650052, 1, "the tenant has no subscription for the requested "
-	    "API (Defender for Endpoint not enabled)" },
-	{ 90002, 1, "tenant not found: check tenant_id, or the tenant is in "
-	    "another cloud (set cloud =)" },
-	{ 90038, 1, "the tenant belongs to another national cloud: set "
-	    "cloud = gcc-high or dod" },
-	{ 700027, 1, "the client assertion signature was rejected: the "
-	    "certificate is not registered on the application" },
-	{ 70011, 1, "the scope is invalid: check scope =" },
-	{ 7000218, 1, "no credential was sent: set client_secret_file or "
-	    "certificate_file" },
-	{ 53003, 1, "blocked by the customer's Conditional Access policy" },
-	{ 90055, 0, "Entra is throttling this tenant" },
-	{ 90024, 0, "Entra is temporarily unavailable" },
-	{ 90006, 0, "Entra is temporarily unavailable" },
-	{ 90033, 0, "Entra is temporarily unavailable" },
-};
-
-static const struct aadsts_hint *
-aadsts_find(long code)
-{
-	size_t	 i;
-
-	for (i = 0; i < nitems(aadsts_hints); i++)
-		if (aadsts_hints[i].code == code)
-			return &aadsts_hints[i];
-	return NULL;
-}
+#include "oauth.h"
 
 void
 token_clear(struct token *tk)
@@ -98,102 +45,45 @@ token_finish(struct tenant *t, int rc)
 		cb(arg, rc);
 }
 
-/* Seconds from a number or a numeric string ("3599"); -1 if neither. */
-static long long
-json_seconds(json_t *v)
+/* Store a parsed token in the cache. */
+static void
+token_store(struct token *tk, struct oauth_token *ot)
 {
-	const char	*s;
-	char		*end;
-	long long	 n;
-
-	if (json_is_integer(v))
-		return json_integer_value(v);
-	if (json_is_real(v))
-		return (long long)json_real_value(v);
-	if (!json_is_string(v))
-		return -1;
-	s = json_string_value(v);
-	n = strtoll(s, &end, 10);
-	return end == s || *end != '\0' ? -1 : n;
-}
-
-/* Parse a 200 token response into the cache; -1 with why in err. */
-static int
-token_parse(struct token *tk, const struct buf *body, char *err, size_t elen)
-{
-	json_t		*root, *at;
-	json_error_t	 je;
-	long long	 secs;
-	int64_t		 life;
-
-	root = json_loadb(body->data == NULL ? "" : body->data, body->len,
-	    JSON_REJECT_DUPLICATES, &je);
-	if (root == NULL || !json_is_object(root)) {
-		snprintf(err, elen, "token response is not a JSON object "
-		    "(line %d column %d: %s)", je.line, je.column, je.text);
-		json_decref(root);
-		return -1;
-	}
-	at = json_object_get(root, "access_token");
-	secs = json_seconds(json_object_get(root, "expires_in"));
-	if (!json_is_string(at) || json_string_length(at) == 0 ||
-	    secs <= 0) {
-		snprintf(err, elen, "token response lacks access_token or "
-		    "a positive expires_in");
-		json_decref(root);
-		return -1;
-	}
 	token_clear(tk);
-	tk->access = xstrdup(json_string_value(at));
-	life = secs * 1000;
-	life -= life > 2 * TOKEN_MARGIN_MS ? TOKEN_MARGIN_MS :
-	    (life / 10 > TOKEN_MIN_MARGIN_MS ? life / 10 : 0);
-	tk->expires_ms = mono_ms() + life;
-	tk->wall_expires = ts_now() + secs * TICKS_PER_SEC;
-	json_decref(root);
-	return 0;
+	tk->access = ot->access_token;
+	ot->access_token = NULL;
+	tk->expires_ms = mono_ms() + oauth_refresh_after(ot->expires_in) *
+	    1000;
+	tk->wall_expires = ts_now() + ot->expires_in * TICKS_PER_SEC;
 }
 
-/* Log an Entra error body with its AADSTS code and a hint. */
+/* Log an Entra error with its AADSTS code; 1 if retrying cannot help. */
 static int
 token_error(struct tenant *t, const struct http_result *res)
 {
-	json_t			*root = NULL, *codes;
-	json_error_t		 je;
-	const char		*error = NULL, *corr = NULL;
-	const struct aadsts_hint *hint = NULL;
+	struct oauth_error	 e;
+	const struct aadsts_hint *hint;
 	struct log_ctx		 c = { .tenant = t->name };
-	long			 code = 0;
+	const char		*body = res->body->data ? res->body->data : "";
 
-	if (res->body != NULL && res->body->len > 0)
-		root = json_loadb(res->body->data, res->body->len, 0, &je);
-	if (json_is_object(root)) {
-		error = json_string_value(json_object_get(root, "error"));
-		corr = json_string_value(json_object_get(root,
-		    "correlation_id"));
-		codes = json_object_get(root, "error_codes");
-		if (json_is_array(codes) && json_array_size(codes) > 0)
-			code = (long)json_integer_value(
-			    json_array_get(codes, 0));
-	}
-	hint = aadsts_find(code);
+	if (oauth_error_parse(body, res->body->len, &e) == -1)
+		memset(&e, 0, sizeof(e));
+	hint = aadsts_hint(e.aadsts);
 	c.http_status = res->status;
-	c.aadsts = code;
-	c.correlation_id = corr;
-	if (code != 0)
+	c.aadsts = e.aadsts;
+	c.correlation_id = e.correlation_id[0] ? e.correlation_id : NULL;
+	if (e.aadsts != 0)
 		tenant_error(t, LOG_ERR, &c, "tenant %s: token request "
-		    "failed: AADSTS%ld %s%s%s", t->name, code,
-		    error != NULL ? error : "error",
-		    hint != NULL ? ": " : "", hint != NULL ? hint->what : "");
+		    "failed: AADSTS%ld %s%s%s", t->name, e.aadsts,
+		    e.error[0] ? e.error : "error", hint ? ": " : "",
+		    hint ? hint->what : "");
 	else
 		tenant_error(t, LOG_ERR, &c, "tenant %s: token request "
 		    "failed: HTTP %d%s%s from %s", t->name, res->status,
-		    error != NULL ? " " : "", error != NULL ? error : "",
-		    t->conf->login_url);
-	json_decref(root);
-	/* 4xx with a known permanent code: retrying won't help. */
-	return hint != NULL ? hint->permanent :
-	    (res->status >= 400 && res->status < 500 && res->status != 429);
+		    e.error[0] ? " " : "", e.error, t->conf->login_url);
+	if (hint != NULL)
+		return hint->permanent;
+	return res->status >= 400 && res->status < 500 && res->status != 429;
 }
 
 static void
@@ -202,6 +92,7 @@ token_done_cb(const struct http_result *res, void *arg)
 	struct tenant	*t = arg;
 	char		 err[256];
 	struct log_ctx	 c = { .tenant = t->name };
+	struct oauth_token ot;
 
 	t->token.req = NULL;
 	t->auth_failed = false;
@@ -217,12 +108,14 @@ token_done_cb(const struct http_result *res, void *arg)
 		token_finish(t, -1);
 		return;
 	}
-	if (token_parse(&t->token, res->body, err, sizeof(err)) == -1) {
+	if (oauth_token_parse(res->body->data ? res->body->data : "",
+	    res->body->len, &ot, err, sizeof(err)) == -1) {
 		c.http_status = res->status;
 		tenant_error(t, LOG_WARNING, &c, "tenant %s: %s", t->name, err);
 		token_finish(t, -1);
 		return;
 	}
+	token_store(&t->token, &ot);
 	log_tenant(LOG_DEBUG, t->name, "tenant %s: token refreshed",
 	    t->name);
 	token_finish(t, 0);

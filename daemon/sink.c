@@ -1,0 +1,1113 @@
+/* Outputs: each output's spool, drained to its SIEM or file. */
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "alertrelayd.h"
+#include "backoff.h"
+
+/* Framed bytes kept outside the kernel, and batch sizes per loop pass. */
+#define SINK_HIWAT		(256 * 1024)
+#define SINK_TLS_CHUNK		16384
+#define SINK_IOV		16
+#define SINK_ROUNDS		8
+#define SINK_UDP_BATCH		256
+
+/* Timing: connect plus TLS handshake; backoff; when a link is stable. */
+#define SINK_CONNECT_MS		15000
+#define SINK_BACKOFF_MIN_MS	1000
+#define SINK_BACKOFF_MAX_MS	60000
+#define SINK_STABLE_MS		10000
+#define SINK_UDP_NOTE_MS	600000
+
+enum sink_state {
+	SINK_IDLE,		/* closed: waiting for the timer */
+	SINK_CONNECTING,	/* non-blocking TCP connect */
+	SINK_HANDSHAKE,		/* TLS handshake */
+	SINK_UP,		/* sending */
+};
+
+/* A record whose framed bytes are in the output buffer. */
+struct sink_rec {
+	struct spool_pos	 end;		/* spool position after it */
+	uint64_t		 end_off;	/* s->queued after it */
+};
+
+struct sink {
+	struct event_base	*base;
+	struct conf_output	 conf;		/* our own deep copy */
+	struct spool		*spool;
+	SSL_CTX			*ssl_ctx;
+
+	enum sink_state		 state;
+	int			 fd;
+	SSL			*ssl;
+	struct addrinfo		*ai;		/* resolved addresses */
+	struct addrinfo		*ai_cur;	/* the one being tried */
+	struct event		*ev_read;
+	struct event		*ev_write;
+	struct event		*timer;		/* reconnect or timeout */
+	struct event		*kick;		/* send on a later pass */
+	struct event		*drain_ev;	/* drained callback */
+
+	/*
+	 * Stream transports: framed records not yet handed to the kernel.
+	 * queued counts bytes put into out since the connection started,
+	 * written the bytes that left it; recs[recs_first..nrecs) are the
+	 * records in between, each with its cumulative end offset.
+	 */
+	struct evbuffer		*out;
+	uint64_t		 queued;
+	uint64_t		 written;
+	struct sink_rec		*recs;
+	size_t			 recs_first, nrecs, recs_cap;
+	size_t			 tls_retry;	/* SSL_write to repeat */
+	struct spool_pos	 sendpos;	/* next record to read */
+	struct buf		 rec;
+	struct buf		 frame;
+
+	bool			 ever_up;
+	bool			 down;		/* outage announced */
+	int64_t			 backoff_ms;
+	int64_t			 up_since;	/* mono_ms */
+	int64_t			 udp_noted;	/* mono_ms of last note */
+	bool			 drained_fired;
+	void			(*drained_cb)(void *);
+	void			*drained_arg;
+
+	uint64_t		 sent;
+	uint64_t		 reconnects;
+};
+
+static void	sink_connect(struct sink *);
+static void	sink_pump(struct sink *);
+static void	sink_io_cb(evutil_socket_t, short, void *);
+
+/* xstrdup that passes NULL through. */
+static char *
+sink_strdup(const char *s)
+{
+	return s == NULL ? NULL : xstrdup(s);
+}
+
+/* Deep-copy an output's configuration so a reload can free the old one. */
+static void
+sink_conf_copy(struct conf_output *dst, const struct conf_output *src)
+{
+	*dst = *src;
+	dst->name = sink_strdup(src->name);
+	dst->address = sink_strdup(src->address);
+	dst->host = sink_strdup(src->host);
+	dst->port = sink_strdup(src->port);
+	dst->ca_file = sink_strdup(src->ca_file);
+	dst->cert_file = sink_strdup(src->cert_file);
+	dst->key_file = sink_strdup(src->key_file);
+	dst->tls_server_name = sink_strdup(src->tls_server_name);
+	dst->file = sink_strdup(src->file);
+}
+
+static void
+sink_conf_clear(struct conf_output *c)
+{
+	free(c->name);
+	free(c->address);
+	free(c->host);
+	free(c->port);
+	free(c->ca_file);
+	free(c->cert_file);
+	free(c->key_file);
+	free(c->tls_server_name);
+	free((char *)c->file);
+}
+
+static bool
+sink_is_local(const struct sink *s)
+{
+	return s->conf.transport == OUT_FILE ||
+	    s->conf.transport == OUT_STDOUT;
+}
+
+/* What the output writes to, for messages. */
+static const char *
+sink_target(const struct sink *s)
+{
+	if (s->conf.transport == OUT_STDOUT)
+		return "standard output";
+	return s->conf.address != NULL ? s->conf.address : "(none)";
+}
+
+/* The short reason of the first queued OpenSSL error, or NULL. */
+static const char *
+sink_ssl_reason(void)
+{
+	unsigned long	 e;
+	const char	*r;
+
+	if ((e = ERR_peek_error()) == 0)
+		return NULL;
+	if ((r = ERR_reason_error_string(e)) == NULL)
+		r = "unknown TLS error";
+	return r;
+}
+
+/* Build the TLS client context: TLS >= 1.2, peer always verified. */
+static SSL_CTX *
+sink_ssl_ctx(const struct conf_output *c, char *err, size_t errlen)
+{
+	SSL_CTX		*ctx;
+	const char	*key;
+
+	ERR_clear_error();
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		snprintf(err, errlen, "output %s: cannot create TLS context",
+		    c->name);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (c->ca_file != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, c->ca_file,
+		    NULL) != 1) {
+			snprintf(err, errlen, "output %s: cannot load ca_file "
+			    "%s: %s", c->name, c->ca_file, sink_ssl_reason());
+			goto fail;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		snprintf(err, errlen, "output %s: cannot load the system "
+		    "CA certificates: %s", c->name, sink_ssl_reason());
+		goto fail;
+	}
+	if (c->cert_file == NULL)
+		return ctx;
+	key = c->key_file != NULL ? c->key_file : c->cert_file;
+	if (SSL_CTX_use_certificate_chain_file(ctx, c->cert_file) != 1) {
+		snprintf(err, errlen, "output %s: cannot load cert_file %s: %s",
+		    c->name, c->cert_file, sink_ssl_reason());
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errlen, "output %s: cannot load key_file %s: %s",
+		    c->name, key, sink_ssl_reason());
+		goto fail;
+	}
+	return ctx;
+fail:
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* Open the output's spool under state_dir/spool/NAME. */
+static struct spool *
+sink_spool_open(const struct conf_output *c, const char *state_dir,
+    char *err, size_t errlen)
+{
+	struct spool	*sp;
+	char		*dir, *path;
+	char		 e[512];
+
+	xasprintf(&dir, "%s/spool", state_dir);
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "output %s: cannot create %s: %s",
+		    c->name, dir, strerror(errno));
+		free(dir);
+		return NULL;
+	}
+	xasprintf(&path, "%s/%s", dir, c->name);
+	free(dir);
+	e[0] = '\0';
+	if ((sp = spool_open(path, c->spool_max_bytes, e, sizeof e)) == NULL)
+		snprintf(err, errlen, "output %s: cannot open spool %s: %s",
+		    c->name, path, e);
+	free(path);
+	return sp;
+}
+
+/* Schedule the sender to run after ms milliseconds (0: next loop pass). */
+static void
+sink_kick(struct sink *s, int64_t ms)
+{
+	struct timeval	 tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (!evtimer_pending(s->kick, NULL) || ms == 0)
+		evtimer_add(s->kick, &tv);
+}
+
+static void
+sink_timer_add(struct sink *s, int64_t ms)
+{
+	struct timeval	 tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(s->timer, &tv);
+}
+
+/* Forget the connection and everything queued on it; IDLE afterwards. */
+static void
+sink_close_conn(struct sink *s)
+{
+	if (s->ev_read != NULL)
+		event_free(s->ev_read);
+	if (s->ev_write != NULL)
+		event_free(s->ev_write);
+	s->ev_read = s->ev_write = NULL;
+	SSL_free(s->ssl);
+	s->ssl = NULL;
+	if (s->fd != -1 && s->fd != STDOUT_FILENO)
+		close(s->fd);
+	s->fd = -1;
+	if (s->ai != NULL)
+		freeaddrinfo(s->ai);
+	s->ai = s->ai_cur = NULL;
+	evbuffer_drain(s->out, evbuffer_get_length(s->out));
+	s->queued = s->written = 0;
+	s->recs_first = s->nrecs = 0;
+	s->tls_retry = 0;
+	evtimer_del(s->timer);
+	s->state = SINK_IDLE;
+}
+
+/* Next reconnect delay: exponential from 1s to 60s, +-20% jitter. */
+static int64_t
+sink_backoff(struct sink *s)
+{
+	int64_t	 d;
+
+	if (s->ever_up && s->up_since != 0 &&
+	    mono_ms() - s->up_since >= SINK_STABLE_MS)
+		s->backoff_ms = SINK_BACKOFF_MIN_MS;
+	s->up_since = 0;
+	d = jitter_ms(s->backoff_ms, 20, arc4random());
+	s->backoff_ms *= 2;
+	if (s->backoff_ms > SINK_BACKOFF_MAX_MS)
+		s->backoff_ms = SINK_BACKOFF_MAX_MS;
+	return d;
+}
+
+/*
+ * The output failed: close, log once per outage (what failed and what
+ * happens next), and retry later.  Records not acknowledged stay in the
+ * spool and are sent again from its head on the next connection.
+ */
+static void
+sink_fail(struct sink *s, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+sink_fail(struct sink *s, const char *what, const char *fmt, ...)
+{
+	struct log_ctx	 lc = { .output = s->conf.name,
+			    .message_id = MSGID_OUTPUT_DOWN };
+	char		 reason[512];
+	va_list		 ap;
+	int64_t		 delay;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof reason, fmt, ap);
+	va_end(ap);
+	sink_close_conn(s);
+	delay = sink_backoff(s);
+	log_ctx(s->down ? LOG_DEBUG : LOG_WARNING, &lc,
+	    "output %s: %s %s: %s; retrying in %llds; alerts are kept in "
+	    "the spool", s->conf.name, what, sink_target(s), reason,
+	    (long long)((delay + 500) / 1000));
+	s->down = true;
+	sink_timer_add(s, delay);
+}
+
+/* A hint for the operator next to a certificate verification error. */
+static const char *
+sink_verify_hint(long v)
+{
+	switch (v) {
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_CERT_UNTRUSTED:
+		return " (check ca_file)";
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		return " (check tls_server_name)";
+	default:
+		return "";
+	}
+}
+
+/* Describe a failed SSL_* call for the outage message. */
+static void
+sink_tls_reason(struct sink *s, int ret, char *out, size_t len)
+{
+	long		 v;
+	int		 e, saved = errno;
+	const char	*r;
+
+	e = SSL_get_error(s->ssl, ret);
+	v = SSL_get_verify_result(s->ssl);
+	if (s->state == SINK_HANDSHAKE && v != X509_V_OK)
+		snprintf(out, len, "certificate verify failed: %s%s",
+		    X509_verify_cert_error_string(v), sink_verify_hint(v));
+	else if (e == SSL_ERROR_ZERO_RETURN)
+		snprintf(out, len, "connection closed by the peer");
+	else if ((r = sink_ssl_reason()) != NULL)
+		snprintf(out, len, "TLS error: %s", r);
+	else if (e == SSL_ERROR_SYSCALL && saved != 0)
+		snprintf(out, len, "%s", strerror(saved));
+	else
+		snprintf(out, len, "connection closed by the peer");
+	ERR_clear_error();
+}
+
+/* The connection works: start sending from the spool head. */
+static void
+sink_up(struct sink *s)
+{
+	struct log_ctx	 lc = { .output = s->conf.name,
+			    .message_id = MSGID_OUTPUT_RECOVERED };
+
+	evtimer_del(s->timer);
+	s->state = SINK_UP;
+	s->up_since = mono_ms();
+	if (s->down) {
+		log_ctx(LOG_INFO, &lc, "output %s: connected to %s",
+		    s->conf.name, sink_target(s));
+		s->reconnects++;
+	} else
+		log_debug("output %s: connected to %s", s->conf.name,
+		    sink_target(s));
+	s->down = false;
+	s->ever_up = true;
+	spool_head(s->spool, &s->sendpos);
+	sink_kick(s, 0);
+}
+
+/* Start the TLS handshake on the connected socket. */
+static void
+sink_tls_start(struct sink *s)
+{
+	const char	*name;
+	unsigned char	 addr[sizeof(struct in6_addr)];
+	int		 isip;
+
+	name = s->conf.tls_server_name != NULL ? s->conf.tls_server_name :
+	    s->conf.host;
+	if ((s->ssl = SSL_new(s->ssl_ctx)) == NULL ||
+	    SSL_set_fd(s->ssl, s->fd) != 1) {
+		sink_fail(s, "cannot connect to", "cannot create TLS session");
+		return;
+	}
+	isip = inet_pton(AF_INET, name, addr) == 1 ||
+	    inet_pton(AF_INET6, name, addr) == 1;
+	if (isip) {
+		/* IP addresses are matched against IP SANs; no SNI. */
+		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl),
+		    name) != 1) {
+			sink_fail(s, "cannot connect to", "bad IP address %s",
+			    name);
+			return;
+		}
+	} else {
+		SSL_set_hostflags(s->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		if (SSL_set1_host(s->ssl, name) != 1 ||
+		    SSL_set_tlsext_host_name(s->ssl, name) != 1) {
+			sink_fail(s, "cannot connect to", "bad server name %s",
+			    name);
+			return;
+		}
+	}
+	s->state = SINK_HANDSHAKE;
+	event_add(s->ev_read, NULL);
+	event_add(s->ev_write, NULL);
+}
+
+/* Advance the TLS handshake. */
+static void
+sink_tls_handshake(struct sink *s)
+{
+	char	 reason[512];
+	int	 r;
+
+	ERR_clear_error();
+	errno = 0;
+	if ((r = SSL_connect(s->ssl)) == 1) {
+		event_del(s->ev_write);
+		sink_up(s);
+		return;
+	}
+	switch (SSL_get_error(s->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		event_del(s->ev_write);
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		event_add(s->ev_write, NULL);
+		return;
+	}
+	sink_tls_reason(s, r, reason, sizeof reason);
+	sink_fail(s, "cannot connect to", "%s", reason);
+}
+
+/* The non-blocking connect finished: check it, then TLS or send. */
+static void
+sink_connected(struct sink *s)
+{
+	int		 error = 0;
+	socklen_t	 len = sizeof error;
+
+	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
+		error = errno;
+	if (error != 0) {
+		if (s->ai_cur != NULL && s->ai_cur->ai_next != NULL) {
+			/* Try the host's next address. */
+			event_free(s->ev_read);
+			event_free(s->ev_write);
+			s->ev_read = s->ev_write = NULL;
+			close(s->fd);
+			s->fd = -1;
+			s->ai_cur = s->ai_cur->ai_next;
+			sink_connect(s);
+			return;
+		}
+		sink_fail(s, "cannot connect to", "%s", strerror(error));
+		return;
+	}
+	event_del(s->ev_write);
+	if (s->conf.transport == OUT_TLS) {
+		sink_tls_start(s);
+		return;
+	}
+	event_add(s->ev_read, NULL);
+	sink_up(s);
+}
+
+/* Resolve host and port (numeric first; a name may block: see below). */
+static int
+sink_resolve(struct sink *s, char *reason, size_t len)
+{
+	struct addrinfo	 hints;
+	int		 r;
+
+	if (s->conf.host == NULL || s->conf.port == NULL) {
+		snprintf(reason, len, "no address configured");
+		return -1;
+	}
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = s->conf.transport == OUT_UDP ? SOCK_DGRAM :
+	    SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	r = getaddrinfo(s->conf.host, s->conf.port, &hints, &s->ai);
+	if (r == EAI_NONAME) {
+		/*
+		 * A host name.  getaddrinfo blocks the loop while it
+		 * resolves; outputs are almost always addresses or
+		 * localhost, so this is accepted here.
+		 */
+		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
+		r = getaddrinfo(s->conf.host, s->conf.port, &hints, &s->ai);
+	}
+	if (r != 0) {
+		s->ai = NULL;
+		snprintf(reason, len, "cannot resolve %s: %s", s->conf.host,
+		    gai_strerror(r));
+		return -1;
+	}
+	s->ai_cur = s->ai;
+	return 0;
+}
+
+/* Open the file or standard output. */
+static void
+sink_open_local(struct sink *s)
+{
+	if (s->conf.transport == OUT_STDOUT) {
+		s->fd = STDOUT_FILENO;
+		sink_up(s);
+		return;
+	}
+	s->fd = open(s->conf.address, O_WRONLY | O_APPEND | O_CREAT |
+	    O_CLOEXEC, 0600);
+	if (s->fd == -1) {
+		sink_fail(s, "cannot open", "%s", strerror(errno));
+		return;
+	}
+	sink_up(s);
+}
+
+/* Start a connection attempt to s->ai_cur (resolving first if needed). */
+static void
+sink_connect(struct sink *s)
+{
+	struct addrinfo	*ai;
+	char		 reason[512];
+	int		 one = 1, error = 0;
+
+	if (sink_is_local(s)) {
+		sink_open_local(s);
+		return;
+	}
+	if (s->ai == NULL && sink_resolve(s, reason, sizeof reason) == -1) {
+		sink_fail(s, "cannot connect to", "%s", reason);
+		return;
+	}
+	for (; (ai = s->ai_cur) != NULL; s->ai_cur = ai->ai_next) {
+		s->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, ai->ai_protocol);
+		if (s->fd == -1) {
+			error = errno;
+			continue;
+		}
+		if (connect(s->fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+		    errno == EINPROGRESS)
+			break;
+		error = errno;
+		close(s->fd);
+		s->fd = -1;
+	}
+	if (s->fd == -1) {
+		sink_fail(s, "cannot connect to", "%s", strerror(error));
+		return;
+	}
+	s->ev_read = event_new(s->base, s->fd, EV_READ | EV_PERSIST,
+	    sink_io_cb, s);
+	s->ev_write = event_new(s->base, s->fd, EV_WRITE | EV_PERSIST,
+	    sink_io_cb, s);
+	if (s->ev_read == NULL || s->ev_write == NULL)
+		fatalx("event_new");
+	if (s->conf.transport == OUT_UDP) {
+		/* Connected UDP: ICMP errors come back on later sends. */
+		sink_up(s);
+		return;
+	}
+	setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+	s->state = SINK_CONNECTING;
+	event_add(s->ev_write, NULL);
+	sink_timer_add(s, SINK_CONNECT_MS);
+}
+
+/* Reconnect timer, or connect/handshake timeout. */
+static void
+sink_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sink	*s = arg;
+
+	if (s->state == SINK_IDLE)
+		sink_connect(s);
+	else if (s->state == SINK_CONNECTING || s->state == SINK_HANDSHAKE)
+		sink_fail(s, "cannot connect to", "timed out after %ds",
+		    SINK_CONNECT_MS / 1000);
+}
+
+/* The sink became drained: tell the owner from a fresh loop pass. */
+static void
+sink_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sink	*s = arg;
+
+	if (s->drained_cb != NULL && sink_drained(s))
+		s->drained_cb(s->drained_arg);
+}
+
+static void
+sink_check_drained(struct sink *s)
+{
+	struct timeval	 tv = { 0, 0 };
+
+	if (s->drained_fired || !sink_drained(s))
+		return;
+	s->drained_fired = true;
+	if (s->drained_cb != NULL)
+		evtimer_add(s->drain_ev, &tv);
+}
+
+/*
+ * How many of the bytes queued on this connection count as delivered.
+ * Today: every byte handed to the kernel (or written to the file).  This
+ * is the one place to refine that, e.g. by subtracting what the kernel
+ * still holds unsent.
+ */
+static uint64_t
+sink_delivered(const struct sink *s)
+{
+	return s->written;
+}
+
+/* Everything before pos is delivered: n more messages sent. */
+static void
+sink_spool_ack(struct sink *s, const struct spool_pos *pos, uint64_t n)
+{
+	if (spool_ack(s->spool, pos) == -1)
+		log_output(LOG_WARNING, s->conf.name, "output %s: cannot "
+		    "acknowledge in the spool: %s", s->conf.name,
+		    strerror(errno));
+	s->sent += n;
+	sink_check_drained(s);
+}
+
+/* Acknowledge the records whose bytes are all delivered. */
+static void
+sink_ack(struct sink *s)
+{
+	struct sink_rec	*last = NULL;
+	uint64_t	 done = sink_delivered(s), n = 0;
+
+	while (s->recs_first < s->nrecs &&
+	    s->recs[s->recs_first].end_off <= done) {
+		last = &s->recs[s->recs_first++];
+		n++;
+	}
+	if (s->recs_first == s->nrecs)
+		s->recs_first = s->nrecs = 0;
+	if (last != NULL)
+		sink_spool_ack(s, &last->end, n);
+}
+
+/* Remember a record that now sits in the output buffer. */
+static void
+sink_rec_push(struct sink *s)
+{
+	if (s->recs_first > 0 && s->nrecs == s->recs_cap) {
+		memmove(s->recs, s->recs + s->recs_first,
+		    (s->nrecs - s->recs_first) * sizeof *s->recs);
+		s->nrecs -= s->recs_first;
+		s->recs_first = 0;
+	}
+	if (s->nrecs == s->recs_cap) {
+		s->recs_cap = s->recs_cap == 0 ? 64 : s->recs_cap * 2;
+		s->recs = xreallocarray(s->recs, s->recs_cap, sizeof *s->recs);
+	}
+	s->recs[s->nrecs].end = s->sendpos;
+	s->recs[s->nrecs].end_off = s->queued;
+	s->nrecs++;
+}
+
+/* Frame spool records into the output buffer up to the watermark. */
+static int
+sink_fill(struct sink *s)
+{
+	enum out_framing framing = s->conf.framing;
+	int		 r;
+
+	if (sink_is_local(s))
+		framing = FRAME_NEWLINE;
+	while (evbuffer_get_length(s->out) < SINK_HIWAT) {
+		if ((r = spool_read(s->spool, &s->sendpos, &s->rec)) == 0)
+			break;
+		if (r == -1) {
+			sink_fail(s, "cannot send to", "cannot read the spool: "
+			    "%s", strerror(errno));
+			return -1;
+		}
+		buf_reset(&s->frame);
+		frame_message(&s->frame, framing, s->rec.data, s->rec.len);
+		if (evbuffer_add(s->out, s->frame.data, s->frame.len) == -1)
+			fatalx("evbuffer_add");
+		s->queued += s->frame.len;
+		sink_rec_push(s);
+	}
+	return 0;
+}
+
+/* Hand buffered bytes to a socket or file: 1 all, 0 would block, -1. */
+static int
+sink_flush_fd(struct sink *s)
+{
+	struct evbuffer_iovec	 vec[SINK_IOV];
+	struct iovec		 iov[SINK_IOV];
+	struct msghdr		 msg;
+	ssize_t			 n;
+	int			 i, niov;
+
+	while (evbuffer_get_length(s->out) > 0) {
+		niov = evbuffer_peek(s->out, -1, NULL, vec, SINK_IOV);
+		if (niov > SINK_IOV)
+			niov = SINK_IOV;
+		for (i = 0; i < niov; i++) {
+			iov[i].iov_base = vec[i].iov_base;
+			iov[i].iov_len = vec[i].iov_len;
+		}
+		if (sink_is_local(s))
+			n = writev(s->fd, iov, niov);
+		else {
+			memset(&msg, 0, sizeof msg);
+			msg.msg_iov = iov;
+			msg.msg_iovlen = niov;
+			n = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n == -1) {
+			sink_fail(s, sink_is_local(s) ? "cannot write to" :
+			    "lost connection to", "%s", strerror(errno));
+			return -1;
+		}
+		evbuffer_drain(s->out, n);
+		s->written += n;
+	}
+	return 1;
+}
+
+/* Hand buffered bytes to TLS: 1 all, 0 would block, -1 failed. */
+static int
+sink_flush_tls(struct sink *s)
+{
+	char		 reason[512];
+	unsigned char	*p;
+	size_t		 len;
+	int		 r;
+
+	while ((len = evbuffer_get_length(s->out)) > 0) {
+		/* After WANT_*, OpenSSL wants the same write repeated. */
+		if (s->tls_retry != 0)
+			len = s->tls_retry;
+		else if (len > SINK_TLS_CHUNK)
+			len = SINK_TLS_CHUNK;
+		if ((p = evbuffer_pullup(s->out, len)) == NULL)
+			fatalx("evbuffer_pullup");
+		ERR_clear_error();
+		errno = 0;
+		if ((r = SSL_write(s->ssl, p, (int)len)) > 0) {
+			s->tls_retry = 0;
+			evbuffer_drain(s->out, r);
+			s->written += r;
+			continue;
+		}
+		switch (SSL_get_error(s->ssl, r)) {
+		case SSL_ERROR_WANT_READ:
+		case SSL_ERROR_WANT_WRITE:
+			s->tls_retry = len;
+			return 0;
+		}
+		sink_tls_reason(s, r, reason, sizeof reason);
+		sink_fail(s, "lost connection to", "%s", reason);
+		return -1;
+	}
+	return 1;
+}
+
+/*
+ * Send one datagram.  ECONNREFUSED reports an ICMP error caused by an
+ * earlier datagram, so this one is sent again once; a second refusal
+ * counts it as gone, as UDP gives no delivery guarantee anyway.
+ */
+static int
+sink_send_udp(struct sink *s, int *refused)
+{
+	if (send(s->fd, s->rec.data, s->rec.len, MSG_NOSIGNAL) != -1)
+		return 0;
+	if (errno != ECONNREFUSED)
+		return -1;
+	(*refused)++;
+	if (send(s->fd, s->rec.data, s->rec.len, MSG_NOSIGNAL) != -1 ||
+	    errno == ECONNREFUSED)
+		return 0;
+	return -1;
+}
+
+/* Note refused datagrams, at most once every ten minutes. */
+static void
+sink_udp_note(struct sink *s)
+{
+	struct log_ctx	 lc = { .output = s->conf.name,
+			    .message_id = MSGID_OUTPUT_DOWN };
+
+	if (s->udp_noted != 0 && mono_ms() - s->udp_noted < SINK_UDP_NOTE_MS)
+		return;
+	s->udp_noted = mono_ms();
+	log_ctx(LOG_WARNING, &lc, "output %s: %s refuses datagrams (ICMP "
+	    "port unreachable); sending continues, but UDP has no delivery "
+	    "guarantee", s->conf.name, sink_target(s));
+}
+
+/* Send datagrams, one per record, acknowledged once sent. */
+static void
+sink_pump_udp(struct sink *s)
+{
+	struct spool_pos pos;
+	uint64_t	 n = 0;
+	int		 i, r, refused = 0;
+	bool		 moved = false;
+
+	for (i = 0; i < SINK_UDP_BATCH; i++) {
+		pos = s->sendpos;
+		if ((r = spool_read(s->spool, &pos, &s->rec)) == 0)
+			break;
+		if (r == -1) {
+			sink_fail(s, "cannot send to", "cannot read the spool: "
+			    "%s", strerror(errno));
+			return;
+		}
+		if (sink_send_udp(s, &refused) == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				event_add(s->ev_write, NULL);
+				break;
+			}
+			if (errno != EMSGSIZE) {
+				sink_fail(s, "cannot send to", "%s",
+				    strerror(errno));
+				return;
+			}
+			/* The encoder keeps messages short: not expected. */
+			log_output(LOG_WARNING, s->conf.name, "output %s: "
+			    "message of %zu bytes too large for a datagram; "
+			    "dropped", s->conf.name, s->rec.len);
+		} else
+			n++;
+		s->sendpos = pos;
+		moved = true;
+	}
+	if (refused > 0)
+		sink_udp_note(s);
+	if (i == SINK_UDP_BATCH)
+		sink_kick(s, 0);
+	if (moved)
+		sink_spool_ack(s, &s->sendpos, n);
+}
+
+/* Move records from the spool towards the SIEM while it takes them. */
+static void
+sink_pump(struct sink *s)
+{
+	int	 i, r = 1;
+
+	if (s->state != SINK_UP)
+		return;
+	if (s->conf.transport == OUT_UDP) {
+		event_del(s->ev_write);
+		sink_pump_udp(s);
+		return;
+	}
+	for (i = 0; i < SINK_ROUNDS; i++) {
+		if (sink_fill(s) == -1)
+			return;
+		if (evbuffer_get_length(s->out) == 0)
+			break;
+		if (s->conf.transport == OUT_TLS)
+			r = sink_flush_tls(s);
+		else
+			r = sink_flush_fd(s);
+		if (r == -1)
+			return;
+		sink_ack(s);
+		if (r == 0)
+			break;
+	}
+	if (sink_is_local(s)) {
+		/* Files cannot be polled; a blocked stdout pipe retries. */
+		if (r == 0)
+			sink_kick(s, 50);
+		else if (i == SINK_ROUNDS)
+			sink_kick(s, 0);
+		return;
+	}
+	if (evbuffer_get_length(s->out) > 0)
+		event_add(s->ev_write, NULL);
+	else
+		event_del(s->ev_write);
+	if (i == SINK_ROUNDS && r == 1)
+		sink_kick(s, 0);
+}
+
+/* Read and discard what the SIEM sends; notice when it goes away. */
+static void
+sink_read(struct sink *s)
+{
+	char	 scratch[4096], reason[512];
+	ssize_t	 n;
+	int	 i, r;
+
+	for (i = 0; i < 16; i++) {
+		if (s->conf.transport == OUT_TLS) {
+			ERR_clear_error();
+			errno = 0;
+			if ((r = SSL_read(s->ssl, scratch, sizeof scratch)) > 0)
+				continue;
+			switch (SSL_get_error(s->ssl, r)) {
+			case SSL_ERROR_WANT_READ:
+			case SSL_ERROR_WANT_WRITE:
+				return;
+			}
+			sink_tls_reason(s, r, reason, sizeof reason);
+			sink_fail(s, "lost connection to", "%s", reason);
+			return;
+		}
+		if ((n = recv(s->fd, scratch, sizeof scratch, 0)) > 0)
+			continue;
+		if (n == 0)
+			sink_fail(s, "lost connection to",
+			    "closed by the peer");
+		else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR)
+			sink_fail(s, "lost connection to", "%s",
+			    strerror(errno));
+		return;
+	}
+}
+
+/* Socket readiness, whatever the state. */
+static void
+sink_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sink	*s = arg;
+
+	switch (s->state) {
+	case SINK_CONNECTING:
+		sink_connected(s);
+		break;
+	case SINK_HANDSHAKE:
+		sink_tls_handshake(s);
+		break;
+	case SINK_UP:
+		if (what & EV_READ)
+			sink_read(s);
+		/* A TLS write may have waited for this read. */
+		sink_pump(s);
+		break;
+	case SINK_IDLE:
+		break;
+	}
+}
+
+static void
+sink_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sink_pump(arg);
+}
+
+struct sink *
+sink_new(struct event_base *base, const struct conf_output *c,
+    const char *state_dir, char *err, size_t errlen)
+{
+	struct sink	*s;
+	struct timeval	 tv = { 0, 0 };
+
+	s = xcalloc(1, sizeof *s);
+	s->base = base;
+	s->fd = -1;
+	s->backoff_ms = SINK_BACKOFF_MIN_MS;
+	buf_init(&s->rec);
+	buf_init(&s->frame);
+	sink_conf_copy(&s->conf, c);
+	if (c->transport == OUT_TLS &&
+	    (s->ssl_ctx = sink_ssl_ctx(c, err, errlen)) == NULL)
+		goto fail;
+	if ((s->spool = sink_spool_open(c, state_dir, err, errlen)) == NULL)
+		goto fail;
+	if ((s->out = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new");
+	s->timer = evtimer_new(base, sink_timer_cb, s);
+	s->kick = evtimer_new(base, sink_kick_cb, s);
+	s->drain_ev = evtimer_new(base, sink_drain_cb, s);
+	if (s->timer == NULL || s->kick == NULL || s->drain_ev == NULL)
+		fatalx("evtimer_new");
+	/* Connect from the loop, like every later attempt. */
+	evtimer_add(s->timer, &tv);
+	return s;
+fail:
+	sink_free(s);
+	return NULL;
+}
+
+void
+sink_free(struct sink *s)
+{
+	if (s == NULL)
+		return;
+	if (s->out != NULL)
+		sink_close_conn(s);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	if (s->kick != NULL)
+		event_free(s->kick);
+	if (s->drain_ev != NULL)
+		event_free(s->drain_ev);
+	if (s->out != NULL)
+		evbuffer_free(s->out);
+	SSL_CTX_free(s->ssl_ctx);
+	spool_close(s->spool);
+	free(s->recs);
+	buf_clear(&s->rec);
+	buf_clear(&s->frame);
+	sink_conf_clear(&s->conf);
+	free(s);
+}
+
+const struct conf_output *
+sink_conf(const struct sink *s)
+{
+	return &s->conf;
+}
+
+int
+sink_enqueue(struct sink *s, const char *msg, size_t len)
+{
+	if (spool_append(s->spool, msg, len) == -1)
+		return -1;
+	s->drained_fired = false;
+	return 0;
+}
+
+int
+sink_sync(struct sink *s)
+{
+	if (spool_sync(s->spool) == -1)
+		return -1;
+	if (s->state == SINK_UP)
+		sink_kick(s, 0);
+	return 0;
+}
+
+bool
+sink_full(const struct sink *s)
+{
+	return spool_full(s->spool);
+}
+
+bool
+sink_drained(const struct sink *s)
+{
+	return spool_records(s->spool) == 0;
+}
+
+void
+sink_stats(const struct sink *s, struct sink_stats *st)
+{
+	st->connected = s->state == SINK_UP;
+	st->spool_bytes = spool_bytes(s->spool);
+	st->spool_records = spool_records(s->spool);
+	st->sent = s->sent;
+	st->reconnects = s->reconnects;
+}
+
+void
+sink_set_drained_cb(struct sink *s, void (*cb)(void *), void *arg)
+{
+	s->drained_cb = cb;
+	s->drained_arg = arg;
+}

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Install the Debian packages needed to build, demo and test alertrelay.
+set -e
+PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev
+libevent-dev libssl-dev libsystemd-dev libcmocka-dev openssl curl
+syslog-ng-core liblognorm-utils python3 clang"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+	    missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+$SUDO apt-get update -qq
+# syslog-ng's postinst may try to start the service; tests run their own.
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+    --no-install-recommends $missing

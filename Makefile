@@ -94,6 +94,10 @@ demo: all
 bench: all
 	tests/bench/run.sh $(B)
 
+FUZZ_SECONDS ?= 60
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 install: $(PROGS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/alertrelay
 	install -m 0755 $(B)/alertrelayd $(DESTDIR)$(SBINDIR)/

@@ -84,6 +84,7 @@ struct sink {
 	struct sink_rec		*recs;
 	size_t			 recs_first, nrecs, recs_cap;
 	size_t			 tls_retry;	/* SSL_write to repeat */
+	bool			 tls_wants_read; /* ... once readable */
 	struct spool_pos	 sendpos;	/* next record to read */
 	struct buf		 rec;
 	struct buf		 frame;
@@ -287,6 +288,7 @@ sink_close_conn(struct sink *s)
 	s->queued = s->written = 0;
 	s->recs_first = s->nrecs = 0;
 	s->tls_retry = 0;
+	s->tls_wants_read = false;
 	evtimer_del(s->timer);
 	s->state = SINK_IDLE;
 }
@@ -782,6 +784,7 @@ sink_flush_tls(struct sink *s)
 	size_t		 len;
 	int		 r;
 
+	s->tls_wants_read = false;
 	while ((len = evbuffer_get_length(s->out)) > 0) {
 		/* After WANT_*, OpenSSL wants the same write repeated. */
 		if (s->tls_retry != 0)
@@ -800,6 +803,8 @@ sink_flush_tls(struct sink *s)
 		}
 		switch (SSL_get_error(s->ssl, r)) {
 		case SSL_ERROR_WANT_READ:
+			s->tls_wants_read = true;
+			/* FALLTHROUGH */
 		case SSL_ERROR_WANT_WRITE:
 			s->tls_retry = len;
 			return 0;
@@ -926,7 +931,8 @@ sink_pump(struct sink *s)
 			sink_kick(s, 0);
 		return;
 	}
-	if (evbuffer_get_length(s->out) > 0)
+	/* A TLS write waiting for input is retried from the read event. */
+	if (evbuffer_get_length(s->out) > 0 && !s->tls_wants_read)
 		event_add(s->ev_write, NULL);
 	else
 		event_del(s->ev_write);

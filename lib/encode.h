@@ -24,6 +24,11 @@ void	cef_escape_header(struct buf *out, const char *s, size_t len);
 void	cef_escape_ext(struct buf *out, const char *s, size_t len);
 /* Longest prefix of valid UTF-8 s of at most max bytes on a code point. */
 size_t	utf8_prefix(const char *s, size_t len, size_t max);
+/*
+ * Length of the UTF-8 sequence at s (len > 0): the whole sequence with
+ * *ok = 1 when valid, else its maximal invalid prefix with *ok = 0.
+ */
+size_t	utf8_seq(const unsigned char *s, size_t len, int *ok);
 
 /* Per-event facts that are not in the alert itself. */
 struct event_meta {
@@ -51,6 +56,9 @@ void	leef_encode(struct buf *out, const struct alert *,
 	    const struct event_meta *, size_t max);
 void	json_encode(struct buf *out, const struct alert *,
 	    const struct event_meta *, size_t max);
+
+/* Free the encoders' scratch memory (at exit; they work again after). */
+void	encode_cleanup(void);
 
 /* CEF severity number for an alert severity. */
 int	cef_severity(enum severity);

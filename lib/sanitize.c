@@ -1,0 +1,158 @@
+/* Sanitising untrusted text to clean UTF-8 and escaping it for CEF. */
+
+#include <string.h>
+
+#include "encode.h"
+#include "log.h"
+
+static const char replacement[] = "\xef\xbf\xbd";	/* U+FFFD */
+
+/*
+ * Bytes taken by the UTF-8 sequence at s: its length when it is a valid,
+ * shortest-form scalar value (*ok set), else the length of its maximal
+ * invalid prefix, which is what one U+FFFD replaces (Unicode 3.9, "best
+ * practice", which CPython follows).
+ */
+size_t
+utf8_seq(const unsigned char *s, size_t len, int *ok)
+{
+	unsigned char	 c = s[0], lo = 0x80, hi = 0xbf;
+	size_t		 n, i;
+
+	*ok = 0;
+	if (c < 0x80) {
+		*ok = 1;
+		return (1);
+	}
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		if (c == 0xe0)
+			lo = 0xa0;		/* overlong */
+		else if (c == 0xed)
+			hi = 0x9f;		/* surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		if (c == 0xf0)
+			lo = 0x90;		/* overlong */
+		else if (c == 0xf4)
+			hi = 0x8f;		/* above U+10FFFF */
+	} else
+		return (1);
+	for (i = 1; i < n; i++) {
+		if (i >= len || s[i] < lo || s[i] > hi)
+			return (i);
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	*ok = 1;
+	return (n);
+}
+
+void
+sanitize_utf8(struct buf *out, const char *s, size_t len)
+{
+	const unsigned char	*p = (const unsigned char *)s, *end = p + len;
+	char			*o;
+	size_t			 n;
+	int			 ok;
+
+	if (len > (SIZE_MAX - 1) / 3)
+		fatalx("%s: value too long", __func__);
+	buf_reserve(out, len * 3);
+	o = out->data + out->len;
+	while (p < end) {
+		if (*p >= 0x20 && *p < 0x7f) {
+			*o++ = (char)*p++;
+			continue;
+		}
+		if (*p == '\t' || *p == '\n' || *p == '\r') {
+			*o++ = (char)*p++;
+			continue;
+		}
+		n = utf8_seq(p, (size_t)(end - p), &ok);
+		/* C0 controls, DEL and C1 (U+0080..U+009F) are replaced too. */
+		if (!ok || n == 1 || (p[0] == 0xc2 && p[1] < 0xa0)) {
+			memcpy(o, replacement, 3);
+			o += 3;
+		} else {
+			memcpy(o, p, n);
+			o += n;
+		}
+		p += n;
+	}
+	out->len = (size_t)(o - out->data);
+	out->data[out->len] = '\0';
+}
+
+size_t
+utf8_prefix(const char *s, size_t len, size_t max)
+{
+	if (len <= max)
+		return (len);
+	while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
+		max--;
+	return (max);
+}
+
+void
+cef_escape_header(struct buf *out, const char *s, size_t len)
+{
+	char	*o;
+	size_t	 i;
+
+	buf_reserve(out, len * 2);
+	o = out->data + out->len;
+	for (i = 0; i < len; i++) {
+		switch (s[i]) {
+		case '\r':
+		case '\n':
+		case '\t':
+			*o++ = ' ';
+			break;
+		case '\\':
+		case '|':
+			*o++ = '\\';
+			*o++ = s[i];
+			break;
+		default:
+			*o++ = s[i];
+			break;
+		}
+	}
+	out->len = (size_t)(o - out->data);
+	out->data[out->len] = '\0';
+}
+
+void
+cef_escape_ext(struct buf *out, const char *s, size_t len)
+{
+	char	*o;
+	size_t	 i;
+
+	buf_reserve(out, len * 2);
+	o = out->data + out->len;
+	for (i = 0; i < len; i++) {
+		switch (s[i]) {
+		case '\r':
+			*o++ = '\\';
+			*o++ = 'r';
+			break;
+		case '\n':
+			*o++ = '\\';
+			*o++ = 'n';
+			break;
+		case '\\':
+		case '=':
+			*o++ = '\\';
+			*o++ = s[i];
+			break;
+		default:
+			*o++ = s[i];
+			break;
+		}
+	}
+	out->len = (size_t)(o - out->data);
+	out->data[out->len] = '\0';
+}

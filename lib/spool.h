@@ -31,6 +31,8 @@ struct spool	*spool_open(const char *dir, uint64_t max_bytes, char *err,
 /* Syncs, closes, frees; NULL is a no-op. */
 void		 spool_close(struct spool *);
 void		 spool_set_max(struct spool *, uint64_t);
+/* Segment size (default 16 MiB); for tests. */
+void		 spool_set_segment_size(struct spool *, uint64_t);
 
 /* Append one record (buffered).  0, or -1 with errno (ENOSPC, EIO...). */
 int		 spool_append(struct spool *, const void *, size_t);

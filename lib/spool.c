@@ -1,0 +1,966 @@
+/* The durable per-output spool: segment files, record checksums, the ack. */
+
+/*
+ * Layout.  The spool directory (mode 0700) holds segment files named
+ * "%016llx.seg" (mode 0600), numbered upwards, and a file "ack".  Records
+ * are appended to the last segment; a segment is closed when the next record
+ * would take it past the segment size (16 MiB), so a record larger than that
+ * gets a segment of its own.
+ *
+ * A record is a 12-byte header followed by the payload:
+ *
+ *	u32 magic	0x31535241, "ARS1" on disk (all fields little-endian)
+ *	u32 length	payload bytes, at most SPOOL_MAX_RECORD
+ *	u32 crc		crc32c over the length field and then the payload
+ *
+ * The crc covers the length so that a damaged length is detected too.
+ *
+ * Writing.  spool_append() only buffers (up to 256 KiB); spool_sync() writes
+ * the buffer at the durable end of the last segment and fdatasync()s it (and
+ * fsyncs the directory first when a segment was created).  When the buffer
+ * fills up, or a segment is closed, the same write and sync happen inside
+ * spool_append().  Only durable records are visible to spool_read(), so
+ * outside these calls the file length equals the durable length.  When a
+ * write or a sync fails (ENOSPC, EFBIG, EIO), the segment is truncated back
+ * to its durable length, so no torn record is left behind, the records stay
+ * in the buffer and -1 is returned: a later spool_sync() retries them.
+ * Durable records are never touched again.
+ *
+ * Opening.  Every record of every segment is verified.  A corrupt record
+ * (bad magic, length or crc) is reported with log_warnx() and skipped by
+ * scanning forward byte by byte for the next header whose crc matches.
+ * Unrecoverable bytes at the end of the last segment are a torn write from
+ * a crash and are truncated.  Memory holds one summary per segment, never
+ * anything per record.
+ *
+ * Acknowledging.  "ack" holds the position of the first undelivered record
+ * ("%016llx %llu %08x\n": segment, offset, crc32c of the text before the
+ * crc).  It is replaced atomically, but at most once a second, plus
+ * whenever segments are deleted and on spool_close(): after a crash, records
+ * acknowledged during the last second may be sent again.  Duplicates are
+ * bounded that way; nothing undelivered is ever skipped.  A missing or
+ * corrupt ack file means starting from the oldest segment.
+ */
+
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "spool.h"
+#include "util.h"
+
+#define SPOOL_MAGIC		0x31535241U
+#define SPOOL_HDR		12
+#define SPOOL_SEGMENT_SIZE	(16ULL * 1024 * 1024)
+#define SPOOL_BUFFER		(256 * 1024)
+#define SPOOL_MAX_RECORD	(256U * 1024 * 1024)
+#define SPOOL_ACK_MS		1000
+#define SPOOL_WINDOW		(64 * 1024)
+
+/* What is kept per segment: no per-record index. */
+struct spool_seg {
+	uint64_t	 num;
+	uint64_t	 size;		/* durable, verified length */
+};
+
+struct spool {
+	char		*dir;
+	char		*ackpath;
+	int		 dirfd;
+	uint64_t	 max;
+	uint64_t	 segsize;
+
+	struct spool_seg *segs;		/* ascending; the last one is written */
+	size_t		 nsegs;
+	int		 wfd;		/* the last segment, read-write */
+	int		 rfd;		/* cached descriptor of segment rseg */
+	uint64_t	 rseg;
+
+	struct buf	 pending;	/* appended, not yet durable */
+	uint64_t	 npending;	/* records in it */
+	int		 dirsync;	/* a segment was created: fsync dir */
+	int		 trunc;		/* a failed write may have left bytes */
+
+	struct spool_pos ack;		/* first undelivered record */
+	int		 ackdirty;
+	int64_t		 acktime;	/* mono_ms() of the last ack write */
+
+	uint64_t	 bytes;		/* undelivered, headers included */
+	uint64_t	 records;
+};
+
+/* A read window over [0, end) of one segment, for sequential scans. */
+struct spool_win {
+	int		 fd;
+	uint64_t	 end;
+	char		*buf;
+	size_t		 cap;
+	uint64_t	 off;		/* file offset of buf[0] */
+	size_t		 len;
+};
+
+static void
+le32enc(unsigned char *p, uint32_t v)
+{
+	p[0] = v & 0xff;
+	p[1] = (v >> 8) & 0xff;
+	p[2] = (v >> 16) & 0xff;
+	p[3] = (v >> 24) & 0xff;
+}
+
+static uint32_t
+le32dec(const void *vp)
+{
+	const unsigned char *p = vp;
+
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+}
+
+/* pread exactly n bytes; a short file is EIO. */
+static int
+pread_full(int fd, void *vp, size_t n, uint64_t off)
+{
+	char	*p = vp;
+	ssize_t	 r;
+
+	while (n > 0) {
+		r = pread(fd, p, n, (off_t)off);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			return -1;
+		if (r == 0) {
+			errno = EIO;
+			return -1;
+		}
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* pwrite all n bytes. */
+static int
+pwrite_full(int fd, const void *vp, size_t n, uint64_t off)
+{
+	const char	*p = vp;
+	ssize_t		 r;
+
+	while (n > 0) {
+		r = pwrite(fd, p, n, (off_t)off);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+static void
+win_init(struct spool_win *w, int fd, uint64_t end)
+{
+	w->fd = fd;
+	w->end = end;
+	w->cap = SPOOL_WINDOW;
+	w->buf = xmalloc(w->cap);
+	w->off = w->len = 0;
+}
+
+static void
+win_clear(struct spool_win *w)
+{
+	free(w->buf);
+	w->buf = NULL;
+}
+
+/* Point *p at [off, off + n) (n <= cap, off + n <= end). */
+static int
+win_get(struct spool_win *w, uint64_t off, size_t n, const char **p)
+{
+	size_t	 want;
+
+	if (off < w->off || off + n > w->off + w->len) {
+		want = w->cap;
+		if (w->end - off < want)
+			want = (size_t)(w->end - off);
+		w->len = 0;
+		if (pread_full(w->fd, w->buf, want, off) == -1)
+			return -1;
+		w->off = off;
+		w->len = want;
+	}
+	*p = w->buf + (off - w->off);
+	return 0;
+}
+
+/*
+ * Is there a valid record at off?  1 (payload length in *lenp), 0 with the
+ * reason in *why, or -1 on an I/O error.
+ */
+static int
+rec_valid(struct spool_win *w, uint64_t off, uint32_t *lenp,
+    const char **why)
+{
+	const char	*p;
+	uint32_t	 len, crc, c;
+	uint64_t	 o, left;
+	size_t		 n;
+
+	if (off > w->end || w->end - off < SPOOL_HDR) {
+		*why = "short header";
+		return 0;
+	}
+	if (win_get(w, off, SPOOL_HDR, &p) == -1)
+		return -1;
+	if (le32dec(p) != SPOOL_MAGIC) {
+		*why = "bad magic";
+		return 0;
+	}
+	len = le32dec(p + 4);
+	crc = le32dec(p + 8);
+	if (len > SPOOL_MAX_RECORD || len > w->end - off - SPOOL_HDR) {
+		*why = "bad length";
+		return 0;
+	}
+	c = crc32c(0, p + 4, 4);
+	for (o = off + SPOOL_HDR, left = len; left > 0; o += n, left -= n) {
+		n = left < w->cap ? (size_t)left : w->cap;
+		if (win_get(w, o, n, &p) == -1)
+			return -1;
+		c = crc32c(c, p, n);
+	}
+	if (c != crc) {
+		*why = "bad checksum";
+		return 0;
+	}
+	*lenp = len;
+	return 1;
+}
+
+/* Find the first valid record after off: 1 with *next, 0 if none, -1. */
+static int
+rec_resync(struct spool_win *w, uint64_t off, uint64_t *next)
+{
+	static const unsigned char magic[4] = { 0x41, 0x52, 0x53, 0x31 };
+	const char	*p, *q, *why;
+	uint64_t	 o = off + 1, cand;
+	uint32_t	 len;
+	size_t		 n;
+	int		 r;
+
+	while (o <= w->end && w->end - o >= SPOOL_HDR) {
+		n = w->end - o < w->cap ? (size_t)(w->end - o) : w->cap;
+		if (win_get(w, o, n, &p) == -1)
+			return -1;
+		if ((q = memmem(p, n, magic, sizeof(magic))) == NULL) {
+			o += n - (sizeof(magic) - 1);
+			continue;
+		}
+		cand = o + (uint64_t)(q - p);
+		if ((r = rec_valid(w, cand, &len, &why)) != 0) {
+			*next = cand;
+			return r;
+		}
+		o = cand + 1;
+	}
+	return 0;
+}
+
+/*
+ * Walk the records of segment num from off to the window's end, counting
+ * the valid ones that start at or after count_from; with warn, corrupt
+ * records are logged.  *tail is where unrecoverable bytes start (the end
+ * if there are none).
+ */
+static int
+seg_walk(struct spool *sp, struct spool_win *w, uint64_t num, uint64_t off,
+    uint64_t count_from, int warn, uint64_t *records, uint64_t *tail)
+{
+	const char	*why;
+	uint64_t	 next;
+	uint32_t	 len;
+	int		 r;
+
+	while (off < w->end) {
+		if ((r = rec_valid(w, off, &len, &why)) == -1)
+			return -1;
+		if (r == 1) {
+			if (off >= count_from)
+				(*records)++;
+			off += SPOOL_HDR + (uint64_t)len;
+			continue;
+		}
+		if ((r = rec_resync(w, off, &next)) == -1)
+			return -1;
+		if (r == 0)
+			break;
+		if (warn)
+			log_warnx("spool %s: corrupt record at %016" PRIx64
+			    ".seg offset %" PRIu64 " (%s); skipping %" PRIu64
+			    " bytes", sp->dir, num, off, why, next - off);
+		off = next;
+	}
+	*tail = off;
+	return 0;
+}
+
+static int
+seg_cmp(const void *a, const void *b)
+{
+	const struct spool_seg *x = a, *y = b;
+
+	if (x->num == y->num)
+		return 0;
+	return x->num < y->num ? -1 : 1;
+}
+
+/* Index of the first segment numbered num or higher (nsegs if none). */
+static size_t
+seg_find(const struct spool *sp, uint64_t num)
+{
+	size_t	 lo = 0, hi = sp->nsegs, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (sp->segs[mid].num < num)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void
+seg_name(char *name, size_t len, uint64_t num)
+{
+	snprintf(name, len, "%016" PRIx64 ".seg", num);
+}
+
+/* Parse a segment file name; 0 and *num, or -1 if it is not one. */
+static int
+seg_parse(const char *name, uint64_t *num)
+{
+	uint64_t	 v = 0;
+	int		 i, c;
+
+	if (strlen(name) != 20 || strcmp(name + 16, ".seg") != 0)
+		return -1;
+	for (i = 0; i < 16; i++) {
+		c = name[i];
+		if (c >= '0' && c <= '9')
+			v = v << 4 | (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v << 4 | (uint64_t)(c - 'a' + 10);
+		else
+			return -1;
+	}
+	*num = v;
+	return 0;
+}
+
+/* A descriptor to read segment num with (owned by the spool). */
+static int
+seg_fd(struct spool *sp, uint64_t num)
+{
+	char	 name[32];
+
+	if (num == sp->segs[sp->nsegs - 1].num)
+		return sp->wfd;
+	if (sp->rfd != -1 && sp->rseg == num)
+		return sp->rfd;
+	if (sp->rfd != -1)
+		close(sp->rfd);
+	seg_name(name, sizeof(name), num);
+	sp->rfd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	sp->rseg = num;
+	return sp->rfd;
+}
+
+/* Create segment num as the new last segment. */
+static int
+seg_create(struct spool *sp, uint64_t num)
+{
+	char	 name[32];
+	int	 fd;
+
+	seg_name(name, sizeof(name), num);
+	fd = openat(sp->dirfd, name,
+	    O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd == -1)
+		return -1;
+	if (fchmod(fd, 0600) == -1) {
+		close(fd);
+		unlinkat(sp->dirfd, name, 0);
+		return -1;
+	}
+	if (sp->wfd != -1) {
+		/* The old last segment stays readable through rfd. */
+		if (sp->rfd != -1)
+			close(sp->rfd);
+		sp->rfd = sp->wfd;
+		sp->rseg = sp->segs[sp->nsegs - 1].num;
+	}
+	sp->wfd = fd;
+	sp->segs = xreallocarray(sp->segs, sp->nsegs + 1, sizeof(*sp->segs));
+	sp->segs[sp->nsegs].num = num;
+	sp->segs[sp->nsegs].size = 0;
+	sp->nsegs++;
+	sp->dirsync = 1;
+	return 0;
+}
+
+/*
+ * Delete every segment numbered below num, except the one being written
+ * (while opening, before wfd is set, there is none).
+ */
+static void
+seg_drop_before(struct spool *sp, uint64_t num)
+{
+	char	 name[32];
+	size_t	 n = 0;
+
+	while (n < sp->nsegs && sp->segs[n].num < num &&
+	    (sp->wfd == -1 || n + 1 < sp->nsegs)) {
+		if (sp->rfd != -1 && sp->rseg == sp->segs[n].num) {
+			close(sp->rfd);
+			sp->rfd = -1;
+		}
+		seg_name(name, sizeof(name), sp->segs[n].num);
+		if (unlinkat(sp->dirfd, name, 0) == -1 && errno != ENOENT)
+			log_warn("spool %s: cannot delete %s", sp->dir, name);
+		n++;
+	}
+	if (n > 0) {
+		memmove(sp->segs, sp->segs + n,
+		    (sp->nsegs - n) * sizeof(*sp->segs));
+		sp->nsegs -= n;
+	}
+}
+
+/* Write the ack position atomically; failures are logged here. */
+static int
+ack_write(struct spool *sp)
+{
+	char	 line[80];
+	int	 n;
+
+	n = snprintf(line, sizeof(line), "%016" PRIx64 " %" PRIu64,
+	    sp->ack.seg, sp->ack.off);
+	snprintf(line + n, sizeof(line) - (size_t)n, " %08" PRIx32 "\n",
+	    crc32c(0, line, (size_t)n));
+	sp->acktime = mono_ms();
+	if (file_write_atomic(sp->ackpath, line, strlen(line), 0600) == -1) {
+		log_warn("spool %s: cannot write %s", sp->dir, sp->ackpath);
+		return -1;
+	}
+	sp->ackdirty = 0;
+	return 0;
+}
+
+/* Read the ack file into sp->ack; missing or corrupt means the start. */
+static void
+ack_load(struct spool *sp)
+{
+	struct buf		 b;
+	unsigned long long	 seg, off;
+	unsigned int		 crc;
+	int			 n = 0;
+	char			*sep;
+
+	sp->ack.seg = sp->ack.off = 0;
+	buf_init(&b);
+	if (file_read_all(sp->ackpath, 128, &b) == -1) {
+		if (errno != ENOENT)
+			log_warn("spool %s: cannot read %s; delivering from "
+			    "the oldest record", sp->dir, sp->ackpath);
+		buf_clear(&b);
+		return;
+	}
+	if (sscanf(b.data, "%16llx %20llu %8x\n%n", &seg, &off, &crc,
+	    &n) != 3 || (size_t)n != b.len ||
+	    (sep = strrchr(b.data, ' ')) == NULL ||
+	    crc32c(0, b.data, (size_t)(sep - b.data)) != crc) {
+		log_warnx("spool %s: corrupt %s; delivering from the oldest "
+		    "record", sp->dir, sp->ackpath);
+		buf_clear(&b);
+		return;
+	}
+	sp->ack.seg = seg;
+	sp->ack.off = off;
+	buf_clear(&b);
+}
+
+/* Create the directory (0700 whatever the umask) and open it. */
+static int
+spool_mkdir(struct spool *sp, char *err, size_t errlen)
+{
+	if (mkdir(sp->dir, 0700) == -1 && errno != EEXIST)
+		goto fail;
+	if (chmod(sp->dir, 0700) == -1)
+		goto fail;
+	sp->dirfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sp->dirfd == -1)
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errlen, "spool %s: %s", sp->dir, strerror(errno));
+	return -1;
+}
+
+/* List the segment files, sorted. */
+static int
+spool_list(struct spool *sp, char *err, size_t errlen)
+{
+	DIR		*d;
+	struct dirent	*de;
+	uint64_t	 num;
+	int		 fd;
+
+	if ((fd = dup(sp->dirfd)) == -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		snprintf(err, errlen, "spool %s: %s", sp->dir,
+		    strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (seg_parse(de->d_name, &num) == -1)
+			continue;
+		sp->segs = xreallocarray(sp->segs, sp->nsegs + 1,
+		    sizeof(*sp->segs));
+		sp->segs[sp->nsegs].num = num;
+		sp->segs[sp->nsegs].size = 0;
+		sp->nsegs++;
+	}
+	closedir(d);
+	if (sp->nsegs > 1)
+		qsort(sp->segs, sp->nsegs, sizeof(*sp->segs), seg_cmp);
+	return 0;
+}
+
+/*
+ * Verify segment i, set its size, add its undelivered bytes and records to
+ * the totals, and truncate a torn tail of the last segment.
+ */
+static int
+spool_verify(struct spool *sp, size_t i, char *err, size_t errlen)
+{
+	struct spool_seg *s = &sp->segs[i];
+	struct spool_win w;
+	struct stat	 st;
+	char		 name[32];
+	uint64_t	 from, tail;
+	int		 fd, last = i + 1 == sp->nsegs;
+
+	seg_name(name, sizeof(name), s->num);
+	fd = openat(sp->dirfd, name, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC |
+	    O_NOFOLLOW);
+	if (fd == -1 || fstat(fd, &st) == -1)
+		goto fail;
+	from = s->num == sp->ack.seg ? sp->ack.off : 0;
+	win_init(&w, fd, (uint64_t)st.st_size);
+	if (seg_walk(sp, &w, s->num, 0, from, 1, &sp->records, &tail) == -1) {
+		win_clear(&w);
+		goto fail;
+	}
+	win_clear(&w);
+	if (tail < (uint64_t)st.st_size && last) {
+		log_warnx("spool %s: torn record at %s offset %" PRIu64
+		    " (incomplete write); truncating %" PRIu64 " bytes",
+		    sp->dir, name, tail, (uint64_t)st.st_size - tail);
+		if (ftruncate(fd, (off_t)tail) == -1 || fdatasync(fd) == -1)
+			goto fail;
+	} else if (tail < (uint64_t)st.st_size)
+		log_warnx("spool %s: corrupt record at %s offset %" PRIu64
+		    " (no valid record follows); skipping %" PRIu64 " bytes",
+		    sp->dir, name, tail, (uint64_t)st.st_size - tail);
+	s->size = tail;
+	if (from < s->size)
+		sp->bytes += s->size - from;
+	if (last)
+		sp->wfd = fd;
+	else
+		close(fd);
+	return 0;
+fail:
+	snprintf(err, errlen, "spool %s: %s: %s", sp->dir, name,
+	    strerror(errno));
+	if (fd != -1)
+		close(fd);
+	return -1;
+}
+
+/* Bring the ack position onto an existing segment, within its size. */
+static void
+spool_fix_ack(struct spool *sp)
+{
+	size_t	 i;
+
+	i = seg_find(sp, sp->ack.seg);
+	if (i == sp->nsegs)
+		i = sp->nsegs - 1;
+	if (sp->segs[i].num != sp->ack.seg) {
+		sp->ack.seg = sp->segs[i].num;
+		sp->ack.off = 0;
+	}
+	if (sp->ack.off > sp->segs[i].size)
+		sp->ack.off = sp->segs[i].size;
+}
+
+struct spool *
+spool_open(const char *dir, uint64_t max_bytes, char *err, size_t errlen)
+{
+	struct spool	*sp;
+	size_t		 i;
+
+	sp = xcalloc(1, sizeof(*sp));
+	sp->dir = xstrdup(dir);
+	xasprintf(&sp->ackpath, "%s/ack", dir);
+	sp->dirfd = sp->wfd = sp->rfd = -1;
+	sp->max = max_bytes;
+	sp->segsize = SPOOL_SEGMENT_SIZE;
+	buf_init(&sp->pending);
+	sp->acktime = mono_ms();
+
+	if (spool_mkdir(sp, err, errlen) == -1 ||
+	    spool_list(sp, err, errlen) == -1)
+		goto fail;
+	ack_load(sp);
+	/* Segments before the ack were delivered already. */
+	seg_drop_before(sp, sp->ack.seg);
+	if (sp->nsegs > 0 && sp->ack.seg < sp->segs[0].num) {
+		sp->ack.seg = sp->segs[0].num;
+		sp->ack.off = 0;
+	}
+	for (i = 0; i < sp->nsegs; i++) {
+		if (spool_verify(sp, i, err, errlen) == -1)
+			goto fail;
+	}
+	if (sp->nsegs == 0 &&
+	    seg_create(sp, sp->ack.seg > 0 ? sp->ack.seg : 1) == -1) {
+		snprintf(err, errlen, "spool %s: cannot create segment: %s",
+		    sp->dir, strerror(errno));
+		goto fail;
+	}
+	spool_fix_ack(sp);
+	if (sp->dirsync && fsync(sp->dirfd) == 0)
+		sp->dirsync = 0;
+	return sp;
+fail:
+	sp->ackdirty = 0;
+	buf_reset(&sp->pending);
+	spool_close(sp);
+	return NULL;
+}
+
+/* Write the buffered records and make them durable; see the top. */
+static int
+spool_flush(struct spool *sp)
+{
+	struct spool_seg *s = &sp->segs[sp->nsegs - 1];
+	int		 saved;
+
+	if (sp->trunc) {
+		if (ftruncate(sp->wfd, (off_t)s->size) == -1)
+			return -1;
+		sp->trunc = 0;
+	}
+	if (sp->dirsync && sp->pending.len > 0) {
+		if (fsync(sp->dirfd) == -1)
+			return -1;
+		sp->dirsync = 0;
+	}
+	if (sp->pending.len == 0)
+		return 0;
+	if (pwrite_full(sp->wfd, sp->pending.data, sp->pending.len,
+	    s->size) == -1 || fdatasync(sp->wfd) == -1) {
+		saved = errno;
+		if (ftruncate(sp->wfd, (off_t)s->size) == -1)
+			sp->trunc = 1;
+		errno = saved;
+		return -1;
+	}
+	s->size += sp->pending.len;
+	buf_reset(&sp->pending);
+	sp->npending = 0;
+	return 0;
+}
+
+void
+spool_close(struct spool *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->wfd != -1 && spool_flush(sp) == -1)
+		log_warn("spool %s: %zu bytes of records not written on close",
+		    sp->dir, sp->pending.len);
+	if (sp->ackdirty)
+		ack_write(sp);
+	if (sp->wfd != -1)
+		close(sp->wfd);
+	if (sp->rfd != -1)
+		close(sp->rfd);
+	if (sp->dirfd != -1)
+		close(sp->dirfd);
+	buf_clear(&sp->pending);
+	free(sp->segs);
+	free(sp->ackpath);
+	free(sp->dir);
+	free(sp);
+}
+
+void
+spool_set_max(struct spool *sp, uint64_t max)
+{
+	sp->max = max;
+}
+
+void
+spool_set_segment_size(struct spool *sp, uint64_t size)
+{
+	sp->segsize = size;
+}
+
+int
+spool_append(struct spool *sp, const void *data, size_t len)
+{
+	struct spool_seg *s = &sp->segs[sp->nsegs - 1];
+	unsigned char	 hdr[SPOOL_HDR];
+	uint64_t	 cur, r = SPOOL_HDR + (uint64_t)len;
+
+	if (len > SPOOL_MAX_RECORD) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	cur = s->size + sp->pending.len;
+	if (cur > 0 && cur + r > sp->segsize) {
+		if (spool_flush(sp) == -1 || seg_create(sp, s->num + 1) == -1)
+			return -1;
+	} else if (sp->pending.len > 0 && sp->pending.len + r > SPOOL_BUFFER) {
+		if (spool_flush(sp) == -1)
+			return -1;
+	}
+	le32enc(hdr, SPOOL_MAGIC);
+	le32enc(hdr + 4, (uint32_t)len);
+	le32enc(hdr + 8, crc32c(crc32c(0, hdr + 4, 4), data, len));
+	buf_add(&sp->pending, hdr, sizeof(hdr));
+	buf_add(&sp->pending, data, len);
+	sp->bytes += r;
+	sp->records++;
+	sp->npending++;
+	return 0;
+}
+
+int
+spool_sync(struct spool *sp)
+{
+	if (spool_flush(sp) == -1)
+		return -1;
+	if (sp->ackdirty && mono_ms() - sp->acktime >= SPOOL_ACK_MS)
+		ack_write(sp);
+	return 0;
+}
+
+bool
+spool_full(const struct spool *sp)
+{
+	return sp->bytes >= sp->max;
+}
+
+uint64_t
+spool_bytes(const struct spool *sp)
+{
+	return sp->bytes;
+}
+
+uint64_t
+spool_records(const struct spool *sp)
+{
+	return sp->records;
+}
+
+void
+spool_head(const struct spool *sp, struct spool_pos *pos)
+{
+	*pos = sp->ack;
+}
+
+/* Read the record at off of segment s: 1, 0 if corrupt (*why), or -1. */
+static int
+rec_read(int fd, const struct spool_seg *s, uint64_t off, struct buf *out,
+    const char **why)
+{
+	unsigned char	 hdr[SPOOL_HDR];
+	uint32_t	 len;
+
+	buf_reset(out);
+	if (s->size - off < SPOOL_HDR) {
+		*why = "short header";
+		return 0;
+	}
+	if (pread_full(fd, hdr, sizeof(hdr), off) == -1)
+		return -1;
+	len = le32dec(hdr + 4);
+	if (le32dec(hdr) != SPOOL_MAGIC) {
+		*why = "bad magic";
+		return 0;
+	}
+	if (len > SPOOL_MAX_RECORD || len > s->size - off - SPOOL_HDR) {
+		*why = "bad length";
+		return 0;
+	}
+	buf_reserve(out, len);
+	if (pread_full(fd, out->data, len, off + SPOOL_HDR) == -1)
+		return -1;
+	if (crc32c(crc32c(0, hdr + 4, 4), out->data, len) !=
+	    le32dec(hdr + 8)) {
+		*why = "bad checksum";
+		return 0;
+	}
+	out->len = len;
+	out->data[len] = '\0';
+	return 1;
+}
+
+/* Skip the corrupt record at pos with a warning; 0 or -1. */
+static int
+spool_skip(struct spool *sp, int fd, const struct spool_seg *s,
+    struct spool_pos *pos, const char *why)
+{
+	struct spool_win w;
+	uint64_t	 next;
+	int		 r;
+
+	win_init(&w, fd, s->size);
+	r = rec_resync(&w, pos->off, &next);
+	win_clear(&w);
+	if (r == -1)
+		return -1;
+	if (r == 0)
+		next = s->size;
+	log_warnx("spool %s: corrupt record at %016" PRIx64 ".seg offset %"
+	    PRIu64 " (%s); skipping %" PRIu64 " bytes", sp->dir, s->num,
+	    pos->off, why, next - pos->off);
+	pos->off = next;
+	return 0;
+}
+
+int
+spool_read(struct spool *sp, struct spool_pos *pos, struct buf *out)
+{
+	const struct spool_seg *s;
+	const char	*why;
+	size_t		 i;
+	int		 fd, r;
+
+	buf_reset(out);
+	for (;;) {
+		if ((i = seg_find(sp, pos->seg)) == sp->nsegs)
+			return 0;
+		s = &sp->segs[i];
+		if (s->num != pos->seg) {
+			pos->seg = s->num;
+			pos->off = 0;
+		}
+		if (pos->off >= s->size) {
+			if (i + 1 == sp->nsegs)
+				return 0;
+			pos->seg = sp->segs[i + 1].num;
+			pos->off = 0;
+			continue;
+		}
+		if ((fd = seg_fd(sp, s->num)) == -1)
+			return -1;
+		if ((r = rec_read(fd, s, pos->off, out, &why)) == -1)
+			return -1;
+		if (r == 1)
+			break;
+		if (spool_skip(sp, fd, s, pos, why) == -1)
+			return -1;
+	}
+	pos->off += SPOOL_HDR + (uint64_t)out->len;
+	if (pos->off == s->size && i + 1 < sp->nsegs) {
+		pos->seg = sp->segs[i + 1].num;
+		pos->off = 0;
+	}
+	return 1;
+}
+
+/* Count the records between the ack and pos (the bytes are the distance). */
+static int
+spool_count(struct spool *sp, const struct spool_pos *pos, uint64_t *records,
+    uint64_t *bytes)
+{
+	struct spool_win w;
+	size_t		 i;
+	uint64_t	 from, to, tail;
+	int		 fd, r;
+
+	for (i = seg_find(sp, sp->ack.seg); i < sp->nsegs; i++) {
+		if (sp->segs[i].num > pos->seg)
+			break;
+		from = sp->segs[i].num == sp->ack.seg ? sp->ack.off : 0;
+		to = sp->segs[i].num == pos->seg ? pos->off :
+		    sp->segs[i].size;
+		if (to <= from)
+			continue;
+		*bytes += to - from;
+		if ((fd = seg_fd(sp, sp->segs[i].num)) == -1)
+			return -1;
+		win_init(&w, fd, to);
+		r = seg_walk(sp, &w, sp->segs[i].num, from, from, 0, records,
+		    &tail);
+		win_clear(&w);
+		if (r == -1)
+			return -1;
+	}
+	return 0;
+}
+
+int
+spool_ack(struct spool *sp, const struct spool_pos *pos)
+{
+	uint64_t	 records = 0, bytes = 0;
+	size_t		 i;
+
+	if (pos->seg < sp->ack.seg ||
+	    (pos->seg == sp->ack.seg && pos->off <= sp->ack.off))
+		return 0;
+	i = seg_find(sp, pos->seg);
+	if (i == sp->nsegs || sp->segs[i].num != pos->seg ||
+	    pos->off > sp->segs[i].size) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (spool_count(sp, pos, &records, &bytes) == -1)
+		return -1;
+	sp->records -= records < sp->records ? records : sp->records;
+	sp->bytes -= bytes < sp->bytes ? bytes : sp->bytes;
+	sp->ack = *pos;
+	if (i + 1 == sp->nsegs && pos->off == sp->segs[i].size) {
+		/* All durable data delivered: resynchronise the counters. */
+		sp->records = sp->npending;
+		sp->bytes = sp->pending.len;
+	}
+	sp->ackdirty = 1;
+	if (sp->segs[0].num < pos->seg) {
+		/* Record the ack before the segments disappear. */
+		ack_write(sp);
+		seg_drop_before(sp, pos->seg);
+	} else if (mono_ms() - sp->acktime >= SPOOL_ACK_MS)
+		ack_write(sp);
+	return 0;
+}

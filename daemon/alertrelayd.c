@@ -375,8 +375,9 @@ relay_run(struct relay *r)
 	event_base_dispatch(r->base);
 	event_free(status);
 	if (r->once) {
-		log_info("--once: %llu alerts forwarded, %u tenants failed",
-		    (unsigned long long)r->forwarded, r->once_failed);
+		log_info("--once: %llu alerts forwarded, %u tenant%s failed",
+		    (unsigned long long)r->forwarded, r->once_failed,
+		    r->once_failed == 1 ? "" : "s");
 		return r->once_failed > 0 ? 1 : 0;
 	}
 	return 0;

@@ -74,6 +74,14 @@ tenant_backoff(struct tenant *t, int64_t retry_after_ms, bool counts)
 		t->failures++;
 	delay = backoff_delay(t->failures > 0 ? t->failures : 1,
 	    retry_after_ms, arc4random());
+	if (t->relay->once && (t->auth_failed ||
+	    t->failures > ONCE_MAX_RETRIES)) {
+		log_ctx(LOG_ERR, &c, "tenant %s: giving up after %u "
+		    "attempt%s; see the error above", t->name, t->failures,
+		    t->failures == 1 ? "" : "s");
+		tenant_once_done(t, false);
+		return;
+	}
 	if (counts && !t->failing) {
 		t->failing = true;
 		c.message_id = MSGID_TENANT_FAILING;
@@ -83,13 +91,6 @@ tenant_backoff(struct tenant *t, int64_t retry_after_ms, bool counts)
 	} else
 		log_ctx(LOG_INFO, &c, "tenant %s: retrying in %llds",
 		    t->name, (long long)(delay + 999) / 1000);
-	if (t->relay->once && (t->auth_failed ||
-	    t->failures > ONCE_MAX_RETRIES)) {
-		log_ctx(LOG_ERR, &c, "tenant %s: giving up: %s", t->name,
-		    t->last_error);
-		tenant_once_done(t, false);
-		return;
-	}
 	tenant_schedule(t, TENANT_BACKOFF, delay);
 }
 

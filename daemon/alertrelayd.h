@@ -18,6 +18,8 @@
 #include "util.h"
 
 struct relay;
+struct ctl;
+struct metrics;
 
 /* http.c: every outbound HTTP request, one curl multi handle on the base. */
 struct http;
@@ -168,6 +170,43 @@ void		 tenant_start(struct tenant *);
 void		 tenant_error(struct tenant *, int prio, const struct log_ctx *,
 		    const char *, ...) __attribute__((format(printf, 4, 5)));
 
+/*
+ * notify.c: e-mail notifications ([notify] sections).  Each notifier has
+ * its own durable spool of pending mails under state_dir/notify/NAME, fed
+ * like an output (enqueue while a page is read, sync before the cursor
+ * moves), and sends through SMTP with libcurl on the relay's loop.
+ */
+struct notifier;
+
+struct notifier	*notifier_new(struct relay *, const struct conf_notify *,
+		    char *, size_t);
+void		 notifier_free(struct notifier *);
+const struct conf_notify *notifier_conf(const struct notifier *);
+/* Does this notifier want this alert version of this tenant? */
+bool		 notifier_wants(const struct notifier *, const char *tenant,
+		    const struct alert *);
+/* Queue a mail for the version (buffered).  0 or -1 (errno). */
+int		 notifier_enqueue(struct notifier *, const struct alert *,
+		    const struct event_meta *);
+/* Make queued mails durable and hand them to the sender.  0 or -1. */
+int		 notifier_sync(struct notifier *);
+
+/* ctl.c: the control socket that alertrelayctl talks to. */
+int		 ctl_start(struct relay *, char *, size_t);
+void		 ctl_stop(struct relay *);
+
+/* metrics.c: Prometheus text at /metrics on metrics_listen. */
+int		 metrics_start(struct relay *, char *, size_t);
+void		 metrics_stop(struct relay *);
+
+/* sd.c: the systemd notify protocol and the watchdog. */
+void		 sd_ready(struct relay *);
+void		 sd_reloading(struct relay *);
+void		 sd_stopping(struct relay *);
+void		 sd_status(struct relay *);
+void		 sd_start(struct relay *);	/* status + watchdog timer */
+void		 sd_stop(struct relay *);
+
 /* alertrelayd.c: the relay, owner of everything. */
 struct relay {
 	struct event_base *base;
@@ -185,8 +224,15 @@ struct relay {
 	unsigned	 once_pending;	/* tenants not yet caught up */
 	unsigned	 once_failed;
 	uint64_t	 forwarded;
+	struct notifier	**notifiers;
+	size_t		 nnotifiers;
 	struct event	*sig_term, *sig_int, *sig_hup;
 	struct event	*once_timer;
+	struct ctl	*ctl;		/* ctl.c */
+	struct metrics	*metrics;	/* metrics.c */
+	struct event	*sd_timer;	/* sd.c */
+	int64_t		 started;	/* ticks */
+	uint64_t	 reloads;
 };
 
 struct sink	*relay_sink_find(struct relay *, const char *);

@@ -18,6 +18,7 @@
 #include "util.h"
 
 struct relay;
+struct backfill;
 struct ctl;
 struct metrics;
 
@@ -160,10 +161,32 @@ struct tenant {
 	int64_t		 last_success;	/* ticks */
 	uint64_t	 forwarded;
 	uint64_t	 polls;
+	uint64_t	 polls_ok;	/* catch-ups completed */
+	uint64_t	 polls_failed;	/* attempts ended by an error */
+	uint64_t	 http_status[6]; /* [0] transport error, [n] nxx */
+	struct backfill	*backfill;	/* running backfill, or NULL */
 };
+
+/* Progress of a backfill: after each page, and once with done = 1. */
+typedef void (*backfill_cb)(void *arg, int done, int ok, uint64_t pages,
+		    uint64_t seen, uint64_t forwarded, const char *error);
 
 struct tenant	*tenant_new(struct relay *, struct conf_tenant *,
 		    char *, size_t);
+/* Adopt a new configuration (reload); conf must outlive the tenant. */
+void		 tenant_reconcile(struct tenant *, struct conf_tenant *);
+/* Set the live cursor (ticks) and save it; -1 with err while busy. */
+int		 tenant_cursor_set(struct tenant *, int64_t, char *, size_t);
+/*
+ * Replay lastUpdateTime in [from, to) through the same dedupe and
+ * outputs without moving the live cursor.  One backfill per tenant at a
+ * time.  cb reports progress; it is not called after tenant_backfill_
+ * cancel().  0, or -1 with err.
+ */
+int		 tenant_backfill(struct tenant *, int64_t from, int64_t to,
+		    backfill_cb, void *, char *, size_t);
+void		 tenant_backfill_cancel(struct tenant *);
+const char	*tenant_phase_name(enum tenant_phase);
 void		 tenant_free(struct tenant *);
 void		 tenant_start(struct tenant *);
 /* Set the tenant's last error (and log it once, with fields). */
@@ -236,6 +259,9 @@ struct relay {
 };
 
 struct sink	*relay_sink_find(struct relay *, const char *);
+struct tenant	*relay_tenant_find(struct relay *, const char *);
+/* Re-read the configuration and apply it; -1 (logged) keeps the old. */
+int		 relay_reload(struct relay *);
 /* A tenant finished its first catch-up (or gave up) in --once mode. */
 void		 relay_tenant_done(struct relay *, struct tenant *, bool ok);
 

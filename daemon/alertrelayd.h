@@ -18,7 +18,7 @@
 #include "util.h"
 
 struct relay;
-struct backfill;
+struct catchup;
 struct ctl;
 struct metrics;
 
@@ -134,22 +134,12 @@ struct tenant {
 	struct token	 token;
 	enum tenant_phase phase;
 	struct event	*timer;
-	struct http_req	*req;
 	struct sink	**sinks;	/* routed outputs */
 	size_t		 nsinks;
 
-	/* The catch-up in progress. */
-	int64_t		 from;		/* lastUpdateTime ge this */
-	unsigned	 skip;		/* alerts at 'from' already read */
-	int64_t		 page_max;	/* max lastUpdateTime in this page */
-	unsigned	 page_at_max;	/* how many alerts carried page_max */
-	unsigned	 page_n;
-	char		*next_link;
-	struct pagesplit *split;
-	struct alert	 alert;
-	char		 page_error[256];
-	int		 retried_401;
-	bool		 caught_up_once;
+	struct catchup	*live;		/* the poller's catch-up */
+	struct catchup	*backfill;	/* running backfill, or NULL */
+	struct alert	 alert;		/* scratch for the page splitter */
 
 	struct rate	 rate;		/* API calls per minute and hour */
 
@@ -164,7 +154,6 @@ struct tenant {
 	uint64_t	 polls_ok;	/* catch-ups completed */
 	uint64_t	 polls_failed;	/* attempts ended by an error */
 	uint64_t	 http_status[6]; /* [0] transport error, [n] nxx */
-	struct backfill	*backfill;	/* running backfill, or NULL */
 };
 
 /* Progress of a backfill: after each page, and once with done = 1. */

@@ -2,8 +2,9 @@
  * tenant: one customer tenant's poller.  A catch-up reads every alert
  * version with lastUpdateTime >= cursor - overlap, page by page, drops the
  * versions already forwarded, queues the rest durably on every routed
- * output, and only then moves the cursor.  Errors back off this tenant
- * alone; the API's rate budget and Retry-After are honoured.
+ * output, and only then moves the cursor.  A backfill is the same reading
+ * over a fixed range that never moves the cursor.  Errors back off this
+ * tenant alone; the API's rate budget and Retry-After are honoured.
  */
 #include <sys/stat.h>
 
@@ -17,23 +18,81 @@
 #include "backoff.h"
 
 #define PAUSE_CHECK_MS		1000
+#define TOKEN_WAIT_MS		500
 #define MAX_ALERT_BYTES		(16 * 1024 * 1024)
 #define ONCE_MAX_RETRIES	3
+#define BACKFILL_MAX_RETRIES	5
+
+/*
+ * One reading of the alerts API: the live poller's catch-up, or a
+ * backfill.  Paging is by time boundary: the next page asks for
+ * lastUpdateTime >= the newest time seen, skipping the alerts already
+ * read at exactly that time; @odata.nextLink is followed when present.
+ */
+struct catchup {
+	struct tenant	*t;
+	bool		 backfill;
+	int64_t		 from;		/* lastUpdateTime ge this */
+	int64_t		 to;		/* and lt this; TICKS_NONE: open */
+	unsigned	 skip;
+	char		*next_link;
+	struct pagesplit *split;
+	struct http_req	*req;
+	int64_t		 page_max;	/* newest lastUpdateTime in page */
+	unsigned	 page_at_max;	/* alerts carrying page_max */
+	unsigned	 page_n;
+	char		 page_error[256];
+	int		 retried_401;
+	/* Backfill only. */
+	struct event	*timer;
+	unsigned	 failures;
+	uint64_t	 pages, seen, forwarded;
+	backfill_cb	 cb;
+	void		*cb_arg;
+};
 
 static void	tenant_poll(struct tenant *);
-static void	tenant_fetch(struct tenant *);
+static void	catchup_fetch(struct catchup *);
+static int	catchup_data_cb(const char *, size_t, void *);
+static int	catchup_alert_cb(const char *, size_t, void *);
+static void	catchup_page_cb(const struct http_result *, void *);
+
+const char *
+tenant_phase_name(enum tenant_phase p)
+{
+	static const char *names[] = { "idle", "token", "fetching",
+	    "backoff", "paused", "stopped" };
+
+	return (unsigned)p < nitems(names) ? names[p] : "unknown";
+}
 
 static void
-tenant_schedule(struct tenant *t, enum tenant_phase phase, int64_t ms)
+timer_in(struct event *ev, int64_t ms)
 {
 	struct timeval	 tv;
 
 	if (ms < 0)
 		ms = 0;
-	t->phase = phase;
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(t->timer, &tv);
+	evtimer_add(ev, &tv);
+}
+
+static void
+tenant_schedule(struct tenant *t, enum tenant_phase phase, int64_t ms)
+{
+	t->phase = phase;
+	timer_in(t->timer, ms);
+}
+
+/* Wait before the next step of a catch-up (live: with its phase). */
+static void
+catchup_wait(struct catchup *c, enum tenant_phase phase, int64_t ms)
+{
+	if (c->backfill)
+		timer_in(c->timer, ms);
+	else
+		tenant_schedule(c->t, phase, ms);
 }
 
 void
@@ -55,6 +114,50 @@ poll_interval(const struct tenant *t)
 	    t->relay->conf->daemon.poll_interval_ms;
 }
 
+static struct catchup *
+catchup_new(struct tenant *t, bool backfill)
+{
+	struct catchup	*c;
+
+	c = xcalloc(1, sizeof(*c));
+	c->t = t;
+	c->backfill = backfill;
+	c->to = TICKS_NONE;
+	return c;
+}
+
+static void
+catchup_reset_page(struct catchup *c)
+{
+	pagesplit_free(c->split);
+	c->split = pagesplit_new(MAX_ALERT_BYTES, catchup_alert_cb, c);
+	c->page_n = 0;
+	c->page_max = TICKS_NONE;
+	c->page_at_max = 0;
+	c->page_error[0] = '\0';
+}
+
+static void
+catchup_free(struct catchup *c)
+{
+	if (c == NULL)
+		return;
+	if (c->req != NULL)
+		http_cancel(c->t->relay->http, c->req);
+	if (c->timer != NULL)
+		event_free(c->timer);
+	pagesplit_free(c->split);
+	free(c->next_link);
+	free(c);
+}
+
+/* Free a finished backfill from the loop, not from its own callback. */
+static void
+catchup_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	catchup_free(arg);
+}
+
 /* The tenant gave up (--once) or finished its catch-up. */
 static void
 tenant_once_done(struct tenant *t, bool ok)
@@ -63,20 +166,53 @@ tenant_once_done(struct tenant *t, bool ok)
 	relay_tenant_done(t->relay, t, ok);
 }
 
+/* A backfill ended: report, then free it from the loop. */
+static void
+backfill_end(struct catchup *c, bool ok, const char *error)
+{
+	struct tenant	*t = c->t;
+
+	if (c->cb != NULL)
+		c->cb(c->cb_arg, 1, ok, c->pages, c->seen, c->forwarded,
+		    error);
+	log_tenant(ok ? LOG_INFO : LOG_WARNING, t->name, "tenant %s: "
+	    "backfill %s: %llu pages, %llu alerts read, %llu forwarded%s%s",
+	    t->name, ok ? "done" : "failed", (unsigned long long)c->pages,
+	    (unsigned long long)c->seen, (unsigned long long)c->forwarded,
+	    error != NULL ? ": " : "", error != NULL ? error : "");
+	t->backfill = NULL;
+	c->cb = NULL;
+	event_base_once(t->relay->base, -1, EV_TIMEOUT, catchup_reap_cb, c,
+	    NULL);
+}
+
 /* An error ended this attempt: wait, then start the catch-up again. */
 static void
-tenant_backoff(struct tenant *t, int64_t retry_after_ms, bool counts)
+catchup_backoff(struct catchup *c, int64_t retry_after_ms, bool counts)
 {
+	struct tenant	*t = c->t;
 	int64_t		 delay;
-	struct log_ctx	 c = { .tenant = t->name };
+	struct log_ctx	 lc = { .tenant = t->name };
 
-	if (counts)
+	if (c->backfill) {
+		c->failures += counts;
+		if (c->failures > BACKFILL_MAX_RETRIES || t->auth_failed) {
+			backfill_end(c, false, t->last_error);
+			return;
+		}
+		timer_in(c->timer, backoff_delay(c->failures ? c->failures : 1,
+		    retry_after_ms, arc4random()));
+		return;
+	}
+	if (counts) {
 		t->failures++;
+		t->polls_failed++;
+	}
 	delay = backoff_delay(t->failures > 0 ? t->failures : 1,
 	    retry_after_ms, arc4random());
 	if (t->relay->once && (t->auth_failed ||
 	    t->failures > ONCE_MAX_RETRIES)) {
-		log_ctx(LOG_ERR, &c, "tenant %s: giving up after %u "
+		log_ctx(LOG_ERR, &lc, "tenant %s: giving up after %u "
 		    "attempt%s; see the error above", t->name, t->failures,
 		    t->failures == 1 ? "" : "s");
 		tenant_once_done(t, false);
@@ -84,12 +220,12 @@ tenant_backoff(struct tenant *t, int64_t retry_after_ms, bool counts)
 	}
 	if (counts && !t->failing) {
 		t->failing = true;
-		c.message_id = MSGID_TENANT_FAILING;
-		log_ctx(LOG_WARNING, &c, "tenant %s: failing, other tenants "
+		lc.message_id = MSGID_TENANT_FAILING;
+		log_ctx(LOG_WARNING, &lc, "tenant %s: failing, other tenants "
 		    "carry on; retrying in %llds", t->name,
 		    (long long)(delay + 999) / 1000);
 	} else
-		log_ctx(LOG_INFO, &c, "tenant %s: retrying in %llds",
+		log_ctx(LOG_INFO, &lc, "tenant %s: retrying in %llds",
 		    t->name, (long long)(delay + 999) / 1000);
 	tenant_schedule(t, TENANT_BACKOFF, delay);
 }
@@ -100,6 +236,7 @@ tenant_succeeded(struct tenant *t)
 	struct log_ctx	 c = { .tenant = t->name };
 
 	t->failures = 0;
+	t->polls_ok++;
 	t->last_success = ts_now();
 	t->last_error[0] = '\0';
 	if (t->failing) {
@@ -111,7 +248,8 @@ tenant_succeeded(struct tenant *t)
 		tenant_once_done(t, true);
 		return;
 	}
-	tenant_schedule(t, TENANT_IDLE, jitter_ms(poll_interval(t), 10, arc4random()));
+	tenant_schedule(t, TENANT_IDLE,
+	    jitter_ms(poll_interval(t), 10, arc4random()));
 }
 
 static void
@@ -119,22 +257,20 @@ tenant_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tenant	*t = arg;
 
-	switch (t->phase) {
-	case TENANT_PAUSED:
-		tenant_fetch(t);
-		break;
-	case TENANT_IDLE:
-	case TENANT_BACKOFF:
+	if (t->phase == TENANT_IDLE || t->phase == TENANT_BACKOFF)
 		tenant_poll(t);
-		break;
-	default:
-		tenant_fetch(t);	/* rate budget wait */
-		break;
-	}
+	else
+		catchup_fetch(t->live);	/* paused, rate or token wait */
+}
+
+static void
+backfill_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	catchup_fetch(arg);
 }
 
 static bool
-tenant_outputs_full(struct tenant *t)
+tenant_outputs_full(struct tenant *t, bool quiet)
 {
 	size_t		 i;
 	struct log_ctx	 c = { .tenant = t->name };
@@ -142,7 +278,7 @@ tenant_outputs_full(struct tenant *t)
 	for (i = 0; i < t->nsinks; i++) {
 		if (!sink_full(t->sinks[i]))
 			continue;
-		if (t->phase != TENANT_PAUSED) {
+		if (!quiet) {
 			c.output = sink_conf(t->sinks[i])->name;
 			c.message_id = MSGID_SPOOL_FULL;
 			log_ctx(LOG_WARNING, &c, "tenant %s: polling paused: "
@@ -152,6 +288,9 @@ tenant_outputs_full(struct tenant *t)
 		}
 		return true;
 	}
+	if (quiet && t->phase == TENANT_PAUSED)
+		log_tenant(LOG_INFO, t->name, "tenant %s: polling resumed",
+		    t->name);
 	return false;
 }
 
@@ -160,93 +299,111 @@ static void
 tenant_poll(struct tenant *t)
 {
 	const struct conf_daemon *d = &t->relay->conf->daemon;
+	struct catchup	*c = t->live;
 	int64_t		 now = ts_now();
 
 	if (t->state.since == TICKS_NONE)
 		t->state.since = now - d->first_fetch_ms * TICKS_PER_MS;
 	if (t->state.cursor == TICKS_NONE)
-		t->from = t->state.since;
+		c->from = t->state.since;
 	else
-		t->from = t->state.cursor - d->overlap_ms * TICKS_PER_MS;
-	t->skip = 0;
-	t->retried_401 = 0;
-	free(t->next_link);
-	t->next_link = NULL;
+		c->from = t->state.cursor - d->overlap_ms * TICKS_PER_MS;
+	c->skip = 0;
+	c->retried_401 = 0;
+	free(c->next_link);
+	c->next_link = NULL;
 	t->polls++;
-	tenant_fetch(t);
+	catchup_fetch(c);
 }
 
 static void
-tenant_token_cb(void *arg, int rc)
+catchup_token_cb(void *arg, int rc)
 {
-	struct tenant	*t = arg;
+	struct catchup	*c = arg;
 
 	if (rc == -1) {
-		tenant_backoff(t, -1, true);
+		catchup_backoff(c, -1, true);
 		return;
 	}
-	tenant_fetch(t);
+	catchup_fetch(c);
 }
 
-static int	tenant_data_cb(const char *, size_t, void *);
-static int	tenant_alert_cb(const char *, size_t, void *);
-static void	tenant_page_cb(const struct http_result *, void *);
-
 static void
-tenant_url(struct tenant *t, struct buf *url)
+catchup_url(struct catchup *c, struct buf *url)
 {
-	const struct conf_tenant *ct = t->conf;
+	const struct conf_tenant *ct = c->t->conf;
 	char		 ts[40];
 	bool		 graph = ct->source == SRC_GRAPH;
 	const char	*field = graph ? "lastUpdateDateTime" : "lastUpdateTime";
 
-	if (t->next_link != NULL) {
-		buf_adds(url, t->next_link);
+	if (c->next_link != NULL) {
+		buf_adds(url, c->next_link);
 		return;
 	}
-	ts_format(t->from, ts, sizeof(ts));
-	buf_addf(url, "%s%s?$filter=%s+ge+%s&$top=%u", ct->api_url,
-	    graph ? "/v1.0/security/alerts_v2" : "/api/alerts", field, ts,
-	    t->relay->conf->daemon.page_size);
-	if (t->skip > 0)
-		buf_addf(url, "&$skip=%u", t->skip);
+	ts_format(c->from, ts, sizeof(ts));
+	buf_addf(url, "%s%s?$filter=%s+ge+%s", ct->api_url,
+	    graph ? "/v1.0/security/alerts_v2" : "/api/alerts", field, ts);
+	if (c->to != TICKS_NONE) {
+		ts_format(c->to, ts, sizeof(ts));
+		buf_addf(url, "+and+%s+lt+%s", field, ts);
+	}
+	buf_addf(url, "&$top=%u", c->t->relay->conf->daemon.page_size);
+	if (c->skip > 0)
+		buf_addf(url, "&$skip=%u", c->skip);
 	buf_addf(url, "&$orderby=%s+asc", field);
 	if (!graph)
 		buf_adds(url, "&$expand=evidence");
 }
 
-/* Request the next page (after the token, rate budget, spool checks). */
-static void
-tenant_fetch(struct tenant *t)
+/* Get a token for a catch-up; false when it has to wait for one. */
+static bool
+catchup_token(struct catchup *c, const char **tok)
 {
+	struct tenant	*t = c->t;
+
+	if ((*tok = token_current(t)) != NULL)
+		return true;
+	if (!c->backfill) {
+		t->phase = TENANT_TOKEN;
+		token_refresh(t, catchup_token_cb, c);
+		return false;
+	}
+	/* The live poller owns the one waiter slot; a backfill polls. */
+	if (t->token.req == NULL)
+		token_refresh(t, catchup_token_cb, c);
+	timer_in(c->timer, TOKEN_WAIT_MS);
+	return false;
+}
+
+/* Request the next page (after the spool, rate budget, token checks). */
+static void
+catchup_fetch(struct catchup *c)
+{
+	struct tenant	*t = c->t;
 	struct http_opts o;
 	struct buf	 url;
 	const char	*tok;
 	int64_t		 now = mono_ms(), wait;
 
-	if (tenant_outputs_full(t)) {
-		tenant_schedule(t, TENANT_PAUSED, PAUSE_CHECK_MS);
+	if (c->req != NULL)
+		return;
+	if (c->backfill)
+		evtimer_del(c->timer);
+	if (tenant_outputs_full(t, c->backfill || t->phase == TENANT_PAUSED)) {
+		catchup_wait(c, TENANT_PAUSED, PAUSE_CHECK_MS);
 		return;
 	}
 	if ((wait = rate_wait(&t->rate, now)) > 0) {
 		log_tenant(LOG_DEBUG, t->name, "tenant %s: rate budget spent, "
 		    "waiting %llds", t->name, (long long)(wait + 999) / 1000);
-		tenant_schedule(t, TENANT_FETCH, wait);
+		catchup_wait(c, TENANT_FETCH, wait);
 		return;
 	}
-	if ((tok = token_current(t)) == NULL) {
-		t->phase = TENANT_TOKEN;
-		token_refresh(t, tenant_token_cb, t);
+	if (!catchup_token(c, &tok))
 		return;
-	}
 	buf_init(&url);
-	tenant_url(t, &url);
-	pagesplit_free(t->split);
-	t->split = pagesplit_new(MAX_ALERT_BYTES, tenant_alert_cb, t);
-	t->page_n = 0;
-	t->page_max = TICKS_NONE;
-	t->page_at_max = 0;
-	t->page_error[0] = '\0';
+	catchup_url(c, &url);
+	catchup_reset_page(c);
 	memset(&o, 0, sizeof(o));
 	o.method = "GET";
 	o.url = url.data;
@@ -254,26 +411,26 @@ tenant_fetch(struct tenant *t)
 	o.user_agent = t->relay->conf->daemon.user_agent;
 	o.ca_file = t->conf->ca_file;
 	o.timeout_ms = t->relay->conf->daemon.request_timeout_ms;
-	o.max_body = 0;
-	o.data_cb = tenant_data_cb;
-	o.done_cb = tenant_page_cb;
-	o.arg = t;
+	o.data_cb = catchup_data_cb;
+	o.done_cb = catchup_page_cb;
+	o.arg = c;
 	rate_note(&t->rate, now);
-	t->phase = TENANT_FETCH;
-	t->req = http_request(t->relay->http, &o);
+	if (!c->backfill)
+		t->phase = TENANT_FETCH;
+	c->req = http_request(t->relay->http, &o);
 	buf_clear(&url);
 }
 
 static int
-tenant_data_cb(const char *p, size_t len, void *arg)
+catchup_data_cb(const char *p, size_t len, void *arg)
 {
-	struct tenant	*t = arg;
+	struct catchup	*c = arg;
 
-	if (pagesplit_feed(t->split, p, len) == -1) {
-		if (t->page_error[0] == '\0')
-			snprintf(t->page_error, sizeof(t->page_error),
+	if (pagesplit_feed(c->split, p, len) == -1) {
+		if (c->page_error[0] == '\0')
+			snprintf(c->page_error, sizeof(c->page_error),
 			    "bad response body: %s",
-			    pagesplit_error(t->split));
+			    pagesplit_error(c->split));
 		return -1;
 	}
 	return 0;
@@ -305,12 +462,13 @@ tenant_classify(struct tenant *t, const struct alert *a)
 
 /* Encode one alert version for every routed output and queue it. */
 static int
-tenant_forward(struct tenant *t, const struct alert *a, int updated)
+tenant_forward(struct catchup *c, const struct alert *a, int updated)
 {
 	static struct buf	 msg;
+	struct tenant		*t = c->t;
+	struct relay		*r = t->relay;
 	struct event_meta	 m;
 	size_t			 i;
-	struct relay		*r = t->relay;
 
 	memset(&m, 0, sizeof(m));
 	m.tenant_name = t->name;
@@ -320,10 +478,11 @@ tenant_forward(struct tenant *t, const struct alert *a, int updated)
 	m.forwarded_at = ts_now();
 	for (i = 0; i < t->nsinks; i++) {
 		buf_reset(&msg);
-		event_encode(&msg, sink_conf(t->sinks[i]), a, &m, r->hostname,
-		    r->pid);
+		if (event_encode(&msg, sink_conf(t->sinks[i]), a, &m,
+		    r->hostname, r->pid) == -1)
+			continue;	/* cannot happen at sane sizes */
 		if (sink_enqueue(t->sinks[i], msg.data, msg.len) == -1) {
-			snprintf(t->page_error, sizeof(t->page_error),
+			snprintf(c->page_error, sizeof(c->page_error),
 			    "output %s: cannot queue alert in spool: %s",
 			    sink_conf(t->sinks[i])->name, strerror(errno));
 			return -1;
@@ -333,9 +492,10 @@ tenant_forward(struct tenant *t, const struct alert *a, int updated)
 }
 
 static int
-tenant_alert_cb(const char *obj, size_t len, void *arg)
+catchup_alert_cb(const char *obj, size_t len, void *arg)
 {
-	struct tenant	*t = arg;
+	struct catchup	*c = arg;
+	struct tenant	*t = c->t;
 	struct alert	*a = &t->alert;
 	char		 err[200];
 	int		 kind;
@@ -344,21 +504,23 @@ tenant_alert_cb(const char *obj, size_t len, void *arg)
 	    -1) {
 		log_tenant(LOG_WARNING, t->name, "tenant %s: skipping "
 		    "alert %zu of a page: %s", t->name,
-		    pagesplit_count(t->split), err);
+		    pagesplit_count(c->split), err);
 		return 0;
 	}
-	t->page_n++;
-	if (a->last_update > t->page_max || t->page_max == TICKS_NONE) {
-		t->page_max = a->last_update;
-		t->page_at_max = 0;
+	c->page_n++;
+	c->seen++;
+	if (c->page_max == TICKS_NONE || a->last_update > c->page_max) {
+		c->page_max = a->last_update;
+		c->page_at_max = 0;
 	}
-	if (a->last_update == t->page_max)
-		t->page_at_max++;
+	if (a->last_update == c->page_max)
+		c->page_at_max++;
 	if ((kind = tenant_classify(t, a)) == -1)
 		return 0;
-	if (tenant_forward(t, a, kind) == -1)
+	if (tenant_forward(c, a, kind) == -1)
 		return -1;
 	dedupe_put(&t->state.seen, a->id.p, a->id.len, a->last_update);
+	c->forwarded++;
 	t->forwarded++;
 	t->relay->forwarded++;
 	return 0;
@@ -366,24 +528,26 @@ tenant_alert_cb(const char *obj, size_t len, void *arg)
 
 /*
  * Make what this page queued durable on every output, then move the
- * cursor and save the state.  If an output cannot write, the in-memory
- * dedupe set is thrown away (reloaded) so the versions are read again.
+ * cursor (live catch-ups only) and save the state.  If an output cannot
+ * write, the in-memory dedupe set is thrown away (reloaded) so the
+ * versions are read again.
  */
 static int
-tenant_commit(struct tenant *t)
+catchup_commit(struct catchup *c)
 {
+	struct tenant	*t = c->t;
 	const struct conf_daemon *d = &t->relay->conf->daemon;
 	char		 err[256];
 	size_t		 i;
-	struct log_ctx	 c = { .tenant = t->name };
+	struct log_ctx	 lc = { .tenant = t->name };
 
 	for (i = 0; i < t->nsinks; i++) {
 		if (sink_sync(t->sinks[i]) == 0)
 			continue;
-		c.output = sink_conf(t->sinks[i])->name;
-		tenant_error(t, LOG_ERR, &c, "tenant %s: output %s: cannot "
+		lc.output = sink_conf(t->sinks[i])->name;
+		tenant_error(t, LOG_ERR, &lc, "tenant %s: output %s: cannot "
 		    "write spool in %s: %s; polling this tenant pauses until "
-		    "it can", t->name, c.output, d->state_dir,
+		    "it can", t->name, lc.output, d->state_dir,
 		    strerror(errno));
 		tenant_state_clear(&t->state);
 		tenant_state_init(&t->state);
@@ -392,16 +556,16 @@ tenant_commit(struct tenant *t)
 			fatalx("tenant %s: %s", t->name, err);
 		return -1;
 	}
-	if (t->page_max != TICKS_NONE && (t->state.cursor == TICKS_NONE ||
-	    t->page_max > t->state.cursor))
-		t->state.cursor = t->page_max;
+	if (!c->backfill && c->page_max != TICKS_NONE &&
+	    (t->state.cursor == TICKS_NONE || c->page_max > t->state.cursor))
+		t->state.cursor = c->page_max;
 	if (t->state.cursor != TICKS_NONE) {
 		t->state.horizon = t->state.cursor -
 		    2 * d->overlap_ms * TICKS_PER_MS;
 		dedupe_prune(&t->state.seen, t->state.horizon);
 	}
 	if (tenant_state_save(t->state_path, &t->state) == -1) {
-		tenant_error(t, LOG_ERR, &c, "tenant %s: cannot save state "
+		tenant_error(t, LOG_ERR, &lc, "tenant %s: cannot save state "
 		    "%s: %s", t->name, t->state_path, strerror(errno));
 		return -1;
 	}
@@ -443,80 +607,104 @@ tenant_api_error(struct tenant *t, const struct http_result *res)
 
 /* Continue the catch-up after a good page, or finish it. */
 static void
-tenant_next_page(struct tenant *t)
+catchup_next_page(struct catchup *c)
 {
-	const char	*link = pagesplit_next_link(t->split);
+	const char	*link = pagesplit_next_link(c->split);
 
-	free(t->next_link);
-	t->next_link = link != NULL ? xstrdup(link) : NULL;
-	if (t->next_link == NULL &&
-	    t->page_n < t->relay->conf->daemon.page_size) {
-		tenant_succeeded(t);
+	c->pages++;
+	free(c->next_link);
+	c->next_link = link != NULL ? xstrdup(link) : NULL;
+	if (c->next_link == NULL &&
+	    c->page_n < c->t->relay->conf->daemon.page_size) {
+		if (c->backfill)
+			backfill_end(c, true, NULL);
+		else
+			tenant_succeeded(c->t);
 		return;
 	}
-	if (t->next_link == NULL) {
-		/* Time-boundary paging: resume at the newest time seen. */
-		if (t->page_max == t->from)
-			t->skip += t->page_n;
+	if (c->next_link == NULL) {
+		if (c->page_max == c->from)
+			c->skip += c->page_n;
 		else {
-			t->from = t->page_max;
-			t->skip = t->page_at_max;
+			c->from = c->page_max;
+			c->skip = c->page_at_max;
 		}
 	}
-	tenant_fetch(t);
+	if (c->backfill && c->cb != NULL)
+		c->cb(c->cb_arg, 0, 1, c->pages, c->seen, c->forwarded, NULL);
+	catchup_fetch(c);
 }
 
 static void
-tenant_page_cb(const struct http_result *res, void *arg)
+count_status(struct tenant *t, const struct http_result *res)
 {
-	struct tenant	*t = arg;
-	struct log_ctx	 c = { .tenant = t->name };
+	int	 cls = res->status / 100;
+
+	t->http_status[res->failed && res->status == 0 ? 0 :
+	    (cls >= 1 && cls <= 5 ? cls : 0)]++;
+}
+
+static void
+catchup_page_cb(const struct http_result *res, void *arg)
+{
+	struct catchup	*c = arg;
+	struct tenant	*t = c->t;
+	struct log_ctx	 lc = { .tenant = t->name };
 	bool		 good;
 
-	t->req = NULL;
+	c->req = NULL;
+	count_status(t, res);
 	good = !res->failed && res->status == 200;
-	if (good && pagesplit_finish(t->split) == -1) {
-		snprintf(t->page_error, sizeof(t->page_error),
-		    "bad response body: %s", pagesplit_error(t->split));
+	if (good && pagesplit_finish(c->split) == -1) {
+		snprintf(c->page_error, sizeof(c->page_error),
+		    "bad response body: %s", pagesplit_error(c->split));
 		good = false;
 	}
-	if (res->status == 200 && tenant_commit(t) == -1) {
-		tenant_backoff(t, -1, true);
+	if (res->status == 200 && catchup_commit(c) == -1) {
+		catchup_backoff(c, -1, true);
 		return;
 	}
 	if (good) {
-		tenant_next_page(t);
+		c->retried_401 = 0;
+		catchup_next_page(c);
 		return;
 	}
-	if (res->status == 401 && !t->retried_401) {
-		t->retried_401 = 1;
+	if (res->status == 401 && !c->retried_401) {
+		c->retried_401 = 1;
 		token_invalidate(t);
-		tenant_fetch(t);
+		catchup_fetch(c);
 		return;
 	}
-	if (t->page_error[0] != '\0' || res->failed) {
-		c.http_status = res->status;
-		tenant_error(t, LOG_WARNING, &c, "tenant %s: alerts request "
+	if (c->page_error[0] != '\0' || res->failed) {
+		lc.http_status = res->status;
+		tenant_error(t, LOG_WARNING, &lc, "tenant %s: alerts request "
 		    "to %s failed: %s", t->name, t->conf->api_url,
-		    t->page_error[0] != '\0' ? t->page_error : res->error);
+		    c->page_error[0] != '\0' ? c->page_error : res->error);
 	} else
 		tenant_api_error(t, res);
 	if (res->status == 401 || res->status == 403)
 		t->auth_failed = true;
-	tenant_backoff(t, res->retry_after_ms, res->status != 429);
+	catchup_backoff(c, res->retry_after_ms, res->status != 429);
 }
 
-static bool
-tenant_route(struct tenant *t, struct sink *s)
+static void
+tenant_route_sinks(struct tenant *t)
 {
-	return conf_tenant_routes(t->conf, sink_conf(s));
+	struct relay	*r = t->relay;
+	size_t		 i;
+
+	free(t->sinks);
+	t->sinks = xcalloc(r->nsinks, sizeof(*t->sinks));
+	t->nsinks = 0;
+	for (i = 0; i < r->nsinks; i++)
+		if (conf_tenant_routes(t->conf, sink_conf(r->sinks[i])))
+			t->sinks[t->nsinks++] = r->sinks[i];
 }
 
 struct tenant *
 tenant_new(struct relay *r, struct conf_tenant *ct, char *err, size_t elen)
 {
 	struct tenant	*t;
-	size_t		 i;
 
 	t = xcalloc(1, sizeof(*t));
 	t->relay = r;
@@ -530,12 +718,10 @@ tenant_new(struct relay *r, struct conf_tenant *ct, char *err, size_t elen)
 		return NULL;
 	}
 	alert_init(&t->alert);
-	t->sinks = xcalloc(r->nsinks, sizeof(*t->sinks));
-	for (i = 0; i < r->nsinks; i++)
-		if (tenant_route(t, r->sinks[i]))
-			t->sinks[t->nsinks++] = r->sinks[i];
+	tenant_route_sinks(t);
 	rate_init(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
 	t->timer = evtimer_new(r->base, tenant_timer_cb, t);
+	t->live = catchup_new(t, false);
 	t->phase = TENANT_IDLE;
 	return t;
 }
@@ -548,6 +734,8 @@ tenant_start(struct tenant *t)
 	if (!t->conf->enabled) {
 		t->phase = TENANT_FAILED;
 		snprintf(t->last_error, sizeof(t->last_error), "disabled");
+		if (t->relay->once)
+			relay_tenant_done(t->relay, t, true);
 		return;
 	}
 	if (t->conf->client_secret == NULL) {
@@ -567,22 +755,122 @@ tenant_start(struct tenant *t)
 	    (int64_t)arc4random_uniform((uint32_t)first));
 }
 
+/* Do two tenant configurations authenticate the same way? */
+static bool
+same_credentials(const struct conf_tenant *a, const struct conf_tenant *b)
+{
+#define SAME(f)	((a->f == NULL && b->f == NULL) || \
+	    (a->f != NULL && b->f != NULL && strcmp(a->f, b->f) == 0))
+	return SAME(tenant_id) && SAME(client_id) && SAME(client_secret) &&
+	    SAME(certificate_file) && SAME(private_key_file) &&
+	    SAME(login_url) && SAME(scope) && SAME(ca_file);
+#undef SAME
+}
+
+void
+tenant_reconcile(struct tenant *t, struct conf_tenant *ct)
+{
+	bool	 was_enabled = t->conf->enabled;
+
+	if (!same_credentials(t->conf, ct)) {
+		token_invalidate(t);
+		t->auth_failed = false;
+	}
+	t->conf = ct;
+	tenant_route_sinks(t);
+	rate_init(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
+	if (!ct->enabled && was_enabled) {
+		catchup_free(t->live);
+		t->live = catchup_new(t, false);
+		evtimer_del(t->timer);
+		t->phase = TENANT_FAILED;
+		snprintf(t->last_error, sizeof(t->last_error), "disabled");
+	} else if (ct->enabled && t->phase == TENANT_FAILED) {
+		t->last_error[0] = '\0';
+		tenant_start(t);
+	}
+}
+
+int
+tenant_cursor_set(struct tenant *t, int64_t ticks, char *err, size_t elen)
+{
+	if (t->live->req != NULL || t->phase == TENANT_TOKEN) {
+		snprintf(err, elen, "tenant %s is reading a page; try again "
+		    "in a moment", t->name);
+		return -1;
+	}
+	t->state.cursor = ticks;
+	if (t->state.since == TICKS_NONE || ticks < t->state.since)
+		t->state.since = ticks;
+	if (tenant_state_save(t->state_path, &t->state) == -1) {
+		snprintf(err, elen, "cannot save %s: %s", t->state_path,
+		    strerror(errno));
+		return -1;
+	}
+	log_tenant(LOG_INFO, t->name, "tenant %s: cursor set by the "
+	    "operator", t->name);
+	return 0;
+}
+
+int
+tenant_backfill(struct tenant *t, int64_t from, int64_t to, backfill_cb cb,
+    void *arg, char *err, size_t elen)
+{
+	struct catchup	*c;
+
+	if (t->backfill != NULL) {
+		snprintf(err, elen, "a backfill of tenant %s is already "
+		    "running", t->name);
+		return -1;
+	}
+	if (from >= to) {
+		snprintf(err, elen, "the range is empty: FROM must be before "
+		    "TO");
+		return -1;
+	}
+	if (!t->conf->enabled || t->conf->client_secret == NULL) {
+		snprintf(err, elen, "tenant %s is not polled (%s)", t->name,
+		    t->last_error[0] ? t->last_error : "disabled");
+		return -1;
+	}
+	c = catchup_new(t, true);
+	c->from = from;
+	c->to = to;
+	c->cb = cb;
+	c->cb_arg = arg;
+	c->timer = evtimer_new(t->relay->base, backfill_timer_cb, c);
+	t->backfill = c;
+	log_tenant(LOG_INFO, t->name, "tenant %s: backfill started",
+	    t->name);
+	catchup_fetch(c);
+	return 0;
+}
+
+void
+tenant_backfill_cancel(struct tenant *t)
+{
+	if (t->backfill == NULL)
+		return;
+	log_tenant(LOG_INFO, t->name, "tenant %s: backfill cancelled",
+	    t->name);
+	catchup_free(t->backfill);
+	t->backfill = NULL;
+}
+
 void
 tenant_free(struct tenant *t)
 {
 	if (t == NULL)
 		return;
-	if (t->req != NULL)
-		http_cancel(t->relay->http, t->req);
+	catchup_free(t->live);
+	catchup_free(t->backfill);
 	if (t->token.req != NULL)
 		http_cancel(t->relay->http, t->token.req);
 	token_clear(&t->token);
 	if (t->timer != NULL)
 		event_free(t->timer);
-	pagesplit_free(t->split);
 	alert_clear(&t->alert);
 	tenant_state_clear(&t->state);
-	free(t->next_link);
 	free(t->sinks);
 	free(t->state_path);
 	free(t->name);

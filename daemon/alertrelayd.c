@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <systemd/sd-daemon.h>
 
 #include "alertrelayd.h"
@@ -116,9 +118,211 @@ relay_sink_find(struct relay *r, const char *name)
 	size_t	 i;
 
 	for (i = 0; i < r->nsinks; i++)
-		if (strcmp(sink_conf(r->sinks[i])->name, name) == 0)
+		if (r->sinks[i] != NULL &&
+		    strcmp(sink_conf(r->sinks[i])->name, name) == 0)
 			return r->sinks[i];
 	return NULL;
+}
+
+struct tenant *
+relay_tenant_find(struct relay *r, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < r->ntenants; i++)
+		if (r->tenants[i] != NULL &&
+		    strcmp(r->tenants[i]->name, name) == 0)
+			return r->tenants[i];
+	return NULL;
+}
+
+/* Load the TLS files of an output the way its sink will; 0 or -1. */
+static int
+reload_check_tls(const struct conf_output *o)
+{
+	SSL_CTX		*ctx;
+	int		 ok = 1;
+	unsigned long	 e;
+
+	if (o->transport != OUT_TLS)
+		return 0;
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+		fatalx("SSL_CTX_new failed");
+	if (o->ca_file != NULL &&
+	    SSL_CTX_load_verify_locations(ctx, o->ca_file, NULL) != 1)
+		ok = 0;
+	if (ok && o->cert_file != NULL && (SSL_CTX_use_certificate_chain_file(
+	    ctx, o->cert_file) != 1 || SSL_CTX_use_PrivateKey_file(ctx,
+	    o->key_file, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1))
+		ok = 0;
+	if (!ok) {
+		e = ERR_peek_last_error();
+		log_output(LOG_ERR, o->name, "%s:%d: output %s: cannot load "
+		    "its TLS files: %s", o->file, o->line, o->name,
+		    ERR_reason_error_string(e) ? ERR_reason_error_string(e) :
+		    "unknown error");
+		ERR_clear_error();
+	}
+	SSL_CTX_free(ctx);
+	return ok ? 0 : -1;
+}
+
+/* Parse and check a new configuration; NULL (errors logged) if bad. */
+static struct config *
+reload_load(struct relay *r)
+{
+	struct conf_errors	 errs = { NULL, 0 };
+	struct config		*nc;
+	size_t			 i;
+	int			 bad = 0;
+
+	if ((nc = conf_load(r->conf->path, &errs)) == NULL) {
+		for (i = 0; i < errs.n; i++)
+			log_ctx(LOG_ERR, NULL, "%s", errs.msg[i]);
+		bad = (int)errs.n;
+		conf_errors_clear(&errs);
+		return NULL;
+	}
+	if (strcmp(nc->daemon.state_dir, r->conf->daemon.state_dir) != 0) {
+		log_warnx("%s: state_dir cannot change on reload (it holds "
+		    "cursors and spools); restart alertrelayd to move it",
+		    nc->path);
+		bad++;
+	}
+	for (i = 0; i < nc->noutputs; i++)
+		if (reload_check_tls(nc->outputs[i]) == -1)
+			bad++;
+	if (bad) {
+		conf_free(nc);
+		return NULL;
+	}
+	return nc;
+}
+
+/*
+ * Rebuild the outputs: unchanged ones are kept; changed ones, and every
+ * file or tls output (log rotation, certificate renewal), are reopened.
+ * Undelivered records stay in each output's spool across the swap.
+ */
+static int
+reload_outputs(struct relay *r, struct config *nc, unsigned *changed)
+{
+	struct sink	**ns, *s;
+	size_t		 i, j;
+	char		 err[512];
+
+	ns = xcalloc(nc->noutputs, sizeof(*ns));
+	for (i = 0; i < nc->noutputs; i++) {
+		const struct conf_output *o = nc->outputs[i];
+
+		s = relay_sink_find(r, o->name);
+		if (s != NULL && conf_output_equal(sink_conf(s), o) &&
+		    o->transport != OUT_TLS && o->transport != OUT_FILE) {
+			ns[i] = s;
+			continue;
+		}
+		for (j = 0; s != NULL && j < r->nsinks; j++)
+			if (r->sinks[j] == s)
+				r->sinks[j] = NULL;
+		sink_free(s);
+		(*changed)++;
+		if ((ns[i] = sink_new(r->base, o, nc->daemon.state_dir, err,
+		    sizeof(err))) == NULL)
+			fatalx("output %s: %s", o->name, err);
+	}
+	for (j = 0; j < r->nsinks; j++) {
+		if (r->sinks[j] == NULL)
+			continue;
+		for (i = 0; i < nc->noutputs; i++)
+			if (ns[i] == r->sinks[j])
+				break;
+		if (i == nc->noutputs) {
+			log_output(LOG_INFO, sink_conf(r->sinks[j])->name,
+			    "output %s removed; what it had not delivered "
+			    "stays in its spool", sink_conf(r->sinks[j])->name);
+			sink_free(r->sinks[j]);
+			(*changed)++;
+		}
+	}
+	free(r->sinks);
+	r->sinks = ns;
+	r->nsinks = nc->noutputs;
+	return 0;
+}
+
+/* Reconcile tenants by name: keep, adopt, start or stop. */
+static void
+reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
+{
+	struct tenant	**nt, *t;
+	size_t		 i, j, cnt = 0;
+	char		 err[512];
+
+	nt = xcalloc(nc->ntenants, sizeof(*nt));
+	for (i = 0; i < nc->ntenants; i++) {
+		struct conf_tenant *ct = nc->tenants[i];
+
+		if (!conf_in_shard(nc, ct->name))
+			continue;
+		if ((t = relay_tenant_find(r, ct->name)) != NULL) {
+			tenant_reconcile(t, ct);
+			for (j = 0; j < r->ntenants; j++)
+				if (r->tenants[j] == t)
+					r->tenants[j] = NULL;
+			nt[cnt++] = t;
+			continue;
+		}
+		if ((t = tenant_new(r, ct, err, sizeof(err))) == NULL) {
+			log_tenant(LOG_ERR, ct->name, "tenant %s: %s; not "
+			    "started", ct->name, err);
+			continue;
+		}
+		nt[cnt++] = t;
+		tenant_start(t);
+		n[0]++;
+	}
+	for (j = 0; j < r->ntenants; j++) {
+		if (r->tenants[j] == NULL)
+			continue;
+		log_tenant(LOG_INFO, r->tenants[j]->name, "tenant %s removed",
+		    r->tenants[j]->name);
+		tenant_free(r->tenants[j]);
+		n[1]++;
+	}
+	free(r->tenants);
+	r->tenants = nt;
+	r->ntenants = cnt;
+}
+
+int
+relay_reload(struct relay *r)
+{
+	struct config	*nc, *old = r->conf;
+	struct log_ctx	 c = { 0 };
+	unsigned	 outs = 0, n[3] = { 0, 0, 0 };
+
+	if (r->once)
+		return 0;
+	sd_reloading(r);
+	if ((nc = reload_load(r)) == NULL) {
+		c.message_id = MSGID_RELOAD_REJECTED;
+		log_ctx(LOG_ERR, &c, "reload rejected: %s has errors (above); "
+		    "the running configuration stays in force", old->path);
+		sd_ready(r);
+		return -1;
+	}
+	reload_outputs(r, nc, &outs);
+	r->conf = nc;
+	reload_tenants(r, nc, n);
+	conf_free(old);
+	r->reloads++;
+	c.message_id = MSGID_RELOAD_APPLIED;
+	log_ctx(LOG_INFO, &c, "reload applied: %zu tenants (%u added, %u "
+	    "removed), %zu outputs (%u reopened or changed)", r->ntenants,
+	    n[0], n[1], r->nsinks, outs);
+	sd_ready(r);
+	return 0;
 }
 
 static bool
@@ -130,30 +334,6 @@ relay_drained(struct relay *r)
 		if (!sink_drained(r->sinks[i]))
 			return false;
 	return true;
-}
-
-static void
-relay_notify_status(struct relay *r)
-{
-	size_t		 i, ok = 0, back = 0, fail = 0;
-	uint64_t	 spool = 0;
-	struct sink_stats st;
-
-	for (i = 0; i < r->ntenants; i++) {
-		if (r->tenants[i]->phase == TENANT_FAILED)
-			fail++;
-		else if (r->tenants[i]->failing)
-			back++;
-		else
-			ok++;
-	}
-	for (i = 0; i < r->nsinks; i++) {
-		sink_stats(r->sinks[i], &st);
-		spool += st.spool_records;
-	}
-	sd_notifyf(0, "STATUS=tenants: %zu ok, %zu backing off, %zu failed; "
-	    "%llu alerts forwarded; %llu spooled", ok, back, fail,
-	    (unsigned long long)r->forwarded, (unsigned long long)spool);
 }
 
 /* --once: exit when every tenant is done and every output drained. */
@@ -208,8 +388,7 @@ relay_signal_cb(evutil_socket_t sig, short what, void *arg)
 	struct timeval	 tv = { STOP_DEADLINE_S, 0 };
 
 	if (sig == SIGHUP) {
-		log_warnx("SIGHUP: configuration reload is not available in "
-		    "this version; restart alertrelayd to apply changes");
+		relay_reload(r);
 		return;
 	}
 	if (r->stopping) {
@@ -219,21 +398,12 @@ relay_signal_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	r->stopping = true;
-	sd_notify(0, "STOPPING=1");
+	sd_stopping(r);
 	log_info("signal %d: stopping; queued alerts stay in the spool",
 	    (int)sig);
 	event_base_loopexit(r->base, &tv);
 	if (relay_drained(r))
 		event_base_loopexit(r->base, NULL);
-}
-
-static void
-relay_status_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct relay	*r = arg;
-
-	relay_notify_status(r);
-	sd_notify(0, "WATCHDOG=1");
 }
 
 static int
@@ -350,17 +520,9 @@ relay_setup(struct relay *r, struct config *conf, bool once)
 static int
 relay_run(struct relay *r)
 {
-	struct event	*status;
-	struct timeval	 tv = { 5, 0 };
-	uint64_t	 wd_usec;
 	size_t		 i;
 
-	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec / 2 < 5000000) {
-		tv.tv_sec = (time_t)(wd_usec / 2 / 1000000);
-		tv.tv_usec = (suseconds_t)(wd_usec / 2 % 1000000);
-	}
-	status = event_new(r->base, -1, EV_PERSIST, relay_status_cb, r);
-	event_add(status, &tv);
+	r->started = ts_now();
 	r->once_pending = (unsigned)r->ntenants;
 	for (i = 0; i < r->ntenants; i++)
 		tenant_start(r->tenants[i]);
@@ -368,12 +530,12 @@ relay_run(struct relay *r)
 		r->once_timer = evtimer_new(r->base, relay_once_check, r);
 		relay_once_check(-1, 0, r);
 	}
-	sd_notify(0, "READY=1");
-	relay_notify_status(r);
+	sd_start(r);
+	sd_ready(r);
 	log_info("alertrelayd %s started: %zu tenants, %zu outputs",
 	    AR_VERSION, r->ntenants, r->nsinks);
 	event_base_dispatch(r->base);
-	event_free(status);
+	sd_stop(r);
 	if (r->once) {
 		log_info("--once: %llu alerts forwarded, %u tenant%s failed",
 		    (unsigned long long)r->forwarded, r->once_failed,

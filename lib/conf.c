@@ -2366,3 +2366,24 @@ conf_summary(const struct config *c, FILE *f)
 	if (c->cluster.enabled)
 		summary_cluster(&c->cluster, f);
 }
+
+static bool
+str_same(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	    (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+bool
+conf_output_equal(const struct conf_output *a, const struct conf_output *b)
+{
+	return str_same(a->name, b->name) && a->transport == b->transport &&
+	    str_same(a->address, b->address) && a->format == b->format &&
+	    a->header == b->header && a->framing == b->framing &&
+	    a->facility == b->facility && str_same(a->ca_file, b->ca_file) &&
+	    str_same(a->cert_file, b->cert_file) &&
+	    str_same(a->key_file, b->key_file) &&
+	    str_same(a->tls_server_name, b->tls_server_name) &&
+	    a->max_message_bytes == b->max_message_bytes &&
+	    a->spool_max_bytes == b->spool_max_bytes;
+}

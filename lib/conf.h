@@ -144,6 +144,9 @@ void		 conf_errors_clear(struct conf_errors *);
 /* Lookups. */
 struct conf_output *conf_output_find(const struct config *, const char *);
 struct conf_tenant *conf_tenant_find(const struct config *, const char *);
+/* Same settings (a changed output is rebuilt on reload)? */
+bool		 conf_output_equal(const struct conf_output *,
+		    const struct conf_output *);
 /* Does tenant t route to output o? */
 bool		 conf_tenant_routes(const struct conf_tenant *,
 		    const struct conf_output *);

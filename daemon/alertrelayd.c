@@ -381,11 +381,42 @@ relay_tenant_done(struct relay *r, struct tenant *t, bool ok)
 	    (unsigned long long)t->forwarded);
 }
 
+/* While stopping: exit once every output drained, or at the deadline. */
+static void
+relay_stop_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay	*r = arg;
+	struct timeval	 tv = { 0, 100000 };
+
+	if (relay_drained(r) || mono_ms() >= r->stop_deadline) {
+		if (!relay_drained(r))
+			log_info("stop deadline reached; undelivered alerts "
+			    "stay in the spool and are sent after the next "
+			    "start");
+		event_base_loopexit(r->base, NULL);
+		return;
+	}
+	evtimer_add(r->stop_timer, &tv);
+}
+
+static void
+relay_stop(struct relay *r)
+{
+	size_t	 i;
+
+	r->stopping = true;
+	sd_stopping(r);
+	for (i = 0; i < r->ntenants; i++)
+		tenant_stop(r->tenants[i]);
+	r->stop_deadline = mono_ms() + STOP_DEADLINE_S * 1000;
+	r->stop_timer = evtimer_new(r->base, relay_stop_check, r);
+	relay_stop_check(-1, 0, r);
+}
+
 static void
 relay_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct relay	*r = arg;
-	struct timeval	 tv = { STOP_DEADLINE_S, 0 };
 
 	if (sig == SIGHUP) {
 		relay_reload(r);
@@ -397,13 +428,9 @@ relay_signal_cb(evutil_socket_t sig, short what, void *arg)
 		event_base_loopbreak(r->base);
 		return;
 	}
-	r->stopping = true;
-	sd_stopping(r);
-	log_info("signal %d: stopping; queued alerts stay in the spool",
-	    (int)sig);
-	event_base_loopexit(r->base, &tv);
-	if (relay_drained(r))
-		event_base_loopexit(r->base, NULL);
+	log_info("signal %d: stopping; delivering what is queued for up to "
+	    "%ds (a second signal exits at once)", (int)sig, STOP_DEADLINE_S);
+	relay_stop(r);
 }
 
 static int
@@ -477,6 +504,8 @@ relay_free(struct relay *r)
 	}
 	if (r->once_timer != NULL)
 		event_free(r->once_timer);
+	if (r->stop_timer != NULL)
+		event_free(r->stop_timer);
 	conf_free(r->conf);
 	if (r->lock_fd != -1)
 		close(r->lock_fd);

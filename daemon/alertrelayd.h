@@ -66,6 +66,30 @@ int		 http_check_async_dns(char *, size_t);
 /* URL-encode s for a form body or query. */
 void		 http_urlencode(struct buf *, const char *);
 
+/* One mail submission over SMTP (notify.c), on the same multi handle. */
+struct http_smtp_opts {
+	const char	*url;		/* smtp[s]://HOST:PORT[/EHLO-NAME] */
+	const char	*mail_from;	/* bare address */
+	const char *const *rcpt;	/* bare addresses */
+	size_t		 nrcpt;
+	const char	*username;	/* NULL: no AUTH */
+	const char	*password;
+	const char	*ca_file;	/* NULL = system CAs */
+	const char	*body;		/* the whole message, CRLF lines */
+	size_t		 body_len;
+	int64_t		 timeout_ms;
+	http_done_cb	 done_cb;	/* status: the last SMTP reply code */
+	void		*arg;
+};
+
+/*
+ * Queue an SMTP transfer; everything is copied.  smtp:// uses STARTTLS,
+ * required unless the host is loopback (then only when offered); smtps://
+ * is TLS from the start.  Certificates are always verified.  done_cb is
+ * called later, never from here; http_cancel works as for requests.
+ */
+struct http_req	*http_smtp(struct http *, const struct http_smtp_opts *);
+
 /* sink.c: one output's spool and its connection to the SIEM. */
 struct sink;
 
@@ -101,6 +125,8 @@ struct token {
 	struct http_req	*req;		/* refresh in flight */
 	void		(*waiter)(void *, int);	/* one waiter: the poller */
 	void		*waiter_arg;
+	int64_t		 cred_expires;	/* epoch s: certificate notAfter or
+					   secret_expires, earliest; 0 unknown */
 };
 
 struct tenant;
@@ -114,6 +140,12 @@ const char	*token_current(struct tenant *);
 void		 token_refresh(struct tenant *, void (*)(void *, int), void *);
 void		 token_invalidate(struct tenant *);
 void		 token_clear(struct token *);
+/*
+ * Warn (journal, TENANT=) when the certificate or the secret_expires date
+ * is less than 30 days away or past; sets token.cred_expires for status.
+ * Call at start and daily.
+ */
+void		 token_check_expiry(struct tenant *);
 
 /* tenant.c: per-tenant poller. */
 enum tenant_phase {
@@ -177,6 +209,8 @@ int		 tenant_backfill(struct tenant *, int64_t from, int64_t to,
 void		 tenant_backfill_cancel(struct tenant *);
 const char	*tenant_phase_name(enum tenant_phase);
 void		 tenant_free(struct tenant *);
+/* Stop polling: cancel requests, keep what was read (SIGTERM). */
+void		 tenant_stop(struct tenant *);
 void		 tenant_start(struct tenant *);
 /* Set the tenant's last error (and log it once, with fields). */
 void		 tenant_error(struct tenant *, int prio, const struct log_ctx *,
@@ -240,6 +274,8 @@ struct relay {
 	size_t		 nnotifiers;
 	struct event	*sig_term, *sig_int, *sig_hup;
 	struct event	*once_timer;
+	struct event	*stop_timer;
+	int64_t		 stop_deadline;	/* monotonic ms */
 	struct ctl	*ctl;		/* ctl.c */
 	struct metrics	*metrics;	/* metrics.c */
 	struct event	*sd_timer;	/* sd.c */

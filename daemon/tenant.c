@@ -858,6 +858,24 @@ tenant_backfill_cancel(struct tenant *t)
 }
 
 void
+tenant_stop(struct tenant *t)
+{
+	struct catchup	*c = t->live;
+
+	evtimer_del(t->timer);
+	tenant_backfill_cancel(t);
+	if (c->req != NULL) {
+		http_cancel(t->relay->http, c->req);
+		c->req = NULL;
+		/* The alerts read so far are an ordered prefix: keep them. */
+		if (c->page_n > 0)
+			catchup_commit(c);
+	}
+	if (t->phase != TENANT_FAILED)
+		t->phase = TENANT_IDLE;
+}
+
+void
 tenant_free(struct tenant *t)
 {
 	if (t == NULL)

@@ -19,6 +19,7 @@
 
 struct relay;
 struct catchup;
+struct cluster;
 struct ctl;
 struct metrics;
 
@@ -211,6 +212,16 @@ const char	*tenant_phase_name(enum tenant_phase);
 void		 tenant_free(struct tenant *);
 /* Stop polling: cancel requests, keep what was read (SIGTERM). */
 void		 tenant_stop(struct tenant *);
+/*
+ * Cluster hooks.  tenant_own(t, true) starts polling a tenant this
+ * member now owns, from the shared delivered cursor (TICKS_NONE: the
+ * local state); tenant_own(t, false) stops it (like tenant_stop).
+ * tenant_delivered_cursor: the newest cursor whose alerts every routed
+ * output has delivered (not merely spooled), or TICKS_NONE.
+ */
+void		 tenant_own(struct tenant *, bool, int64_t delivered);
+int64_t		 tenant_delivered_cursor(struct tenant *);
+bool		 tenant_owned(const struct tenant *);
 void		 tenant_start(struct tenant *);
 /* Set the tenant's last error (and log it once, with fields). */
 void		 tenant_error(struct tenant *, int prio, const struct log_ctx *,
@@ -236,6 +247,23 @@ int		 notifier_enqueue(struct notifier *, const struct alert *,
 		    const struct event_meta *);
 /* Make queued mails durable and hand them to the sender.  0 or -1. */
 int		 notifier_sync(struct notifier *);
+/* Nothing left to mail (for --once). */
+bool		 notifier_drained(const struct notifier *);
+/* Adopt the [notify] section of a reloaded config (same NAME). */
+void		 notifier_reconcile(struct notifier *,
+		    const struct conf_notify *);
+
+/*
+ * cluster.c: several collectors sharing the tenants through etcd
+ * ([cluster]).  Membership by leases, tenants spread by rendezvous
+ * hashing, exclusive lease-backed owner keys, a shared delivered cursor.
+ */
+int		 cluster_start(struct relay *, char *, size_t);
+void		 cluster_stop(struct relay *);
+/* Apply a reloaded configuration (tenants added or removed). */
+void		 cluster_reconcile(struct relay *);
+/* For alertrelayctl status: members, owned tenants, etcd health. */
+void		 cluster_status(struct relay *, struct buf *, bool json);
 
 /* ctl.c: the control socket that alertrelayctl talks to. */
 int		 ctl_start(struct relay *, char *, size_t);
@@ -275,6 +303,7 @@ struct relay {
 	struct event	*sig_term, *sig_int, *sig_hup;
 	struct event	*once_timer;
 	struct event	*stop_timer;
+	struct cluster	*cluster;	/* cluster.c, NULL when standalone */
 	int64_t		 stop_deadline;	/* monotonic ms */
 	struct ctl	*ctl;		/* ctl.c */
 	struct metrics	*metrics;	/* metrics.c */

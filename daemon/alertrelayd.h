@@ -115,6 +115,9 @@ bool		 sink_full(const struct sink *);
 /* Nothing undelivered: every durable record sent and acknowledged. */
 bool		 sink_drained(const struct sink *);
 void		 sink_stats(const struct sink *, struct sink_stats *);
+/* Spool positions: first undelivered record, end of durable records. */
+void		 sink_positions(const struct sink *, struct spool_pos *head,
+		    struct spool_pos *tail);
 /* Called (from the loop) whenever the sink becomes drained. */
 void		 sink_set_drained_cb(struct sink *, void (*)(void *), void *);
 
@@ -173,6 +176,16 @@ struct tenant {
 	struct catchup	*live;		/* the poller's catch-up */
 	struct catchup	*backfill;	/* running backfill, or NULL */
 	struct alert	 alert;		/* scratch for the page splitter */
+
+	/*
+	 * Delivery checkpoints (cluster mode): after each commit, the
+	 * cursor and every routed sink's spool tail.  A checkpoint is
+	 * delivered once every sink's head has passed its tail.
+	 */
+	struct checkpoint *ckpt;
+	size_t		 nckpt;
+	int64_t		 delivered;	/* newest delivered cursor */
+	bool		 owned;		/* polled by this member */
 
 	struct rate	 rate;		/* API calls per minute and hour */
 

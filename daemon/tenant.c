@@ -51,7 +51,15 @@ struct catchup {
 	void		*cb_arg;
 };
 
+#define MAX_CHECKPOINTS		64
+
+struct checkpoint {
+	int64_t		 cursor;
+	struct spool_pos *tail;		/* one per routed sink */
+};
+
 static void	tenant_poll(struct tenant *);
+static void	tenant_checkpoint(struct tenant *);
 static void	catchup_fetch(struct catchup *);
 static int	catchup_data_cb(const char *, size_t, void *);
 static int	catchup_alert_cb(const char *, size_t, void *);
@@ -569,7 +577,98 @@ catchup_commit(struct catchup *c)
 		    "%s: %s", t->name, t->state_path, strerror(errno));
 		return -1;
 	}
+	if (!c->backfill && t->relay->cluster != NULL)
+		tenant_checkpoint(t);
 	return 0;
+}
+
+static void
+checkpoints_clear(struct tenant *t)
+{
+	size_t	 i;
+
+	for (i = 0; i < t->nckpt; i++)
+		free(t->ckpt[i].tail);
+	t->nckpt = 0;
+}
+
+/* Remember where the spools end for the cursor just committed. */
+static void
+tenant_checkpoint(struct tenant *t)
+{
+	struct checkpoint *k;
+	struct spool_pos head;
+	size_t		 i;
+
+	if (t->ckpt == NULL)
+		t->ckpt = xcalloc(MAX_CHECKPOINTS, sizeof(*t->ckpt));
+	/* When full, the newest one absorbs this commit: still safe. */
+	if (t->nckpt == MAX_CHECKPOINTS)
+		k = &t->ckpt[t->nckpt - 1];
+	else {
+		k = &t->ckpt[t->nckpt++];
+		k->tail = xcalloc(t->nsinks ? t->nsinks : 1, sizeof(*k->tail));
+	}
+	k->cursor = t->state.cursor;
+	for (i = 0; i < t->nsinks; i++)
+		sink_positions(t->sinks[i], &head, &k->tail[i]);
+}
+
+int64_t
+tenant_delivered_cursor(struct tenant *t)
+{
+	struct spool_pos head, tail;
+	size_t		 n = 0, i;
+
+	for (; n < t->nckpt; n++) {
+		for (i = 0; i < t->nsinks; i++) {
+			sink_positions(t->sinks[i], &head, &tail);
+			if (spool_pos_cmp(&head, &t->ckpt[n].tail[i]) < 0)
+				break;
+		}
+		if (i < t->nsinks)
+			break;
+		t->delivered = t->ckpt[n].cursor;
+	}
+	for (i = 0; i < n; i++)
+		free(t->ckpt[i].tail);
+	memmove(t->ckpt, t->ckpt + n, (t->nckpt - n) * sizeof(*t->ckpt));
+	t->nckpt -= n;
+	return t->delivered;
+}
+
+bool
+tenant_owned(const struct tenant *t)
+{
+	return t->owned;
+}
+
+void
+tenant_own(struct tenant *t, bool own, int64_t delivered)
+{
+	if (own == t->owned)
+		return;
+	t->owned = own;
+	if (!own) {
+		tenant_stop(t);
+		log_tenant(LOG_INFO, t->name, "tenant %s: handed to another "
+		    "member", t->name);
+		return;
+	}
+	if (delivered != TICKS_NONE) {
+		/* The shared cursor is authoritative: re-read from it. */
+		t->state.cursor = delivered;
+		if (t->state.since == TICKS_NONE || delivered < t->state.since)
+			t->state.since = delivered;
+		t->delivered = delivered;
+	} else
+		t->delivered = t->state.cursor;
+	checkpoints_clear(t);
+	log_tenant(LOG_INFO, t->name, "tenant %s: now polled by this member",
+	    t->name);
+	tenant_start(t);
+	if (t->phase == TENANT_IDLE)	/* take over promptly */
+		tenant_schedule(t, TENANT_IDLE, arc4random_uniform(1000));
 }
 
 /* An API error response: log it with its correlation id. */
@@ -723,6 +822,7 @@ tenant_new(struct relay *r, struct conf_tenant *ct, char *err, size_t elen)
 	t->timer = evtimer_new(r->base, tenant_timer_cb, t);
 	t->live = catchup_new(t, false);
 	t->phase = TENANT_IDLE;
+	t->delivered = t->state.cursor;
 	return t;
 }
 
@@ -777,6 +877,7 @@ tenant_reconcile(struct tenant *t, struct conf_tenant *ct)
 		t->auth_failed = false;
 	}
 	t->conf = ct;
+	checkpoints_clear(t);
 	tenant_route_sinks(t);
 	rate_init(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
 	if (!ct->enabled && was_enabled) {
@@ -889,6 +990,8 @@ tenant_free(struct tenant *t)
 		event_free(t->timer);
 	alert_clear(&t->alert);
 	tenant_state_clear(&t->state);
+	checkpoints_clear(t);
+	free(t->ckpt);
 	free(t->sinks);
 	free(t->state_path);
 	free(t->name);

@@ -964,3 +964,24 @@ spool_ack(struct spool *sp, const struct spool_pos *pos)
 		ack_write(sp);
 	return 0;
 }
+
+void
+spool_tail(const struct spool *sp, struct spool_pos *pos)
+{
+	if (sp->nsegs == 0) {
+		*pos = sp->ack;
+		return;
+	}
+	pos->seg = sp->segs[sp->nsegs - 1].num;
+	pos->off = sp->segs[sp->nsegs - 1].size;
+}
+
+int
+spool_pos_cmp(const struct spool_pos *a, const struct spool_pos *b)
+{
+	if (a->seg != b->seg)
+		return a->seg < b->seg ? -1 : 1;
+	if (a->off != b->off)
+		return a->off < b->off ? -1 : 1;
+	return 0;
+}

@@ -43,6 +43,9 @@ bool		 spool_full(const struct spool *);
 uint64_t	 spool_bytes(const struct spool *);	/* undelivered */
 uint64_t	 spool_records(const struct spool *);	/* undelivered */
 
+/* Position just past the last durable record (valid after spool_sync). */
+void		 spool_tail(const struct spool *, struct spool_pos *);
+int		 spool_pos_cmp(const struct spool_pos *, const struct spool_pos *);
 /* Position of the first undelivered record. */
 void		 spool_head(const struct spool *, struct spool_pos *);
 /*

@@ -162,6 +162,7 @@ reload_check_tls(const struct conf_output *o)
 		    "its TLS files: %s", o->file, o->line, o->name,
 		    ERR_reason_error_string(e) ? ERR_reason_error_string(e) :
 		    "unknown error");
+
 		ERR_clear_error();
 	}
 	SSL_CTX_free(ctx);
@@ -177,9 +178,12 @@ reload_load(struct relay *r)
 	size_t			 i;
 	int			 bad = 0;
 
+	buf_reset(&r->reload_errors);
 	if ((nc = conf_load(r->conf->path, &errs)) == NULL) {
-		for (i = 0; i < errs.n; i++)
+		for (i = 0; i < errs.n; i++) {
 			log_ctx(LOG_ERR, NULL, "%s", errs.msg[i]);
+			buf_addf(&r->reload_errors, "%s\n", errs.msg[i]);
+		}
 		bad = (int)errs.n;
 		conf_errors_clear(&errs);
 		return NULL;
@@ -188,11 +192,19 @@ reload_load(struct relay *r)
 		log_warnx("%s: state_dir cannot change on reload (it holds "
 		    "cursors and spools); restart alertrelayd to move it",
 		    nc->path);
+		buf_addf(&r->reload_errors, "%s: state_dir cannot change on "
+		    "reload; restart alertrelayd to move it\n", nc->path);
 		bad++;
 	}
-	for (i = 0; i < nc->noutputs; i++)
-		if (reload_check_tls(nc->outputs[i]) == -1)
+	for (i = 0; i < nc->noutputs; i++) {
+		if (reload_check_tls(nc->outputs[i]) == -1) {
+			buf_addf(&r->reload_errors, "%s:%d: output %s: cannot "
+			    "load its TLS files (ca_file, cert_file, key_file)"
+			    "\n", nc->outputs[i]->file, nc->outputs[i]->line,
+			    nc->outputs[i]->name);
 			bad++;
+		}
+	}
 	if (bad) {
 		conf_free(nc);
 		return NULL;
@@ -295,6 +307,30 @@ reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
 	r->ntenants = cnt;
 }
 
+static bool
+str_changed(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+/* Move the control socket or metrics listener if their address changed. */
+static void
+reload_services(struct relay *r, const struct config *old)
+{
+	char	 err[512];
+
+	if (str_changed(old->daemon.control_socket,
+	    r->conf->daemon.control_socket) &&
+	    ctl_start(r, err, sizeof(err)) == -1)
+		log_warnx("control socket: %s", err);
+	if (str_changed(old->daemon.metrics_listen,
+	    r->conf->daemon.metrics_listen) &&
+	    metrics_start(r, err, sizeof(err)) == -1)
+		log_warnx("metrics: %s", err);
+}
+
 int
 relay_reload(struct relay *r)
 {
@@ -315,6 +351,7 @@ relay_reload(struct relay *r)
 	reload_outputs(r, nc, &outs);
 	r->conf = nc;
 	reload_tenants(r, nc, n);
+	reload_services(r, old);
 	conf_free(old);
 	r->reloads++;
 	c.message_id = MSGID_RELOAD_APPLIED;
@@ -490,9 +527,12 @@ relay_free(struct relay *r)
 {
 	size_t	 i;
 
+	ctl_stop(r);
+	metrics_stop(r);
 	for (i = 0; i < r->ntenants; i++)
 		tenant_free(r->tenants[i]);
 	free(r->tenants);
+	buf_clear(&r->reload_errors);
 	for (i = 0; i < r->nsinks; i++)
 		sink_free(r->sinks[i]);
 	free(r->sinks);
@@ -537,6 +577,11 @@ relay_setup(struct relay *r, struct config *conf, bool once)
 	r->http = http_new(r->base, conf->daemon.max_concurrent_requests);
 	if (relay_open_outputs(r) == -1 || relay_open_tenants(r) == -1)
 		return 1;
+	if (ctl_start(r, err, sizeof(err)) == -1 ||
+	    metrics_start(r, err, sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		return 1;
+	}
 	r->sig_term = evsignal_new(r->base, SIGTERM, relay_signal_cb, r);
 	r->sig_int = evsignal_new(r->base, SIGINT, relay_signal_cb, r);
 	r->sig_hup = evsignal_new(r->base, SIGHUP, relay_signal_cb, r);

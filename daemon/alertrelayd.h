@@ -323,6 +323,7 @@ struct relay {
 	struct event	*sd_timer;	/* sd.c */
 	int64_t		 started;	/* ticks */
 	uint64_t	 reloads;
+	struct buf	 reload_errors;	/* why the last reload was rejected */
 };
 
 struct sink	*relay_sink_find(struct relay *, const char *);

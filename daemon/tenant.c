@@ -180,6 +180,15 @@ backfill_end(struct catchup *c, bool ok, const char *error)
 {
 	struct tenant	*t = c->t;
 
+	/* A range reaching into the covered one extends the coverage. */
+	if (ok && t->state.since != TICKS_NONE && c->from < t->state.since &&
+	    c->to >= t->state.since) {
+		t->state.since = c->from;
+		if (tenant_state_save(t->state_path, &t->state) == -1)
+			log_tenant(LOG_WARNING, t->name, "tenant %s: cannot "
+			    "save state %s: %s", t->name, t->state_path,
+			    strerror(errno));
+	}
 	if (c->cb != NULL)
 		c->cb(c->cb_arg, 1, ok, c->pages, c->seen, c->forwarded,
 		    error);
@@ -444,15 +453,32 @@ catchup_data_cb(const char *p, size_t len, void *arg)
 	return 0;
 }
 
+/* Was this version inside what the live poller has already read? */
+static bool
+tenant_covered(const struct tenant *t, int64_t last_update)
+{
+	const struct tenant_state *st = &t->state;
+
+	return st->since != TICKS_NONE && st->cursor != TICKS_NONE &&
+	    last_update >= st->since && last_update <= st->cursor;
+}
+
 /* Is this version to be forwarded, and as created (0) or updated (1)? */
 static int
-tenant_classify(struct tenant *t, const struct alert *a)
+tenant_classify(struct catchup *c, const struct alert *a)
 {
+	struct tenant	*t = c->t;
 	enum severity	 min = t->conf->min_severity;
 	enum dedupe_result r;
 
 	r = dedupe_check(&t->state.seen, a->id.p, a->id.len, a->last_update);
 	if (r == DEDUPE_DUP)
+		return -1;
+	/*
+	 * A backfill skips versions the live poller has covered: those not
+	 * in the dedupe set any more were forwarded and then pruned.
+	 */
+	if (c->backfill && r == DEDUPE_NEW && tenant_covered(t, a->last_update))
 		return -1;
 	if (min > SEV_INFORMATIONAL && a->severity < min)
 		return -1;
@@ -523,7 +549,7 @@ catchup_alert_cb(const char *obj, size_t len, void *arg)
 	}
 	if (a->last_update == c->page_max)
 		c->page_at_max++;
-	if ((kind = tenant_classify(t, a)) == -1)
+	if ((kind = tenant_classify(c, a)) == -1)
 		return 0;
 	if (tenant_forward(c, a, kind) == -1)
 		return -1;
@@ -981,6 +1007,10 @@ tenant_free(struct tenant *t)
 {
 	if (t == NULL)
 		return;
+	if (t->backfill != NULL && t->backfill->cb != NULL)
+		t->backfill->cb(t->backfill->cb_arg, 1, 0, t->backfill->pages,
+		    t->backfill->seen, t->backfill->forwarded,
+		    "tenant removed from the configuration");
 	catchup_free(t->live);
 	catchup_free(t->backfill);
 	if (t->token.req != NULL)

@@ -26,7 +26,7 @@ CFLAGS	+= -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 LDFLAGS	+= -fsanitize=address,undefined
 endif
-ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Ilib -Idaemon \
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(CPPFLAGS) $(WARN) $(CFLAGS) -Ilib -Idaemon \
 	     $(PKG_CFLAGS) -MMD -MP
 
 LIB_SRC	 := $(sort $(wildcard lib/*.c))
@@ -44,7 +44,7 @@ BENCHES	 := $(BENCH_SRC:tests/bench/%.c=$(B)/tests/bench/%)
 
 PROGS	 = $(B)/alertrelayd $(if $(CTL_SRC),$(B)/alertrelayctl)
 
-.PHONY: all check check-unit check-asan check-integration check-format \
+.PHONY: all check check-docs check-unit check-asan check-integration check-format \
 	demo install clean bench fuzz
 
 all: $(PROGS) $(FAKES) $(UNITS) $(BENCHES)
@@ -72,7 +72,10 @@ $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBA)
 $(B)/tests/bench/%: $(B)/tests/bench/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
-check: check-unit check-asan check-integration
+check: check-unit check-docs check-asan check-integration
+
+check-docs:
+	tests/docs_check.sh
 
 # Unit tests run from the top so they find tests/data and shared vectors.
 check-unit: $(UNITS)
@@ -102,7 +105,7 @@ install: $(PROGS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/alertrelay
 	install -m 0755 $(B)/alertrelayd $(DESTDIR)$(SBINDIR)/
 	$(if $(CTL_SRC),install -m 0755 $(B)/alertrelayctl $(DESTDIR)$(SBINDIR)/)
-	install -m 0640 etc/alertrelay.conf \
+	install -m 0644 etc/alertrelay.conf \
 	    $(DESTDIR)$(SYSCONFDIR)/alertrelay/alertrelay.conf.example
 	if [ -f systemd/alertrelayd.service ]; then \
 	    install -d $(DESTDIR)$(UNITDIR); \

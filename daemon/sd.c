@@ -30,8 +30,7 @@ struct sd {
 	struct event	*wd_timer;	/* NULL without WATCHDOG_USEC */
 	struct event	*heartbeat;
 	int64_t		 wd_ms;		/* feed interval: WATCHDOG_USEC / 2 */
-	int64_t		 hb_seen;	/* mono_ms when the heartbeat last ran */
-	uint64_t	 fed;		/* WATCHDOG=1 messages sent */
+	int64_t		 hb_seen;	/* mono_ms of the heartbeat's run */
 	char		 status[SD_STATUS_LEN];	/* last STATUS= sent */
 };
 
@@ -180,7 +179,6 @@ sd_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	sd_notify(0, "WATCHDOG=1");
-	sd->fed++;
 	evtimer_add(sd->heartbeat, &zero);
 }
 

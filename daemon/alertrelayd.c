@@ -263,6 +263,36 @@ reload_outputs(struct relay *r, struct config *nc, unsigned *changed)
 	return 0;
 }
 
+/* Reconcile notifiers by name; their spools stay on disk. */
+static void
+reload_notifiers(struct relay *r, struct config *nc)
+{
+	struct notifier	**nn;
+	size_t		 i, j;
+	char		 err[512];
+
+	nn = xcalloc(nc->nnotifies, sizeof(*nn));
+	for (i = 0; i < nc->nnotifies; i++) {
+		for (j = 0; j < r->nnotifiers && nn[i] == NULL; j++) {
+			if (r->notifiers[j] == NULL ||
+			    strcmp(notifier_conf(r->notifiers[j])->name,
+			    nc->notifies[i]->name) != 0)
+				continue;
+			nn[i] = r->notifiers[j];
+			r->notifiers[j] = NULL;
+			notifier_reconcile(nn[i], nc->notifies[i]);
+		}
+		if (nn[i] == NULL && (nn[i] = notifier_new(r,
+		    nc->notifies[i], err, sizeof(err))) == NULL)
+			fatalx("%s", err);
+	}
+	for (j = 0; j < r->nnotifiers; j++)
+		notifier_free(r->notifiers[j]);
+	free(r->notifiers);
+	r->notifiers = nn;
+	r->nnotifiers = nc->nnotifies;
+}
+
 /* Reconcile tenants by name: keep, adopt, start or stop. */
 static void
 reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
@@ -349,6 +379,7 @@ relay_reload(struct relay *r)
 		return -1;
 	}
 	reload_outputs(r, nc, &outs);
+	reload_notifiers(r, nc);
 	r->conf = nc;
 	reload_tenants(r, nc, n);
 	reload_services(r, old);
@@ -373,6 +404,18 @@ relay_drained(struct relay *r)
 	return true;
 }
 
+/* Every queued mail sent (--once waits for them too). */
+static bool
+relay_notifiers_drained(struct relay *r)
+{
+	size_t	 i;
+
+	for (i = 0; i < r->nnotifiers; i++)
+		if (!notifier_drained(r->notifiers[i]))
+			return false;
+	return true;
+}
+
 /* --once: exit when every tenant is done and every output drained. */
 static void
 relay_once_check(evutil_socket_t fd, short what, void *arg)
@@ -383,7 +426,8 @@ relay_once_check(evutil_socket_t fd, short what, void *arg)
 	struct sink_stats st;
 	static int64_t	 last_progress;
 
-	if (r->once_pending == 0 && relay_drained(r)) {
+	if (r->once_pending == 0 && relay_drained(r) &&
+	    relay_notifiers_drained(r)) {
 		event_base_loopexit(r->base, NULL);
 		return;
 	}
@@ -522,6 +566,25 @@ relay_open_tenants(struct relay *r)
 	return rc;
 }
 
+static int
+relay_open_notifiers(struct relay *r)
+{
+	char	 err[512];
+	size_t	 i;
+
+	r->notifiers = xcalloc(r->conf->nnotifies, sizeof(*r->notifiers));
+	for (i = 0; i < r->conf->nnotifies; i++) {
+		r->notifiers[i] = notifier_new(r, r->conf->notifies[i], err,
+		    sizeof(err));
+		if (r->notifiers[i] == NULL) {
+			log_warnx("%s", err);
+			return -1;
+		}
+		r->nnotifiers++;
+	}
+	return 0;
+}
+
 static void
 relay_free(struct relay *r)
 {
@@ -532,6 +595,9 @@ relay_free(struct relay *r)
 	for (i = 0; i < r->ntenants; i++)
 		tenant_free(r->tenants[i]);
 	free(r->tenants);
+	for (i = 0; i < r->nnotifiers; i++)
+		notifier_free(r->notifiers[i]);
+	free(r->notifiers);
 	buf_clear(&r->reload_errors);
 	for (i = 0; i < r->nsinks; i++)
 		sink_free(r->sinks[i]);
@@ -546,6 +612,8 @@ relay_free(struct relay *r)
 		event_free(r->once_timer);
 	if (r->stop_timer != NULL)
 		event_free(r->stop_timer);
+	if (r->expiry_timer != NULL)
+		event_free(r->expiry_timer);
 	conf_free(r->conf);
 	if (r->lock_fd != -1)
 		close(r->lock_fd);
@@ -575,7 +643,8 @@ relay_setup(struct relay *r, struct config *conf, bool once)
 	}
 	r->base = event_base_new();
 	r->http = http_new(r->base, conf->daemon.max_concurrent_requests);
-	if (relay_open_outputs(r) == -1 || relay_open_tenants(r) == -1)
+	if (relay_open_outputs(r) == -1 || relay_open_notifiers(r) == -1 ||
+	    relay_open_tenants(r) == -1)
 		return 1;
 	if (ctl_start(r, err, sizeof(err)) == -1 ||
 	    metrics_start(r, err, sizeof(err)) == -1) {
@@ -591,12 +660,28 @@ relay_setup(struct relay *r, struct config *conf, bool once)
 	return 0;
 }
 
+/* Once a day: warn about certificates and secrets about to expire. */
+static void
+relay_expiry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay	*r = arg;
+	size_t		 i;
+
+	for (i = 0; i < r->ntenants; i++)
+		if (r->tenants[i]->conf->enabled)
+			token_check_expiry(r->tenants[i]);
+}
+
 static int
 relay_run(struct relay *r)
 {
+	struct timeval	 day = { 86400, 0 };
 	size_t		 i;
 
 	r->started = ts_now();
+	r->expiry_timer = event_new(r->base, -1, EV_PERSIST, relay_expiry_cb,
+	    r);
+	event_add(r->expiry_timer, &day);
 	r->once_pending = (unsigned)r->ntenants;
 	for (i = 0; i < r->ntenants; i++)
 		tenant_start(r->tenants[i]);

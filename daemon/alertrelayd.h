@@ -316,6 +316,7 @@ struct relay {
 	struct event	*sig_term, *sig_int, *sig_hup;
 	struct event	*once_timer;
 	struct event	*stop_timer;
+	struct event	*expiry_timer;	/* daily credential expiry check */
 	struct cluster	*cluster;	/* cluster.c, NULL when standalone */
 	int64_t		 stop_deadline;	/* monotonic ms */
 	struct ctl	*ctl;		/* ctl.c */

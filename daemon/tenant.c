@@ -522,6 +522,16 @@ tenant_forward(struct catchup *c, const struct alert *a, int updated)
 			return -1;
 		}
 	}
+	/* Mails are best effort: a notify spool error does not stop polling. */
+	for (i = 0; !c->backfill && i < r->nnotifiers; i++) {
+		if (!notifier_wants(r->notifiers[i], t->name, a))
+			continue;
+		if (notifier_enqueue(r->notifiers[i], a, &m) == -1)
+			log_tenant(LOG_WARNING, t->name, "tenant %s: notify "
+			    "%s: cannot queue mail: %s", t->name,
+			    notifier_conf(r->notifiers[i])->name,
+			    strerror(errno));
+	}
 	return 0;
 }
 
@@ -590,6 +600,12 @@ catchup_commit(struct catchup *c)
 			fatalx("tenant %s: %s", t->name, err);
 		return -1;
 	}
+	for (i = 0; i < t->relay->nnotifiers; i++)
+		if (notifier_sync(t->relay->notifiers[i]) == -1)
+			log_tenant(LOG_WARNING, t->name, "tenant %s: notify "
+			    "%s: cannot write mail spool: %s", t->name,
+			    notifier_conf(t->relay->notifiers[i])->name,
+			    strerror(errno));
 	if (!c->backfill && c->page_max != TICKS_NONE &&
 	    (t->state.cursor == TICKS_NONE || c->page_max > t->state.cursor))
 		t->state.cursor = c->page_max;
@@ -864,17 +880,7 @@ tenant_start(struct tenant *t)
 			relay_tenant_done(t->relay, t, true);
 		return;
 	}
-	if (t->conf->client_secret == NULL) {
-		tenant_error(t, LOG_ERR, &(struct log_ctx){ .tenant = t->name },
-		    "tenant %s: certificate authentication is not supported "
-		    "by this version; use client_secret_file", t->name);
-		t->auth_failed = true;
-		if (t->relay->once)
-			tenant_once_done(t, false);
-		else
-			t->phase = TENANT_FAILED;
-		return;
-	}
+	token_check_expiry(t);
 	/* Spread the first polls so many tenants do not start at once. */
 	first = poll_interval(t) < 30000 ? poll_interval(t) : 30000;
 	tenant_schedule(t, TENANT_IDLE, t->relay->once ? 0 :

@@ -2,12 +2,19 @@
  * token: the per-tenant OAuth2 client-credentials token cache.  A token is
  * used until shortly before it expires; at most one refresh per tenant is
  * in flight; Entra's AADSTS codes become messages that say what to fix.
+ * Certificate tenants authenticate with a client-assertion JWT signed
+ * afresh for every request; credentials about to expire are warned about.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "alertrelayd.h"
+#include "jwt.h"
 #include "oauth.h"
+
+#define EXPIRY_WARN_DAYS	30
+#define JWT_BEARER	"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 void
 token_clear(struct token *tk)
@@ -57,6 +64,23 @@ token_store(struct token *tk, struct oauth_token *ot)
 	tk->wall_expires = ts_now() + ot->expires_in * TICKS_PER_SEC;
 }
 
+/* For a rejected assertion: which certificate the portal must list. */
+static const char *
+token_cert_hint(struct tenant *t, long aadsts)
+{
+	static char		 hint[600];
+	struct jwt_cert_info	 ci;
+	char			 err[256];
+
+	if (t->conf->certificate_file == NULL || (aadsts != 700027 &&
+	    aadsts != 700024) || jwt_cert_info(t->conf->certificate_file,
+	    &ci, err, sizeof(err)) == -1)
+		return "";
+	snprintf(hint, sizeof(hint), " (certificate_file %s, thumbprint "
+	    "%s)", t->conf->certificate_file, ci.sha1_hex);
+	return hint;
+}
+
 /* Log an Entra error with its AADSTS code; 1 if retrying cannot help. */
 static int
 token_error(struct tenant *t, const struct http_result *res)
@@ -74,9 +98,9 @@ token_error(struct tenant *t, const struct http_result *res)
 	c.correlation_id = e.correlation_id[0] ? e.correlation_id : NULL;
 	if (e.aadsts != 0)
 		tenant_error(t, LOG_ERR, &c, "tenant %s: token request "
-		    "failed: AADSTS%ld %s%s%s", t->name, e.aadsts,
+		    "failed: AADSTS%ld %s%s%s%s", t->name, e.aadsts,
 		    e.error[0] ? e.error : "error", hint ? ": " : "",
-		    hint ? hint->what : "");
+		    hint ? hint->what : "", token_cert_hint(t, e.aadsts));
 	else
 		tenant_error(t, LOG_ERR, &c, "tenant %s: token request "
 		    "failed: HTTP %d%s%s from %s", t->name, res->status,
@@ -121,6 +145,44 @@ token_done_cb(const struct http_result *res, void *arg)
 	token_finish(t, 0);
 }
 
+/*
+ * Append the client assertion (certificate auth) to the form: a JWT for
+ * the token URL as audience, signed with the key read afresh, so that a
+ * certificate renewed on disk is used without a reload.  0 or -1 (logged).
+ */
+static int
+token_assertion(struct tenant *t, const char *aud, struct buf *form)
+{
+	struct conf_tenant	*ct = t->conf;
+	struct jwt_signer	*s;
+	struct buf		 jwt;
+	char			 err[512];
+	struct log_ctx		 c = { .tenant = t->name };
+
+	if ((s = jwt_signer_load(ct->certificate_file, ct->private_key_file,
+	    err, sizeof(err))) == NULL) {
+		tenant_error(t, LOG_ERR, &c, "tenant %s: certificate "
+		    "authentication: %s", t->name, err);
+		return -1;
+	}
+	buf_init(&jwt);
+	if (jwt_assertion(&jwt, s, JWT_RS256, aud, ct->client_id,
+	    ts_now() / TICKS_PER_SEC, err, sizeof(err)) == -1) {
+		tenant_error(t, LOG_ERR, &c, "tenant %s: certificate "
+		    "authentication: %s", t->name, err);
+		jwt_signer_free(s);
+		return -1;
+	}
+	jwt_signer_free(s);
+	buf_adds(form, "&client_assertion_type=");
+	http_urlencode(form, JWT_BEARER);
+	buf_adds(form, "&client_assertion=");
+	http_urlencode(form, jwt.data);
+	explicit_bzero(jwt.data, jwt.len);
+	buf_clear(&jwt);
+	return 0;
+}
+
 void
 token_refresh(struct tenant *t, void (*cb)(void *, int), void *arg)
 {
@@ -141,9 +203,19 @@ token_refresh(struct tenant *t, void (*cb)(void *, int), void *arg)
 	http_urlencode(&form, ct->client_id);
 	buf_adds(&form, "&scope=");
 	http_urlencode(&form, ct->scope);
-	buf_adds(&form, "&client_secret=");
-	http_urlencode(&form, ct->client_secret != NULL ?
-	    ct->client_secret : "");
+	if (ct->certificate_file != NULL) {
+		if (token_assertion(t, url.data, &form) == -1) {
+			buf_clear(&form);
+			buf_clear(&url);
+			t->auth_failed = true;
+			token_finish(t, -1);
+			return;
+		}
+	} else {
+		buf_adds(&form, "&client_secret=");
+		http_urlencode(&form, ct->client_secret != NULL ?
+		    ct->client_secret : "");
+	}
 	memset(&o, 0, sizeof(o));
 	o.method = "POST";
 	o.url = url.data;
@@ -159,4 +231,66 @@ token_refresh(struct tenant *t, void (*cb)(void *, int), void *arg)
 	explicit_bzero(form.data, form.len);
 	buf_clear(&form);
 	buf_clear(&url);
+}
+
+/* "2026-03-01 (in 12 days)" / "(3 days ago)" for an epoch-seconds date. */
+static void
+expiry_text(int64_t when, int64_t now, char *out, size_t len)
+{
+	struct tm	 tm;
+	time_t		 w = (time_t)when;
+	char		 date[32];
+	int64_t		 days;
+
+	if (gmtime_r(&w, &tm) == NULL ||
+	    strftime(date, sizeof(date), "%Y-%m-%d", &tm) == 0)
+		snprintf(date, sizeof(date), "%lld", (long long)when);
+	days = (when - now) / 86400;
+	if (when <= now)
+		snprintf(out, len, "expired on %s (%lld days ago)", date,
+		    (long long)-days);
+	else
+		snprintf(out, len, "expires on %s (in %lld day%s)", date,
+		    (long long)days, days == 1 ? "" : "s");
+}
+
+void
+token_check_expiry(struct tenant *t)
+{
+	struct conf_tenant	*ct = t->conf;
+	struct jwt_cert_info	 ci;
+	struct log_ctx		 c = { .tenant = t->name };
+	int64_t			 now = ts_now() / TICKS_PER_SEC;
+	int64_t			 warn = now + EXPIRY_WARN_DAYS * 86400;
+	char			 err[512], when[96];
+
+	t->token.cred_expires = 0;
+	if (ct->certificate_file != NULL) {
+		if (jwt_cert_info(ct->certificate_file, &ci, err,
+		    sizeof(err)) == -1)
+			log_ctx(LOG_WARNING, &c, "tenant %s: %s", t->name,
+			    err);
+		else {
+			t->token.cred_expires = ci.not_after;
+			expiry_text(ci.not_after, now, when, sizeof(when));
+			if (ci.not_after < warn)
+				log_ctx(LOG_WARNING, &c, "tenant %s: the "
+				    "certificate %s (thumbprint %s) %s; "
+				    "register a new certificate on the "
+				    "application and update certificate_file "
+				    "and private_key_file", t->name,
+				    ct->certificate_file, ci.sha1_hex, when);
+		}
+	}
+	if (ct->secret_expires != 0 && ct->certificate_file == NULL) {
+		if (t->token.cred_expires == 0 ||
+		    ct->secret_expires < t->token.cred_expires)
+			t->token.cred_expires = ct->secret_expires;
+		expiry_text(ct->secret_expires, now, when, sizeof(when));
+		if (ct->secret_expires < warn)
+			log_ctx(LOG_WARNING, &c, "tenant %s: the client "
+			    "secret %s (secret_expires); create a new secret "
+			    "for the application and update "
+			    "client_secret_file", t->name, when);
+	}
 }

@@ -1,0 +1,898 @@
+/*
+ * notify: e-mail notifications.  Each [notify] section keeps a durable
+ * spool of compact alert records under state_dir/notify/NAME; the sender
+ * mails them one at a time while the hourly budget of single mails lasts,
+ * then batches them into digests, and acknowledges a record only once the
+ * SMTP server has accepted its mail, so a restart sends nothing twice.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "alertrelayd.h"
+
+#define NOTIFY_SPOOL_MAX	(64ULL * 1024 * 1024)
+#define TITLE_MAX		300		/* bytes, in records */
+#define DESC_MAX		2000
+#define FIELD_MAX		512
+#define SUBJECT_TITLE_MAX	160
+#define DIGEST_MAX		200		/* alerts per digest mail */
+#define SMTP_TIMEOUT_MS		(2 * 60 * 1000)
+#define HOUR_S			3600
+#define PORTAL			"https://security.microsoft.com/alerts/"
+
+struct notifier {
+	struct relay		*relay;
+	const struct conf_notify *conf;		/* borrowed from relay->conf */
+	char			*name;
+	char			*budget_path;
+	struct spool		*spool;
+	struct event		*timer;
+	struct http_req		*req;		/* SMTP transfer in flight */
+	struct spool_pos	 inflight_end;	/* ack up to here on success */
+	unsigned		 inflight_n;
+	bool			 inflight_digest;
+	int64_t			*sent;		/* epoch s of single mails */
+	size_t			 nsent;
+	int64_t			 digest_due;	/* mono ms; 0 none pending */
+	int64_t			 retry_at;	/* mono ms; 0 not backing off */
+	unsigned		 failures;
+	bool			 spool_full_warned;
+	uint64_t		 mails;
+};
+
+static const char *sev_display[] = {
+	"Unspecified", "Informational", "Low", "Medium", "High"
+};
+
+static void	notifier_run_cb(evutil_socket_t, short, void *);
+
+const struct conf_notify *
+notifier_conf(const struct notifier *n)
+{
+	return n->conf;
+}
+
+static void
+notifier_schedule(struct notifier *n, int64_t ms)
+{
+	struct timeval	 tv;
+
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(n->timer, &tv);
+}
+
+/* Drop single-mail times that left the sliding hour. */
+static void
+budget_prune(struct notifier *n, int64_t now)
+{
+	size_t	 i, j = 0;
+
+	for (i = 0; i < n->nsent; i++)
+		if (n->sent[i] > now - HOUR_S && n->sent[i] <= now + HOUR_S)
+			n->sent[j++] = n->sent[i];
+	n->nsent = j;
+}
+
+static void
+budget_load(struct notifier *n)
+{
+	struct buf	 b;
+	char		*p, *end;
+	long long	 v;
+
+	buf_init(&b);
+	if (file_read_all(n->budget_path, 1024 * 1024, &b) == 0 &&
+	    b.data != NULL) {
+		for (p = b.data; *p != '\0'; p = end) {
+			v = strtoll(p, &end, 10);
+			if (end == p)
+				break;
+			n->sent = xreallocarray(n->sent, n->nsent + 1,
+			    sizeof(*n->sent));
+			n->sent[n->nsent++] = v;
+			while (*end == '\n')
+				end++;
+		}
+	}
+	buf_clear(&b);
+	budget_prune(n, ts_now() / TICKS_PER_SEC);
+}
+
+/* Persist the single-mail times so a restart keeps to max_per_hour. */
+static void
+budget_note(struct notifier *n, int64_t now)
+{
+	struct buf	 b;
+	size_t		 i;
+
+	budget_prune(n, now);
+	n->sent = xreallocarray(n->sent, n->nsent + 1, sizeof(*n->sent));
+	n->sent[n->nsent++] = now;
+	buf_init(&b);
+	for (i = 0; i < n->nsent; i++)
+		buf_addf(&b, "%lld\n", (long long)n->sent[i]);
+	if (file_write_atomic(n->budget_path, b.data, b.len, 0600) == -1)
+		log_warn("notify %s: cannot save %s", n->name, n->budget_path);
+	buf_clear(&b);
+}
+
+/* Add k: sanitised, shortened v (omitted when absent). */
+static void
+rec_set(json_t *o, const char *k, const char *p, size_t len, size_t max)
+{
+	struct buf	 b;
+	size_t		 cut;
+
+	if (p == NULL)
+		return;
+	buf_init(&b);
+	sanitize_utf8(&b, p, len);
+	if (b.len > max) {
+		cut = utf8_prefix(b.data, b.len, max - 3);
+		buf_truncate(&b, cut);
+		buf_adds(&b, "\xe2\x80\xa6");	/* U+2026 */
+	}
+	if (b.data != NULL)
+		json_object_set_new(o, k, json_stringn(b.data, b.len));
+	buf_clear(&b);
+}
+
+static void
+rec_astr(json_t *o, const char *k, const struct astr *v, size_t max)
+{
+	rec_set(o, k, v->p, v->len, max);
+}
+
+static void
+rec_str(json_t *o, const char *k, const char *s)
+{
+	if (s != NULL)
+		rec_set(o, k, s, strlen(s), FIELD_MAX);
+}
+
+static void
+rec_time(json_t *o, const char *k, int64_t t)
+{
+	char	 ts[40];
+
+	if (t == TICKS_NONE)
+		return;
+	ts_format(t, ts, sizeof(ts));
+	json_object_set_new(o, k, json_string(ts));
+}
+
+bool
+notifier_wants(const struct notifier *n, const char *tenant,
+    const struct alert *a)
+{
+	const struct conf_notify *c = n->conf;
+	size_t		 i;
+
+	if (c->min_severity > SEV_INFORMATIONAL &&
+	    a->severity < c->min_severity)
+		return false;
+	if (c->tenants == NULL)
+		return true;
+	for (i = 0; i < c->ntenants; i++)
+		if (strcmp(c->tenants[i], tenant) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Queue the record of one alert.  Only the first version of an alert
+ * (created) is mailed; later versions are status changes the SIEM carries.
+ */
+int
+notifier_enqueue(struct notifier *n, const struct alert *a,
+    const struct event_meta *m)
+{
+	json_t		*o;
+	char		*s;
+	int		 rc;
+
+	if (m->updated)
+		return 0;
+	if (spool_full(n->spool)) {
+		if (!n->spool_full_warned)
+			log_warnx("notify %s: %llu mails are waiting for the "
+			    "SMTP server; new notifications are dropped until "
+			    "it takes them", n->name, (unsigned long long)
+			    spool_records(n->spool));
+		n->spool_full_warned = true;
+		return 0;
+	}
+	n->spool_full_warned = false;
+	o = json_object();
+	rec_str(o, "tenant", m->tenant_name);
+	rec_str(o, "label", m->tenant_label);
+	if (a->aad_tenant_id.p != NULL && a->aad_tenant_id.len > 0)
+		rec_astr(o, "tid", &a->aad_tenant_id, FIELD_MAX);
+	else
+		rec_str(o, "tid", m->tenant_id);
+	rec_astr(o, "id", &a->id, FIELD_MAX);
+	rec_astr(o, "title", &a->title, TITLE_MAX);
+	json_object_set_new(o, "sev", json_integer(a->severity));
+	rec_astr(o, "status", &a->status, FIELD_MAX);
+	rec_time(o, "lut", a->last_update);
+	rec_time(o, "created", a->creation);
+	rec_astr(o, "category", &a->category, FIELD_MAX);
+	rec_astr(o, "host", &a->computer_dns_name, FIELD_MAX);
+	rec_astr(o, "user", &a->user_name, FIELD_MAX);
+	rec_astr(o, "desc", &a->description, DESC_MAX);
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	rc = spool_append(n->spool, s, strlen(s));
+	free(s);
+	return rc;
+}
+
+int
+notifier_sync(struct notifier *n)
+{
+	if (spool_sync(n->spool) == -1)
+		return -1;
+	if (n->req == NULL && spool_records(n->spool) > 0)
+		notifier_schedule(n, 0);
+	return 0;
+}
+
+void
+notifier_reconcile(struct notifier *n, const struct conf_notify *c)
+{
+	n->conf = c;
+	if (n->req == NULL && spool_records(n->spool) > 0)
+		notifier_schedule(n, 0);
+}
+
+bool
+notifier_drained(const struct notifier *n)
+{
+	return n->req == NULL && spool_records(n->spool) == 0;
+}
+
+/*
+ * Mail composition.  Everything from an alert is attacker-controlled: it
+ * is sanitised, header values lose every control character (no CR/LF
+ * injection) and are RFC 2047-encoded when not ASCII, and the body is
+ * quoted-printable.
+ */
+
+static const char *
+rget(json_t *r, const char *k)
+{
+	const char	*s = json_string_value(json_object_get(r, k));
+
+	return s != NULL && *s != '\0' ? s : NULL;
+}
+
+static const char *
+rsev(json_t *r)
+{
+	json_int_t	 v = json_integer_value(json_object_get(r, "sev"));
+
+	return v >= 0 && v < (json_int_t)nitems(sev_display) ?
+	    sev_display[v] : sev_display[0];
+}
+
+/* One line of text: controls (CR, LF, TAB...) become spaces. */
+static void
+one_line(struct buf *out, const char *s, size_t max)
+{
+	struct buf	 b;
+	size_t		 i, len;
+
+	buf_init(&b);
+	sanitize_utf8(&b, s, strlen(s));
+	len = b.len > max ? utf8_prefix(b.data, b.len, max) : b.len;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)b.data[i];
+
+		buf_addc(out, c < 0x20 || c == 0x7f ? ' ' : (char)c);
+	}
+	if (len < b.len)
+		buf_adds(out, "\xe2\x80\xa6");
+	buf_clear(&b);
+}
+
+static void
+b64_std(struct buf *out, const unsigned char *p, size_t n)
+{
+	static const char	 tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	uint32_t		 v;
+	size_t			 i;
+
+	for (i = 0; i < n; i += 3) {
+		v = (uint32_t)p[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		buf_addc(out, tab[v >> 18 & 63]);
+		buf_addc(out, tab[v >> 12 & 63]);
+		buf_addc(out, i + 1 < n ? tab[v >> 6 & 63] : '=');
+		buf_addc(out, i + 2 < n ? tab[v & 63] : '=');
+	}
+}
+
+/* "Name: value" with value already one line; RFC 2047 when not ASCII. */
+static void
+header(struct buf *out, const char *name, const char *value)
+{
+	const char	*p;
+	size_t		 len = strlen(value), n;
+	bool		 ascii = true;
+
+	for (p = value; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			ascii = false;
+	buf_addf(out, "%s: ", name);
+	if (ascii) {
+		buf_add(out, value, len);
+		buf_adds(out, "\r\n");
+		return;
+	}
+	/* Encoded words of at most 45 bytes (75 characters), folded. */
+	for (p = value; len > 0; p += n, len -= n) {
+		if ((n = utf8_prefix(p, len, 45)) == 0)
+			n = len < 45 ? len : 45;
+		if (p != value)
+			buf_adds(out, "\r\n ");
+		buf_adds(out, "=?UTF-8?B?");
+		b64_std(out, (const unsigned char *)p, n);
+		buf_adds(out, "?=");
+	}
+	buf_adds(out, "\r\n");
+}
+
+/* Quoted-printable (RFC 2045 §6.7) of text with LF line ends. */
+static void
+qp_body(struct buf *out, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t		 i, col = 0, w;
+	unsigned char	 c;
+	bool		 eol;
+
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)s[i];
+		if (c == '\n') {
+			buf_adds(out, "\r\n");
+			col = 0;
+			continue;
+		}
+		eol = i + 1 == len || s[i + 1] == '\n';
+		w = (c >= 33 && c <= 126 && c != '=') ||
+		    ((c == ' ' || c == '\t') && !eol) ? 1 : 3;
+		if (col + w > 75) {
+			buf_adds(out, "=\r\n");
+			col = 0;
+		}
+		if (w == 1)
+			buf_addc(out, (char)c);
+		else {
+			buf_addc(out, '=');
+			buf_addc(out, hex[c >> 4]);
+			buf_addc(out, hex[c & 15]);
+		}
+		col += w;
+	}
+	buf_adds(out, "\r\n");
+}
+
+/* The bare address of "Name <addr>" or "addr". */
+static char *
+bare_address(const char *s)
+{
+	const char	*lt = strrchr(s, '<'), *gt;
+
+	if (lt != NULL && (gt = strchr(lt, '>')) != NULL)
+		return xstrndup(lt + 1, (size_t)(gt - lt - 1));
+	while (*s == ' ')
+		s++;
+	return xstrdup(s);
+}
+
+/* Message-ID domain: the sender's, letters, digits, dots, hyphens only. */
+static void
+msgid_domain(const struct notifier *n, struct buf *out)
+{
+	char		*a = bare_address(n->conf->from);
+	const char	*at = strrchr(a, '@'), *p;
+	size_t		 start = out->len;
+
+	for (p = at != NULL ? at + 1 : ""; *p != '\0'; p++)
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '.' || *p == '-')
+			buf_addc(out, *p);
+	if (out->len == start)
+		buf_adds(out, "alertrelay.invalid");
+	free(a);
+}
+
+/* <hex(sha256(key))@domain>: the same alert version, the same ID. */
+static void
+message_id(const struct notifier *n, const struct buf *key, struct buf *out)
+{
+	unsigned char	 d[EVP_MAX_MD_SIZE];
+	unsigned int	 dl = 0, i;
+
+	if (EVP_Digest(key->data != NULL ? key->data : "", key->len, d, &dl,
+	    EVP_sha256(), NULL) != 1)
+		fatalx("EVP_Digest failed");
+	buf_addc(out, '<');
+	for (i = 0; i < 16; i++)
+		buf_addf(out, "%02x", d[i]);
+	buf_adds(out, ".alertrelay@");
+	msgid_domain(n, out);
+	buf_addc(out, '>');
+}
+
+static void
+rfc5322_date(struct buf *out)
+{
+	static const char *days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri",
+	    "Sat" };
+	static const char *mons[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	time_t		 now = time(NULL);
+	struct tm	 tm;
+
+	gmtime_r(&now, &tm);
+	buf_addf(out, "%s, %02d %s %04d %02d:%02d:%02d +0000",
+	    days[tm.tm_wday], tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900,
+	    tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* From, To, Date, Message-ID, MIME headers; subject given. */
+static void
+mail_headers(const struct notifier *n, struct buf *out, const char *subject,
+    const struct buf *idkey, const char *tenant)
+{
+	struct buf	 v;
+	size_t		 i;
+
+	buf_init(&v);
+	one_line(&v, n->conf->from, FIELD_MAX);
+	header(out, "From", v.data);
+	buf_reset(&v);
+	for (i = 0; i < n->conf->nto; i++) {
+		if (i > 0)
+			buf_adds(&v, ", ");
+		one_line(&v, n->conf->to[i], FIELD_MAX);
+	}
+	header(out, "To", v.data != NULL ? v.data : "");
+	header(out, "Subject", subject);
+	buf_reset(&v);
+	rfc5322_date(&v);
+	header(out, "Date", v.data);
+	buf_reset(&v);
+	message_id(n, idkey, &v);
+	header(out, "Message-ID", v.data);
+	header(out, "MIME-Version", "1.0");
+	header(out, "Content-Type", "text/plain; charset=UTF-8");
+	header(out, "Content-Transfer-Encoding", "quoted-printable");
+	header(out, "Auto-Submitted", "auto-generated");
+	if (tenant != NULL) {
+		buf_reset(&v);
+		one_line(&v, tenant, FIELD_MAX);
+		header(out, "X-Alertrelay-Tenant", v.data);
+	}
+	buf_adds(out, "\r\n");
+	buf_clear(&v);
+}
+
+/* The alert's portal link, its parts percent-encoded. */
+static void
+portal_link(struct buf *out, json_t *r)
+{
+	buf_adds(out, PORTAL);
+	http_urlencode(out, rget(r, "id") ? rget(r, "id") : "");
+	buf_adds(out, "?tid=");
+	http_urlencode(out, rget(r, "tid") ? rget(r, "tid") : "");
+}
+
+static void
+body_field(struct buf *b, const char *name, const char *v)
+{
+	if (v == NULL)
+		return;
+	buf_addf(b, "%-13s", name);
+	one_line(b, v, FIELD_MAX);
+	buf_addc(b, '\n');
+}
+
+static void
+idkey_add(struct buf *key, json_t *r)
+{
+	buf_adds(key, rget(r, "tenant") ? rget(r, "tenant") : "");
+	buf_addc(key, '\n');
+	buf_adds(key, rget(r, "id") ? rget(r, "id") : "");
+	buf_addc(key, '\n');
+	buf_adds(key, rget(r, "lut") ? rget(r, "lut") : "");
+	buf_addc(key, '\n');
+}
+
+static const char *
+rlabel(json_t *r)
+{
+	return rget(r, "label") ? rget(r, "label") :
+	    rget(r, "tenant") ? rget(r, "tenant") : "-";
+}
+
+/* The mail for one alert. */
+static void
+mail_single(const struct notifier *n, json_t *r, struct buf *out)
+{
+	struct buf	 subj, body, key, s;
+	const char	*desc = rget(r, "desc");
+
+	buf_init(&subj);
+	buf_init(&body);
+	buf_init(&key);
+	buf_init(&s);
+	buf_addf(&subj, "[alertrelay] %s: ", rsev(r));
+	one_line(&subj, rget(r, "title") ? rget(r, "title") : "-",
+	    SUBJECT_TITLE_MAX);
+	buf_adds(&subj, " \xe2\x80\x94 ");	/* em dash */
+	one_line(&subj, rlabel(r), FIELD_MAX);
+	idkey_add(&key, r);
+	mail_headers(n, out, subj.data, &key, rget(r, "tenant"));
+
+	buf_addf(&body, "A new %s alert for ", rsev(r));
+	one_line(&body, rlabel(r), FIELD_MAX);
+	buf_adds(&body, ".\n\n");
+	body_field(&body, "Customer:", rlabel(r));
+	body_field(&body, "Tenant:", rget(r, "tenant"));
+	body_field(&body, "Alert:", rget(r, "title"));
+	body_field(&body, "Severity:", rsev(r));
+	body_field(&body, "Status:", rget(r, "status"));
+	body_field(&body, "Category:", rget(r, "category"));
+	body_field(&body, "Machine:", rget(r, "host"));
+	body_field(&body, "User:", rget(r, "user"));
+	body_field(&body, "Created:", rget(r, "created"));
+	body_field(&body, "Last update:", rget(r, "lut"));
+	body_field(&body, "Alert ID:", rget(r, "id"));
+	body_field(&body, "Tenant ID:", rget(r, "tid"));
+	buf_adds(&body, "\nOpen in Microsoft Defender:\n");
+	portal_link(&body, r);
+	buf_adds(&body, "\n");
+	if (desc != NULL) {
+		buf_adds(&body, "\nDescription:\n");
+		sanitize_utf8(&s, desc, strlen(desc));
+		buf_add(&body, s.data, s.len);
+		buf_adds(&body, "\n");
+	}
+	buf_addf(&body, "\n-- \nalertrelayd on %s, [notify \"%s\"]\n",
+	    n->relay->hostname, n->name);
+	qp_body(out, body.data, body.len);
+	buf_clear(&subj);
+	buf_clear(&body);
+	buf_clear(&key);
+	buf_clear(&s);
+}
+
+/* The digest of the records rs[0..nr). */
+static void
+mail_digest(const struct notifier *n, json_t **rs, size_t nr,
+    struct buf *out)
+{
+	struct buf	 subj, body, key;
+	size_t		 i, j, nlabels = 0;
+	const char	*labels[3];
+	bool		 more = false, seen;
+
+	buf_init(&subj);
+	buf_init(&body);
+	buf_init(&key);
+	for (i = 0; i < nr; i++) {
+		idkey_add(&key, rs[i]);
+		for (seen = false, j = 0; j < nlabels; j++)
+			seen |= strcmp(labels[j], rlabel(rs[i])) == 0;
+		if (!seen && nlabels < nitems(labels))
+			labels[nlabels++] = rlabel(rs[i]);
+		else if (!seen)
+			more = true;
+	}
+	buf_addf(&subj, "[alertrelay] Digest: %zu alert%s \xe2\x80\x94 ", nr,
+	    nr == 1 ? "" : "s");
+	for (j = 0; j < nlabels; j++) {
+		if (j > 0)
+			buf_adds(&subj, ", ");
+		one_line(&subj, labels[j], 80);
+	}
+	if (more)
+		buf_adds(&subj, ", \xe2\x80\xa6");
+	mail_headers(n, out, subj.data, &key, NULL);
+
+	buf_addf(&body, "%zu alert%s arrived after the limit of %u single "
+	    "mails per hour was reached:\n", nr, nr == 1 ? "" : "s",
+	    n->conf->max_per_hour);
+	for (i = 0; i < nr; i++) {
+		buf_addf(&body, "\n%zu. [%s] ", i + 1, rsev(rs[i]));
+		one_line(&body, rget(rs[i], "title") ? rget(rs[i], "title") :
+		    "-", SUBJECT_TITLE_MAX);
+		buf_adds(&body, "\n   Customer: ");
+		one_line(&body, rlabel(rs[i]), FIELD_MAX);
+		if (rget(rs[i], "host") != NULL) {
+			buf_adds(&body, "; machine: ");
+			one_line(&body, rget(rs[i], "host"), FIELD_MAX);
+		}
+		if (rget(rs[i], "status") != NULL) {
+			buf_adds(&body, "; status: ");
+			one_line(&body, rget(rs[i], "status"), FIELD_MAX);
+		}
+		buf_adds(&body, "\n   ");
+		portal_link(&body, rs[i]);
+		buf_addc(&body, '\n');
+	}
+	buf_addf(&body, "\n-- \nalertrelayd on %s, [notify \"%s\"]\n",
+	    n->relay->hostname, n->name);
+	qp_body(out, body.data, body.len);
+	buf_clear(&subj);
+	buf_clear(&body);
+	buf_clear(&key);
+}
+
+/*
+ * Sending.
+ */
+
+static void	notifier_sent_cb(const struct http_result *, void *);
+
+/* Hand a composed mail to SMTP. */
+static void
+notifier_submit(struct notifier *n, const struct buf *mail)
+{
+	const struct conf_notify *c = n->conf;
+	struct http_smtp_opts	 o;
+	char			**rcpt, *from, *url;
+	const char		*path;
+	size_t			 i;
+
+	path = strstr(c->smtp_url, "://");
+	if (path != NULL && strchr(path + 3, '/') == NULL)
+		xasprintf(&url, "%s/%s", c->smtp_url, n->relay->hostname);
+	else
+		url = xstrdup(c->smtp_url);
+	from = bare_address(c->from);
+	rcpt = xcalloc(c->nto, sizeof(*rcpt));
+	for (i = 0; i < c->nto; i++)
+		rcpt[i] = bare_address(c->to[i]);
+	memset(&o, 0, sizeof(o));
+	o.url = url;
+	o.mail_from = from;
+	o.rcpt = (const char *const *)rcpt;
+	o.nrcpt = c->nto;
+	o.username = c->username;
+	o.password = c->password;
+	o.body = mail->data;
+	o.body_len = mail->len;
+	o.timeout_ms = SMTP_TIMEOUT_MS;
+	o.done_cb = notifier_sent_cb;
+	o.arg = n;
+	n->req = http_smtp(n->relay->http, &o);
+	for (i = 0; i < c->nto; i++)
+		free(rcpt[i]);
+	free(rcpt);
+	free(from);
+	free(url);
+}
+
+/* Parse a record; a broken one is logged (the caller skips it). */
+static json_t *
+record_parse(struct notifier *n, const struct buf *b)
+{
+	json_t		*r;
+	json_error_t	 je;
+
+	r = json_loadb(b->data != NULL ? b->data : "", b->len, 0, &je);
+	if (!json_is_object(r)) {
+		log_warnx("notify %s: skipping an unreadable spool record "
+		    "(line %d column %d: %s)", n->name, je.line, je.column,
+		    je.text);
+		json_decref(r);
+		return NULL;
+	}
+	return r;
+}
+
+static void
+notifier_send_single(struct notifier *n, struct spool_pos *pos, json_t *r)
+{
+	struct buf	 mail;
+
+	buf_init(&mail);
+	mail_single(n, r, &mail);
+	n->inflight_end = *pos;
+	n->inflight_n = 1;
+	n->inflight_digest = false;
+	notifier_submit(n, &mail);
+	buf_clear(&mail);
+}
+
+/* Read up to DIGEST_MAX records from pos and mail them as one digest. */
+static void
+notifier_send_digest(struct notifier *n, struct spool_pos *pos, json_t *r)
+{
+	json_t		*rs[DIGEST_MAX];
+	struct spool_pos end = *pos;
+	struct buf	 rec, mail;
+	size_t		 nr = 0, i;
+
+	rs[nr++] = r;
+	buf_init(&rec);
+	while (nr < DIGEST_MAX && spool_read(n->spool, pos, &rec) == 1) {
+		end = *pos;
+		if ((r = record_parse(n, &rec)) != NULL)
+			rs[nr++] = r;
+	}
+	buf_clear(&rec);
+	buf_init(&mail);
+	mail_digest(n, rs, nr, &mail);
+	n->inflight_end = end;
+	n->inflight_n = (unsigned)nr;
+	n->inflight_digest = true;
+	notifier_submit(n, &mail);
+	buf_clear(&mail);
+	for (i = 0; i < nr; i++)
+		json_decref(rs[i]);
+}
+
+/* Send what is due: the next single mail, or the digest. */
+static void
+notifier_run_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct notifier	*n = arg;
+	struct spool_pos pos;
+	struct buf	 rec;
+	json_t		*r = NULL;
+	int64_t		 mono = mono_ms(), now = ts_now() / TICKS_PER_SEC;
+
+	if (n->req != NULL)
+		return;			/* the completion runs us again */
+	if (n->retry_at > mono) {
+		notifier_schedule(n, n->retry_at - mono);
+		return;
+	}
+	buf_init(&rec);
+	spool_head(n->spool, &pos);
+	while (r == NULL && spool_read(n->spool, &pos, &rec) == 1)
+		if ((r = record_parse(n, &rec)) == NULL)
+			spool_ack(n->spool, &pos);
+	buf_clear(&rec);
+	if (r == NULL) {
+		n->digest_due = 0;
+		return;
+	}
+	budget_prune(n, now);
+	if (n->nsent < n->conf->max_per_hour) {
+		notifier_send_single(n, &pos, r);
+		json_decref(r);
+		return;
+	}
+	if (n->digest_due == 0)
+		n->digest_due = mono + n->conf->digest_interval_ms;
+	if (mono < n->digest_due) {
+		notifier_schedule(n, n->digest_due - mono);
+		json_decref(r);
+		return;
+	}
+	notifier_send_digest(n, &pos, r);
+}
+
+static void
+notifier_sent_cb(const struct http_result *res, void *arg)
+{
+	struct notifier	*n = arg;
+	int64_t		 delay;
+	bool		 ok = !res->failed && res->status / 100 == 2;
+	char		 reply[300];
+
+	n->req = NULL;
+	if (!ok) {
+		n->failures++;
+		delay = backoff_delay(n->failures, -1, arc4random());
+		n->retry_at = mono_ms() + delay;
+		if (res->status > 0)
+			snprintf(reply, sizeof(reply), "SMTP reply %d%s%s",
+			    res->status, res->error != NULL ? ", " : "",
+			    res->error != NULL ? res->error : "");
+		else
+			snprintf(reply, sizeof(reply), "%s",
+			    res->error != NULL ? res->error : "no reply");
+		log_warnx("notify %s: %s to %s failed: %s; %llu alert%s "
+		    "waiting, retrying in %llds", n->name,
+		    n->inflight_digest ? "digest mail" : "mail",
+		    n->conf->smtp_url, reply,
+		    (unsigned long long)spool_records(n->spool),
+		    spool_records(n->spool) == 1 ? "" : "s",
+		    (long long)(delay + 999) / 1000);
+		notifier_schedule(n, delay);
+		return;
+	}
+	if (spool_ack(n->spool, &n->inflight_end) == -1)
+		log_warn("notify %s: cannot record the sent mail in the "
+		    "spool", n->name);
+	if (n->failures > 0)
+		log_info("notify %s: mail to %s works again", n->name,
+		    n->conf->smtp_url);
+	n->failures = 0;
+	n->retry_at = 0;
+	n->mails++;
+	if (n->inflight_digest) {
+		n->digest_due = 0;
+		log_info("notify %s: digest of %u alert%s sent", n->name,
+		    n->inflight_n, n->inflight_n == 1 ? "" : "s");
+	} else
+		budget_note(n, ts_now() / TICKS_PER_SEC);
+	notifier_schedule(n, 0);
+}
+
+struct notifier *
+notifier_new(struct relay *r, const struct conf_notify *c, char *err,
+    size_t errlen)
+{
+	struct notifier	*n;
+	char		*dir, *sdir;
+	char		 serr[512];
+
+	xasprintf(&dir, "%s/notify", r->conf->daemon.state_dir);
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "notify %s: cannot create %s: %s",
+		    c->name, dir, strerror(errno));
+		free(dir);
+		return NULL;
+	}
+	chmod(dir, 0700);
+	xasprintf(&sdir, "%s/%s", dir, c->name);
+	n = xcalloc(1, sizeof(*n));
+	n->relay = r;
+	n->conf = c;
+	n->name = xstrdup(c->name);
+	xasprintf(&n->budget_path, "%s/%s.sent", dir, c->name);
+	free(dir);
+	n->spool = spool_open(sdir, NOTIFY_SPOOL_MAX, serr, sizeof(serr));
+	free(sdir);
+	if (n->spool == NULL) {
+		snprintf(err, errlen, "notify %s: %s", c->name, serr);
+		notifier_free(n);
+		return NULL;
+	}
+	budget_load(n);
+	n->timer = evtimer_new(r->base, notifier_run_cb, n);
+	if (spool_records(n->spool) > 0)
+		notifier_schedule(n, 0);	/* mails left from last run */
+	return n;
+}
+
+void
+notifier_free(struct notifier *n)
+{
+	if (n == NULL)
+		return;
+	if (n->req != NULL)
+		http_cancel(n->relay->http, n->req);	/* resent later */
+	if (n->timer != NULL)
+		event_free(n->timer);
+	spool_close(n->spool);
+	free(n->sent);
+	free(n->budget_path);
+	free(n->name);
+	free(n);
+}

@@ -1,0 +1,64 @@
+/*
+ * jwt: the signed client-assertion JWT of Entra ID certificate
+ * authentication (RS256 with the SHA-1 "x5t" thumbprint, or PS256 with
+ * "x5t#S256"), and the certificate facts around it.
+ */
+#ifndef AR_JWT_H
+#define AR_JWT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+enum jwt_alg {
+	JWT_RS256,	/* PKCS#1 v1.5, "x5t" (SHA-1): accepted everywhere */
+	JWT_PS256,	/* RSASSA-PSS, header "x5t#S256" (SHA-256) */
+};
+
+/* Lifetime of an assertion: exp = nbf + this. */
+#define JWT_LIFETIME_SEC	600
+
+/* A certificate and its RSA private key, loaded from PEM files. */
+struct jwt_signer;
+
+/*
+ * Load cert_file (PEM, the first certificate) and key_file (PEM, not
+ * encrypted, RSA) and check that the key belongs to the certificate.
+ * NULL with a message in err naming the file on any problem.
+ */
+struct jwt_signer *jwt_signer_load(const char *cert_file,
+		    const char *key_file, char *err, size_t errlen);
+/* Clears the key; NULL is a no-op. */
+void		 jwt_signer_free(struct jwt_signer *);
+/* The certificate's notAfter, epoch seconds. */
+int64_t		 jwt_signer_not_after(const struct jwt_signer *);
+/* base64url thumbprints of the certificate's DER: SHA-1, SHA-256. */
+const char	*jwt_signer_x5t(const struct jwt_signer *);
+const char	*jwt_signer_x5t_s256(const struct jwt_signer *);
+
+/*
+ * Append a client assertion to out: header {alg, typ, x5t or x5t#S256},
+ * claims aud, iss = sub = client_id, jti (a random UUID), nbf = iat = now,
+ * exp = now + JWT_LIFETIME_SEC; signed.  0, or -1 with err.
+ */
+int		 jwt_assertion(struct buf *out, const struct jwt_signer *,
+		    enum jwt_alg, const char *aud, const char *client_id,
+		    int64_t now, char *err, size_t errlen);
+
+/* What an operator needs to know about a certificate file. */
+struct jwt_cert_info {
+	int64_t		 not_after;	/* epoch seconds */
+	char		 sha1_hex[41];	/* thumbprint as the portal shows it */
+};
+
+/* Read a PEM certificate file's facts.  0 or -1 with err. */
+int		 jwt_cert_info(const char *cert_file, struct jwt_cert_info *,
+		    char *err, size_t errlen);
+
+/* base64url without padding (RFC 7515 §2). */
+void		 jwt_b64url(struct buf *, const void *, size_t);
+/* A random (version 4) UUID, 36 characters and a NUL. */
+void		 jwt_uuid(char out[37]);
+
+#endif

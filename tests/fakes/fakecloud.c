@@ -26,9 +26,13 @@
 #include <event2/util.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include "jscan.h"
 #include "log.h"
@@ -71,6 +75,9 @@ struct faults {
 	int		 n403;
 	int		 nbadjson;
 	int		 slow_ms;
+	int		 hostile;	/* enum hostile, H_NONE */
+	int		 hostile_arg;
+	char		 hostile_to[128];	/* redirect HOST:PORT */
 };
 
 /* Time stamps of the last cap calls, for a sliding-window rate limit. */
@@ -163,6 +170,8 @@ struct call {
 	struct tenant		*t;
 	bool			 badjson;
 	int			 delay_ms;
+	int			 hostile;	/* enum hostile to apply */
+	int			 hostile_arg;
 };
 
 struct delayed {
@@ -248,6 +257,7 @@ static struct {
 	size_t			 npend;
 	size_t			 cappend;
 	char			**log;
+	char			**log_ua;	/* User-Agent of each line */
 	size_t			 log_i;
 	size_t			 log_n;
 	uint64_t		 requests;
@@ -255,6 +265,8 @@ static struct {
 	uint64_t		 api_requests;
 	uint64_t		 status[600];
 	TAILQ_HEAD(, delayed)	 delayed;
+	uint64_t		 accept_encoding;	/* requests asking */
+	const char		*token_log;
 } F;
 
 /* Alert kinds the generator picks from. */
@@ -1779,6 +1791,77 @@ arg_int(const char *arg, int def)
 	return (int)v;
 }
 
+/*
+ * Hostile replies: what a broken or malicious API server, or a proxy in
+ * between, could send.  Armed like the other faults; they stay armed until
+ * "clear" (or ARG 0), and act on successful (200) replies only.
+ */
+
+enum hostile {
+	H_NONE,
+	H_TRUNCATE,	/* Content-Length of the whole body, half sent, close */
+	H_WRONGTYPES,	/* every alert member but the id and time mistyped */
+	H_DEEP,		/* members nested ARG levels deep in the first alert */
+	H_HUGE,		/* one alert (or access token) of ARG MiB, chunked */
+	H_ENDLESS,	/* chunked, a page whose "value" never ends */
+	H_TRICKLE,	/* the real body, one byte every ARG ms */
+	H_REDIRECT,	/* 302 to http://ARG (HOST:PORT) + the same URI */
+	H_NONUTF8,	/* invalid UTF-8 in every title and description */
+};
+
+static const char *hostile_names[] = { "", "truncate", "wrongtypes", "deep",
+    "huge", "endless", "trickle", "redirect", "nonutf8" };
+
+static enum hostile
+hostile_kind(const char *kind)
+{
+	size_t	 i;
+
+	for (i = 1; i < nitems(hostile_names); i++)
+		if (strcmp(kind, hostile_names[i]) == 0)
+			return (enum hostile)i;
+	return H_NONE;
+}
+
+/* Arm (or with ARG "0" disarm) hostile kind h on fs. */
+static int
+hostile_arm(struct faults *fs, enum hostile h, const char *arg)
+{
+	int	 v = 0;
+
+	if (arg != NULL && strcmp(arg, "0") == 0) {
+		if (fs->hostile == (int)h)
+			fs->hostile = H_NONE;
+		return 0;
+	}
+	switch (h) {
+	case H_DEEP:
+		v = arg_int(arg, 100000);
+		break;
+	case H_HUGE:
+		v = arg_int(arg, 200);
+		break;
+	case H_TRICKLE:
+		v = arg_int(arg, 1000);
+		break;
+	case H_REDIRECT:
+		if (arg == NULL || *arg == '\0' ||
+		    strlen(arg) >= sizeof fs->hostile_to ||
+		    strpbrk(arg, "/?#@ \r\n") != NULL)
+			return -1;
+		snprintf(fs->hostile_to, sizeof fs->hostile_to, "%s", arg);
+		break;
+	default:
+		v = arg_int(arg, 1);
+		break;
+	}
+	if (v < 0)
+		return -1;
+	fs->hostile = h;
+	fs->hostile_arg = v;
+	return 0;
+}
+
 /* Arm fault kind on t; "token-" kinds act on its token endpoint. */
 static int
 fault_set(struct tenant *t, const char *kind, const char *arg)
@@ -1816,6 +1899,9 @@ fault_set(struct tenant *t, const char *kind, const char *arg)
 		if ((v = arg_int(arg, 1000)) < 0)
 			return -1;
 		fs->slow_ms = v;
+	} else if (hostile_kind(kind) != H_NONE) {
+		if (hostile_arm(fs, hostile_kind(kind), arg) != 0)
+			return -1;
 	} else {
 		if ((v = arg_int(arg, 1)) < 0)
 			return -1;
@@ -1901,7 +1987,8 @@ method_name(struct evhttp_request *req)
 static void
 reqlog_add(struct call *c, int code)
 {
-	char	 ts[32], *line;
+	char	 ts[32], *line, *ua, *p;
+	const char *h;
 
 	ts_text(ts_now(), 7, ts);
 	xasprintf(&line, "%s %s %s %s %d", ts, c->t ? c->t->name : "-",
@@ -1911,10 +1998,20 @@ reqlog_add(struct call *c, int code)
 		free(line);
 		return;
 	}
-	if (F.log == NULL)
+	if (F.log == NULL) {
 		F.log = xcalloc(LOG_KEEP, sizeof *F.log);
+		F.log_ua = xcalloc(LOG_KEEP, sizeof *F.log_ua);
+	}
 	free(F.log[F.log_i]);
 	F.log[F.log_i] = line;
+	h = evhttp_find_header(evhttp_request_get_input_headers(c->req),
+	    "User-Agent");
+	ua = xstrdup(h != NULL && *h != '\0' ? h : "-");
+	for (p = ua; *p != '\0'; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			*p = '_';
+	free(F.log_ua[F.log_i]);
+	F.log_ua[F.log_i] = ua;
 	F.log_i = (F.log_i + 1) % LOG_KEEP;
 	if (F.log_n < LOG_KEEP)
 		F.log_n++;
@@ -1954,6 +2051,379 @@ body_mangle(struct evbuffer *body)
 	return nb;
 }
 
+/* A chunked reply sent piece by piece as the client takes it. */
+struct stream {
+	struct evhttp_request	*req;
+	struct evhttp_connection *evcon;
+	enum hostile		 kind;
+	struct evbuffer		*tail;	/* sent last (huge), or all (trickle) */
+	uint64_t		 left;	/* filler bytes still to send */
+	int			 ms;
+	struct event		*ev;
+	LIST_ENTRY(stream)	 entry;
+};
+
+static LIST_HEAD(, stream) streams = LIST_HEAD_INITIALIZER(streams);
+
+static void
+stream_free(struct stream *s)
+{
+	LIST_REMOVE(s, entry);
+	evhttp_connection_set_closecb(s->evcon, NULL, NULL);
+	if (s->ev != NULL)
+		event_free(s->ev);
+	evbuffer_free(s->tail);
+	free(s);
+}
+
+/* The client went away: evhttp frees the request, we free the rest. */
+static void
+stream_closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct stream	*s = arg;
+
+	log_debug("hostile %s reply: client closed the connection",
+	    hostile_names[s->kind]);
+	/* evhttp detaches a request still being sent: ending frees it. */
+	if (evhttp_request_get_connection(s->req) == NULL)
+		evhttp_send_reply_end(s->req);
+	stream_free(s);
+}
+
+static void stream_sent_cb(struct evhttp_connection *, void *);
+
+/* Send the next piece: filler while any is left, then the tail. */
+static void
+stream_next(struct stream *s)
+{
+	struct evbuffer	*b = evbuffer_new();
+	char		 fill[65536];
+	size_t		 n;
+
+	if (s->kind == H_TRICKLE) {
+		if (evbuffer_get_length(s->tail) == 0) {
+			evbuffer_free(b);
+			evhttp_send_reply_end(s->req);
+			stream_free(s);
+			return;
+		}
+		evbuffer_remove_buffer(s->tail, b, 1);
+		evhttp_send_reply_chunk(s->req, b);
+		evbuffer_free(b);
+		return;
+	}
+	if (s->kind == H_ENDLESS || s->left > 0) {
+		n = s->kind == H_ENDLESS || s->left > sizeof fill ?
+		    sizeof fill : (size_t)s->left;
+		memset(fill, s->kind == H_ENDLESS ? ' ' : 'A', n);
+		evbuffer_add(b, fill, n);
+		if (s->kind == H_HUGE)
+			s->left -= n;
+		evhttp_send_reply_chunk_with_cb(s->req, b, stream_sent_cb, s);
+		evbuffer_free(b);
+		return;
+	}
+	evbuffer_free(b);
+	evhttp_send_reply_chunk(s->req, s->tail);
+	evhttp_send_reply_end(s->req);
+	stream_free(s);
+}
+
+static void
+stream_sent_cb(struct evhttp_connection *evcon, void *arg)
+{
+	stream_next(arg);
+}
+
+static void
+stream_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	stream_next(arg);
+}
+
+/* Start a chunked reply of kind h; takes ownership of body. */
+static void
+stream_start(struct call *c, int code, struct evbuffer *body, int arg)
+{
+	struct stream	*s;
+	struct timeval	 tv;
+	char		 id[64], ts[32];
+
+	s = xcalloc(1, sizeof *s);
+	s->req = c->req;
+	s->evcon = evhttp_request_get_connection(c->req);
+	s->kind = c->hostile;
+	s->tail = evbuffer_new();
+	LIST_INSERT_HEAD(&streams, s, entry);
+	evhttp_connection_set_closecb(s->evcon, stream_closed_cb, s);
+	evhttp_send_reply_start(c->req, code, reason(code));
+	if (s->kind == H_TRICKLE) {
+		evbuffer_add_buffer(s->tail, body);
+		evbuffer_free(body);
+		s->ms = arg > 0 ? arg : 1;
+		s->ev = event_new(F.base, -1, EV_PERSIST, stream_tick_cb, s);
+		tv.tv_sec = s->ms / 1000;
+		tv.tv_usec = (s->ms % 1000) * 1000;
+		event_add(s->ev, &tv);
+		return;
+	}
+	evbuffer_free(body);
+	body = evbuffer_new();
+	if (c->api == API_TOKEN) {
+		evbuffer_add_printf(body, "{\"token_type\":\"Bearer\","
+		    "\"expires_in\":3599,\"access_token\":\"");
+		evbuffer_add_printf(s->tail, "\"}");
+	} else {
+		snprintf(id, sizeof id, "da%018" PRIu64 "_%d",
+		    rng_next(&F.xrng) % UINT64_C(1000000000000000000),
+		    (int)(rng_next(&F.xrng) & 0x7fff));
+		ts_text(ts_now(), 7, ts);
+		evbuffer_add_printf(body, "{\"@odata.context\":\"%s\","
+		    "\"value\":[", c->api == API_GRAPH ? GRAPH_CONTEXT :
+		    MDE_CONTEXT);
+		if (s->kind == H_HUGE)
+			evbuffer_add_printf(body, "{\"id\":\"%s\",\"%s\":\"%s\","
+			    "\"title\":\"huge\",\"description\":\"", id,
+			    c->api == API_GRAPH ? "lastUpdateDateTime" :
+			    "lastUpdateTime", ts);
+		evbuffer_add_printf(s->tail, "\"}]}");
+	}
+	s->left = (uint64_t)arg << 20;
+	evhttp_send_reply_chunk_with_cb(c->req, body, stream_sent_cb, s);
+	evbuffer_free(body);
+}
+
+/* A mistyped stand-in for v; *k varies the choice. */
+static json_t *
+mistype(json_t *v, unsigned *k)
+{
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		switch ((*k)++ % 4) {
+		case 0:
+			return json_integer(-1234567890123LL);
+		case 1:
+			return json_pack("[s]", json_string_value(v));
+		case 2:
+			return json_pack("{s:s}", "value",
+			    json_string_value(v));
+		default:
+			return json_true();
+		}
+	case JSON_INTEGER:
+	case JSON_REAL:
+		return (*k)++ % 2 ? json_string("12") : json_real(1e308);
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return json_string("true");
+	case JSON_NULL:
+		return (*k)++ % 2 ? json_object() : json_real(-0.5);
+	case JSON_ARRAY:
+		return (*k)++ % 2 ? json_string("[]") : json_integer(3);
+	default:
+		return (*k)++ % 2 ? json_integer(7) : json_string("{}");
+	}
+}
+
+/*
+ * Mistype the members of o (the id and the time stamps the daemon needs
+ * stay): wholesale, or inside objects and arrays when deep.
+ */
+static void
+mistype_object(json_t *o, bool deep, bool top, unsigned *k)
+{
+	const char	*key;
+	json_t		*v, *e;
+	size_t		 i;
+
+	json_object_foreach(o, key, v) {
+		if (top && (strcmp(key, "id") == 0 ||
+		    strcmp(key, "lastUpdateTime") == 0 ||
+		    strcmp(key, "lastUpdateDateTime") == 0))
+			continue;
+		if (deep && json_is_object(v)) {
+			mistype_object(v, deep, false, k);
+			continue;
+		}
+		if (deep && json_is_array(v) && json_array_size(v) > 0) {
+			json_array_foreach(v, i, e) {
+				if (json_is_object(e))
+					mistype_object(e, deep, false, k);
+				else
+					json_array_set_new(v, i,
+					    mistype(e, k));
+			}
+			continue;
+		}
+		json_object_set_new(o, key, mistype(v, k));
+	}
+}
+
+static struct evbuffer *
+hostile_wrongtypes(struct evbuffer *body)
+{
+	json_t		*root, *a;
+	json_error_t	 je;
+	struct evbuffer	*nb;
+	char		*s;
+	size_t		 len = evbuffer_get_length(body), i;
+	unsigned	 k = 0;
+
+	root = json_loadb((const char *)evbuffer_pullup(body, -1), len,
+	    JSON_ALLOW_NUL, &je);
+	if (!json_is_array(json_object_get(root, "value"))) {
+		json_decref(root);
+		return body;
+	}
+	json_array_foreach(json_object_get(root, "value"), i, a) {
+		if (json_is_object(a))
+			mistype_object(a, i % 2 == 1, true, &k);
+	}
+	s = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	if (s == NULL)
+		return body;
+	nb = evbuffer_new();
+	evbuffer_add(nb, s, strlen(s));
+	free(s);
+	evbuffer_free(body);
+	return nb;
+}
+
+/* Insert text at the first byte after each occurrence of pat. */
+static struct evbuffer *
+splice_after(struct evbuffer *body, const char *pat, const char *text,
+    size_t tlen, bool once)
+{
+	struct evbuffer	*nb = evbuffer_new();
+	const char	*p, *q, *end;
+	size_t		 plen = strlen(pat);
+
+	p = (const char *)evbuffer_pullup(body, -1);
+	end = p + evbuffer_get_length(body);
+	while (p < end && (q = memmem(p, (size_t)(end - p), pat, plen)) !=
+	    NULL) {
+		evbuffer_add(nb, p, (size_t)(q - p) + plen);
+		evbuffer_add(nb, text, tlen);
+		p = q + plen;
+		if (once)
+			break;
+	}
+	evbuffer_add(nb, p, (size_t)(end - p));
+	evbuffer_free(body);
+	return nb;
+}
+
+static struct evbuffer *
+hostile_deep(struct evbuffer *body, int depth)
+{
+	struct buf	 t;
+	int		 i;
+
+	buf_init(&t);
+	buf_adds(&t, "\"deepArray\":");
+	for (i = 0; i < depth; i++)
+		buf_addc(&t, '[');
+	for (i = 0; i < depth; i++)
+		buf_addc(&t, ']');
+	buf_adds(&t, ",\"deepObject\":");
+	for (i = 0; i < depth; i++)
+		buf_adds(&t, "{\"a\":");
+	buf_adds(&t, "1");
+	for (i = 0; i < depth; i++)
+		buf_addc(&t, '}');
+	buf_addc(&t, ',');
+	body = splice_after(body, "\"value\":[{", t.data, t.len, true);
+	buf_clear(&t);
+	return body;
+}
+
+static struct evbuffer *
+hostile_nonutf8(struct evbuffer *body)
+{
+	static const char bad[] = "\xff\xfe\xc0\xaf\xed\xa0\x80\xf4\x90\x80"
+	    "\x80\xe2\x82";
+
+	body = splice_after(body, "\"title\":\"", bad, sizeof bad - 1, false);
+	return splice_after(body, "\"description\":\"", bad, sizeof bad - 1,
+	    false);
+}
+
+/*
+ * Send a hostile version of a 200 reply (true), or rewrite *body for the
+ * caller to send (false).  Takes ownership of *body when it sends.
+ */
+static bool
+hostile_reply(struct call *c, int code, struct evbuffer **body)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(c->req);
+	struct evbuffer		*half;
+	char			 s[32];
+	size_t			 len;
+
+	if (code != 200)
+		return false;
+	switch (c->hostile) {
+	case H_TRUNCATE:
+		len = evbuffer_get_length(*body);
+		snprintf(s, sizeof s, "%zu", len);
+		evhttp_add_header(h, "Content-Length", s);
+		evhttp_add_header(h, "Connection", "close");
+		half = evbuffer_new();
+		evbuffer_remove_buffer(*body, half, len / 2);
+		evbuffer_free(*body);
+		evhttp_send_reply(c->req, code, reason(code), half);
+		evbuffer_free(half);
+		return true;
+	case H_WRONGTYPES:
+		*body = hostile_wrongtypes(*body);
+		return false;
+	case H_DEEP:
+		*body = hostile_deep(*body, c->hostile_arg);
+		return false;
+	case H_NONUTF8:
+		*body = hostile_nonutf8(*body);
+		return false;
+	case H_HUGE:
+	case H_ENDLESS:
+	case H_TRICKLE:
+		stream_start(c, code, *body, c->hostile_arg);
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* 302 to the armed host, same path and query: credentials must stay. */
+static void
+hostile_redirect(struct call *c, const char *to)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(c->req);
+	struct evbuffer		*b = evbuffer_new();
+	char			*loc;
+
+	xasprintf(&loc, "http://%s%s", to, evhttp_request_get_uri(c->req));
+	evhttp_add_header(h, "Location", loc);
+	free(loc);
+	reqlog_add(c, 302);
+	evhttp_send_reply(c->req, 302, "Found", b);
+	evbuffer_free(b);
+}
+
+/* --token-log: every access token issued, one a line, for leak checks. */
+static void
+token_log_add(const char *tok)
+{
+	FILE	*f;
+
+	if (F.token_log == NULL)
+		return;
+	if ((f = fopen(F.token_log, "a")) == NULL)
+		fatal("%s", F.token_log);
+	fprintf(f, "%s\n", tok);
+	fclose(f);
+}
+
 /* Send (or delay) the reply; takes ownership of body. */
 static void
 reply(struct call *c, int code, struct evbuffer *body)
@@ -1968,6 +2438,8 @@ reply(struct call *c, int code, struct evbuffer *body)
 	if (c->badjson)
 		body = body_mangle(body);
 	reqlog_add(c, code);
+	if (c->hostile != H_NONE && hostile_reply(c, code, &body))
+		return;
 	if (c->delay_ms <= 0) {
 		evhttp_send_reply(c->req, code, reason(code), body);
 		evbuffer_free(body);
@@ -2126,11 +2598,15 @@ faults_apply(struct call *c, struct faults *fs)
 	} else if (fs->n403 > 0) {
 		fs->n403--;
 		reply_error(c, 403, "Forbidden", "Access is denied.");
-	} else {
+	} else if (fs->hostile == H_REDIRECT)
+		hostile_redirect(c, fs->hostile_to);
+	else {
 		if (fs->nbadjson > 0) {
 			fs->nbadjson--;
 			c->badjson = true;
 		}
+		c->hostile = fs->hostile;
+		c->hostile_arg = fs->hostile_arg;
 		return false;
 	}
 	return true;
@@ -2727,12 +3203,218 @@ struct form {
 	bool		 resource;
 };
 
+/*
+ * Client assertions (certificate auth).  With --client-cert, an assertion
+ * must name a registered certificate by "x5t" (RS256, SHA-1) or "x5t#S256"
+ * (PS256), carry a valid signature by its key, aud = this token URL, iss =
+ * sub = the client id, exp in the future, nbf not ahead, and a jti never
+ * seen before.  Without --client-cert any JWT-shaped assertion passes.
+ */
+static struct {
+	X509		**certs;
+	size_t		  ncerts;
+	char		**jtis;
+	size_t		  njtis;
+} AC;
+
+static void
+assertion_cert_add(const char *path)
+{
+	FILE	*f;
+	X509	*x = NULL;
+
+	if ((f = fopen(path, "r")) != NULL) {
+		x = PEM_read_X509(f, NULL, NULL, NULL);
+		fclose(f);
+	}
+	if (x == NULL) {
+		fprintf(stderr, "fakecloud: --client-cert %s: no PEM "
+		    "certificate\n", path);
+		exit(64);
+	}
+	AC.certs = xreallocarray(AC.certs, AC.ncerts + 1, sizeof *AC.certs);
+	AC.certs[AC.ncerts++] = x;
+}
+
+static void
+assertion_free(void)
+{
+	size_t	 i;
+
+	for (i = 0; i < AC.ncerts; i++)
+		X509_free(AC.certs[i]);
+	for (i = 0; i < AC.njtis; i++)
+		free(AC.jtis[i]);
+	free(AC.certs);
+	free(AC.jtis);
+}
+
+/* The registered certificate whose base64url md thumbprint is want. */
+static X509 *
+assertion_cert_find(const EVP_MD *md, const char *want)
+{
+	unsigned char	 d[EVP_MAX_MD_SIZE];
+	unsigned int	 n;
+	struct buf	 b;
+	size_t		 i;
+	X509		*found = NULL;
+
+	buf_init(&b);
+	for (i = 0; want != NULL && found == NULL && i < AC.ncerts; i++) {
+		n = 0;
+		if (X509_digest(AC.certs[i], md, d, &n) != 1)
+			continue;
+		buf_reset(&b);
+		b64u_enc(&b, d, n);
+		if (b.data != NULL && strcmp(b.data, want) == 0)
+			found = AC.certs[i];
+	}
+	buf_clear(&b);
+	return found;
+}
+
+static bool
+assertion_sig_ok(X509 *x, bool pss, const char *data, size_t len,
+    const struct buf *sig)
+{
+	EVP_MD_CTX	*ctx = EVP_MD_CTX_new();
+	EVP_PKEY_CTX	*pctx = NULL;
+	bool		 ok;
+
+	ok = EVP_DigestVerifyInit(ctx, &pctx, EVP_sha256(), NULL,
+	    X509_get0_pubkey(x)) == 1;
+	if (ok && pss)
+		ok = EVP_PKEY_CTX_set_rsa_padding(pctx,
+		    RSA_PKCS1_PSS_PADDING) == 1 &&
+		    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
+		    RSA_PSS_SALTLEN_DIGEST) == 1;
+	ok = ok && sig->data != NULL && EVP_DigestVerify(ctx,
+	    (const unsigned char *)sig->data, sig->len,
+	    (const unsigned char *)data, len) == 1;
+	EVP_MD_CTX_free(ctx);
+	ERR_clear_error();
+	return ok;
+}
+
+/* Decode one base64url part of a JWT as a JSON object, or NULL. */
+static json_t *
+assertion_json(const char *s, size_t n)
+{
+	struct buf	 b;
+	json_t		*j = NULL;
+
+	buf_init(&b);
+	if (b64_dec(s, n, &b) == 0 && b.data != NULL)
+		j = json_loadb(b.data, b.len, JSON_REJECT_DUPLICATES, NULL);
+	buf_clear(&b);
+	if (j != NULL && !json_is_object(j)) {
+		json_decref(j);
+		j = NULL;
+	}
+	return j;
+}
+
+/* Check the claims of a correctly signed assertion. */
+static const char *
+assertion_claims(struct call *c, json_t *cl, const char *client_id,
+    long *code)
+{
+	static char	 why[600];
+	const char	*host, *aud, *jti;
+	json_int_t	 now = (json_int_t)time(NULL);
+	size_t		 i;
+
+	host = evhttp_find_header(evhttp_request_get_input_headers(c->req),
+	    "Host");
+	snprintf(why, sizeof why, "http://%s%s", host ? host : "",
+	    evhttp_request_get_uri(c->req));
+	aud = json_string_value(json_object_get(cl, "aud"));
+	if (aud == NULL || strcmp(aud, why) != 0) {
+		snprintf(why, sizeof why, "The audience claim '%s' of the "
+		    "client assertion is not this token endpoint.",
+		    aud ? aud : "");
+		return why;
+	}
+	if (!json_is_string(json_object_get(cl, "iss")) ||
+	    !json_is_string(json_object_get(cl, "sub")) ||
+	    strcmp(json_string_value(json_object_get(cl, "iss")),
+	    client_id) != 0 || strcmp(json_string_value(json_object_get(cl,
+	    "sub")), client_id) != 0)
+		return "The iss and sub claims of the client assertion must "
+		    "be the client id.";
+	if (!json_is_integer(json_object_get(cl, "exp")) ||
+	    json_integer_value(json_object_get(cl, "exp")) <= now ||
+	    json_integer_value(json_object_get(cl, "nbf")) > now + 300) {
+		*code = 700024;
+		return "Client assertion is not within its valid time range.";
+	}
+	if ((jti = json_string_value(json_object_get(cl, "jti"))) == NULL ||
+	    *jti == '\0')
+		return "The client assertion has no jti claim.";
+	for (i = 0; i < AC.njtis; i++)
+		if (strcmp(AC.jtis[i], jti) == 0)
+			return "The client assertion's jti has been used "
+			    "before (replay).";
+	AC.jtis = xreallocarray(AC.jtis, AC.njtis + 1, sizeof *AC.jtis);
+	AC.jtis[AC.njtis++] = xstrdup(jti);
+	return NULL;
+}
+
+/* Why the assertion a is not acceptable, or NULL; code is its AADSTS. */
+static const char *
+assertion_check(struct call *c, const char *a, const char *client_id,
+    long *code)
+{
+	static char	 why[600];
+	const char	*d1 = strchr(a, '.'), *d2, *alg, *err = NULL;
+	json_t		*h = NULL, *cl = NULL;
+	struct buf	 sig;
+	X509		*x = NULL;
+	bool		 pss;
+
+	*code = 700027;
+	if (d1 == NULL || (d2 = strchr(d1 + 1, '.')) == NULL ||
+	    (h = assertion_json(a, (size_t)(d1 - a))) == NULL ||
+	    (cl = assertion_json(d1 + 1, (size_t)(d2 - d1 - 1))) == NULL) {
+		json_decref(h);
+		return "Client assertion is not a valid JWT.";
+	}
+	alg = json_string_value(json_object_get(h, "alg"));
+	pss = alg != NULL && strcmp(alg, "PS256") == 0;
+	if (alg == NULL || (!pss && strcmp(alg, "RS256") != 0))
+		err = "Client assertion has an unsupported alg.";
+	else if ((x = assertion_cert_find(pss ? EVP_sha256() : EVP_sha1(),
+	    json_string_value(json_object_get(h, pss ? "x5t#S256" :
+	    "x5t")))) == NULL) {
+		snprintf(why, sizeof why, "The certificate with identifier "
+		    "used to sign the client assertion is not registered on "
+		    "application. [Reason - The key was not found., "
+		    "Thumbprint of key used by client: '%s']",
+		    json_string_value(json_object_get(h, pss ? "x5t#S256" :
+		    "x5t")) ?: "");
+		err = why;
+	} else {
+		buf_init(&sig);
+		if (b64_dec(d2 + 1, strlen(d2 + 1), &sig) != 0 ||
+		    !assertion_sig_ok(x, pss, a, (size_t)(d2 - a), &sig))
+			err = "Client assertion failed signature validation.";
+		buf_clear(&sig);
+		if (err == NULL)
+			err = assertion_claims(c, cl, client_id, code);
+	}
+	json_decref(h);
+	json_decref(cl);
+	return err;
+}
+
 /* Send the Entra error a bad request earns; false when it is good. */
 static bool
 token_reject(struct call *c, struct tenant *t, const struct form *f)
 {
 	const char	*a = f->assertion, *jwt =
 	    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+	const char	*why;
+	long		 code;
 	size_t		 sl = f->scope ? strlen(f->scope) : 0;
 
 	if (f->grant == NULL || f->id == NULL || f->scope == NULL)
@@ -2768,6 +3450,9 @@ token_reject(struct call *c, struct tenant *t, const struct form *f)
 	    f->assertion_type == NULL || strcmp(f->assertion_type, jwt) != 0))
 		reply_entra_error(c, 401, "invalid_client", 700027, "Client "
 		    "assertion failed signature validation.");
+	else if (a != NULL && AC.ncerts > 0 &&
+	    (why = assertion_check(c, a, f->id, &code)) != NULL)
+		reply_entra_error(c, 401, "invalid_client", code, "%s", why);
 	else if (a == NULL && f->secret == NULL)
 		reply_entra_error(c, 401, "invalid_client", 7000218, "The "
 		    "request body must contain the following parameter: "
@@ -2801,6 +3486,7 @@ token_grant(struct call *c, struct tenant *t, const char *scope)
 	buf_init(&out);
 	buf_add(&aud, scope, strlen(scope) - 9);
 	token_issue(&tok, t, aud.data);
+	token_log_add(tok.data);
 	buf_addf(&out, "{\"token_type\":\"Bearer\",\"expires_in\":%s%d%s,"
 	    "\"ext_expires_in\":%s%d%s,\"access_token\":\"%s\"}", q,
 	    F.token_lifetime, q, q, F.token_lifetime, q, tok.data);
@@ -3354,7 +4040,8 @@ ctl_stats(struct call *c)
 		    F.status[i]);
 		first = 0;
 	}
-	buf_adds(&b, "},\"tenants\":{");
+	buf_addf(&b, "},\"accept_encoding\":%" PRIu64 ",\"tenants\":{",
+	    F.accept_encoding);
 	for (i = 0; i < F.ntenants; i++) {
 		t = F.tenants[i];
 		buf_addf(&b, "%s\"%s\":{\"requests\":%" PRIu64 ",\"token_"
@@ -3366,16 +4053,25 @@ ctl_stats(struct call *c)
 	reply_text(c, 200, "application/json", &b);
 }
 
-/* GET /_control/log: the kept request lines, oldest first. */
+/*
+ * GET /_control/log: the kept request lines, oldest first; with ua=1
+ * each line ends with the request's User-Agent (blanks as '_').
+ */
 static void
-ctl_log(struct call *c)
+ctl_log(struct call *c, const struct query *q)
 {
 	struct evbuffer	*out = evbuffer_new();
 	size_t		 i, k;
+	const char	*ua = query_get(q, "ua");
+	bool		 with_ua = ua != NULL && strcmp(ua, "1") == 0;
 
 	for (k = 0; k < F.log_n; k++) {
 		i = (F.log_i + LOG_KEEP - F.log_n + k) % LOG_KEEP;
-		evbuffer_add_printf(out, "%s\n", F.log[i]);
+		if (with_ua)
+			evbuffer_add_printf(out, "%s %s\n", F.log[i],
+			    F.log_ua[i]);
+		else
+			evbuffer_add_printf(out, "%s\n", F.log[i]);
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(c->req),
 	    "Content-Type", "text/plain; charset=utf-8");
@@ -3437,7 +4133,7 @@ control_cb(struct call *c, const char *what, const struct query *q)
 	else if (!post && strcmp(what, "stats") == 0)
 		ctl_stats(c);
 	else if (!post && strcmp(what, "log") == 0)
-		ctl_log(c);
+		ctl_log(c, q);
 	else if (!post && strcmp(what, "versions") == 0)
 		ctl_versions(c, q);
 	else
@@ -3468,6 +4164,9 @@ request_cb(struct evhttp_request *req, void *arg)
 		    "parameters.");
 		return;
 	}
+	if (strncmp(path, "/_control/", 10) != 0 && evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "Accept-Encoding") != NULL)
+		F.accept_encoding++;
 	if (strncmp(path, "/_control/", 10) == 0)
 		control_cb(&c, path + 10, &q);
 	else if ((strncmp(path, "/api/", 5) == 0 ||
@@ -3574,11 +4273,12 @@ usage(void)
 	fprintf(stderr,
 "usage: fakecloud [-v] [-p PORT] [--port-file FILE] [-t NAME]...\n"
 "       [--tenants N]"
-"       [--client-id ID] [--token-lifetime SECS] [--alerts N] [--spread DUR]\n"
+"       [--client-id ID] [--client-cert FILE]... [--token-lifetime SECS]\n"
+"       [--alerts N] [--spread DUR]\n"
 "       [--rate R] [--update-rate R] [--late-fraction F] [--late-delay DUR]\n"
 "       [--seed S] [--fault NAME:KIND[:ARG]]... [--nextlink]\n"
 "       [--no-rate-limit] [--limit-minute N] [--limit-hour N]\n"
-"       [--limit-graph N]\n");
+"       [--limit-graph N] [--token-log FILE]\n");
 	exit(64);
 }
 
@@ -3657,7 +4357,8 @@ enum {
 	OPT_PORT_FILE = 256, OPT_TENANTS, OPT_CLIENT_ID, OPT_LIFETIME,
 	OPT_ALERTS, OPT_SPREAD, OPT_RATE, OPT_UPDATE_RATE, OPT_LATE_FRACTION,
 	OPT_LATE_DELAY, OPT_SEED, OPT_FAULT, OPT_NEXTLINK, OPT_NO_LIMIT,
-	OPT_LIMIT_MIN, OPT_LIMIT_HOUR, OPT_LIMIT_GRAPH,
+	OPT_CLIENT_CERT, OPT_LIMIT_MIN, OPT_LIMIT_HOUR, OPT_LIMIT_GRAPH,
+	OPT_TOKEN_LOG,
 };
 
 static const struct option longopts[] = {
@@ -3668,6 +4369,7 @@ static const struct option longopts[] = {
 	{ "port-file", required_argument, NULL, OPT_PORT_FILE },
 	{ "tenants", required_argument, NULL, OPT_TENANTS },
 	{ "client-id", required_argument, NULL, OPT_CLIENT_ID },
+	{ "client-cert", required_argument, NULL, OPT_CLIENT_CERT },
 	{ "token-lifetime", required_argument, NULL, OPT_LIFETIME },
 	{ "alerts", required_argument, NULL, OPT_ALERTS },
 	{ "spread", required_argument, NULL, OPT_SPREAD },
@@ -3682,6 +4384,7 @@ static const struct option longopts[] = {
 	{ "limit-minute", required_argument, NULL, OPT_LIMIT_MIN },
 	{ "limit-hour", required_argument, NULL, OPT_LIMIT_HOUR },
 	{ "limit-graph", required_argument, NULL, OPT_LIMIT_GRAPH },
+	{ "token-log", required_argument, NULL, OPT_TOKEN_LOG },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -3717,6 +4420,9 @@ parse_args(int argc, char **argv, char ***faults, size_t *nfaults)
 			break;
 		case OPT_CLIENT_ID:
 			F.client_id = optarg;
+			break;
+		case OPT_CLIENT_CERT:
+			assertion_cert_add(optarg);
 			break;
 		case OPT_LIFETIME:
 			F.token_lifetime = (int)opt_int(optarg,
@@ -3762,6 +4468,9 @@ parse_args(int argc, char **argv, char ***faults, size_t *nfaults)
 			break;
 		case OPT_LIMIT_GRAPH:
 			F.limit_graph = (int)opt_int(optarg, "limit", 1000000);
+			break;
+		case OPT_TOKEN_LOG:
+			F.token_log = optarg;
 			break;
 		default:
 			usage();
@@ -3817,7 +4526,10 @@ shutdown_all(void)
 
 	while ((d = TAILQ_FIRST(&F.delayed)) != NULL)
 		delayed_send(d);
+	assertion_free();
 	evhttp_free(F.http);
+	while (!LIST_EMPTY(&streams))
+		stream_free(LIST_FIRST(&streams));
 	event_free(F.tick);
 	event_free(F.sigint);
 	event_free(F.sigterm);
@@ -3828,9 +4540,12 @@ shutdown_all(void)
 		tenant_free(F.tenants[i]);
 	free(F.tenants);
 	if (F.log != NULL) {
-		for (i = 0; i < LOG_KEEP; i++)
+		for (i = 0; i < LOG_KEEP; i++) {
 			free(F.log[i]);
+			free(F.log_ua[i]);
+		}
 		free(F.log);
+		free(F.log_ua);
 	}
 	event_base_free(F.base);
 	libevent_global_shutdown();

@@ -48,6 +48,8 @@ struct http_opts {
 	const char	*bearer;	/* access token, or NULL */
 	const char	*user_agent;
 	const char	*ca_file;	/* NULL = system CAs */
+	const char	*cert_file;	/* client certificate (mTLS), or NULL */
+	const char	*key_file;
 	int64_t		 timeout_ms;
 	size_t		 max_body;	/* abort past this many bytes */
 	http_data_cb	 data_cb;	/* NULL: buffer the body */

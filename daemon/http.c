@@ -21,6 +21,7 @@ struct http_req {
 	char			*post;
 	size_t			 post_len;
 	struct http_opts	 opts;
+	char			*strings[4];	/* owned copies */
 	struct buf		 body;
 	size_t			 received;
 	int64_t			 retry_after_ms;
@@ -161,14 +162,22 @@ http_sock_cb(CURL *easy, curl_socket_t s, int what, void *arg, void *sockp)
 static void
 http_req_free(struct http_req *r)
 {
+	struct curl_slist *l;
+
 	if (r->easy != NULL)
 		curl_easy_cleanup(r->easy);
+	for (l = r->headers; l != NULL; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
 	curl_slist_free_all(r->headers);
 	curl_slist_free_all(r->rcpt);
 	free(r->mail_from);
 	free(r->username);
 	secret_free(r->password);
 	free(r->smtp_ca_file);
+	free(r->strings[0]);
+	free(r->strings[1]);
+	free(r->strings[2]);
+	free(r->strings[3]);
 	free(r->url);
 	if (r->post != NULL) {
 		explicit_bzero(r->post, r->post_len);
@@ -279,6 +288,10 @@ http_setup(struct http_req *r)
 	    (long)(r->opts.timeout_ms < 15000 ? r->opts.timeout_ms : 15000));
 	if (r->opts.ca_file != NULL)
 		curl_easy_setopt(e, CURLOPT_CAINFO, r->opts.ca_file);
+	if (r->opts.cert_file != NULL) {
+		curl_easy_setopt(e, CURLOPT_SSLCERT, r->opts.cert_file);
+		curl_easy_setopt(e, CURLOPT_SSLKEY, r->opts.key_file);
+	}
 	if (r->opts.user_agent != NULL)
 		curl_easy_setopt(e, CURLOPT_USERAGENT, r->opts.user_agent);
 	r->headers = curl_slist_append(r->headers, "Accept: application/json");
@@ -423,6 +436,15 @@ http_request(struct http *h, const struct http_opts *o)
 	r->opts = *o;
 	r->url = xstrdup(o->url);
 	r->opts.url = r->url;
+	/* A queued request may start after a reload freed the config. */
+	r->opts.ca_file = r->strings[0] = o->ca_file ? xstrdup(o->ca_file) :
+	    NULL;
+	r->opts.cert_file = r->strings[1] = o->cert_file ?
+	    xstrdup(o->cert_file) : NULL;
+	r->opts.key_file = r->strings[2] = o->key_file ? xstrdup(o->key_file) :
+	    NULL;
+	r->opts.user_agent = r->strings[3] = o->user_agent ?
+	    xstrdup(o->user_agent) : NULL;
 	r->retry_after_ms = -1;
 	buf_init(&r->body);
 	if (o->body != NULL) {

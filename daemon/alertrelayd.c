@@ -321,7 +321,8 @@ reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
 			continue;
 		}
 		nt[cnt++] = t;
-		tenant_start(t);
+		if (!nc->cluster.enabled)
+			tenant_start(t);	/* else the cluster assigns it */
 		n[0]++;
 	}
 	for (j = 0; j < r->ntenants; j++) {
@@ -383,6 +384,8 @@ relay_reload(struct relay *r)
 	r->conf = nc;
 	reload_tenants(r, nc, n);
 	reload_services(r, old);
+	if (r->cluster != NULL)
+		cluster_reconcile(r);
 	conf_free(old);
 	r->reloads++;
 	c.message_id = MSGID_RELOAD_APPLIED;
@@ -592,6 +595,8 @@ relay_free(struct relay *r)
 
 	ctl_stop(r);
 	metrics_stop(r);
+	if (r->cluster != NULL)
+		cluster_stop(r);
 	for (i = 0; i < r->ntenants; i++)
 		tenant_free(r->tenants[i]);
 	free(r->tenants);
@@ -683,8 +688,16 @@ relay_run(struct relay *r)
 	    r);
 	event_add(r->expiry_timer, &day);
 	r->once_pending = (unsigned)r->ntenants;
-	for (i = 0; i < r->ntenants; i++)
-		tenant_start(r->tenants[i]);
+	if (r->conf->cluster.enabled && !r->once) {
+		char	 err[512];
+
+		if (cluster_start(r, err, sizeof(err)) == -1) {
+			log_warnx("cluster: %s", err);
+			return 1;
+		}
+	} else
+		for (i = 0; i < r->ntenants; i++)
+			tenant_start(r->tenants[i]);
 	if (r->once) {
 		r->once_timer = evtimer_new(r->base, relay_once_check, r);
 		relay_once_check(-1, 0, r);

@@ -918,7 +918,8 @@ tenant_reconcile(struct tenant *t, struct conf_tenant *ct)
 		evtimer_del(t->timer);
 		t->phase = TENANT_FAILED;
 		snprintf(t->last_error, sizeof(t->last_error), "disabled");
-	} else if (ct->enabled && t->phase == TENANT_FAILED) {
+	} else if (ct->enabled && t->phase == TENANT_FAILED &&
+	    (t->relay->cluster == NULL || t->owned)) {
 		t->last_error[0] = '\0';
 		tenant_start(t);
 	}

@@ -73,6 +73,10 @@ relay_reload(struct relay *r)
 
 	if (stub_reload_rc == 0)
 		r->reloads++;
+	else {
+		buf_reset(&r->reload_errors);
+		buf_adds(&r->reload_errors, "x.conf:3: unknown key \"bogus\"\n");
+	}
 	if (stub_reload_path != NULL) {
 		/* What the lead does when control_socket changes. */
 		r->conf->daemon.control_socket = stub_reload_path;
@@ -262,6 +266,7 @@ teardown(void **state)
 
 	ctl_stop(&f->r);
 	metrics_stop(&f->r);
+	buf_clear(&f->r.reload_errors);
 	event_base_free(f->base);
 	unlink(f->path);
 	rmdir(f->dir);
@@ -568,7 +573,9 @@ test_requests(void **state)
 	assert_int_equal(ctl_start(&f->r, err, sizeof(err)), 0);
 	stub_reload_rc = -1;
 	a = request(f, "reload\n");
-	assert_string_equal(a, "e reload rejected: see the journal\nx 1\n");
+	assert_string_equal(a, "e x.conf:3: unknown key \"bogus\"\n"
+	    "e reload rejected; the running configuration stays in force\n"
+	    "x 1\n");
 	free(a);
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';

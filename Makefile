@@ -44,7 +44,7 @@ BENCHES	 := $(BENCH_SRC:tests/bench/%.c=$(B)/tests/bench/%)
 
 PROGS	 = $(B)/alertrelayd $(if $(CTL_SRC),$(B)/alertrelayctl)
 
-.PHONY: all check check-docs check-unit check-asan check-integration check-format \
+.PHONY: all check check-docs check-fuzz valgrind check-unit check-asan check-integration check-format \
 	demo install clean bench fuzz
 
 all: $(PROGS) $(FAKES) $(UNITS) $(BENCHES)
@@ -72,7 +72,15 @@ $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBA)
 $(B)/tests/bench/%: $(B)/tests/bench/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
-check: check-unit check-docs check-asan check-integration
+check: check-unit check-docs check-asan check-fuzz check-integration
+
+# Replays every fuzz seed and regression input, then fuzzes briefly.
+check-fuzz:
+	tests/fuzz/replay.sh
+	FUZZ_JOBS=2 tests/fuzz/run.sh 10
+
+valgrind: all
+	ALERTRELAY_BUILD=$(B) tests/integration/valgrind.sh
 
 check-docs:
 	tests/docs_check.sh

@@ -37,9 +37,10 @@ enum esc {
 #define F_HDR	0x01	/* a header field, not a key=value pair */
 #define F_ATOM	0x02	/* number, address, hash, id: dropped, never cut */
 #define F_MSG	0x04	/* the description: shortened first */
-#define F_NAME	0x08	/* the title: shortened late */
+#define F_NAME	0x08	/* the title: cut after other text */
 #define F_CLASS	0x10	/* the event class: header, "alert" when empty */
 #define F_KEY	0x20	/* with F_ATOM: identifies the event, dropped last */
+#define F_TEXT	0x40	/* a step: plain text, name and class together */
 
 struct field {
 	const char	*key;
@@ -399,6 +400,7 @@ rec_build(struct rec *r, const struct alert *a, const struct event_meta *m,
 	r->leef = leef;
 	r->n = 0;
 	buf_reset(&r->san);
+	buf_reserve(&r->san, 1);	/* fields point into it, even empty */
 	if (leef)
 		r->fixed = strlen(LEEF_PREFIX) + 3;	/* |^| */
 	else
@@ -473,6 +475,8 @@ field_in_step(const struct field *f, int which)
 {
 	if (which == 0)
 		return ((f->flags & (F_HDR | F_ATOM | F_MSG | F_NAME)) == 0);
+	if (which == F_TEXT)
+		return (field_in_step(f, 0) || (f->flags & (F_NAME | F_CLASS)));
 	return ((f->flags & which) != 0);
 }
 
@@ -497,6 +501,7 @@ rec_level(struct rec *r, int which, size_t max)
 {
 	size_t	 i, lo = 0, hi = 0, mid;
 
+	rec_cap(r, which, SIZE_MAX);	/* from whole values */
 	for (i = 0; i < r->n; i++) {
 		if (field_in_step(&r->f[i], which) && r->f[i].esc >= hi)
 			hi = r->f[i].esc + 1;	/* cap hi cuts nothing */
@@ -540,8 +545,12 @@ rec_drop(struct rec *r, int key, size_t max)
 
 /*
  * Shorten the record to max bytes: the description first, then the other
- * text values (longest first), then drop numbers, hashes and links, then
- * the name, then the time, id and action, then the class.  0 when it fits.
+ * text values (longest first); when the name and class alone are too long,
+ * all text together, so that a huge title cannot erase the short values
+ * (the customer, host, user).  When atoms leave no room even for that,
+ * drop numbers, hashes and links, and only then the time, id and action,
+ * which identify the event, and level the text into what is left.  0 when
+ * it fits.
  */
 static int
 rec_fit(struct rec *r, size_t max)
@@ -560,10 +569,14 @@ rec_fit(struct rec *r, size_t max)
 		if (rec_size(r) <= max)
 			return (0);
 	}
-	if (rec_level(r, 0, max) || rec_drop(r, 0, max) ||
-	    rec_level(r, F_NAME, max) || rec_drop(r, F_KEY, max) ||
-	    rec_level(r, F_CLASS, max))
+	if (rec_level(r, 0, max) || rec_level(r, F_TEXT, max))
 		return (0);
+	/*
+	 * Even without text it is too long: drop atoms, then keys, until it
+	 * fits, and level the text into the room left.
+	 */
+	if (rec_drop(r, 0, max) || rec_drop(r, F_KEY, max))
+		return (rec_level(r, F_TEXT, max) ? 0 : -1);
 	return (-1);
 }
 

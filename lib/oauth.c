@@ -56,11 +56,15 @@ json_seconds(json_t *v)
 	const char	*s;
 	char		*end;
 	long long	 n;
+	double		 d;
 
 	if (json_is_integer(v))
 		return json_integer_value(v);
-	if (json_is_real(v))
-		return (long long)json_real_value(v);
+	if (json_is_real(v)) {
+		/* 1e308 or NaN would be undefined as an integer. */
+		d = json_real_value(v);
+		return d >= 0 && d < 1e18 ? (long long)d : -1;
+	}
 	if (!json_is_string(v))
 		return -1;
 	s = json_string_value(v);

@@ -2182,8 +2182,9 @@ stream_start(struct call *c, int code, struct evbuffer *body, int arg)
 		    "\"value\":[", c->api == API_GRAPH ? GRAPH_CONTEXT :
 		    MDE_CONTEXT);
 		if (s->kind == H_HUGE)
-			evbuffer_add_printf(body, "{\"id\":\"%s\",\"%s\":\"%s\","
-			    "\"title\":\"huge\",\"description\":\"", id,
+			evbuffer_add_printf(body, "{\"id\":\"%s\","
+			    "\"%s\":\"%s\",\"title\":\"huge\","
+			    "\"description\":\"", id,
 			    c->api == API_GRAPH ? "lastUpdateDateTime" :
 			    "lastUpdateTime", ts);
 		evbuffer_add_printf(s->tail, "\"}]}");

@@ -33,6 +33,7 @@ struct http_result {
 	const char	*error;		/* what failed, for logs */
 	struct buf	*body;		/* buffered body (non-2xx, or no data_cb) */
 	int64_t		 retry_after_ms; /* from Retry-After, -1 if absent */
+	const char	*location;	/* Location of a 3xx, never followed */
 	int64_t		 elapsed_ms;
 };
 

@@ -22,6 +22,7 @@ struct http_req {
 	size_t			 post_len;
 	struct http_opts	 opts;
 	char			*strings[4];	/* owned copies */
+	char			*location;	/* Location: of a redirect */
 	struct buf		 body;
 	size_t			 received;
 	int64_t			 retry_after_ms;
@@ -178,6 +179,7 @@ http_req_free(struct http_req *r)
 	free(r->strings[1]);
 	free(r->strings[2]);
 	free(r->strings[3]);
+	free(r->location);
 	free(r->url);
 	if (r->post != NULL) {
 		explicit_bzero(r->post, r->post_len);
@@ -207,6 +209,7 @@ http_finished_cb(evutil_socket_t fd, short what, void *arg)
 		res.error = r->aborted ? r->abort_reason : NULL;
 		res.body = &r->body;
 		res.retry_after_ms = r->retry_after_ms;
+		res.location = r->location;
 		res.elapsed_ms = mono_ms() - r->started_ms;
 		r->opts.done_cb(&res, r->opts.arg);
 		http_req_free(r);
@@ -253,6 +256,14 @@ http_header_cb(char *p, size_t sz, size_t n, void *arg)
 	char		*end;
 	long long	 secs;
 
+	if (len > 9 && strncasecmp(p, "Location:", 9) == 0 &&
+	    r->location == NULL) {
+		for (v = p + 9; v < p + len && isspace((unsigned char)*v);)
+			v++;
+		r->location = xstrndup(v, (size_t)(p + len - v));
+		r->location[strcspn(r->location, "\r\n")] = '\0';
+		return len;
+	}
 	if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
 		for (v = p + 12; v < p + len && isspace((unsigned char)*v);)
 			v++;
@@ -284,6 +295,9 @@ http_setup(struct http_req *r)
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(e, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->opts.timeout_ms);
+	/* A peer trickling under 1 KiB/s for 30 s is given up on. */
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(r->opts.timeout_ms < 15000 ? r->opts.timeout_ms : 15000));
 	if (r->opts.ca_file != NULL)
@@ -363,6 +377,9 @@ http_setup_smtp(struct http_req *r)
 		curl_easy_setopt(e, CURLOPT_PASSWORD, r->password);
 	}
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->opts.timeout_ms);
+	/* A peer trickling under 1 KiB/s for 30 s is given up on. */
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(r->opts.timeout_ms < 15000 ? r->opts.timeout_ms : 15000));
 }

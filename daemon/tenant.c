@@ -20,6 +20,8 @@
 #define PAUSE_CHECK_MS		1000
 #define TOKEN_WAIT_MS		500
 #define MAX_ALERT_BYTES		(16 * 1024 * 1024)
+/* A page of 10,000 alerts is ~40 MB; far larger bodies are hostile. */
+#define MAX_PAGE_BYTES		((size_t)512 * 1024 * 1024)
 #define ONCE_MAX_RETRIES	3
 #define BACKFILL_MAX_RETRIES	5
 
@@ -428,6 +430,7 @@ catchup_fetch(struct catchup *c)
 	o.user_agent = t->relay->conf->daemon.user_agent;
 	o.ca_file = t->conf->ca_file;
 	o.timeout_ms = t->relay->conf->daemon.request_timeout_ms;
+	o.max_body = MAX_PAGE_BYTES;
 	o.data_cb = catchup_data_cb;
 	o.done_cb = catchup_page_cb;
 	o.arg = c;
@@ -734,15 +737,20 @@ tenant_api_error(struct tenant *t, const struct http_result *res)
 	if (res->status == 403)
 		hint = "; the application lacks the Alert.Read.All "
 		    "application permission or admin consent in this tenant";
+	else if (res->status >= 300 && res->status < 400)
+		hint = "; redirects are not followed (the token must not "
+		    "leave api_url): check api_url";
 	else if (res->status == 429)
 		hint = "; throttled by the API, honouring Retry-After";
 	else if (res->status >= 500)
 		hint = "; the service is failing, backing off";
 	c.http_status = res->status;
 	tenant_error(t, res->status == 429 ? LOG_WARNING : LOG_ERR, &c,
-	    "tenant %s: alerts request failed: HTTP %d%s%s%s%s%s", t->name,
+	    "tenant %s: alerts request failed: HTTP %d%s%s%s%s%s%s%s", t->name,
 	    res->status, code != NULL ? " " : "", code != NULL ? code : "",
-	    msg != NULL ? ": " : "", msg != NULL ? msg : "", hint);
+	    msg != NULL ? ": " : "", msg != NULL ? msg : "",
+	    res->location != NULL ? " to " : "",
+	    res->location != NULL ? res->location : "", hint);
 	json_decref(root);
 }
 

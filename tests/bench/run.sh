@@ -1,0 +1,90 @@
+#!/bin/sh
+# Run alertrelay's benchmarks: encode, backfill, latency, fleet and reload.
+# Usage: tests/bench/run.sh [BUILD_DIR] [--short] [BENCH...]
+#   BENCH: encode parse backfill latency fleet reload (default: all; fleet
+#   and reload share one 10,000-tenant daemon).  --short (or BENCH_SHORT=1
+#   in the environment, e.g. "make bench BENCH_SHORT=1") is the CI size.
+# Figures are printed, never asserted: the status is non-zero only when a
+# benchmark could not run.  RESULT lines are also kept in
+# $BENCH_RESULTS (default build/bench-results.txt).
+set -u
+B=build
+SHORT=${BENCH_SHORT:+--short}
+BENCHES=""
+for arg in "$@"; do
+	case "$arg" in
+	--short) SHORT=--short ;;
+	encode|parse|backfill|latency|fleet|reload) BENCHES="$BENCHES $arg" ;;
+	-*) echo "usage: $0 [BUILD_DIR] [--short] [BENCH...]" >&2; exit 64 ;;
+	*) B=$arg ;;
+	esac
+done
+[ -n "$BENCHES" ] || BENCHES="encode parse backfill latency fleet reload"
+HERE=$(dirname "$0")
+OUT=${BENCH_RESULTS:-$B/bench-results.txt}
+: >"$OUT"
+rc=0
+
+for exe in "$B/alertrelayd" "$B/tests/fakes/fakecloud" \
+    "$B/tests/bench/sink" "$B/tests/bench/bench_encode"; do
+	[ -x "$exe" ] || { echo "run.sh: $exe missing; run make" >&2; exit 1; }
+done
+
+echo "bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs," \
+    "$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)," \
+    "$(awk '/MemTotal/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo)" \
+    "${SHORT:+(short mode)}"
+
+# Run a bench showing its output; keep its RESULT lines; its status.
+run() {
+	{ "$@"; echo $? >"$OUT.rc"; } | tee "$OUT.log"
+	grep '^RESULT' "$OUT.log" >>"$OUT"
+	return "$(cat "$OUT.rc")"
+}
+
+py=""
+for b in $BENCHES; do
+	case $b in
+	encode)
+		echo "== encode"
+		if [ -n "$SHORT" ]; then
+			run "$B/tests/bench/bench_encode" -s || rc=1
+		else
+			run "$B/tests/bench/bench_encode" || rc=1
+		fi
+		;;
+	parse)
+		echo "== parse"
+		if [ -n "$SHORT" ]; then
+			run "$B/tests/bench/bench_parse" \
+			    tests/data/alert-sample.json 2000 3 || rc=1
+		else
+			run "$B/tests/bench/bench_parse" || rc=1
+		fi
+		;;
+	fleet)
+		case "$BENCHES" in
+		*reload*) py="$py fleet+reload" ;;
+		*) py="$py fleet" ;;
+		esac
+		;;
+	reload)
+		case "$BENCHES" in
+		*fleet*) ;;
+		*) py="$py reload" ;;
+		esac
+		;;
+	*)
+		py="$py $b"
+		;;
+	esac
+done
+for b in $py; do
+	echo "== $b"
+	# Unquoted on purpose: empty or one flag.
+	run python3 -B "$HERE/bench.py" --build "$B" $SHORT "$b" || rc=1
+done
+rm -f "$OUT.log" "$OUT.rc"
+echo "== results (also in $OUT)"
+cat "$OUT"
+exit $rc

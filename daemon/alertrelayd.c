@@ -604,6 +604,7 @@ relay_free(struct relay *r)
 		notifier_free(r->notifiers[i]);
 	free(r->notifiers);
 	buf_clear(&r->reload_errors);
+	alert_clear(&r->alert);
 	for (i = 0; i < r->nsinks; i++)
 		sink_free(r->sinks[i]);
 	free(r->sinks);
@@ -646,6 +647,7 @@ relay_setup(struct relay *r, struct config *conf, bool once)
 		log_warnx("%s", err);
 		return 1;
 	}
+	alert_init(&r->alert);
 	r->base = event_base_new();
 	r->http = http_new(r->base, conf->daemon.max_concurrent_requests);
 	if (relay_open_outputs(r) == -1 || relay_open_notifiers(r) == -1 ||

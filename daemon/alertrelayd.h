@@ -170,6 +170,7 @@ struct tenant {
 	char		*name;
 	char		*state_path;
 	struct tenant_state state;
+	bool		 state_unsaved;	/* a save failed: retry */
 	struct token	 token;
 	enum tenant_phase phase;
 	struct event	*timer;
@@ -178,7 +179,6 @@ struct tenant {
 
 	struct catchup	*live;		/* the poller's catch-up */
 	struct catchup	*backfill;	/* running backfill, or NULL */
-	struct alert	 alert;		/* scratch for the page splitter */
 
 	/*
 	 * Delivery checkpoints (cluster mode): after each commit, the
@@ -328,6 +328,7 @@ struct relay {
 	int64_t		 started;	/* ticks */
 	uint64_t	 reloads;
 	struct buf	 reload_errors;	/* why the last reload was rejected */
+	struct alert	 alert;		/* scratch: the alert being read */
 };
 
 struct sink	*relay_sink_find(struct relay *, const char *);

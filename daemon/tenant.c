@@ -45,6 +45,7 @@ struct catchup {
 	unsigned	 page_n;
 	char		 page_error[256];
 	int		 retried_401;
+	bool		 dirty;		/* state changed since the last save */
 	/* Backfill only. */
 	struct event	*timer;
 	unsigned	 failures;
@@ -182,10 +183,9 @@ backfill_end(struct catchup *c, bool ok, const char *error)
 {
 	struct tenant	*t = c->t;
 
-	/* A range reaching into the covered one extends the coverage. */
-	if (ok && t->state.since != TICKS_NONE && c->from < t->state.since &&
-	    c->to >= t->state.since) {
-		t->state.since = c->from;
+	/* Remember the range so a second backfill skips it. */
+	if (ok) {
+		tenant_state_cover(&t->state, c->from, c->to);
 		if (tenant_state_save(t->state_path, &t->state) == -1)
 			log_tenant(LOG_WARNING, t->name, "tenant %s: cannot "
 			    "save state %s: %s", t->name, t->state_path,
@@ -267,8 +267,10 @@ tenant_succeeded(struct tenant *t)
 		tenant_once_done(t, true);
 		return;
 	}
-	tenant_schedule(t, TENANT_IDLE,
-	    jitter_ms(poll_interval(t), 10, arc4random()));
+	/* Jitter only shortens the interval: a poll is never late. */
+	tenant_schedule(t, TENANT_IDLE, poll_interval(t) -
+	    (int64_t)((uint64_t)arc4random() * (uint64_t)poll_interval(t) /
+	    10 >> 32));
 }
 
 static void
@@ -456,16 +458,6 @@ catchup_data_cb(const char *p, size_t len, void *arg)
 	return 0;
 }
 
-/* Was this version inside what the live poller has already read? */
-static bool
-tenant_covered(const struct tenant *t, int64_t last_update)
-{
-	const struct tenant_state *st = &t->state;
-
-	return st->since != TICKS_NONE && st->cursor != TICKS_NONE &&
-	    last_update >= st->since && last_update <= st->cursor;
-}
-
 /* Is this version to be forwarded, and as created (0) or updated (1)? */
 static int
 tenant_classify(struct catchup *c, const struct alert *a)
@@ -481,7 +473,8 @@ tenant_classify(struct catchup *c, const struct alert *a)
 	 * A backfill skips versions the live poller has covered: those not
 	 * in the dedupe set any more were forwarded and then pruned.
 	 */
-	if (c->backfill && r == DEDUPE_NEW && tenant_covered(t, a->last_update))
+	if (c->backfill && r == DEDUPE_NEW &&
+	    tenant_state_covered(&t->state, a->last_update))
 		return -1;
 	if (min > SEV_INFORMATIONAL && a->severity < min)
 		return -1;
@@ -543,7 +536,7 @@ catchup_alert_cb(const char *obj, size_t len, void *arg)
 {
 	struct catchup	*c = arg;
 	struct tenant	*t = c->t;
-	struct alert	*a = &t->alert;
+	struct alert	*a = &t->relay->alert;
 	char		 err[200];
 	int		 kind;
 
@@ -567,6 +560,7 @@ catchup_alert_cb(const char *obj, size_t len, void *arg)
 	if (tenant_forward(c, a, kind) == -1)
 		return -1;
 	dedupe_put(&t->state.seen, a->id.p, a->id.len, a->last_update);
+	c->dirty = true;
 	c->forwarded++;
 	t->forwarded++;
 	t->relay->forwarded++;
@@ -610,18 +604,29 @@ catchup_commit(struct catchup *c)
 			    notifier_conf(t->relay->notifiers[i])->name,
 			    strerror(errno));
 	if (!c->backfill && c->page_max != TICKS_NONE &&
-	    (t->state.cursor == TICKS_NONE || c->page_max > t->state.cursor))
+	    (t->state.cursor == TICKS_NONE || c->page_max > t->state.cursor)) {
 		t->state.cursor = c->page_max;
+		c->dirty = true;
+	}
 	if (t->state.cursor != TICKS_NONE) {
+		size_t	 before = t->state.seen.n;
+
 		t->state.horizon = t->state.cursor -
 		    2 * d->overlap_ms * TICKS_PER_MS;
 		dedupe_prune(&t->state.seen, t->state.horizon);
+		c->dirty |= t->state.seen.n != before;
 	}
+	/* An idle poll changes nothing: no write, no fsync. */
+	if (!c->dirty && !t->state_unsaved)
+		return 0;
+	c->dirty = false;
+	t->state_unsaved = true;
 	if (tenant_state_save(t->state_path, &t->state) == -1) {
 		tenant_error(t, LOG_ERR, &lc, "tenant %s: cannot save state "
 		    "%s: %s", t->name, t->state_path, strerror(errno));
 		return -1;
 	}
+	t->state_unsaved = false;
 	if (!c->backfill && t->relay->cluster != NULL)
 		tenant_checkpoint(t);
 	return 0;
@@ -763,6 +768,8 @@ catchup_next_page(struct catchup *c)
 	c->pages++;
 	free(c->next_link);
 	c->next_link = link != NULL ? xstrdup(link) : NULL;
+	pagesplit_free(c->split);	/* a split holds up to an alert */
+	c->split = NULL;
 	if (c->next_link == NULL &&
 	    c->page_n < c->t->relay->conf->daemon.page_size) {
 		if (c->backfill)
@@ -866,7 +873,6 @@ tenant_new(struct relay *r, struct conf_tenant *ct, char *err, size_t elen)
 		tenant_free(t);
 		return NULL;
 	}
-	alert_init(&t->alert);
 	tenant_route_sinks(t);
 	rate_init(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
 	t->timer = evtimer_new(r->base, tenant_timer_cb, t);
@@ -1033,7 +1039,6 @@ tenant_free(struct tenant *t)
 	token_clear(&t->token);
 	if (t->timer != NULL)
 		event_free(t->timer);
-	alert_clear(&t->alert);
 	tenant_state_clear(&t->state);
 	checkpoints_clear(t);
 	free(t->ckpt);

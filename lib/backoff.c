@@ -1,4 +1,6 @@
 /* backoff: retry delays with jitter, and the per-tenant API rate budget. */
+#include <string.h>
+
 #include "backoff.h"
 
 int64_t
@@ -31,33 +33,49 @@ backoff_delay(unsigned failures, int64_t retry_after_ms, uint32_t rnd)
 void
 rate_init(struct rate *r, unsigned per_minute)
 {
-	r->head = r->count = 0;
+	memset(r, 0, sizeof(*r));
 	r->per_minute = per_minute == 0 ? 1 : per_minute;
-	if (r->per_minute > RATE_PER_HOUR)
-		r->per_minute = RATE_PER_HOUR;
+	if (r->per_minute > RATE_MAX_MINUTE)
+		r->per_minute = RATE_MAX_MINUTE;
+	r->based = false;
 }
 
-/* Time of the request n places back (1 = the newest). */
-static int64_t
-rate_back(const struct rate *r, unsigned n)
+/* Requests in the hour ending at minute m (counts older minutes out). */
+static unsigned
+rate_hour_count(const struct rate *r, int64_t m, int64_t *oldest)
 {
-	return r->t[(r->head + RATE_PER_HOUR - n) % RATE_PER_HOUR];
+	unsigned	 total = 0;
+	int64_t		 i;
+
+	*oldest = -1;
+	for (i = m - 59; i <= m; i++) {
+		if (i < 0 || i < r->hour_min - 59 || i > r->hour_min)
+			continue;
+		if (r->hour[(uint64_t)i % 60] != 0 && *oldest == -1)
+			*oldest = i;
+		total += r->hour[(uint64_t)i % 60];
+	}
+	return total;
 }
 
 int64_t
 rate_wait(const struct rate *r, int64_t now)
 {
-	int64_t	 t, wait = 0;
+	int64_t	 t, wait = 0, oldest;
 
+	if (!r->based)
+		return 0;
 	if (r->count >= r->per_minute) {
-		t = rate_back(r, r->per_minute);
+		t = r->base + r->t[(r->head + RATE_MAX_MINUTE - r->per_minute) %
+		    RATE_MAX_MINUTE];
 		if (now - t < 60000)
 			wait = 60000 - (now - t);
 	}
-	if (r->count >= RATE_PER_HOUR) {
-		t = rate_back(r, RATE_PER_HOUR);
-		if (now - t < 3600000 && 3600000 - (now - t) > wait)
-			wait = 3600000 - (now - t);
+	if (rate_hour_count(r, now / 60000, &oldest) >= RATE_PER_HOUR &&
+	    oldest >= 0) {
+		t = (oldest + 60) * 60000;	/* that minute leaves the hour */
+		if (t - now > wait)
+			wait = t - now;
 	}
 	return wait;
 }
@@ -65,8 +83,27 @@ rate_wait(const struct rate *r, int64_t now)
 void
 rate_note(struct rate *r, int64_t now)
 {
-	r->t[r->head] = now;
-	r->head = (r->head + 1) % RATE_PER_HOUR;
-	if (r->count < RATE_PER_HOUR)
+	int64_t	 m = now / 60000, i;
+
+	if (!r->based || now - r->base > (int64_t)UINT32_MAX / 2) {
+		/* Rebase: keep the minute window's times meaningful. */
+		int64_t	 nb = now - 120000;
+		unsigned k;
+
+		for (k = 0; k < RATE_MAX_MINUTE && r->based; k++)
+			r->t[k] = r->base + r->t[k] < nb ? 0 :
+			    (uint32_t)(r->base + r->t[k] - nb);
+		r->base = nb;
+		r->based = true;
+	}
+	r->t[r->head] = (uint32_t)(now - r->base);
+	r->head = (r->head + 1) % RATE_MAX_MINUTE;
+	if (r->count < RATE_MAX_MINUTE)
 		r->count++;
+	/* Clear the minutes that left the hour since the last note. */
+	for (i = r->hour_min + 1; i <= m && i <= r->hour_min + 60; i++)
+		r->hour[(uint64_t)i % 60] = 0;
+	if (m > r->hour_min)
+		r->hour_min = m;
+	r->hour[(uint64_t)m % 60]++;
 }

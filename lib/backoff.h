@@ -2,6 +2,7 @@
 #ifndef AR_BACKOFF_H
 #define AR_BACKOFF_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define BACKOFF_MIN_MS		2000
@@ -20,15 +21,21 @@ int64_t	jitter_ms(int64_t ms, int pct, uint32_t rnd);
 /*
  * The rate budget: at most per_minute requests in any 60 s and
  * RATE_PER_HOUR in any hour (the Defender API allows 100/min, 1500/h;
- * Graph 150/min).
+ * Graph 150/min).  The minute window keeps each request's time; the hour
+ * window counts requests per minute, so a tenant costs under 1 KiB.
  */
 #define RATE_PER_HOUR	1500
+#define RATE_MAX_MINUTE	150
 
 struct rate {
-	int64_t		 t[RATE_PER_HOUR];	/* request times, ms, a ring */
-	unsigned	 head;
-	unsigned	 count;
+	int64_t		 base;			/* ms that t[] counts from */
+	bool		 based;
+	uint32_t	 t[RATE_MAX_MINUTE];	/* ms since base, a ring */
+	unsigned	 head, count;
 	unsigned	 per_minute;
+	uint16_t	 hour[60];		/* requests per minute */
+	int64_t		 hour_min;		/* minute number of hour[] head */
+	unsigned	 hour_total;
 };
 
 void	rate_init(struct rate *, unsigned per_minute);

@@ -7,6 +7,8 @@
  *	cursor <ticks>|none
  *	since <ticks>|none
  *	horizon <ticks>|none
+ *	ranges <n>
+ *	<from ticks> <to ticks>				(n lines)
  *	seen <n>
  *	<16 hex digits of the id hash> <ticks>		(n lines)
  *	crc <8 hex digits: crc32c of everything before this line>
@@ -164,7 +166,76 @@ tenant_state_init(struct tenant_state *st)
 	st->cursor = TICKS_NONE;
 	st->since = TICKS_NONE;
 	st->horizon = TICKS_NONE;
+	st->nranges = 0;
 	dedupe_init(&st->seen);
+}
+
+bool
+tenant_state_covered(const struct tenant_state *st, int64_t t)
+{
+	unsigned	 i;
+
+	if (st->since != TICKS_NONE && st->cursor != TICKS_NONE &&
+	    t >= st->since && t <= st->cursor)
+		return true;
+	for (i = 0; i < st->nranges; i++)
+		if (t >= st->ranges[i][0] && t < st->ranges[i][1])
+			return true;
+	return false;
+}
+
+/* Sort and merge the ranges; those reaching the live coverage join it. */
+static void
+ranges_merge(struct tenant_state *st)
+{
+	int64_t		 out[STATE_MAX_RANGES][2], tmp[2];
+	unsigned	 i, j, n = 0, k = 0;
+
+	for (i = 1; i < st->nranges; i++)
+		for (j = i; j > 0 && st->ranges[j - 1][0] > st->ranges[j][0];
+		    j--) {
+			memcpy(tmp, st->ranges[j], sizeof(tmp));
+			memcpy(st->ranges[j], st->ranges[j - 1], sizeof(tmp));
+			memcpy(st->ranges[j - 1], tmp, sizeof(tmp));
+		}
+	for (i = 0; i < st->nranges; i++) {
+		if (n > 0 && st->ranges[i][0] <= out[n - 1][1]) {
+			if (st->ranges[i][1] > out[n - 1][1])
+				out[n - 1][1] = st->ranges[i][1];
+			continue;
+		}
+		memcpy(out[n++], st->ranges[i], sizeof(out[0]));
+	}
+	/* From the newest down, so since can move past several ranges. */
+	for (i = n; i-- > 0;) {
+		if (st->since != TICKS_NONE && out[i][1] >= st->since) {
+			if (out[i][0] < st->since)
+				st->since = out[i][0];
+			if (st->cursor != TICKS_NONE && out[i][1] <= st->cursor)
+				out[i][0] = out[i][1] = 0;	/* absorbed */
+		}
+	}
+	for (i = 0; i < n; i++)
+		if (out[i][0] < out[i][1])
+			memcpy(st->ranges[k++], out[i], sizeof(out[0]));
+	st->nranges = k;
+}
+
+void
+tenant_state_cover(struct tenant_state *st, int64_t from, int64_t to)
+{
+	if (from >= to)
+		return;
+	if (st->nranges == STATE_MAX_RANGES) {
+		/* Forget the oldest range: at worst it is read again. */
+		memmove(st->ranges[0], st->ranges[1],
+		    (STATE_MAX_RANGES - 1) * sizeof(st->ranges[0]));
+		st->nranges--;
+	}
+	st->ranges[st->nranges][0] = from;
+	st->ranges[st->nranges][1] = to;
+	st->nranges++;
+	ranges_merge(st);
 }
 
 void
@@ -196,6 +267,10 @@ tenant_state_save(const char *path, const struct tenant_state *st)
 	ticks_add(&b, "cursor", st->cursor);
 	ticks_add(&b, "since", st->since);
 	ticks_add(&b, "horizon", st->horizon);
+	buf_addf(&b, "ranges %u\n", st->nranges);
+	for (i = 0; i < st->nranges; i++)
+		buf_addf(&b, "%" PRId64 " %" PRId64 "\n", st->ranges[i][0],
+		    st->ranges[i][1]);
 	buf_addf(&b, "seen %zu\n", st->seen.n);
 	for (i = 0; i < st->seen.cap; i++) {
 		e = &st->seen.tab[i];
@@ -343,6 +418,34 @@ parse_ticks_line(struct state_parse *p, const char *key, int64_t *out)
 	return 0;
 }
 
+/* Backfilled ranges: a count line, then one "from to" line each. */
+static int
+parse_ranges(struct state_parse *p, struct tenant_state *st)
+{
+	const char	*v, *sp;
+	size_t		 vlen;
+	uint64_t	 n, i;
+	int64_t		 a, b;
+
+	if (parse_keyed(p, "ranges", &v, &vlen) == -1)
+		return -1;
+	if (parse_u64(v, vlen, &n) == -1 || n > STATE_MAX_RANGES)
+		return parse_fail(p, "bad range count");
+	for (i = 0; i < n; i++) {
+		if (parse_line(p) == -1)
+			return -1;
+		sp = memchr(p->line, ' ', p->linelen);
+		if (sp == NULL || parse_ticks(p->line, (size_t)(sp - p->line),
+		    0, &a) == -1 || parse_ticks(sp + 1, p->linelen -
+		    (size_t)(sp + 1 - p->line), 0, &b) == -1 || a >= b)
+			return parse_fail(p, "bad range");
+		st->ranges[i][0] = a;
+		st->ranges[i][1] = b;
+	}
+	st->nranges = (unsigned)n;
+	return 0;
+}
+
 /* The seen entries: a count line, then one "hash ticks" line each. */
 static int
 parse_seen(struct state_parse *p, struct dedupe *d)
@@ -402,6 +505,7 @@ state_parse(struct state_parse *p, struct tenant_state *st)
 	if (parse_ticks_line(p, "cursor", &st->cursor) == -1 ||
 	    parse_ticks_line(p, "since", &st->since) == -1 ||
 	    parse_ticks_line(p, "horizon", &st->horizon) == -1 ||
+	    parse_ranges(p, st) == -1 ||
 	    parse_seen(p, &st->seen) == -1)
 		return -1;
 	return parse_crc(p);

@@ -39,15 +39,24 @@ void	dedupe_put(struct dedupe *, const char *id, size_t idlen,
 /* Drop entries whose last_update < horizon. */
 void	dedupe_prune(struct dedupe *, int64_t horizon);
 
+#define STATE_MAX_RANGES	16
+
 struct tenant_state {
 	int64_t		cursor;		/* max lastUpdateTime forwarded; TICKS_NONE */
 	int64_t		since;		/* start of coverage; TICKS_NONE */
 	int64_t		horizon;	/* dedupe entries older are pruned */
 	struct dedupe	seen;
+	/* Ranges [from, to) read by backfills outside [since, cursor]. */
+	int64_t		ranges[STATE_MAX_RANGES][2];
+	unsigned	nranges;
 };
 
 void	tenant_state_init(struct tenant_state *);
 void	tenant_state_clear(struct tenant_state *);
+/* Record [from, to) as read by a backfill (merging, extending since). */
+void	tenant_state_cover(struct tenant_state *, int64_t from, int64_t to);
+/* Has every version with this lastUpdateTime been read already? */
+bool	tenant_state_covered(const struct tenant_state *, int64_t);
 /* Missing file: empty state, returns 0.  Corrupt: -1 with message. */
 int	tenant_state_load(const char *path, struct tenant_state *, char *err,
 	    size_t errlen);

@@ -242,7 +242,7 @@ test_state_corrupt(void **state)
 	assert_int_equal(file_write_atomic(f->path, good.data, good.len, 0600),
 	    0);
 	assert_int_equal(tenant_state_load(f->path, &b, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "line 12"));
+	assert_non_null(strstr(err, "line 13"));
 
 	/* An unreadable path is an error, not an empty state. */
 	unlink(f->path);
@@ -333,6 +333,40 @@ test_state_dir_lock(void **state)
 	assert_non_null(strstr(err, dir));
 }
 
+/* Backfilled ranges: covered, merged, joined to since, persisted. */
+static void
+test_state_ranges(void **state)
+{
+	struct fixture		*f = *state;
+	struct tenant_state	 a, b;
+	char			 err[256];
+
+	tenant_state_init(&a);
+	a.since = 1000;
+	a.cursor = 2000;
+	assert_true(tenant_state_covered(&a, 1500));
+	assert_false(tenant_state_covered(&a, 500));
+	tenant_state_cover(&a, 100, 200);
+	tenant_state_cover(&a, 150, 300);	/* merges with the first */
+	tenant_state_cover(&a, 1500, 1800);	/* inside: absorbed */
+	assert_int_equal(a.nranges, 1);
+	assert_true(tenant_state_covered(&a, 250));
+	assert_false(tenant_state_covered(&a, 300));
+	assert_false(tenant_state_covered(&a, 600));
+	assert_int_equal(tenant_state_save(f->path, &a), 0);
+	tenant_state_init(&b);
+	assert_int_equal(tenant_state_load(f->path, &b, err, sizeof(err)), 0);
+	assert_int_equal(b.nranges, 1);
+	assert_true(b.ranges[0][0] == 100 && b.ranges[0][1] == 300);
+	/* A range reaching since extends the coverage over the old one. */
+	tenant_state_cover(&b, 300, 1000);
+	assert_int_equal(b.nranges, 0);
+	assert_true(b.since == 100);
+	assert_true(tenant_state_covered(&b, 600));
+	tenant_state_clear(&a);
+	tenant_state_clear(&b);
+}
+
 int
 main(void)
 {
@@ -344,6 +378,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_state_corrupt,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_dir_lock,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_ranges,
 		    setup, teardown),
 	};
 

@@ -388,17 +388,49 @@ crc32c_init(void)
 	}
 }
 
+static uint32_t
+crc32c_sw(uint32_t crc, const unsigned char *s, size_t n)
+{
+	if (crc32c_table[1] == 0)
+		crc32c_init();
+	while (n--)
+		crc = crc32c_table[(crc ^ *s++) & 0xff] ^ (crc >> 8);
+	return crc;
+}
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+
+/* The same polynomial in hardware (SSE 4.2), eight bytes at a time. */
+__attribute__((target("sse4.2")))
+static uint32_t
+crc32c_hw(uint32_t crc, const unsigned char *s, size_t n)
+{
+	uint64_t	 c = crc, w;
+
+	for (; n >= 8; n -= 8, s += 8) {
+		memcpy(&w, s, 8);
+		c = _mm_crc32_u64(c, w);
+	}
+	crc = (uint32_t)c;
+	for (; n > 0; n--)
+		crc = _mm_crc32_u8(crc, *s++);
+	return crc;
+}
+#endif
+
 uint32_t
 crc32c(uint32_t crc, const void *p, size_t n)
 {
-	const unsigned char *s = p;
+#if defined(__x86_64__)
+	static int	 hw = -1;
 
-	if (crc32c_table[1] == 0)
-		crc32c_init();
-	crc = ~crc;
-	while (n--)
-		crc = crc32c_table[(crc ^ *s++) & 0xff] ^ (crc >> 8);
-	return ~crc;
+	if (hw == -1)
+		hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+	if (hw)
+		return ~crc32c_hw(~crc, p, n);
+#endif
+	return ~crc32c_sw(~crc, p, n);
 }
 
 static int

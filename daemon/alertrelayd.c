@@ -307,11 +307,18 @@ reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
 
 		if (!conf_in_shard(nc, ct->name))
 			continue;
-		if ((t = relay_tenant_find(r, ct->name)) != NULL) {
+		/* Same order as before is the common case: look there first. */
+		t = i < r->ntenants && r->tenants[i] != NULL &&
+		    strcmp(r->tenants[i]->name, ct->name) == 0 ?
+		    r->tenants[i] : relay_tenant_find(r, ct->name);
+		if (t != NULL) {
 			tenant_reconcile(t, ct);
-			for (j = 0; j < r->ntenants; j++)
-				if (r->tenants[j] == t)
-					r->tenants[j] = NULL;
+			if (i < r->ntenants && r->tenants[i] == t)
+				r->tenants[i] = NULL;
+			else
+				for (j = 0; j < r->ntenants; j++)
+					if (r->tenants[j] == t)
+						r->tenants[j] = NULL;
 			nt[cnt++] = t;
 			continue;
 		}

@@ -1324,6 +1324,29 @@ output_close(struct parser *p, void *obj)
 		    o->max_message_bytes);
 }
 
+/* Index tenant i by name (thousands of tenants: no linear scans). */
+static void
+tenant_index_add(struct config *c, size_t i)
+{
+	size_t	 j, k, cap;
+
+	if ((c->ntenants + 1) * 2 > c->tenant_index_cap) {
+		cap = c->tenant_index_cap ? c->tenant_index_cap * 2 : 64;
+		free(c->tenant_index);
+		c->tenant_index = xcalloc(cap, sizeof(*c->tenant_index));
+		c->tenant_index_cap = cap;
+		for (k = 0; k + 1 < c->ntenants; k++)
+			tenant_index_add(c, k);
+		if (i + 1 < c->ntenants)
+			return;		/* i was among them */
+	}
+	j = hash64(c->tenants[i]->name, strlen(c->tenants[i]->name)) &
+	    (c->tenant_index_cap - 1);
+	while (c->tenant_index[j] != 0)
+		j = (j + 1) & (c->tenant_index_cap - 1);
+	c->tenant_index[j] = i + 1;
+}
+
 /* [tenant "NAME"]. */
 static void *
 tenant_open(struct parser *p, const char *name)
@@ -1346,6 +1369,7 @@ tenant_open(struct parser *p, const char *name)
 	t->line = p->line;
 	c->tenants = xreallocarray(c->tenants, c->ntenants + 1, sizeof(t));
 	c->tenants[c->ntenants++] = t;
+	tenant_index_add(c, c->ntenants - 1);
 	return t;
 }
 
@@ -2110,6 +2134,7 @@ conf_free(struct config *c)
 	for (i = 0; i < c->ntenants; i++)
 		tenant_free(c->tenants[i]);
 	free(c->tenants);
+	free(c->tenant_index);
 	for (i = 0; i < c->nnotifies; i++)
 		notify_free(c->notifies[i]);
 	free(c->notifies);
@@ -2136,8 +2161,16 @@ conf_output_find(const struct config *c, const char *name)
 struct conf_tenant *
 conf_tenant_find(const struct config *c, const char *name)
 {
-	size_t	 i;
+	size_t	 i, j;
 
+	if (c->tenant_index_cap > 0) {
+		j = hash64(name, strlen(name)) & (c->tenant_index_cap - 1);
+		for (; (i = c->tenant_index[j]) != 0;
+		    j = (j + 1) & (c->tenant_index_cap - 1))
+			if (strcmp(c->tenants[i - 1]->name, name) == 0)
+				return c->tenants[i - 1];
+		return NULL;
+	}
 	for (i = 0; i < c->ntenants; i++) {
 		if (strcmp(c->tenants[i]->name, name) == 0)
 			return c->tenants[i];

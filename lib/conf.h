@@ -115,6 +115,8 @@ struct config {
 	size_t		 noutputs;
 	struct conf_tenant **tenants;
 	size_t		 ntenants;
+	size_t		*tenant_index;	/* hash of names: index + 1, 0 empty */
+	size_t		 tenant_index_cap;
 	struct conf_notify **notifies;
 	size_t		 nnotifies;
 	struct conf_cluster cluster;

@@ -1,12 +1,17 @@
 /* Outputs: each output's spool, drained to its SIEM or file. */
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +47,22 @@
 #define SINK_STABLE_MS		10000
 #define SINK_UDP_NOTE_MS	600000
 
+/*
+ * Delivery confirmation on stream transports (see sink_delivered): how
+ * often the kernel's send queue is looked at while records are out, and
+ * how long (time, and bytes of later acknowledged data) a record stays in
+ * the spool after the peer's TCP stack took it.  Unacknowledged data older
+ * than SINK_USER_TIMEOUT_MS breaks the link.
+ */
+#define SINK_ACK_POLL_MS	20
+#define SINK_ACK_HOLD_MS	250
+#define SINK_ACK_HOLD_BYTES	(256 * 1024)
+#define SINK_ACK_FLUSH_MS	150	/* saving the ack after the last one */
+#define SINK_USER_TIMEOUT_MS	60000
+#define SINK_KEEPIDLE_S		30
+#define SINK_KEEPINTVL_S	10
+#define SINK_KEEPCNT		3
+
 enum sink_state {
 	SINK_IDLE,		/* closed: waiting for the timer */
 	SINK_CONNECTING,	/* non-blocking TCP connect */
@@ -49,10 +70,17 @@ enum sink_state {
 	SINK_UP,		/* sending */
 };
 
-/* A record whose framed bytes are in the output buffer. */
+/* A record sent on this connection and not yet acknowledged in the spool. */
 struct sink_rec {
 	struct spool_pos	 end;		/* spool position after it */
 	uint64_t		 end_off;	/* s->queued after it */
+	int64_t			 acked_at;	/* mono_ms of its ack, or 0 */
+};
+
+/* TLS: after a successful SSL_write, plaintext and socket byte counts. */
+struct sink_mark {
+	uint64_t		 plain;		/* s->written after it */
+	uint64_t		 cipher;	/* BIO_number_written after it */
 };
 
 struct sink {
@@ -71,18 +99,27 @@ struct sink {
 	struct event		*timer;		/* reconnect or timeout */
 	struct event		*kick;		/* send on a later pass */
 	struct event		*drain_ev;	/* drained callback */
+	struct event		*ackpoll;	/* look at the send queue */
+	struct event		*ackflush;	/* save the spool's ack file */
 
 	/*
-	 * Stream transports: framed records not yet handed to the kernel.
+	 * Stream transports: framed records on their way to the SIEM.
 	 * queued counts bytes put into out since the connection started,
-	 * written the bytes that left it; recs[recs_first..nrecs) are the
-	 * records in between, each with its cumulative end offset.
+	 * written the bytes that left it (plaintext, for TLS), peer_acked
+	 * those the peer's TCP stack has acknowledged.  recs[recs_first..
+	 * nrecs) are the records not yet acknowledged in the spool, each
+	 * with its cumulative end offset; those before recs_tcp are known
+	 * to be in the peer's hands (acked_at set).  marks[marks_first..
+	 * nmarks) map plaintext to socket bytes for TLS.
 	 */
 	struct evbuffer		*out;
 	uint64_t		 queued;
 	uint64_t		 written;
+	uint64_t		 peer_acked;
 	struct sink_rec		*recs;
-	size_t			 recs_first, nrecs, recs_cap;
+	size_t			 recs_first, recs_tcp, nrecs, recs_cap;
+	struct sink_mark	*marks;
+	size_t			 marks_first, nmarks, marks_cap;
 	size_t			 tls_retry;	/* SSL_write to repeat */
 	bool			 tls_wants_read; /* ... once readable */
 	struct spool_pos	 sendpos;	/* next record to read */
@@ -90,6 +127,7 @@ struct sink {
 	struct buf		 frame;
 
 	bool			 ever_up;
+	bool			 progressed;	/* the peer took data */
 	bool			 down;		/* outage announced */
 	int64_t			 backoff_ms;
 	int64_t			 up_since;	/* mono_ms */
@@ -285,24 +323,32 @@ sink_close_conn(struct sink *s)
 		freeaddrinfo(s->ai);
 	s->ai = s->ai_cur = NULL;
 	evbuffer_drain(s->out, evbuffer_get_length(s->out));
-	s->queued = s->written = 0;
-	s->recs_first = s->nrecs = 0;
+	s->queued = s->written = s->peer_acked = 0;
+	s->recs_first = s->recs_tcp = s->nrecs = 0;
+	s->marks_first = s->nmarks = 0;
 	s->tls_retry = 0;
 	s->tls_wants_read = false;
 	evtimer_del(s->timer);
+	evtimer_del(s->ackpoll);
 	s->state = SINK_IDLE;
 }
 
-/* Next reconnect delay: exponential from 1s to 60s, +-20% jitter. */
+/*
+ * Next reconnect delay: exponential from 1s to 60s, +-20% jitter.  A link
+ * that stayed up a while or delivered records starts again from 1s: a
+ * SIEM (or a load balancer) that drops busy connections now and then must
+ * not leave a backlog waiting for a minute.
+ */
 static int64_t
 sink_backoff(struct sink *s)
 {
 	int64_t	 d;
 
-	if (s->ever_up && s->up_since != 0 &&
-	    mono_ms() - s->up_since >= SINK_STABLE_MS)
+	if (s->ever_up && ((s->up_since != 0 &&
+	    mono_ms() - s->up_since >= SINK_STABLE_MS) || s->progressed))
 		s->backoff_ms = SINK_BACKOFF_MIN_MS;
 	s->up_since = 0;
+	s->progressed = false;
 	d = jitter_ms(s->backoff_ms, 20, arc4random());
 	s->backoff_ms *= 2;
 	if (s->backoff_ms > SINK_BACKOFF_MAX_MS)
@@ -560,13 +606,40 @@ sink_open_local(struct sink *s)
 	sink_up(s);
 }
 
+/*
+ * Keepalives find a silent peer while idle; a user timeout breaks the
+ * link when sent data stays unacknowledged (a vanished host), so that the
+ * records are resent on a new connection instead of waiting for the
+ * kernel's retransmissions to give up after many minutes.
+ */
+static void
+sink_tcp_opts(struct sink *s)
+{
+	int	 one = 1, v = 0;
+
+	setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+#ifdef TCP_KEEPIDLE
+	v = SINK_KEEPIDLE_S;
+	setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof v);
+	v = SINK_KEEPINTVL_S;
+	setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof v);
+	v = SINK_KEEPCNT;
+	setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof v);
+#endif
+#ifdef TCP_USER_TIMEOUT
+	v = SINK_USER_TIMEOUT_MS;
+	setsockopt(s->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof v);
+#endif
+	(void)v;
+}
+
 /* Start a connection attempt to s->ai_cur (resolving first if needed). */
 static void
 sink_connect(struct sink *s)
 {
 	struct addrinfo	*ai;
 	char		 reason[512];
-	int		 one = 1, error = 0;
+	int		 error = 0;
 
 	if (sink_is_local(s)) {
 		sink_open_local(s);
@@ -605,7 +678,7 @@ sink_connect(struct sink *s)
 		sink_up(s);
 		return;
 	}
-	setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+	sink_tcp_opts(s);
 	s->state = SINK_CONNECTING;
 	event_add(s->ev_write, NULL);
 	sink_timer_add(s, SINK_CONNECT_MS);
@@ -647,45 +720,175 @@ sink_check_drained(struct sink *s)
 }
 
 /*
- * How many of the bytes queued on this connection count as delivered.
- * Today: every byte handed to the kernel (or written to the file).  This
- * is the one place to refine that, e.g. by subtracting what the kernel
- * still holds unsent.
+ * When is a record delivered?  UDP: once sent (no confirmation exists).
+ * Files and standard output: once written.  TCP and TLS: once the peer's
+ * TCP stack has acknowledged every byte of it, so that a connection that
+ * breaks (reset, timeout, peer close) loses nothing that sat in our
+ * kernel's send queue or on the wire: the next connection starts again at
+ * the spool head, the first record not acknowledged.
+ *
+ * TCP.  Bytes acknowledged by the peer = bytes we wrote to the socket -
+ * SIOCOUTQ (Linux: the bytes in the send queue, unsent or unacknowledged).
+ *
+ * TLS.  The kernel counts ciphertext, not the plaintext our offsets are in.
+ * After every successful SSL_write of plaintext up to offset P, OpenSSL has
+ * handed all the TLS records carrying it to the socket BIO, so a mark
+ * (P, C) is kept with C = BIO_number_written() of that BIO: every byte
+ * written to the socket goes through it (handshake, alerts, our records),
+ * in stream order.  With C' the count now, the ciphertext acknowledged is
+ * C' - SIOCOUTQ, and plaintext up to P is in the peer's hands once C <=
+ * C' - SIOCOUTQ.  The granularity is one SSL_write (at most 16 KiB), and
+ * only a later mark moves forward: never an early acknowledgement.  A
+ * constant offset in the counter (handshake bytes) cancels out.
+ *
+ * The peer's TCP acknowledgement means the SIEM host's kernel has the
+ * bytes, not that the SIEM read them: a SIEM that dies or closes with
+ * unread data discards it and answers with a reset.  So an acknowledged
+ * record stays in the spool until SINK_ACK_HOLD_MS have passed or
+ * SINK_ACK_HOLD_BYTES more bytes were acknowledged after it, whichever
+ * comes first (the bytes bound keeps links that break often making
+ * progress); when the connection fails meanwhile, it is sent again.  When
+ * the peer closes cleanly (FIN, which it only sends after reading all it
+ * acknowledged) or we close on shutdown, everything acknowledged counts as
+ * delivered at once.  Duplicates after a failure are thus limited to the
+ * last SINK_ACK_HOLD_BYTES the peer acknowledged, plus records whose
+ * acknowledgement we had not seen yet.  Without SIOCOUTQ (not Linux),
+ * bytes handed to the kernel count as delivered.
  */
 static uint64_t
-sink_delivered(const struct sink *s)
+sink_delivered(struct sink *s)
 {
-	return s->written;
+	uint64_t	 cipher, acked;
+	int		 outq = 0;
+
+	if (sink_is_local(s) || s->fd == -1)
+		return s->written;
+#ifdef SIOCOUTQ
+	if (ioctl(s->fd, SIOCOUTQ, &outq) == -1 || outq < 0)
+		return s->peer_acked;
+#endif
+	if (s->conf.transport != OUT_TLS) {
+		if ((uint64_t)outq <= s->written &&
+		    s->written - (uint64_t)outq > s->peer_acked)
+			s->peer_acked = s->written - (uint64_t)outq;
+		return s->peer_acked;
+	}
+	cipher = BIO_number_written(SSL_get_wbio(s->ssl));
+	acked = cipher >= (uint64_t)outq ? cipher - (uint64_t)outq : 0;
+	while (s->marks_first < s->nmarks &&
+	    s->marks[s->marks_first].cipher <= acked)
+		s->peer_acked = s->marks[s->marks_first++].plain;
+	if (s->marks_first == s->nmarks)
+		s->marks_first = s->nmarks = 0;
+	return s->peer_acked;
 }
 
-/* Everything before pos is delivered: n more messages sent. */
+/* Remember where a successful SSL_write left both byte streams. */
+static void
+sink_mark_push(struct sink *s)
+{
+	if (s->marks_first > 0 && s->nmarks == s->marks_cap) {
+		memmove(s->marks, s->marks + s->marks_first,
+		    (s->nmarks - s->marks_first) * sizeof *s->marks);
+		s->nmarks -= s->marks_first;
+		s->marks_first = 0;
+	}
+	if (s->nmarks == s->marks_cap) {
+		s->marks_cap = s->marks_cap == 0 ? 64 : s->marks_cap * 2;
+		s->marks = xreallocarray(s->marks, s->marks_cap,
+		    sizeof *s->marks);
+	}
+	s->marks[s->nmarks].plain = s->written;
+	s->marks[s->nmarks].cipher = BIO_number_written(SSL_get_wbio(s->ssl));
+	s->nmarks++;
+}
+
+/*
+ * Everything before pos is delivered: n more messages sent.  The spool
+ * saves its ack file at most every 100 ms while acks come in; the flush
+ * timer saves the last one once they stop, so that a crash when the
+ * backlog is gone does not send the end of it again.
+ */
 static void
 sink_spool_ack(struct sink *s, const struct spool_pos *pos, uint64_t n)
 {
+	struct timeval	 tv = { 0, SINK_ACK_FLUSH_MS * 1000 };
+
 	if (spool_ack(s->spool, pos) == -1)
 		log_output(LOG_WARNING, s->conf.name, "output %s: cannot "
 		    "acknowledge in the spool: %s", s->conf.name,
 		    strerror(errno));
+	evtimer_add(s->ackflush, &tv);
 	s->sent += n;
 	sink_check_drained(s);
 }
 
-/* Acknowledge the records whose bytes are all delivered. */
+/* No ack for a while: let the spool write its ack file (see above). */
 static void
-sink_ack(struct sink *s)
+sink_ackflush_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct sink_rec	*last = NULL;
-	uint64_t	 done = sink_delivered(s), n = 0;
+	struct sink	*s = arg;
 
-	while (s->recs_first < s->nrecs &&
-	    s->recs[s->recs_first].end_off <= done) {
-		last = &s->recs[s->recs_first++];
+	/* A failure is the next sink_sync's to report. */
+	spool_sync(s->spool);
+}
+
+/*
+ * Note the records the peer now holds and acknowledge in the spool those
+ * held long enough (all of them with all: clean close or shutdown).
+ */
+static void
+sink_ack(struct sink *s, bool all)
+{
+	struct sink_rec	*last = NULL, *r;
+	uint64_t	 done = sink_delivered(s), n = 0;
+	int64_t		 now = mono_ms();
+
+	if (sink_is_local(s))
+		all = true;
+	while (s->recs_tcp < s->nrecs && s->recs[s->recs_tcp].end_off <= done) {
+		s->recs[s->recs_tcp++].acked_at = now;
+		s->progressed = true;
+	}
+	while (s->recs_first < s->recs_tcp) {
+		r = &s->recs[s->recs_first];
+		if (!all && now - r->acked_at < SINK_ACK_HOLD_MS &&
+		    done - r->end_off < SINK_ACK_HOLD_BYTES)
+			break;
+		last = r;
+		s->recs_first++;
 		n++;
 	}
 	if (s->recs_first == s->nrecs)
-		s->recs_first = s->nrecs = 0;
+		s->recs_first = s->recs_tcp = s->nrecs = 0;
 	if (last != NULL)
 		sink_spool_ack(s, &last->end, n);
+}
+
+/* Look at the send queue again soon while records are outstanding. */
+static void
+sink_ackpoll_arm(struct sink *s)
+{
+	struct timeval	 tv = { 0, SINK_ACK_POLL_MS * 1000 };
+
+	if (s->state != SINK_UP || sink_is_local(s) ||
+	    s->conf.transport == OUT_UDP) {
+		evtimer_del(s->ackpoll);
+		return;
+	}
+	if (s->recs_first < s->nrecs && !evtimer_pending(s->ackpoll, NULL))
+		evtimer_add(s->ackpoll, &tv);
+}
+
+static void
+sink_ackpoll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sink	*s = arg;
+
+	if (s->state != SINK_UP)
+		return;
+	sink_ack(s, false);
+	sink_ackpoll_arm(s);
 }
 
 /* Remember a record that now sits in the output buffer. */
@@ -696,6 +899,7 @@ sink_rec_push(struct sink *s)
 		memmove(s->recs, s->recs + s->recs_first,
 		    (s->nrecs - s->recs_first) * sizeof *s->recs);
 		s->nrecs -= s->recs_first;
+		s->recs_tcp -= s->recs_first;
 		s->recs_first = 0;
 	}
 	if (s->nrecs == s->recs_cap) {
@@ -704,6 +908,7 @@ sink_rec_push(struct sink *s)
 	}
 	s->recs[s->nrecs].end = s->sendpos;
 	s->recs[s->nrecs].end_off = s->queued;
+	s->recs[s->nrecs].acked_at = 0;
 	s->nrecs++;
 }
 
@@ -799,6 +1004,7 @@ sink_flush_tls(struct sink *s)
 			s->tls_retry = 0;
 			evbuffer_drain(s->out, r);
 			s->written += r;
+			sink_mark_push(s);
 			continue;
 		}
 		switch (SSL_get_error(s->ssl, r)) {
@@ -919,10 +1125,11 @@ sink_pump(struct sink *s)
 			r = sink_flush_fd(s);
 		if (r == -1)
 			return;
-		sink_ack(s);
+		sink_ack(s, false);
 		if (r == 0)
 			break;
 	}
+	sink_ackpoll_arm(s);
 	if (sink_is_local(s)) {
 		/* Files cannot be polled; a blocked stdout pipe retries. */
 		if (r == 0)
@@ -940,7 +1147,34 @@ sink_pump(struct sink *s)
 		sink_kick(s, 0);
 }
 
-/* Read and discard what the SIEM sends; notice when it goes away. */
+/*
+ * Did SSL_read fail because the peer closed: close_notify, or a TCP FIN
+ * without one?  (Looked at before sink_tls_reason clears the errors.)
+ */
+static bool
+sink_tls_eof(struct sink *s, int ret)
+{
+	unsigned long	 e;
+
+	switch (SSL_get_error(s->ssl, ret)) {
+	case SSL_ERROR_ZERO_RETURN:
+		return true;
+	case SSL_ERROR_SYSCALL:
+		return ERR_peek_error() == 0 && errno == 0;
+	case SSL_ERROR_SSL:
+		e = ERR_peek_error();
+		return ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		    ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+	}
+	return false;
+}
+
+/*
+ * Read and discard what the SIEM sends; notice when it goes away.  A
+ * clean close (FIN) comes only after the peer read everything: what its
+ * TCP stack acknowledged is delivered (see sink_delivered).  Anything
+ * else, a reset above all, keeps the recent records for a resend.
+ */
 static void
 sink_read(struct sink *s)
 {
@@ -959,16 +1193,19 @@ sink_read(struct sink *s)
 			case SSL_ERROR_WANT_WRITE:
 				return;
 			}
+			if (sink_tls_eof(s, r))
+				sink_ack(s, true);
 			sink_tls_reason(s, r, reason, sizeof reason);
 			sink_fail(s, "lost connection to", "%s", reason);
 			return;
 		}
 		if ((n = recv(s->fd, scratch, sizeof scratch, 0)) > 0)
 			continue;
-		if (n == 0)
+		if (n == 0) {
+			sink_ack(s, true);
 			sink_fail(s, "lost connection to",
 			    "closed by the peer");
-		else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+		} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
 		    errno != EINTR)
 			sink_fail(s, "lost connection to", "%s",
 			    strerror(errno));
@@ -1030,7 +1267,10 @@ sink_new(struct event_base *base, const struct conf_output *c,
 	s->timer = evtimer_new(base, sink_timer_cb, s);
 	s->kick = evtimer_new(base, sink_kick_cb, s);
 	s->drain_ev = evtimer_new(base, sink_drain_cb, s);
-	if (s->timer == NULL || s->kick == NULL || s->drain_ev == NULL)
+	s->ackpoll = evtimer_new(base, sink_ackpoll_cb, s);
+	s->ackflush = evtimer_new(base, sink_ackflush_cb, s);
+	if (s->timer == NULL || s->kick == NULL || s->drain_ev == NULL ||
+	    s->ackpoll == NULL || s->ackflush == NULL)
 		fatalx("evtimer_new");
 	/* Connect from the loop, like every later attempt. */
 	evtimer_add(s->timer, &tv);
@@ -1045,6 +1285,9 @@ sink_free(struct sink *s)
 {
 	if (s == NULL)
 		return;
+	/* Shutting down, the peer alive: what it acknowledged is its. */
+	if (s->state == SINK_UP)
+		sink_ack(s, true);
 	if (s->out != NULL)
 		sink_close_conn(s);
 	if (s->timer != NULL)
@@ -1053,11 +1296,16 @@ sink_free(struct sink *s)
 		event_free(s->kick);
 	if (s->drain_ev != NULL)
 		event_free(s->drain_ev);
+	if (s->ackpoll != NULL)
+		event_free(s->ackpoll);
+	if (s->ackflush != NULL)
+		event_free(s->ackflush);
 	if (s->out != NULL)
 		evbuffer_free(s->out);
 	SSL_CTX_free(s->ssl_ctx);
 	spool_close(s->spool);
 	free(s->recs);
+	free(s->marks);
 	buf_clear(&s->rec);
 	buf_clear(&s->frame);
 	sink_conf_clear(&s->conf);
@@ -1109,6 +1357,14 @@ sink_stats(const struct sink *s, struct sink_stats *st)
 	st->spool_records = spool_records(s->spool);
 	st->sent = s->sent;
 	st->reconnects = s->reconnects;
+}
+
+void
+sink_positions(const struct sink *s, struct spool_pos *head,
+    struct spool_pos *tail)
+{
+	spool_head(s->spool, head);
+	spool_tail(s->spool, tail);
 }
 
 void

@@ -24,6 +24,10 @@
  * write or a sync fails (ENOSPC, EFBIG, EIO), the segment is truncated back
  * to its durable length, so no torn record is left behind, the records stay
  * in the buffer and -1 is returned: a later spool_sync() retries them.
+ * Until such a retry succeeds, spool_append() retries first and refuses
+ * new records while it fails: a writer that starts its page over after the
+ * error (as tenants do) must not pile up copies of it in the buffer, which
+ * would all be written, as duplicates, once space returns.
  * Durable records are never touched again.
  *
  * Opening.  Every record of every segment is verified.  A corrupt record
@@ -35,11 +39,14 @@
  *
  * Acknowledging.  "ack" holds the position of the first undelivered record
  * ("%016llx %llu %08x\n": segment, offset, crc32c of the text before the
- * crc).  It is replaced atomically, but at most once a second, plus
- * whenever segments are deleted and on spool_close(): after a crash, records
- * acknowledged during the last second may be sent again.  Duplicates are
- * bounded that way; nothing undelivered is ever skipped.  A missing or
- * corrupt ack file means starting from the oldest segment.
+ * crc).  It is replaced atomically (write "ack.tmp", rename), at most every
+ * 100 ms, plus whenever segments are deleted and on spool_close(): after a
+ * crash, records acknowledged during the last 100 ms may be sent again.
+ * Duplicates are bounded that way; nothing undelivered is ever skipped.
+ * Only spool_close() fsyncs it: an ack file that is older than the
+ * deliveries, or lost or torn by a power failure (the crc tells), costs
+ * duplicates, never records, so ten fsyncs a second would buy nothing.
+ * A missing or corrupt ack file means starting from the oldest segment.
  */
 
 #include <sys/stat.h>
@@ -62,7 +69,7 @@
 #define SPOOL_SEGMENT_SIZE	(16ULL * 1024 * 1024)
 #define SPOOL_BUFFER		(256 * 1024)
 #define SPOOL_MAX_RECORD	(256U * 1024 * 1024)
-#define SPOOL_ACK_MS		1000
+#define SPOOL_ACK_MS		100
 #define SPOOL_WINDOW		(64 * 1024)
 
 /* What is kept per segment: no per-record index. */
@@ -88,9 +95,11 @@ struct spool {
 	uint64_t	 npending;	/* records in it */
 	int		 dirsync;	/* a segment was created: fsync dir */
 	int		 trunc;		/* a failed write may have left bytes */
+	int		 wfailed;	/* the last flush failed */
 
 	struct spool_pos ack;		/* first undelivered record */
 	int		 ackdirty;
+	int		 ackfailed;	/* the last write failed (logged) */
 	int64_t		 acktime;	/* mono_ms() of the last ack write */
 
 	uint64_t	 bytes;		/* undelivered, headers included */
@@ -450,9 +459,43 @@ seg_drop_before(struct spool *sp, uint64_t num)
 	}
 }
 
-/* Write the ack position atomically; failures are logged here. */
+/* Replace the ack file with line (write, optionally fsync, rename). */
 static int
-ack_write(struct spool *sp)
+ack_store(struct spool *sp, const char *line, int durable)
+{
+	int	 fd, saved;
+
+	fd = openat(sp->dirfd, "ack.tmp", O_WRONLY | O_CREAT | O_TRUNC |
+	    O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd == -1)
+		return -1;
+	if (fchmod(fd, 0600) == -1 ||
+	    pwrite_full(fd, line, strlen(line), 0) == -1 ||
+	    (durable && fdatasync(fd) == -1)) {
+		saved = errno;
+		close(fd);
+		unlinkat(sp->dirfd, "ack.tmp", 0);
+		errno = saved;
+		return -1;
+	}
+	if (close(fd) == -1 ||
+	    renameat(sp->dirfd, "ack.tmp", sp->dirfd, "ack") == -1) {
+		saved = errno;
+		unlinkat(sp->dirfd, "ack.tmp", 0);
+		errno = saved;
+		return -1;
+	}
+	if (durable)
+		fsync(sp->dirfd);
+	return 0;
+}
+
+/*
+ * Write the ack position atomically (durable: also fsynced); failures are
+ * logged here, once until a write succeeds again.
+ */
+static int
+ack_write(struct spool *sp, int durable)
 {
 	char	 line[80];
 	int	 n;
@@ -462,10 +505,16 @@ ack_write(struct spool *sp)
 	snprintf(line + n, sizeof(line) - (size_t)n, " %08" PRIx32 "\n",
 	    crc32c(0, line, (size_t)n));
 	sp->acktime = mono_ms();
-	if (file_write_atomic(sp->ackpath, line, strlen(line), 0600) == -1) {
-		log_warn("spool %s: cannot write %s", sp->dir, sp->ackpath);
+	if (ack_store(sp, line, durable) == -1) {
+		if (!sp->ackfailed)
+			log_warn("spool %s: cannot save the ack file (records "
+			    "may be sent again after a restart)", sp->dir);
+		sp->ackfailed = 1;
 		return -1;
 	}
+	if (sp->ackfailed)
+		log_info("spool %s: ack file saved again", sp->dir);
+	sp->ackfailed = 0;
 	sp->ackdirty = 0;
 	return 0;
 }
@@ -683,16 +732,20 @@ spool_flush(struct spool *sp)
 			return -1;
 		sp->dirsync = 0;
 	}
-	if (sp->pending.len == 0)
+	if (sp->pending.len == 0) {
+		sp->wfailed = 0;
 		return 0;
+	}
 	if (pwrite_full(sp->wfd, sp->pending.data, sp->pending.len,
 	    s->size) == -1 || fdatasync(sp->wfd) == -1) {
 		saved = errno;
 		if (ftruncate(sp->wfd, (off_t)s->size) == -1)
 			sp->trunc = 1;
+		sp->wfailed = 1;
 		errno = saved;
 		return -1;
 	}
+	sp->wfailed = 0;
 	s->size += sp->pending.len;
 	buf_reset(&sp->pending);
 	sp->npending = 0;
@@ -708,7 +761,7 @@ spool_close(struct spool *sp)
 		log_warn("spool %s: %zu bytes of records not written on close",
 		    sp->dir, sp->pending.len);
 	if (sp->ackdirty)
-		ack_write(sp);
+		ack_write(sp, 1);
 	if (sp->wfd != -1)
 		close(sp->wfd);
 	if (sp->rfd != -1)
@@ -745,6 +798,8 @@ spool_append(struct spool *sp, const void *data, size_t len)
 		errno = EMSGSIZE;
 		return -1;
 	}
+	if (sp->wfailed && spool_flush(sp) == -1)
+		return -1;
 	cur = s->size + sp->pending.len;
 	if (cur > 0 && cur + r > sp->segsize) {
 		if (spool_flush(sp) == -1 || seg_create(sp, s->num + 1) == -1)
@@ -770,7 +825,7 @@ spool_sync(struct spool *sp)
 	if (spool_flush(sp) == -1)
 		return -1;
 	if (sp->ackdirty && mono_ms() - sp->acktime >= SPOOL_ACK_MS)
-		ack_write(sp);
+		ack_write(sp, 0);
 	return 0;
 }
 
@@ -957,11 +1012,14 @@ spool_ack(struct spool *sp, const struct spool_pos *pos)
 	}
 	sp->ackdirty = 1;
 	if (sp->segs[0].num < pos->seg) {
-		/* Record the ack before the segments disappear. */
-		ack_write(sp);
+		/*
+		 * Record the ack before the segments disappear (should it
+		 * be lost, reading starts at the oldest segment left).
+		 */
+		ack_write(sp, 0);
 		seg_drop_before(sp, pos->seg);
 	} else if (mono_ms() - sp->acktime >= SPOOL_ACK_MS)
-		ack_write(sp);
+		ack_write(sp, 0);
 	return 0;
 }
 

@@ -857,6 +857,16 @@ def run_case(suite, case):
     return ctx
 
 
+def extra_cases():
+    """The CASES of every cases_*.py next to this file, in name order."""
+    import importlib
+    out = []
+    for f in sorted(os.listdir(HERE)):
+        if f.startswith("cases_") and f.endswith(".py"):
+            out += importlib.import_module(f[:-3]).CASES
+    return out
+
+
 def main():
     global VERBOSE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -866,17 +876,22 @@ def main():
                     help="keep the temporary directory")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--long", action="store_true",
+                    help="the long randomized variants (run_long.sh)")
     ap.add_argument("cases", nargs="*", help="case names (default: all)")
     a = ap.parse_args()
     VERBOSE = a.verbose
     sys.path.insert(0, HERE)
     sys.modules.setdefault("harness", sys.modules[__name__])
+    if a.long:
+        os.environ["ALERTRELAY_LONG"] = "1"
     import cases as casemod
+    all_cases = list(casemod.CASES) + extra_cases()
 
-    selected = [c for c in casemod.CASES
+    selected = [c for c in all_cases
                 if (not a.quick or c.get("quick"))
                 and (not a.cases or c["name"] in a.cases)]
-    unknown = set(a.cases) - set(c["name"] for c in casemod.CASES)
+    unknown = set(a.cases) - set(c["name"] for c in all_cases)
     if unknown:
         sys.stderr.write("unknown case(s): %s\n" % ", ".join(sorted(unknown)))
         return 64
@@ -893,6 +908,7 @@ def main():
         if shutil.which(tool) is None:
             sys.stderr.write("integration: %s is not installed\n" % tool)
     suite = Suite(build, a.keep)
+    suite.long = a.long
 
     def on_signal(sig, frame):
         raise KeyboardInterrupt()

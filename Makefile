@@ -44,7 +44,7 @@ BENCHES	 := $(BENCH_SRC:tests/bench/%.c=$(B)/tests/bench/%)
 
 PROGS	 = $(B)/alertrelayd $(if $(CTL_SRC),$(B)/alertrelayctl)
 
-.PHONY: all check check-docs check-fuzz valgrind check-unit check-asan check-integration check-format \
+.PHONY: all check check-long check-docs check-fuzz valgrind check-unit check-asan check-integration check-format \
 	demo install clean bench fuzz
 
 all: $(PROGS) $(FAKES) $(UNITS) $(BENCHES)
@@ -98,6 +98,10 @@ check-asan:
 
 check-integration: all
 	ALERTRELAY_BUILD=$(B) tests/integration/run.sh
+
+# The long randomized variants (20 resets, 20 kill -9, 30 s outage...).
+check-long: all
+	ALERTRELAY_BUILD=$(B) tests/integration/run_long.sh
 
 demo: all
 	tests/demo.sh $(B)

@@ -171,6 +171,7 @@ struct tenant {
 	char		*state_path;
 	struct tenant_state state;
 	bool		 state_unsaved;	/* a save failed: retry */
+	bool		 spool_failing;	/* a spool write failed (logged) */
 	struct token	 token;
 	enum tenant_phase phase;
 	struct event	*timer;

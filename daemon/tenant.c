@@ -310,8 +310,8 @@ tenant_outputs_full(struct tenant *t, bool quiet)
 		return true;
 	}
 	if (quiet && t->phase == TENANT_PAUSED)
-		log_tenant(LOG_INFO, t->name, "tenant %s: polling resumed",
-		    t->name);
+		log_tenant(LOG_INFO, t->name, "tenant %s: polling resumed: "
+		    "the outputs' spools have room again", t->name);
 	return false;
 }
 
@@ -586,10 +586,12 @@ catchup_commit(struct catchup *c)
 		if (sink_sync(t->sinks[i]) == 0)
 			continue;
 		lc.output = sink_conf(t->sinks[i])->name;
-		tenant_error(t, LOG_ERR, &lc, "tenant %s: output %s: cannot "
-		    "write spool in %s: %s; polling this tenant pauses until "
-		    "it can", t->name, lc.output, d->state_dir,
-		    strerror(errno));
+		/* Logged once per streak; the retries are debug. */
+		tenant_error(t, t->spool_failing ? LOG_DEBUG : LOG_ERR, &lc,
+		    "tenant %s: output %s: cannot write spool in %s: %s; "
+		    "polling this tenant pauses until it can", t->name,
+		    lc.output, d->state_dir, strerror(errno));
+		t->spool_failing = true;
 		tenant_state_clear(&t->state);
 		tenant_state_init(&t->state);
 		if (tenant_state_load(t->state_path, &t->state, err,
@@ -603,6 +605,11 @@ catchup_commit(struct catchup *c)
 			    "%s: cannot write mail spool: %s", t->name,
 			    notifier_conf(t->relay->notifiers[i])->name,
 			    strerror(errno));
+	if (t->spool_failing) {
+		t->spool_failing = false;
+		log_tenant(LOG_INFO, t->name, "tenant %s: spools writable "
+		    "again; polling resumes", t->name);
+	}
 	if (!c->backfill && c->page_max != TICKS_NONE &&
 	    (t->state.cursor == TICKS_NONE || c->page_max > t->state.cursor)) {
 		t->state.cursor = c->page_max;

@@ -383,6 +383,10 @@ ctl_status_text(struct relay *r, int64_t now, struct buf *out)
 		buf_addf(out, "  %s: %s\n", r->tenants[i]->name,
 		    r->tenants[i]->last_error);
 	}
+	if (r->cluster != NULL) {
+		buf_addc(out, '\n');
+		cluster_status(r, out, false);
+	}
 }
 
 static json_t *
@@ -494,6 +498,15 @@ ctl_status_json(struct relay *r, int64_t now)
 	    json_integer((json_int_t)r->forwarded));
 	json_object_set_new(o, "tenants", ts);
 	json_object_set_new(o, "outputs", os);
+	if (r->cluster != NULL) {
+		struct buf	 cb;
+
+		buf_init(&cb);
+		cluster_status(r, &cb, true);
+		json_object_set_new(o, "cluster", json_loadb(cb.data, cb.len, 0,
+		    NULL));
+		buf_clear(&cb);
+	}
 	s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	if (s == NULL)

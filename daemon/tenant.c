@@ -687,6 +687,8 @@ tenant_delivered_cursor(struct tenant *t)
 			break;
 		t->delivered = t->ckpt[n].cursor;
 	}
+	if (n == 0)
+		return t->delivered;
 	for (i = 0; i < n; i++)
 		free(t->ckpt[i].tail);
 	memmove(t->ckpt, t->ckpt + n, (t->nckpt - n) * sizeof(*t->ckpt));
@@ -1019,6 +1021,9 @@ tenant_stop(struct tenant *t)
 
 	evtimer_del(t->timer);
 	tenant_backfill_cancel(t);
+	/* A token request may finish later: keep the token, do not poll. */
+	t->token.waiter = NULL;
+	t->token.waiter_arg = NULL;
 	if (c->req != NULL) {
 		http_cancel(t->relay->http, c->req);
 		c->req = NULL;

@@ -3,7 +3,7 @@
 set -e
 PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev
 libevent-dev libssl-dev libsystemd-dev libcmocka-dev openssl curl
-syslog-ng-core liblognorm-utils python3 clang"
+syslog-ng-core liblognorm-utils python3 clang etcd-server"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

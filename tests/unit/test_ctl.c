@@ -66,6 +66,12 @@ tenant_owned(const struct tenant *t)
 	return t->owned;
 }
 
+void
+cluster_status(struct relay *r, struct buf *b, bool json)
+{
+	buf_adds(b, json ? "{}" : "cluster: none\n");
+}
+
 int
 relay_reload(struct relay *r)
 {

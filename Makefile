@@ -44,7 +44,7 @@ BENCHES	 := $(BENCH_SRC:tests/bench/%.c=$(B)/tests/bench/%)
 
 PROGS	 = $(B)/alertrelayd $(if $(CTL_SRC),$(B)/alertrelayctl)
 
-.PHONY: all check check-long check-docs check-fuzz valgrind check-unit check-asan check-integration check-format \
+.PHONY: all check check-valgrind check-package check-bench check-long check-docs check-fuzz valgrind check-unit check-asan check-integration check-format \
 	demo install clean bench fuzz
 
 all: $(PROGS) $(FAKES) $(UNITS) $(BENCHES)
@@ -72,7 +72,20 @@ $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBA)
 $(B)/tests/bench/%: $(B)/tests/bench/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
-check: check-unit check-docs check-asan check-fuzz check-integration
+check: check-unit check-docs check-asan check-fuzz check-integration \
+	check-valgrind check-package check-bench
+
+# memcheck over a --once run and 100 reloads: zero errors, zero leaks.
+check-valgrind: all
+	ALERTRELAY_BUILD=$(B) tests/integration/valgrind.sh
+
+# Build the .deb, install it, check the unit (needs root, as CI is).
+check-package:
+	tests/integration/test_systemd.sh
+
+# The benchmarks in their short mode: figures printed, nothing asserted.
+check-bench: all
+	tests/bench/run.sh $(B) --short
 
 # Replays every fuzz seed and regression input, then fuzzes briefly.
 check-fuzz:

@@ -3,7 +3,8 @@
 set -e
 PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev
 libevent-dev libssl-dev libsystemd-dev libcmocka-dev openssl curl
-syslog-ng-core liblognorm-utils python3 clang etcd-server"
+syslog-ng-core liblognorm-utils python3 clang etcd-server
+valgrind debhelper dpkg-dev fakeroot systemd man-db groff-base"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

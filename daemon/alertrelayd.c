@@ -293,6 +293,22 @@ reload_notifiers(struct relay *r, struct config *nc)
 	r->nnotifiers = nc->nnotifies;
 }
 
+/*
+ * Stop the tenants the new configuration drops while their outputs still
+ * exist, so what a cut page read is committed and a tenant added back
+ * later does not forward it again.
+ */
+static void
+reload_stop_removed(struct relay *r, struct config *nc)
+{
+	size_t	 i;
+
+	for (i = 0; i < r->ntenants; i++)
+		if (conf_tenant_find(nc, r->tenants[i]->name) == NULL ||
+		    !conf_in_shard(nc, r->tenants[i]->name))
+			tenant_stop(r->tenants[i]);
+}
+
 /* Reconcile tenants by name: keep, adopt, start or stop. */
 static void
 reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
@@ -386,6 +402,7 @@ relay_reload(struct relay *r)
 		sd_ready(r);
 		return -1;
 	}
+	reload_stop_removed(r, nc);
 	reload_outputs(r, nc, &outs);
 	reload_notifiers(r, nc);
 	r->conf = nc;

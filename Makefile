@@ -72,8 +72,12 @@ $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBA)
 $(B)/tests/bench/%: $(B)/tests/bench/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
-check: check-unit check-docs check-asan check-fuzz check-integration \
-	check-valgrind check-package check-bench
+# The integration suite runs last: its "N passed, M failed" closes the run.
+check: check-unit check-docs check-asan check-fuzz check-valgrind \
+	check-package check-bench check-integration
+
+# Keep objects make considers intermediate (no "rm" at the end of a run).
+.SECONDARY:
 
 # memcheck over a --once run and 100 reloads: zero errors, zero leaks.
 check-valgrind: all

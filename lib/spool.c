@@ -104,7 +104,28 @@ struct spool {
 
 	uint64_t	 bytes;		/* undelivered, headers included */
 	uint64_t	 records;
+
+	/*
+	 * Where the reader's recent records end, with a running count, so
+	 * spool_ack counts acknowledged records without re-reading them.
+	 * Bounded; when it cannot help, spool_ack walks the records.
+	 */
+	struct spool_mark *marks;
+	size_t		 mark_head, nmarks;
+	uint64_t	 rd_seq, ack_seq;
+	struct spool_pos rd_end;
+	int		 rd_valid;
 };
+
+struct spool_mark {
+	struct spool_pos pos;
+	uint64_t	 seq;
+};
+
+#define SPOOL_MARKS	16384
+
+static int	pos_eq(const struct spool_pos *, const struct spool_pos *);
+static void	mark_push(struct spool *, const struct spool_pos *);
 
 /* A read window over [0, end) of one segment, for sequential scans. */
 struct spool_win {
@@ -770,6 +791,7 @@ spool_close(struct spool *sp)
 		close(sp->dirfd);
 	buf_clear(&sp->pending);
 	free(sp->segs);
+	free(sp->marks);
 	free(sp->ackpath);
 	free(sp->dir);
 	free(sp);
@@ -921,7 +943,15 @@ spool_read(struct spool *sp, struct spool_pos *pos, struct buf *out)
 	size_t		 i;
 	int		 fd, r;
 
+	struct spool_pos start = *pos;
+
 	buf_reset(out);
+	if (!pos_eq(&start, &sp->rd_end) || !sp->rd_valid) {
+		/* A reader (re)starting at the head: count from the ack. */
+		sp->nmarks = 0;
+		sp->rd_valid = pos_eq(&start, &sp->ack);
+		sp->rd_seq = sp->ack_seq;
+	}
 	for (;;) {
 		if ((i = seg_find(sp, pos->seg)) == sp->nsegs)
 			return 0;
@@ -951,7 +981,77 @@ spool_read(struct spool *sp, struct spool_pos *pos, struct buf *out)
 		pos->seg = sp->segs[i + 1].num;
 		pos->off = 0;
 	}
+	mark_push(sp, pos);
 	return 1;
+}
+
+static int
+pos_eq(const struct spool_pos *a, const struct spool_pos *b)
+{
+	return a->seg == b->seg && a->off == b->off;
+}
+
+/* Remember where the record just read ends (see struct spool). */
+static void
+mark_push(struct spool *sp, const struct spool_pos *pos)
+{
+	struct spool_mark *m;
+
+	sp->rd_end = *pos;
+	sp->rd_seq++;
+	if (!sp->rd_valid)
+		return;
+	if (sp->nmarks == SPOOL_MARKS) {
+		sp->rd_valid = 0;	/* too far ahead: walk on ack */
+		return;
+	}
+	if (sp->marks == NULL)
+		sp->marks = xcalloc(SPOOL_MARKS, sizeof(*sp->marks));
+	m = &sp->marks[(sp->mark_head + sp->nmarks++) % SPOOL_MARKS];
+	m->pos = *pos;
+	m->seq = sp->rd_seq;
+}
+
+/* Records between the ack and pos from the marks; -1 if unknown. */
+static int64_t
+mark_count(struct spool *sp, const struct spool_pos *pos)
+{
+	size_t		 k;
+	struct spool_mark *m;
+	int64_t		 n;
+
+	if (!sp->rd_valid)
+		return -1;
+	for (k = 0; k < sp->nmarks; k++) {
+		m = &sp->marks[(sp->mark_head + k) % SPOOL_MARKS];
+		if (!pos_eq(&m->pos, pos))
+			continue;
+		n = (int64_t)(m->seq - sp->ack_seq);
+		sp->ack_seq = m->seq;
+		sp->mark_head = (sp->mark_head + k + 1) % SPOOL_MARKS;
+		sp->nmarks -= k + 1;
+		return n;
+	}
+	return -1;
+}
+
+/* Bytes between the ack and pos, from the segment sizes. */
+static uint64_t
+spool_distance(struct spool *sp, const struct spool_pos *pos)
+{
+	size_t		 i;
+	uint64_t	 from, to, bytes = 0;
+
+	for (i = seg_find(sp, sp->ack.seg); i < sp->nsegs; i++) {
+		if (sp->segs[i].num > pos->seg)
+			break;
+		from = sp->segs[i].num == sp->ack.seg ? sp->ack.off : 0;
+		to = sp->segs[i].num == pos->seg ? pos->off :
+		    sp->segs[i].size;
+		if (to > from)
+			bytes += to - from;
+	}
+	return bytes;
 }
 
 /* Count the records between the ack and pos (the bytes are the distance). */
@@ -990,6 +1090,7 @@ spool_ack(struct spool *sp, const struct spool_pos *pos)
 {
 	uint64_t	 records = 0, bytes = 0;
 	size_t		 i;
+	int64_t		 n;
 
 	if (pos->seg < sp->ack.seg ||
 	    (pos->seg == sp->ack.seg && pos->off <= sp->ack.off))
@@ -1000,8 +1101,14 @@ spool_ack(struct spool *sp, const struct spool_pos *pos)
 		errno = EINVAL;
 		return -1;
 	}
-	if (spool_count(sp, pos, &records, &bytes) == -1)
-		return -1;
+	if ((n = mark_count(sp, pos)) >= 0) {
+		records = (uint64_t)n;
+		bytes = spool_distance(sp, pos);
+	} else {
+		sp->rd_valid = 0;
+		if (spool_count(sp, pos, &records, &bytes) == -1)
+			return -1;
+	}
 	sp->records -= records < sp->records ? records : sp->records;
 	sp->bytes -= bytes < sp->bytes ? bytes : sp->bytes;
 	sp->ack = *pos;

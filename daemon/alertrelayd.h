@@ -146,6 +146,9 @@ const char	*token_current(struct tenant *);
  */
 void		 token_refresh(struct tenant *, void (*)(void *, int), void *);
 void		 token_invalidate(struct tenant *);
+/* The token request (URL and form) for a tenant's credentials. */
+int		 token_request_build(const struct conf_tenant *, struct buf *,
+		    struct buf *, char *, size_t);
 void		 token_clear(struct token *);
 /*
  * Warn (journal, TENANT=) when the certificate or the secret_expires date

@@ -65,9 +65,6 @@
 #define CTL_WRITE_S	30
 #define CTL_WATCH_MS	1000
 
-#define JWT_BEARER \
-	"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
 #define CTL_EXIT_OK	0
 #define CTL_EXIT_FAIL	1
 #define CTL_EXIT_USAGE	64
@@ -1221,60 +1218,27 @@ check_token_cb(const struct http_result *res, void *arg)
 	check_api(k);
 }
 
-/* Append the credential: the secret, or a fresh client assertion. */
-static int
-check_credential(struct ctl_check *k, const char *secret, const char *aud,
-    struct buf *form)
-{
-	struct jwt_signer	*s;
-	struct buf		 jwt;
-	char			 err[512];
-
-	if (k->cert_file == NULL) {
-		buf_adds(form, "&client_secret=");
-		http_urlencode(form, secret);
-		return 0;
-	}
-	if ((s = jwt_signer_load(k->cert_file, k->key_file, err,
-	    sizeof(err))) == NULL) {
-		ctl_send(k->client, 'o', "token: FAILED: %s", err);
-		return -1;
-	}
-	buf_init(&jwt);
-	if (jwt_assertion(&jwt, s, JWT_RS256, aud, k->client_id,
-	    ts_now() / TICKS_PER_SEC, err, sizeof(err)) == -1) {
-		ctl_send(k->client, 'o', "token: FAILED: %s", err);
-		jwt_signer_free(s);
-		buf_clear(&jwt);
-		return -1;
-	}
-	jwt_signer_free(s);
-	buf_adds(form, "&client_assertion_type=");
-	http_urlencode(form, JWT_BEARER);
-	buf_adds(form, "&client_assertion=");
-	http_urlencode(form, jwt.data);
-	explicit_bzero(jwt.data, jwt.len);
-	buf_clear(&jwt);
-	return 0;
-}
-
 /* Request a token of our own (the tenant's cache is not touched). */
 static int
 check_token(struct ctl_check *k, const char *secret)
 {
 	struct http_opts o;
+	struct conf_tenant ct;
 	struct buf	 url, form;
+	char		 err[512];
 
+	memset(&ct, 0, sizeof(ct));
+	ct.login_url = k->login_url;
+	ct.tenant_id = k->tenant_id;
+	ct.client_id = k->client_id;
+	ct.scope = k->scope;
+	ct.client_secret = (char *)secret;
+	ct.certificate_file = k->cert_file;
+	ct.private_key_file = k->key_file;
 	buf_init(&url);
 	buf_init(&form);
-	buf_addf(&url, "%s/", k->login_url);
-	http_urlencode(&url, k->tenant_id);
-	buf_adds(&url, "/oauth2/v2.0/token");
-	buf_adds(&form, "grant_type=client_credentials&client_id=");
-	http_urlencode(&form, k->client_id);
-	buf_adds(&form, "&scope=");
-	http_urlencode(&form, k->scope);
-	if (check_credential(k, secret, url.data, &form) == -1) {
+	if (token_request_build(&ct, &url, &form, err, sizeof(err)) == -1) {
+		ctl_send(k->client, 'o', "token: FAILED: %s", err);
 		explicit_bzero(form.data, form.len);
 		buf_clear(&form);
 		buf_clear(&url);

@@ -146,31 +146,39 @@ token_done_cb(const struct http_result *res, void *arg)
 }
 
 /*
- * Append the client assertion (certificate auth) to the form: a JWT for
- * the token URL as audience, signed with the key read afresh, so that a
- * certificate renewed on disk is used without a reload.  0 or -1 (logged).
+ * Build a token request for these credentials: the URL and the form.  A
+ * certificate's client assertion is a JWT for the token URL as audience,
+ * signed with the key read afresh, so that a certificate renewed on disk
+ * is used without a reload.  0, or -1 with err.
  */
-static int
-token_assertion(struct tenant *t, const char *aud, struct buf *form)
+int
+token_request_build(const struct conf_tenant *ct, struct buf *url,
+    struct buf *form, char *err, size_t errlen)
 {
-	struct conf_tenant	*ct = t->conf;
 	struct jwt_signer	*s;
 	struct buf		 jwt;
-	char			 err[512];
-	struct log_ctx		 c = { .tenant = t->name };
 
-	if ((s = jwt_signer_load(ct->certificate_file, ct->private_key_file,
-	    err, sizeof(err))) == NULL) {
-		tenant_error(t, LOG_ERR, &c, "tenant %s: certificate "
-		    "authentication: %s", t->name, err);
-		return -1;
+	buf_addf(url, "%s/", ct->login_url);
+	http_urlencode(url, ct->tenant_id);
+	buf_adds(url, "/oauth2/v2.0/token");
+	buf_adds(form, "grant_type=client_credentials&client_id=");
+	http_urlencode(form, ct->client_id);
+	buf_adds(form, "&scope=");
+	http_urlencode(form, ct->scope);
+	if (ct->certificate_file == NULL) {
+		buf_adds(form, "&client_secret=");
+		http_urlencode(form, ct->client_secret != NULL ?
+		    ct->client_secret : "");
+		return 0;
 	}
+	if ((s = jwt_signer_load(ct->certificate_file, ct->private_key_file,
+	    err, errlen)) == NULL)
+		return -1;
 	buf_init(&jwt);
-	if (jwt_assertion(&jwt, s, JWT_RS256, aud, ct->client_id,
-	    ts_now() / TICKS_PER_SEC, err, sizeof(err)) == -1) {
-		tenant_error(t, LOG_ERR, &c, "tenant %s: certificate "
-		    "authentication: %s", t->name, err);
+	if (jwt_assertion(&jwt, s, JWT_RS256, url->data, ct->client_id,
+	    ts_now() / TICKS_PER_SEC, err, errlen) == -1) {
 		jwt_signer_free(s);
+		buf_clear(&jwt);
 		return -1;
 	}
 	jwt_signer_free(s);
@@ -189,6 +197,7 @@ token_refresh(struct tenant *t, void (*cb)(void *, int), void *arg)
 	struct conf_tenant	*ct = t->conf;
 	struct http_opts	 o;
 	struct buf		 url, form;
+	char			 err[512];
 
 	t->token.waiter = cb;
 	t->token.waiter_arg = arg;
@@ -196,25 +205,15 @@ token_refresh(struct tenant *t, void (*cb)(void *, int), void *arg)
 		return;		/* one refresh in flight per tenant */
 	buf_init(&url);
 	buf_init(&form);
-	buf_addf(&url, "%s/", ct->login_url);
-	http_urlencode(&url, ct->tenant_id);
-	buf_adds(&url, "/oauth2/v2.0/token");
-	buf_adds(&form, "grant_type=client_credentials&client_id=");
-	http_urlencode(&form, ct->client_id);
-	buf_adds(&form, "&scope=");
-	http_urlencode(&form, ct->scope);
-	if (ct->certificate_file != NULL) {
-		if (token_assertion(t, url.data, &form) == -1) {
-			buf_clear(&form);
-			buf_clear(&url);
-			t->auth_failed = true;
-			token_finish(t, -1);
-			return;
-		}
-	} else {
-		buf_adds(&form, "&client_secret=");
-		http_urlencode(&form, ct->client_secret != NULL ?
-		    ct->client_secret : "");
+	if (token_request_build(ct, &url, &form, err, sizeof(err)) == -1) {
+		tenant_error(t, LOG_ERR, &(struct log_ctx){ .tenant = t->name },
+		    "tenant %s: certificate authentication: %s", t->name, err);
+		explicit_bzero(form.data, form.len);
+		buf_clear(&form);
+		buf_clear(&url);
+		t->auth_failed = true;
+		token_finish(t, -1);
+		return;
 	}
 	memset(&o, 0, sizeof(o));
 	o.method = "POST";

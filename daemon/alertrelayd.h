@@ -197,7 +197,6 @@ struct tenant {
 	struct rate	 rate;		/* API calls per minute and hour */
 
 	unsigned	 failures;	/* consecutive */
-	int64_t		 backoff_ms;
 	bool		 failing;	/* announced as failing */
 	bool		 auth_failed;
 	char		 last_error[512];

@@ -12,10 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "alertrelayd.h"
 #include "backoff.h"
+#include "oauth.h"
 
 #define PAUSE_CHECK_MS		1000
 #define TOKEN_WAIT_MS		500
@@ -734,23 +733,19 @@ tenant_own(struct tenant *t, bool own, int64_t delivered)
 static void
 tenant_api_error(struct tenant *t, const struct http_result *res)
 {
-	json_t		*root = NULL, *e;
-	json_error_t	 je;
-	const char	*code = NULL, *msg = NULL, *hint = "";
+	struct api_error e;
+	const char	*hint = "";
 	struct log_ctx	 c = { .tenant = t->name };
 
-	if (res->body != NULL && res->body->len > 0)
-		root = json_loadb(res->body->data, res->body->len, 0, &je);
-	e = json_object_get(root, "error");
-	if (json_is_object(e)) {
-		code = json_string_value(json_object_get(e, "code"));
-		msg = json_string_value(json_object_get(e, "message"));
-		c.correlation_id = json_string_value(json_object_get(e,
-		    "target"));
-	}
+	if (res->body == NULL || res->body->len == 0 ||
+	    api_error_parse(res->body->data, res->body->len, &e) == -1)
+		memset(&e, 0, sizeof(e));
 	if (res->status == 403)
-		hint = "; the application lacks the Alert.Read.All "
-		    "application permission or admin consent in this tenant";
+		hint = t->conf->source == SRC_GRAPH ? "; the application "
+		    "lacks the SecurityAlert.Read.All application permission "
+		    "or admin consent in this tenant" : "; the application "
+		    "lacks the Alert.Read.All application permission or admin "
+		    "consent in this tenant";
 	else if (res->status >= 300 && res->status < 400)
 		hint = "; redirects are not followed (the token must not "
 		    "leave api_url): check api_url";
@@ -759,13 +754,13 @@ tenant_api_error(struct tenant *t, const struct http_result *res)
 	else if (res->status >= 500)
 		hint = "; the service is failing, backing off";
 	c.http_status = res->status;
+	c.correlation_id = e.target[0] != '\0' ? e.target : NULL;
 	tenant_error(t, res->status == 429 ? LOG_WARNING : LOG_ERR, &c,
 	    "tenant %s: alerts request failed: HTTP %d%s%s%s%s%s%s%s", t->name,
-	    res->status, code != NULL ? " " : "", code != NULL ? code : "",
-	    msg != NULL ? ": " : "", msg != NULL ? msg : "",
+	    res->status, e.code[0] ? " " : "", e.code,
+	    e.message[0] ? ": " : "", e.message,
 	    res->location != NULL ? " to " : "",
 	    res->location != NULL ? res->location : "", hint);
-	json_decref(root);
 }
 
 /* Continue the catch-up after a good page, or finish it. */

@@ -143,6 +143,27 @@ oauth_error_parse(const char *body, size_t len, struct oauth_error *e)
 	return 0;
 }
 
+int
+api_error_parse(const char *body, size_t len, struct api_error *e)
+{
+	json_t		*root, *o;
+	json_error_t	 je;
+
+	memset(e, 0, sizeof(*e));
+	root = json_loadb(body, len, 0, &je);
+	o = json_object_get(root, "error");
+	if (!json_is_object(o)) {
+		json_decref(root);
+		return -1;
+	}
+	copy_str(e->code, sizeof(e->code), json_object_get(o, "code"));
+	copy_str(e->message, sizeof(e->message),
+	    json_object_get(o, "message"));
+	copy_str(e->target, sizeof(e->target), json_object_get(o, "target"));
+	json_decref(root);
+	return 0;
+}
+
 long long
 oauth_refresh_after(long long expires_in)
 {

@@ -29,6 +29,16 @@ struct oauth_error {
 /* Parse an Entra error body; fields stay empty when absent.  0 or -1. */
 int	oauth_error_parse(const char *, size_t, struct oauth_error *);
 
+/* A Defender or Graph API error body: {"error":{"code","message","target"}}. */
+struct api_error {
+	char		 code[64];
+	char		 message[256];
+	char		 target[64];		/* the correlation id */
+};
+
+/* Parse an API error body; fields stay empty when absent.  0 or -1. */
+int	api_error_parse(const char *, size_t, struct api_error *);
+
 /* What an AADSTS code means, and whether retrying can help. */
 struct aadsts_hint {
 	long		 code;

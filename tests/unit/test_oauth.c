@@ -89,6 +89,24 @@ test_error_body(void **state)
 	assert_int_equal(e.aadsts, 0);
 }
 
+/* The Defender API's error body of the reference (ResourceNotFound). */
+static void
+test_api_error_body(void **state)
+{
+	const char	*body = "{\"error\": {\"code\": \"ResourceNotFound\", "
+	    "\"message\": \"Machine 123123123 was not found\", \"target\": "
+	    "\"43f4cb08-8fac-4b65-9db1-745c2ae65f3a\"}}";
+	struct api_error e;
+
+	assert_int_equal(api_error_parse(body, strlen(body), &e), 0);
+	assert_string_equal(e.code, "ResourceNotFound");
+	assert_string_equal(e.message, "Machine 123123123 was not found");
+	assert_string_equal(e.target, "43f4cb08-8fac-4b65-9db1-745c2ae65f3a");
+	assert_int_equal(api_error_parse("<html>", 6, &e), -1);
+	assert_int_equal(api_error_parse("{\"error\":\"x\"}", 13, &e), -1);
+	assert_string_equal(e.code, "");
+}
+
 /* The codes operators meet most say what to fix. */
 static void
 test_hints(void **state)
@@ -118,6 +136,7 @@ main(void)
 		cmocka_unit_test(test_token_v1_string),
 		cmocka_unit_test(test_token_bad),
 		cmocka_unit_test(test_error_body),
+		cmocka_unit_test(test_api_error_body),
 		cmocka_unit_test(test_hints),
 		cmocka_unit_test(test_refresh_margin),
 	};

@@ -5,11 +5,13 @@ cursor show/set, backfill, and the socket's access rules.  Loaded by
 harness.py next to cases.py (every cases_*.py exports CASES)."""
 
 import json
+import shutil
 import os
 import re
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,10 +31,18 @@ def ctl(ctx, *args, sock=None, timeout=60, user=None):
         raise Fail("%s is not built" % exe)
     sock = sock or os.path.join(ctx.dir, "ctl.sock")
     pre = None
+    copy_dir = None
     if user is not None:
         def pre():
             os.setgid(user)
             os.setuid(user)
+        # The checkout may sit below a directory only root can enter:
+        # run a copy the other user can reach.
+        copy_dir = tempfile.mkdtemp(prefix="alertrelayctl.")
+        os.chmod(copy_dir, 0o755)
+        shutil.copy(exe, copy_dir)
+        exe = os.path.join(copy_dir, "alertrelayctl")
+        os.chmod(exe, 0o755)
     argv = [exe, "-s", sock] + list(args)
     log("ctl: %s" % " ".join(argv))
     try:
@@ -41,6 +51,9 @@ def ctl(ctx, *args, sock=None, timeout=60, user=None):
     except subprocess.TimeoutExpired:
         raise Fail("alertrelayctl %s did not finish within %ds"
                    % (" ".join(args), timeout))
+    finally:
+        if copy_dir is not None:
+            shutil.rmtree(copy_dir, ignore_errors=True)
     return (r.returncode, r.stdout.decode("utf-8", "replace"),
             r.stderr.decode("utf-8", "replace"))
 

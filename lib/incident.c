@@ -3,6 +3,7 @@
  * incident object in a single pass, with the alert reader's parts.
  */
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,7 +97,7 @@ incident_add_alert(struct incident *inc, const char *id, size_t len)
 	struct buf	*b = &inc->alert_ids;
 
 	inc->alerts_known = true;
-	if (inc->alert_count < UINT32_MAX)
+	if (inc->alert_count < UINT_MAX)
 		inc->alert_count++;
 	if (len == 0 || inc->alert_ids_n >= INCIDENT_MAX_ALERT_IDS)
 		return;

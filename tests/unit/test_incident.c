@@ -363,6 +363,60 @@ test_parse_errors(void **state)
 	incident_clear(&inc);
 }
 
+struct page_ctx {
+	struct incident	 inc;
+	struct buf	 ids;		/* incident:alerts, ... */
+};
+
+static int
+page_cb(const char *obj, size_t len, void *arg)
+{
+	struct page_ctx	*pc = arg;
+	char		 err[128];
+
+	if (incident_parse(&pc->inc, obj, len, err, sizeof(err)) != 0)
+		return (1);
+	buf_addf(&pc->ids, "%.*s:%u ", (int)pc->inc.id.len, pc->inc.id.p,
+	    pc->inc.alert_count);
+	return (0);
+}
+
+/* The alerts' page splitter cuts a page of incidents, in any pieces. */
+static void
+test_page(void **state)
+{
+	struct page_ctx	 pc;
+	struct pagesplit *ps;
+	struct buf	 page;
+	size_t		 i, step;
+
+	buf_init(&page);
+	buf_adds(&page, "{\"@odata.context\":\"https://graph.microsoft.com/"
+	    "v1.0/$metadata#security/incidents\",\"value\":[");
+	buf_add(&page, sample_raw.data, sample_raw.len);
+	buf_adds(&page, ",{\"id\":\"28283\",\"lastUpdateDateTime\":"
+	    "\"2021-05-02T14:20:00Z\",\"alerts\":[{\"id\":\"x]}\"}]}],"
+	    "\"@odata.nextLink\":\"https://graph.microsoft.com/v1.0/security/"
+	    "incidents?$skiptoken=abc\"}");
+	for (step = 1; step <= page.len; step = step * 3 + 1) {
+		incident_init(&pc.inc);
+		buf_init(&pc.ids);
+		ps = pagesplit_new(1 << 16, page_cb, &pc);
+		for (i = 0; i < page.len; i += step) {
+			assert_int_equal(pagesplit_feed(ps, page.data + i,
+			    i + step > page.len ? page.len - i : step), 0);
+		}
+		assert_int_equal(pagesplit_finish(ps), 0);
+		assert_string_equal(pc.ids.data, "28282:2 28283:1 ");
+		assert_string_equal(pagesplit_next_link(ps), "https://graph."
+		    "microsoft.com/v1.0/security/incidents?$skiptoken=abc");
+		pagesplit_free(ps);
+		buf_clear(&pc.ids);
+		incident_clear(&pc.inc);
+	}
+	buf_clear(&page);
+}
+
 /* The $expand=alerts fallback: alerts added one by one. */
 static void
 test_add_alert(void **state)
@@ -598,6 +652,7 @@ main(void)
 		cmocka_unit_test(test_merged),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_page),
 		cmocka_unit_test(test_add_alert),
 		cmocka_unit_test(test_many_alerts),
 		cmocka_unit_test(test_incident_encode),

@@ -83,7 +83,7 @@ int	alert_parse(struct alert *a, enum tenant_source, const char *json,
 /*
  * The reader's parts, shared with the readers of other Graph objects
  * (lib/incident.c).  A keytab maps member names, compared after
- * decoding, to indexes (at most KT_SLOTS / 2 names per table).
+ * decoding, to indexes (fewer than KT_SLOTS names per table).
  */
 #define KT_SLOTS	64
 

@@ -21,14 +21,6 @@
  * Key lookup: a small open-addressed hash table per object kind, filled on
  * first use.  Keys are compared after decoding, so "t\u0069tle" is "title".
  */
-#define KT_SLOTS	64
-
-struct keytab {
-	const char	*name[KT_SLOTS];
-	uint8_t		 len[KT_SLOTS];
-	uint8_t		 idx[KT_SLOTS];
-};
-
 static unsigned
 key_hash(const char *k, size_t len)
 {
@@ -36,7 +28,7 @@ key_hash(const char *k, size_t len)
 	    (unsigned char)k[len - 1]) % KT_SLOTS;
 }
 
-static void
+void
 keytab_add(struct keytab *kt, const char *name, unsigned idx)
 {
 	size_t		 len = strlen(name);
@@ -64,9 +56,8 @@ keytab_find(const struct keytab *kt, const char *k, size_t len)
 	return -1;
 }
 
-/* Index of key in kt, or -1. */
-static int
-key_find(const struct keytab *kt, const struct jstr *key)
+int
+keytab_key(const struct keytab *kt, const struct jstr *key)
 {
 	char	 tmp[64];
 
@@ -130,6 +121,7 @@ static const struct afield graph_fields[] = {
 	{ "category", K_STR, AO(category) },
 	{ "detectorId", K_STR, AO(detector_id) },
 	{ "detectionSource", K_STR, AO(detection_source) },
+	{ "serviceSource", K_STR, AO(service_source) },
 	{ "status", K_STR, AO(status) },
 	{ "classification", K_STR, AO(classification) },
 	{ "determination", K_STR, AO(determination) },
@@ -229,15 +221,15 @@ alert_reset(struct alert *a)
 }
 
 /*
- * Decode s into the arena, NUL-terminated.  alert_parse reserves room for
- * the whole object once and each raw value is decoded at most once into no
- * more than its own bytes plus the one before it (its quotes or the ':'),
- * so the arena never moves while pointers into it are handed out.
+ * Decode s into the arena, NUL-terminated.  alert_parse (and
+ * incident_parse) reserve room for the whole object once and each raw value
+ * is decoded at most once into no more than its own bytes plus the one
+ * before it (its quotes or the ':'), so the arena never moves while
+ * pointers into it are handed out.
  */
-static struct astr
-arena_put(struct alert *a, const struct jstr *s)
+struct astr
+astr_put(struct buf *b, const struct jstr *s)
 {
-	struct buf	*b = &a->arena;
 	struct astr	 r = { NULL, 0 };
 	char		*o;
 
@@ -259,6 +251,12 @@ arena_put(struct alert *a, const struct jstr *s)
 	return r;
 }
 
+static struct astr
+arena_put(struct alert *a, const struct jstr *s)
+{
+	return astr_put(&a->arena, s);
+}
+
 /* Set *dst from src unless an earlier evidence entry already did. */
 static void
 take_first(struct alert *a, struct astr *dst, const struct jstr *src)
@@ -267,7 +265,7 @@ take_first(struct alert *a, struct astr *dst, const struct jstr *src)
 		*dst = arena_put(a, src);
 }
 
-static enum severity
+enum severity
 severity_of(const struct astr *s)
 {
 	static const char *const names[] = {
@@ -287,9 +285,8 @@ severity_of(const struct astr *s)
 	return SEV_UNSPECIFIED;
 }
 
-/* A time string into ticks; anything else, or a bad time, is TICKS_NONE. */
-static int
-read_time(struct jscan *js, int64_t *t)
+int
+ticks_read(struct jscan *js, int64_t *t)
 {
 	struct jstr	 s;
 	char		 tmp[64];
@@ -311,9 +308,9 @@ read_time(struct jscan *js, int64_t *t)
 	return 0;
 }
 
-/* A string (or, if numbers is set, a number) into *out; else absent. */
-static int
-read_str(struct alert *a, struct jscan *js, struct astr *out, int numbers)
+int
+astr_read(struct buf *arena, struct jscan *js, struct astr *out,
+    int numbers)
 {
 	struct jstr	 s;
 	int		 c;
@@ -329,8 +326,14 @@ read_str(struct alert *a, struct jscan *js, struct astr *out, int numbers)
 			return -1;
 	} else
 		return jscan_skip(js);
-	*out = arena_put(a, &s);
+	*out = astr_put(arena, &s);
 	return 0;
+}
+
+static int
+read_str(struct alert *a, struct jscan *js, struct astr *out, int numbers)
+{
+	return astr_read(&a->arena, js, out, numbers);
 }
 
 /* mitreTechniques: an array of strings joined with ",", or one string. */
@@ -385,7 +388,7 @@ read_strings(struct jscan *js, const struct keytab *kt, struct jstr *out,
 	if (jscan_open(js, '{') != 0)
 		return -1;
 	while ((r = jscan_member(js, &n, &key)) == 1) {
-		i = key_find(kt, &key);
+		i = keytab_key(kt, &key);
 		if (i >= 0 && (size_t)i < nout) {
 			out[i].p = NULL;
 			if (jscan_peek(js) == '"') {
@@ -531,7 +534,7 @@ read_graph_entry(struct jscan *js, struct gentry *e)
 	if (jscan_open(js, '{') != 0)
 		return -1;
 	while ((r = jscan_member(js, &n, &key)) == 1) {
-		i = key_find(&kt_gev, &key);
+		i = keytab_key(&kt_gev, &key);
 		f = i == GE_FILE ? e->file : i == GE_IMAGE ? e->image : NULL;
 		if (i == GE_ACCT && jscan_peek(js) == '{')
 			r = read_strings(js, &kt_gacct, e->acct, GA_N);
@@ -596,7 +599,7 @@ read_field(struct alert *a, struct jscan *js, const struct afield *f)
 	case K_NUMSTR:
 		return read_str(a, js, at, 1);
 	case K_TIME:
-		return read_time(js, at);
+		return ticks_read(js, at);
 	case K_MITRE:
 		return read_mitre(a, js);
 	case K_USER:
@@ -660,7 +663,7 @@ alert_parse(struct alert *a, enum tenant_source src, const char *json,
 	}
 	jscan_open(&js, '{');
 	while ((r = jscan_member(&js, &n, &key)) == 1) {
-		if ((i = key_find(kt, &key)) < 0)
+		if ((i = keytab_key(kt, &key)) < 0)
 			r = jscan_skip(&js);
 		else
 			r = read_field(a, &js, &fields[i]);

@@ -32,6 +32,7 @@ struct alert {
 	struct astr	 category;
 	struct astr	 detector_id;
 	struct astr	 detection_source;
+	struct astr	 service_source;	/* Graph serviceSource */
 	struct astr	 computer_dns_name;
 	struct astr	 machine_id;
 	struct astr	 aad_tenant_id;
@@ -78,6 +79,41 @@ void	alert_clear(struct alert *);
  */
 int	alert_parse(struct alert *a, enum tenant_source, const char *json,
 	    size_t len, char *err, size_t errlen);
+
+/*
+ * The reader's parts, shared with the readers of other Graph objects
+ * (lib/incident.c).  A keytab maps member names, compared after
+ * decoding, to indexes (fewer than KT_SLOTS names per table).
+ */
+#define KT_SLOTS	64
+
+struct jscan;
+struct jstr;
+
+struct keytab {
+	const char	*name[KT_SLOTS];
+	uint8_t		 len[KT_SLOTS];
+	uint8_t		 idx[KT_SLOTS];
+};
+
+void	 keytab_add(struct keytab *, const char *name, unsigned idx);
+/* Index of the (raw, maybe escaped) member name key, or -1. */
+int	 keytab_key(const struct keytab *, const struct jstr *key);
+/*
+ * Decode string s into arena, NUL-terminated.  The arena must already
+ * have room (s->len + 2 bytes): it never moves while astrs point into it.
+ */
+struct astr astr_put(struct buf *arena, const struct jstr *s);
+/*
+ * The value at the cursor, if a string (or a number when numbers is set),
+ * into *out via astr_put; any other value is skipped and absent.
+ */
+int	 astr_read(struct buf *arena, struct jscan *, struct astr *out,
+	    int numbers);
+/* A time string into ticks; any other value or a bad time: TICKS_NONE. */
+int	 ticks_read(struct jscan *, int64_t *);
+/* "informational", "low", ... (any case); anything else SEV_UNSPECIFIED. */
+enum severity severity_of(const struct astr *);
 
 /*
  * The page splitter.  Feed it response body bytes as they arrive; for each

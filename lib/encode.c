@@ -1,6 +1,7 @@
 /*
- * Event bodies: one alert as a CEF, LEEF or JSON message shortened to a
- * size limit, and event_encode, which puts the syslog header in front.
+ * Event bodies: one alert or incident as a CEF, LEEF or JSON message
+ * shortened to a size limit, and event_encode and incident_encode, which
+ * put the syslog header in front.
  */
 
 #include <arpa/inet.h>
@@ -14,9 +15,14 @@
 #define VENDOR_HDR	"Microsoft|Microsoft Defender for Endpoint|1.0|"
 #define CEF_PREFIX	"CEF:0|" VENDOR_HDR
 #define LEEF_PREFIX	"LEEF:2.0|" VENDOR_HDR
+/* Incidents: the class is fixed, so it is part of the prefix. */
+#define XDR_HDR		"Microsoft|Microsoft Defender XDR|1.0|incident|"
+#define CEF_XDR_PREFIX	"CEF:0|" XDR_HDR
+#define LEEF_XDR_PREFIX	"LEEF:2.0|" XDR_HDR "^|"
 #define LEEF_DELIM	'^'
 #define ALERT_LINK	"https://security.microsoft.com/alerts/"
 #define JSON_SCHEMA	"alertrelay.alert.v1"
+#define JSON_SCHEMA_INC	"alertrelay.incident.v1"
 #define MAX_FIELDS	48
 
 static const char replacement[] = "\xef\xbf\xbd";	/* U+FFFD */
@@ -41,6 +47,7 @@ enum esc {
 #define F_CLASS	0x10	/* the event class: header, "alert" when empty */
 #define F_KEY	0x20	/* with F_ATOM: identifies the event, dropped last */
 #define F_TEXT	0x40	/* a step: plain text, name and class together */
+#define F_LIST	0x80	/* items joined with ",": loses whole items */
 
 struct field {
 	const char	*key;
@@ -55,6 +62,7 @@ struct field {
 
 struct rec {
 	int		 leef;
+	const char	*prefix;	/* up to the first header field */
 	struct buf	 san;
 	struct field	 f[MAX_FIELDS];
 	size_t		 n;
@@ -155,8 +163,16 @@ leef_escape(struct buf *out, const char *s, size_t len, int hdr)
 static void
 field_cap(struct rec *r, struct field *f, size_t budget)
 {
-	f->cut = esc_cut(field_esc(r, f), r->san.data + f->off, f->len,
-	    budget, &f->esc);
+	const char	*v = r->san.data + f->off, *c;
+	size_t		 n;
+
+	f->cut = esc_cut(field_esc(r, f), v, f->len, budget, &f->esc);
+	if (!(f->flags & F_LIST) || f->cut == f->len || v[f->cut] == ',')
+		return;
+	/* A cut list keeps whole items: a cut id would look like another. */
+	c = memrchr(v, ',', f->cut);
+	n = c == NULL ? 0 : (size_t)(c - v);
+	f->cut = esc_cut(field_esc(r, f), v, n, SIZE_MAX, &f->esc);
 }
 
 /* Bytes f adds to the message. */
@@ -332,16 +348,16 @@ url_encode(struct buf *out, const char *s, size_t len)
 	}
 }
 
-/* The tenant id: the alert's aadTenantId, else the configured one. */
+/* The tenant id: the event's own (aadTenantId), else the configured one. */
 static void
-tenant_id(const struct alert *a, const struct event_meta *m,
+tenant_id(const struct astr *own, const struct event_meta *m,
     const char **p, size_t *len)
 {
 	*p = NULL;
 	*len = 0;
-	if (a->aad_tenant_id.p != NULL && a->aad_tenant_id.len > 0) {
-		*p = a->aad_tenant_id.p;
-		*len = a->aad_tenant_id.len;
+	if (own->p != NULL && own->len > 0) {
+		*p = own->p;
+		*len = own->len;
 	} else if (m->tenant_id != NULL) {
 		*p = m->tenant_id;
 		*len = strlen(m->tenant_id);
@@ -361,7 +377,7 @@ rec_link(struct rec *r, const struct alert *a, const struct event_meta *m)
 	f = rec_add(r, "flexString1", F_ATOM);
 	buf_adds(&r->san, ALERT_LINK);
 	url_encode(&r->san, a->id.p, a->id.len);
-	tenant_id(a, m, &tid, &tlen);
+	tenant_id(&a->aad_tenant_id, m, &tid, &tlen);
 	if (tlen > 0) {
 		buf_adds(&r->san, "?tid=");
 		url_encode(&r->san, tid, tlen);
@@ -371,10 +387,9 @@ rec_link(struct rec *r, const struct alert *a, const struct event_meta *m)
 
 /* flexString2: classification and determination joined with "/". */
 static void
-rec_classification(struct rec *r, const struct alert *a)
+rec_classification(struct rec *r, const struct astr *c, const struct astr *d)
 {
-	const struct astr	*c = &a->classification, *d = &a->determination;
-	struct field		*f;
+	struct field	*f;
 
 	f = rec_add(r, "flexString2", 0);
 	if (c->p != NULL)
@@ -386,25 +401,46 @@ rec_classification(struct rec *r, const struct alert *a)
 	field_label(rec_done(r, f), "flexString2Label", "Classification");
 }
 
+/* Start an empty record; hdr: bytes of header separators after prefix. */
+static void
+rec_begin(struct rec *r, int leef, const char *prefix, size_t hdr)
+{
+	esc_init();
+	r->leef = leef;
+	r->prefix = prefix;
+	r->n = 0;
+	buf_reset(&r->san);
+	buf_reserve(&r->san, 1);	/* fields point into it, even empty */
+	r->fixed = strlen(prefix) + hdr;
+}
+
+/* cs2 (the customer) and cs3 (own tenant id, else the configured one). */
+static void
+rec_tenant(struct rec *r, const struct astr *own, const struct event_meta *m)
+{
+	const char	*label, *tid;
+	size_t		 tlen;
+
+	label = m->tenant_label != NULL ? m->tenant_label : m->tenant_name;
+	field_label(rec_str(r, "cs2", 0, label, label ? strlen(label) : 0),
+	    "cs2Label", "Customer");
+	tenant_id(own, m, &tid, &tlen);
+	field_label(rec_str(r, "cs3", F_ATOM, tid, tlen), "cs3Label",
+	    "TenantId");
+}
+
 /* The record's fields in SPEC order; LEEF's own keys where it has one. */
 static void
 rec_build(struct rec *r, const struct alert *a, const struct event_meta *m,
     int leef)
 {
 	const struct astr	*cls = NULL;
-	const char		*label, *tid;
-	size_t			 tlen;
 	int			 sev = cef_severity(a->severity);
 
-	esc_init();
-	r->leef = leef;
-	r->n = 0;
-	buf_reset(&r->san);
-	buf_reserve(&r->san, 1);	/* fields point into it, even empty */
 	if (leef)
-		r->fixed = strlen(LEEF_PREFIX) + 3;	/* |^| */
+		rec_begin(r, 1, LEEF_PREFIX, 3);	/* |^| */
 	else
-		r->fixed = strlen(CEF_PREFIX) + 4;	/* "|", "|N|" */
+		rec_begin(r, 0, CEF_PREFIX, 4);		/* "|", "|N|" */
 
 	if (a->detector_id.p != NULL && a->detector_id.len > 0)
 		cls = &a->detector_id;
@@ -444,12 +480,7 @@ rec_build(struct rec *r, const struct alert *a, const struct event_meta *m,
 
 	field_label(rec_astr(r, "cs1", 0, &a->threat_name), "cs1Label",
 	    "ThreatName");
-	label = m->tenant_label != NULL ? m->tenant_label : m->tenant_name;
-	field_label(rec_str(r, "cs2", 0, label, label ? strlen(label) : 0),
-	    "cs2Label", "Customer");
-	tenant_id(a, m, &tid, &tlen);
-	field_label(rec_str(r, "cs3", F_ATOM, tid, tlen), "cs3Label",
-	    "TenantId");
+	rec_tenant(r, &a->aad_tenant_id, m);
 	field_label(rec_astr(r, "cs4", 0, &a->status), "cs4Label", "Status");
 	field_label(rec_astr(r, "cs5", 0, &a->mitre), "cs5Label",
 	    "MitreTechniques");
@@ -466,7 +497,56 @@ rec_build(struct rec *r, const struct alert *a, const struct event_meta *m,
 	field_label(rec_int(r, "cn3", 0, (long long)a->evidence_count),
 	    "cn3Label", "EvidenceCount");
 	rec_link(r, a, m);
-	rec_classification(r, a);
+	rec_classification(r, &a->classification, &a->determination);
+}
+
+/* Is inc a merged incident (forwarded as updated, with cs6)? */
+static int
+incident_merged(const struct incident *inc)
+{
+	return (inc->redirect_id.p != NULL && inc->redirect_id.len > 0);
+}
+
+/* An incident's record (SPEC §4 "Incidents"), as rec_build for alerts. */
+static void
+rec_build_incident(struct rec *r, const struct incident *inc,
+    const struct event_meta *m, int leef)
+{
+	int	 sev = cef_severity(inc->severity), upd;
+
+	upd = m->updated || incident_merged(inc);
+	if (leef)
+		rec_begin(r, 1, LEEF_XDR_PREFIX, 0);
+	else {
+		rec_begin(r, 0, CEF_XDR_PREFIX, 3);	/* "|N|" */
+		rec_astr(r, "name", F_HDR | F_NAME, &inc->display_name);
+	}
+	rec_ms(r, leef ? "devTime" : "rt", F_KEY, inc->last_update);
+	if (leef) {
+		rec_int(r, "sev", F_KEY, sev > 0 ? sev : 1);
+		rec_astr(r, "name", F_NAME, &inc->display_name);
+	}
+	rec_ms(r, "start", 0, inc->created);
+	rec_astr(r, "externalId", F_ATOM | F_KEY, &inc->id);
+	rec_str(r, "act", F_ATOM | F_KEY, upd ? "updated" : "created", 7);
+	rec_astr(r, "msg", F_MSG, &inc->description);
+	field_label(rec_astr(r, "cs1", 0, &inc->assigned_to), "cs1Label",
+	    "AssignedTo");
+	rec_tenant(r, &inc->tenant_id, m);
+	field_label(rec_astr(r, "cs4", 0, &inc->status), "cs4Label", "Status");
+	if (inc->alerts_known) {
+		field_label(rec_str(r, "cs5", F_LIST, inc->alert_ids.data,
+		    inc->alert_ids.len), "cs5Label", "AlertIds");
+	}
+	field_label(rec_astr(r, "cs6", F_ATOM, &inc->redirect_id), "cs6Label",
+	    "RedirectIncidentId");
+	if (inc->alerts_known) {
+		field_label(rec_int(r, "cn1", 0, (long long)inc->alert_count),
+		    "cn1Label", "AlertCount");
+	}
+	field_label(rec_astr(r, "flexString1", F_ATOM, &inc->web_url),
+	    "flexString1Label", "IncidentLink");
+	rec_classification(r, &inc->classification, &inc->determination);
 }
 
 /* Is f shortened in the step that shortens "which" (0: plain text)? */
@@ -614,7 +694,7 @@ rec_emit(const struct rec *r, struct buf *out, int sev)
 	int			 first = 1;
 
 	buf_reserve(out, rec_size(r));
-	buf_adds(out, r->leef ? LEEF_PREFIX : CEF_PREFIX);
+	buf_adds(out, r->prefix);
 	for (i = 0; i < r->n; i++) {
 		f = &r->f[i];
 		if (f->flags & F_HDR) {
@@ -666,6 +746,28 @@ leef_encode(struct buf *out, const struct alert *a,
 	rec_build(r, a, m, 1);
 	if (rec_fit(r, max) == 0)
 		rec_emit(r, out, cef_severity(a->severity));
+}
+
+void
+cef_encode_incident(struct buf *out, const struct incident *inc,
+    const struct event_meta *m, size_t max)
+{
+	struct rec	*r = &scratch_rec;
+
+	rec_build_incident(r, inc, m, 0);
+	if (rec_fit(r, max) == 0)
+		rec_emit(r, out, cef_severity(inc->severity));
+}
+
+void
+leef_encode_incident(struct buf *out, const struct incident *inc,
+    const struct event_meta *m, size_t max)
+{
+	struct rec	*r = &scratch_rec;
+
+	rec_build_incident(r, inc, m, 1);
+	if (rec_fit(r, max) == 0)
+		rec_emit(r, out, cef_severity(inc->severity));
 }
 
 /* Append s (sanitised UTF-8) as a JSON string. */
@@ -1051,15 +1153,15 @@ json_drop_largest(json_t *root)
 }
 
 /*
- * The alert (sanitised JSON text) re-serialised by jansson into res in at
- * most max bytes: the description cut first, then every string but the id;
- * when even that is too long, the same again without the largest nested
- * member (evidence, comments, ...), and so on.  Last resort an object with
- * only the id, then null.
+ * The alert or incident (sanitised JSON text) re-serialised by jansson into
+ * res in at most max bytes: the description cut first, then every string
+ * but the id; when even that is too long, the same again without the
+ * largest nested member (evidence, alerts, comments, ...), and so on.  Last
+ * resort an object with only the id, then null.
  */
 static int
 json_shorten(struct buf *res, const char *text, size_t len, size_t max,
-    const struct alert *a)
+    const struct astr *id)
 {
 	json_t		*root, *copy;
 	json_error_t	 err;
@@ -1079,8 +1181,8 @@ json_shorten(struct buf *res, const char *text, size_t len, size_t max,
 	if (fits == 0)
 		return (0);
 	buf_reset(&scratch_tmp);
-	if (a->id.p != NULL)
-		sanitize_utf8(&scratch_tmp, a->id.p, a->id.len);
+	if (id->p != NULL)
+		sanitize_utf8(&scratch_tmp, id->p, id->len);
 	root = json_pack("{s:s%}", "id", scratch_tmp.len > 0 ?
 	    scratch_tmp.data : "", scratch_tmp.len);
 	if (root != NULL && json_fits(root, res, max) == 0) {
@@ -1093,8 +1195,18 @@ json_shorten(struct buf *res, const char *text, size_t len, size_t max,
 	return (max >= 4 ? 0 : -1);
 }
 
-void
-json_encode(struct buf *out, const struct alert *a,
+/* What the JSON envelope carries: the object as received, under member. */
+struct json_obj {
+	const char		*schema;
+	const char		*member;	/* "alert", "incident" */
+	int			 updated;
+	const char		*raw;
+	size_t			 raw_len;
+	const struct astr	*id;
+};
+
+static void
+json_event(struct buf *out, const struct json_obj *j,
     const struct event_meta *m, size_t max)
 {
 	struct buf	 res;
@@ -1106,18 +1218,18 @@ json_encode(struct buf *out, const struct alert *a,
 		fwd = ts_now();
 	ts_format(fwd, ts, sizeof(ts));
 	buf_addf(out, "{\"schema\":\"%s\",\"event\":\"%s\","
-	    "\"tenant\":{\"name\":", JSON_SCHEMA,
-	    m->updated ? "updated" : "created");
+	    "\"tenant\":{\"name\":", j->schema,
+	    j->updated ? "updated" : "created");
 	json_add_str(out, m->tenant_name);
 	buf_adds(out, ",\"label\":");
 	json_add_str(out, m->tenant_label != NULL ? m->tenant_label :
 	    m->tenant_name);
 	buf_adds(out, ",\"id\":");
 	json_add_str(out, m->tenant_id);
-	buf_addf(out, "},\"forwarded_at\":\"%s\",\"alert\":", ts);
+	buf_addf(out, "},\"forwarded_at\":\"%s\",\"%s\":", ts, j->member);
 	pre = out->len - start;
-	if (a->raw != NULL && a->raw_len > 0)
-		json_copy_alert(out, a->raw, a->raw_len);
+	if (j->raw != NULL && j->raw_len > 0)
+		json_copy_alert(out, j->raw, j->raw_len);
 	else
 		buf_adds(out, "null");
 	buf_addc(out, '}');
@@ -1131,7 +1243,7 @@ json_encode(struct buf *out, const struct alert *a,
 	}
 	buf_init(&res);
 	if (json_shorten(&res, out->data + start + pre, out->len - start -
-	    pre - 1, max - pre - 1, a) != 0) {
+	    pre - 1, max - pre - 1, j->id) != 0) {
 		buf_truncate(out, start);
 		buf_clear(&res);
 		return;
@@ -1142,26 +1254,74 @@ json_encode(struct buf *out, const struct alert *a,
 	buf_clear(&res);
 }
 
+void
+json_encode(struct buf *out, const struct alert *a,
+    const struct event_meta *m, size_t max)
+{
+	struct json_obj	 j = { JSON_SCHEMA, "alert", m->updated, a->raw,
+			    a->raw_len, &a->id };
+
+	json_event(out, &j, m, max);
+}
+
+void
+json_encode_incident(struct buf *out, const struct incident *inc,
+    const struct event_meta *m, size_t max)
+{
+	struct json_obj	 j = { JSON_SCHEMA_INC, "incident", m->updated ||
+			    incident_merged(inc), inc->raw, inc->raw_len,
+			    &inc->id };
+
+	json_event(out, &j, m, max);
+}
+
+/*
+ * Put the syslog header for an event of severity sev; *max gets the room
+ * left for the body, -1 (nothing appended) when there is none.
+ */
+static int
+event_begin(struct buf *out, const struct conf_output *o, enum severity sev,
+    const struct event_meta *m, const char *hostname, int pid, size_t *max)
+{
+	size_t	 start = out->len, hlen;
+	int64_t	 ts = m->forwarded_at;
+
+	if (ts == TICKS_NONE || ts == 0)
+		ts = ts_now();
+	syslog_header(out, o->header, o->facility, syslog_severity(sev), ts,
+	    hostname, pid);
+	hlen = out->len - start;
+	/* 0 means no limit. */
+	*max = o->max_message_bytes == 0 ? SIZE_MAX : o->max_message_bytes;
+	if (hlen >= *max) {
+		buf_truncate(out, start);
+		return (-1);
+	}
+	*max -= hlen;
+	return (0);
+}
+
+/* An event whose body (from body on) came out empty is taken back. */
+static int
+event_end(struct buf *out, size_t start, size_t body)
+{
+	if (out->len == body) {
+		buf_truncate(out, start);
+		return (-1);
+	}
+	return (0);
+}
+
 int
 event_encode(struct buf *out, const struct conf_output *o,
     const struct alert *a, const struct event_meta *m, const char *hostname,
     int pid)
 {
-	size_t	 start = out->len, hlen, max;
-	int64_t	 ts = m->forwarded_at;
+	size_t	 start = out->len, body, max;
 
-	if (ts == TICKS_NONE || ts == 0)
-		ts = ts_now();
-	syslog_header(out, o->header, o->facility, syslog_severity(a->severity),
-	    ts, hostname, pid);
-	hlen = out->len - start;
-	/* 0 means no limit. */
-	max = o->max_message_bytes == 0 ? SIZE_MAX : o->max_message_bytes;
-	if (hlen >= max) {
-		buf_truncate(out, start);
+	if (event_begin(out, o, a->severity, m, hostname, pid, &max) != 0)
 		return (-1);
-	}
-	max -= hlen;
+	body = out->len;
 	switch (o->format) {
 	case FMT_CEF:
 		cef_encode(out, a, m, max);
@@ -1173,9 +1333,29 @@ event_encode(struct buf *out, const struct conf_output *o,
 		json_encode(out, a, m, max);
 		break;
 	}
-	if (out->len == start + hlen) {
-		buf_truncate(out, start);
+	return (event_end(out, start, body));
+}
+
+int
+incident_encode(struct buf *out, const struct conf_output *o,
+    const struct incident *inc, const struct event_meta *m,
+    const char *hostname, int pid)
+{
+	size_t	 start = out->len, body, max;
+
+	if (event_begin(out, o, inc->severity, m, hostname, pid, &max) != 0)
 		return (-1);
+	body = out->len;
+	switch (o->format) {
+	case FMT_CEF:
+		cef_encode_incident(out, inc, m, max);
+		break;
+	case FMT_LEEF:
+		leef_encode_incident(out, inc, m, max);
+		break;
+	case FMT_JSON:
+		json_encode_incident(out, inc, m, max);
+		break;
 	}
-	return (0);
+	return (event_end(out, start, body));
 }

@@ -10,6 +10,7 @@
 
 #include "alert.h"
 #include "conf.h"
+#include "incident.h"
 #include "util.h"
 
 /*
@@ -30,7 +31,7 @@ size_t	utf8_prefix(const char *s, size_t len, size_t max);
  */
 size_t	utf8_seq(const unsigned char *s, size_t len, int *ok);
 
-/* Per-event facts that are not in the alert itself. */
+/* Per-event facts that are not in the alert (or incident) itself. */
 struct event_meta {
 	const char	*tenant_name;
 	const char	*tenant_label;
@@ -55,6 +56,23 @@ void	cef_encode(struct buf *out, const struct alert *,
 void	leef_encode(struct buf *out, const struct alert *,
 	    const struct event_meta *, size_t max);
 void	json_encode(struct buf *out, const struct alert *,
+	    const struct event_meta *, size_t max);
+
+/*
+ * The same for one Graph incident (SPEC §4 "Incidents"): CEF/LEEF product
+ * "Microsoft Defender XDR", class "incident"; JSON schema
+ * "alertrelay.incident.v1" with the object under "incident".  A merged
+ * incident (redirectIncidentId set) is always "updated", whatever
+ * m->updated says.
+ */
+int	incident_encode(struct buf *out, const struct conf_output *,
+	    const struct incident *, const struct event_meta *,
+	    const char *hostname, int pid);
+void	cef_encode_incident(struct buf *out, const struct incident *,
+	    const struct event_meta *, size_t max);
+void	leef_encode_incident(struct buf *out, const struct incident *,
+	    const struct event_meta *, size_t max);
+void	json_encode_incident(struct buf *out, const struct incident *,
 	    const struct event_meta *, size_t max);
 
 /* Free the encoders' scratch memory (at exit; they work again after). */

@@ -47,6 +47,7 @@ fuzz_dict() {	# the dictionary of target $1
 	fuzz_oauth) echo tests/fuzz/dict/oauth.dict ;;
 	fuzz_state) echo tests/fuzz/dict/state.dict ;;
 	fuzz_spool) echo tests/fuzz/dict/spool.dict ;;
+	fuzz_incident) echo tests/fuzz/dict/incident.dict ;;
 	*) echo tests/fuzz/dict/json.dict ;;
 	esac
 }

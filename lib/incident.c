@@ -1,0 +1,273 @@
+/*
+ * Incidents: the reader that takes the forwarded fields out of one Graph
+ * incident object in a single pass, with the alert reader's parts.
+ */
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "incident.h"
+#include "jscan.h"
+#include "log.h"
+
+/* How a top-level member is read into struct incident. */
+enum ikind {
+	I_STR,		/* string (or number) -> struct astr at off */
+	I_SEV,		/* string -> severity_text and severity */
+	I_TIME,		/* time string -> int64_t ticks at off */
+	I_ALERTS,	/* the $expand=alerts array */
+};
+
+struct ifield {
+	const char	*key;
+	enum ikind	 kind;
+	size_t		 off;
+};
+
+#define IO(f)	offsetof(struct incident, f)
+
+static const struct ifield fields[] = {
+	{ "id", I_STR, IO(id) },
+	{ "displayName", I_STR, IO(display_name) },
+	{ "description", I_STR, IO(description) },
+	{ "severity", I_SEV, IO(severity_text) },
+	{ "status", I_STR, IO(status) },
+	{ "classification", I_STR, IO(classification) },
+	{ "determination", I_STR, IO(determination) },
+	{ "assignedTo", I_STR, IO(assigned_to) },
+	{ "incidentWebUrl", I_STR, IO(web_url) },
+	{ "redirectIncidentId", I_STR, IO(redirect_id) },
+	{ "tenantId", I_STR, IO(tenant_id) },
+	{ "createdDateTime", I_TIME, IO(created) },
+	{ "lastUpdateDateTime", I_TIME, IO(last_update) },
+	{ "alerts", I_ALERTS, 0 },
+};
+
+static struct keytab	 kt_incident;
+
+static void
+tables_init(void)
+{
+	static int	 done;
+	size_t		 i;
+
+	if (done)
+		return;
+	done = 1;
+	for (i = 0; i < nitems(fields); i++)
+		keytab_add(&kt_incident, fields[i].key, i);
+}
+
+void
+incident_init(struct incident *inc)
+{
+	memset(inc, 0, sizeof *inc);
+	buf_init(&inc->arena);
+	buf_init(&inc->alert_ids);
+	inc->created = inc->last_update = TICKS_NONE;
+}
+
+void
+incident_clear(struct incident *inc)
+{
+	buf_clear(&inc->arena);
+	buf_clear(&inc->alert_ids);
+	incident_init(inc);
+}
+
+/* Forget every field but keep the buffers' memory. */
+static void
+incident_reset(struct incident *inc)
+{
+	struct buf	 arena = inc->arena, ids = inc->alert_ids;
+
+	incident_init(inc);
+	inc->arena = arena;
+	inc->alert_ids = ids;
+	buf_reset(&inc->arena);
+	buf_reset(&inc->alert_ids);
+}
+
+void
+incident_add_alert(struct incident *inc, const char *id, size_t len)
+{
+	struct buf	*b = &inc->alert_ids;
+
+	inc->alerts_known = true;
+	if (inc->alert_count < UINT_MAX)
+		inc->alert_count++;
+	if (len == 0 || inc->alert_ids_n >= INCIDENT_MAX_ALERT_IDS)
+		return;
+	if (b->len > 0)
+		buf_addc(b, ',');
+	buf_add(b, id, len);
+	inc->alert_ids_n++;
+}
+
+/* The "id" of one alert object (raw; p NULL when none is a string). */
+static int
+alert_id(struct jscan *js, struct jstr *id)
+{
+	struct jstr	 key;
+	unsigned	 n = 0;
+	int		 r;
+
+	memset(id, 0, sizeof *id);
+	if (jscan_open(js, '{') != 0)
+		return -1;
+	while ((r = jscan_member(js, &n, &key)) == 1) {
+		if (jstr_eq(&key, "id", 2)) {
+			id->p = NULL;	/* a later duplicate wins */
+			if (jscan_peek(js) == '"') {
+				if (jscan_string(js, id) != 0)
+					return -1;
+				continue;
+			}
+		}
+		if (jscan_skip(js) != 0)
+			return -1;
+	}
+	return r;
+}
+
+/*
+ * The alerts array: every element is counted, the ids of alert objects
+ * listed.  Another type is absent (count unknown); a later "alerts" member
+ * replaces an earlier one.
+ */
+static int
+read_alerts(struct incident *inc, struct jscan *js)
+{
+	struct jstr	 id;
+	unsigned	 n = 0;
+	size_t		 dlen;
+	char		*tmp;
+	int		 r;
+
+	inc->alerts_known = false;
+	inc->alert_count = inc->alert_ids_n = 0;
+	buf_reset(&inc->alert_ids);
+	if (jscan_peek(js) != '[')
+		return jscan_skip(js);
+	if (jscan_open(js, '[') != 0)
+		return -1;
+	inc->alerts_known = true;
+	while ((r = jscan_element(js, &n)) == 1) {
+		memset(&id, 0, sizeof id);
+		if (jscan_peek(js) != '{')
+			r = jscan_skip(js);
+		else
+			r = alert_id(js, &id);
+		if (r != 0)
+			return -1;
+		if (id.p == NULL || !id.esc) {
+			incident_add_alert(inc, id.p, id.len);
+			continue;
+		}
+		tmp = xmalloc(id.len + 1);
+		dlen = jscan_unescape(id.p, id.len, tmp);
+		incident_add_alert(inc, tmp, dlen);
+		free(tmp);
+	}
+	return r;
+}
+
+static int
+read_field(struct incident *inc, struct jscan *js, const struct ifield *f)
+{
+	void	*at = (char *)inc + f->off;
+	int	 r;
+
+	switch (f->kind) {
+	case I_STR:
+		return astr_read(&inc->arena, js, at, 1);
+	case I_SEV:
+		r = astr_read(&inc->arena, js, &inc->severity_text, 0);
+		inc->severity = severity_of(&inc->severity_text);
+		return r;
+	case I_TIME:
+		return ticks_read(js, at);
+	case I_ALERTS:
+		return read_alerts(inc, js);
+	}
+	return jscan_skip(js);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* The members incident_parse requires. */
+static int
+incident_check(const struct incident *inc, char *err, size_t errlen)
+{
+	if (inc->id.p == NULL || inc->id.len == 0) {
+		set_err(err, errlen,
+		    "\"id\" is missing, empty or not a string");
+		return -1;
+	}
+	if (inc->last_update == TICKS_NONE) {
+		set_err(err, errlen, "\"lastUpdateDateTime\" is missing or "
+		    "not a valid time");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * One pass over the object, as alert_parse: members not forwarded are
+ * skipped (their syntax still checked), a duplicate replaces the earlier.
+ */
+int
+incident_parse(struct incident *inc, const char *json, size_t len,
+    char *err, size_t errlen)
+{
+	struct jscan	 js;
+	struct jstr	 key;
+	unsigned	 n = 0;
+	int		 i, r;
+
+	tables_init();
+	incident_reset(inc);
+	inc->raw = json;
+	inc->raw_len = len;
+	buf_reserve(&inc->arena, len + 2);
+
+	jscan_init(&js, json, len);
+	if (jscan_peek(&js) != '{') {
+		set_err(err, errlen, "incident is not a JSON object");
+		goto fail;
+	}
+	jscan_open(&js, '{');
+	while ((r = jscan_member(&js, &n, &key)) == 1) {
+		if ((i = keytab_key(&kt_incident, &key)) < 0)
+			r = jscan_skip(&js);
+		else
+			r = read_field(inc, &js, &fields[i]);
+		if (r != 0)
+			break;
+	}
+	if (r == 0)
+		r = jscan_end(&js);
+	if (r != 0) {
+		set_err(err, errlen, "invalid JSON at byte %zu: %s",
+		    js.err_off, js.err);
+		goto fail;
+	}
+	if (incident_check(inc, err, errlen) == 0)
+		return 0;
+fail:
+	incident_reset(inc);
+	return -1;
+}

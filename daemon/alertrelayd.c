@@ -1,4 +1,5 @@
 /* alertrelayd: main, the relay object, signals and the systemd handshake. */
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -816,6 +817,8 @@ main(int argc, char **argv)
 	struct relay	 r;
 	int		 rc;
 
+	/* Secrets are read from here on: no core file may hold them. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	memset(&o, 0, sizeof(o));
 	if ((rc = parse_args(argc, argv, &o)) != 0)
 		return rc;

@@ -304,12 +304,14 @@ parse_duration_ms(const char *s, int64_t *out)
 	long long	 v;
 	int64_t		 mul;
 
-	if (*s < '0' || *s > '9')
+	if (*s < '0' || *s > '9') {
+		errno = EINVAL;
 		return -1;
+	}
 	errno = 0;
 	v = strtoll(s, &end, 10);
 	if (errno != 0)
-		return -1;
+		return -1;		/* ERANGE */
 	if (strcmp(end, "ms") == 0)
 		mul = 1;
 	else if (strcmp(end, "s") == 0 || *end == '\0')
@@ -320,10 +322,14 @@ parse_duration_ms(const char *s, int64_t *out)
 		mul = 3600000;
 	else if (strcmp(end, "d") == 0)
 		mul = 86400000;
-	else
+	else {
+		errno = EINVAL;
 		return -1;
-	if (v > INT64_MAX / mul)
+	}
+	if (v > INT64_MAX / mul) {
+		errno = ERANGE;
 		return -1;
+	}
 	*out = v * mul;
 	return 0;
 }

@@ -58,7 +58,10 @@ int64_t	 ts_now(void);
 /* Monotonic clock in milliseconds. */
 int64_t	 mono_ms(void);
 
-/* Parse "10s", "15m", "250ms", "1h", "2d" into milliseconds; 0 ok. */
+/*
+ * Parse "10s", "15m", "250ms", "1h", "2d" into milliseconds; 0 ok, or -1
+ * with errno EINVAL (not a duration) or ERANGE (beyond int64 ms).
+ */
 int	 parse_duration_ms(const char *, int64_t *);
 /* Parse "64K", "1M", "1G", "100" into bytes; 0 ok. */
 int	 parse_size(const char *, uint64_t *);

@@ -1,7 +1,6 @@
 /* Configuration: reading, checking and printing alertrelay.conf (SPEC §3). */
 #include <sys/stat.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -422,19 +421,6 @@ url_parse(const char *s, struct url *u)
 	memcpy(u->host, auth, n);
 	u->host[n] = '\0';
 	return NULL;
-}
-
-/* 127.0.0.0/8, ::1 or localhost: where plain http is allowed. */
-static bool
-host_is_loopback(const char *host)
-{
-	struct in_addr	 a;
-
-	if (strcasecmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
-		return true;
-	if (inet_pton(AF_INET, host, &a) == 1)
-		return (ntohl(a.s_addr) >> 24) == 127;
-	return false;
 }
 
 /* Parse a URL for key, reporting errors; never prints credentials. */

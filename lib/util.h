@@ -71,6 +71,9 @@ uint64_t hash64(const void *, size_t);
 /* CRC-32C (Castagnoli). */
 uint32_t crc32c(uint32_t, const void *, size_t);
 
+/* 127.0.0.0/8, ::1 ([::1]) or "localhost", parsed as an address literal. */
+bool	 host_is_loopback(const char *);
+
 /* Write a whole file atomically: temp file, fsync, rename, fsync dir. */
 int	 file_write_atomic(const char *path, const void *, size_t, int mode);
 /* Read a whole file (up to max bytes) into a NUL-terminated buffer. */

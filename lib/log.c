@@ -12,6 +12,7 @@
 #define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
+#include "encode.h"
 #include "log.h"
 
 static int		 use_journal;
@@ -146,15 +147,52 @@ journal_emit(int prio, const struct log_ctx *c, const char *msg)
 		free(store[i]);
 }
 
+char *
+log_oneline(const char *s)
+{
+	static const char	 fffd[] = "\xef\xbf\xbd";
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 len = strlen(s), n;
+	char			*out, *o;
+	int			 ok;
+
+	/* At most one U+FFFD (3 bytes) per input byte. */
+	if ((out = malloc(len * 3 + 1)) == NULL)
+		return NULL;
+	for (o = out; *p != '\0'; p += n) {
+		n = utf8_seq(p, len - (size_t)(p - (const unsigned char *)s),
+		    &ok);
+		if (ok && n == 1 && *p >= 0x09 && *p <= 0x0d)
+			*o++ = ' ';
+		else if (!ok || (n == 1 && (*p < 0x20 || *p == 0x7f)) ||
+		    (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {
+			memcpy(o, fffd, 3);
+			o += 3;
+		} else {
+			memcpy(o, p, n);
+			o += n;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
 void
 log_vctx(int prio, const struct log_ctx *c, const char *fmt, va_list ap)
 {
-	char	*msg;
+	char	*raw, *msg;
 	int	 saved = errno;
 
 	if (prio == LOG_DEBUG && !verbose)
 		return;
-	if (vasprintf(&msg, fmt, ap) == -1) {
+	if (vasprintf(&raw, fmt, ap) == -1) {
+		errno = saved;
+		return;
+	}
+	/* Remote text (API errors, SMTP replies...) stays on one line. */
+	msg = log_oneline(raw);
+	free(raw);
+	if (msg == NULL) {
 		errno = saved;
 		return;
 	}

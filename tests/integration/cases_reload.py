@@ -290,7 +290,7 @@ EVIL_MESSAGE = "Bad filter.\n" + FORGED + "\x1b[2J\x1b]0;pwned\x07\r\x7f"
 class EvilApi(http.server.BaseHTTPRequestHandler):
     """Tokens for t1, an API error whose message holds a newline, a
     forged log line and terminal escapes; t2's token request fails with
-    the same kind of error_description."""
+    the same text as its error (and error_description)."""
 
     def log_message(self, *args):
         pass
@@ -308,7 +308,7 @@ class EvilApi(http.server.BaseHTTPRequestHandler):
         self.rfile.read(n)
         self.server.hits += 1
         if self.path.startswith("/t2/"):
-            self.reply(401, {"error": "invalid_client",
+            self.reply(401, {"error": EVIL_MESSAGE,
                              "error_description": "AADSTS7000215: " +
                              EVIL_MESSAGE, "error_codes": [7000215]})
             return
@@ -366,7 +366,7 @@ def check_remote_text_one_line(ctx):
         if not one:
             raise Fail("the %s message is not one line holding the whole "
                        "remote text:\n%s" % (what, tail(err, 10)))
-    ctx.note("API error message and token error_description with LF, CR, "
+    ctx.note("API error message and token error with LF, CR, "
              "ESC, BEL, DEL: logged on one line, controls replaced")
 
 

@@ -203,8 +203,8 @@ reload_build_outputs(struct relay *r, struct reload_plan *pl)
 		o = pl->conf->outputs[i];
 		from = relay_sink_find(r, o->name);
 		pl->from[i] = from;
-		if (from != NULL && conf_output_equal(sink_conf(from), o) &&
-		    o->transport != OUT_TLS && o->transport != OUT_FILE)
+		if (conf_output_action(from != NULL ? sink_conf(from) : NULL,
+		    o) == RELOAD_KEEP)
 			continue;
 		pl->sinks[i] = sink_build(r->base, o, pl->conf->daemon.state_dir,
 		    from, err, sizeof(err));

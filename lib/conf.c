@@ -2412,3 +2412,20 @@ conf_output_equal(const struct conf_output *a, const struct conf_output *b)
 	    a->max_message_bytes == b->max_message_bytes &&
 	    a->spool_max_bytes == b->spool_max_bytes;
 }
+
+/*
+ * Unchanged outputs keep their connection; TLS and file outputs still
+ * reload their files (certificate renewal, log rotation).
+ */
+enum conf_reload_action
+conf_output_action(const struct conf_output *old,
+    const struct conf_output *nw)
+{
+	if (old == NULL)
+		return RELOAD_ADD;
+	if (!conf_output_equal(old, nw))
+		return RELOAD_REBUILD;
+	if (nw->transport == OUT_TLS || nw->transport == OUT_FILE)
+		return RELOAD_REFRESH;
+	return RELOAD_KEEP;
+}

@@ -456,6 +456,13 @@ relay_reload(struct relay *r)
 
 	if (r->once)
 		return 0;
+	if (r->stopping) {
+		/* Reconciling would start tenants the stop has stopped. */
+		buf_reset(&r->reload_errors);
+		buf_addf(&r->reload_errors, "alertrelayd is stopping\n");
+		log_warnx("reload ignored: alertrelayd is stopping");
+		return -1;
+	}
 	sd_reloading(r);
 	if (reload_build(r, &pl) == -1) {
 		c.message_id = MSGID_RELOAD_REJECTED;

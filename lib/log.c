@@ -116,6 +116,19 @@ add_field(struct iovec *iov, int *n, char **store, const char *fmt, ...)
 	(*n)++;
 }
 
+/* A string field, one clean line like the message (ids come from afar). */
+static void
+add_text(struct iovec *iov, int *n, char **store, const char *key,
+    const char *val)
+{
+	char	*v;
+
+	if (val == NULL || (v = log_oneline(val)) == NULL)
+		return;
+	add_field(iov, n, store, "%s=%s", key, v);
+	free(v);
+}
+
 static void
 journal_emit(int prio, const struct log_ctx *c, const char *msg)
 {
@@ -126,15 +139,12 @@ journal_emit(int prio, const struct log_ctx *c, const char *msg)
 	add_field(iov, &n, store, "MESSAGE=%s", msg);
 	add_field(iov, &n, store, "PRIORITY=%d", prio);
 	add_field(iov, &n, store, "SYSLOG_IDENTIFIER=%s", log_ident);
-	if (c != NULL && c->tenant != NULL)
-		add_field(iov, &n, store, "TENANT=%s", c->tenant);
-	if (c != NULL && c->output != NULL)
-		add_field(iov, &n, store, "OUTPUT=%s", c->output);
-	if (c != NULL && c->alert_id != NULL)
-		add_field(iov, &n, store, "ALERT_ID=%s", c->alert_id);
-	if (c != NULL && c->correlation_id != NULL)
-		add_field(iov, &n, store, "CORRELATION_ID=%s",
-		    c->correlation_id);
+	if (c != NULL) {
+		add_text(iov, &n, store, "TENANT", c->tenant);
+		add_text(iov, &n, store, "OUTPUT", c->output);
+		add_text(iov, &n, store, "ALERT_ID", c->alert_id);
+		add_text(iov, &n, store, "CORRELATION_ID", c->correlation_id);
+	}
 	if (c != NULL && c->message_id != NULL)
 		add_field(iov, &n, store, "MESSAGE_ID=%s", c->message_id);
 	if (c != NULL && c->http_status != 0)

@@ -206,8 +206,8 @@ reload_build_outputs(struct relay *r, struct reload_plan *pl)
 		if (conf_output_action(from != NULL ? sink_conf(from) : NULL,
 		    o) == RELOAD_KEEP)
 			continue;
-		pl->sinks[i] = sink_build(r->base, o, pl->conf->daemon.state_dir,
-		    from, err, sizeof(err));
+		pl->sinks[i] = sink_build(r->base, o,
+		    pl->conf->daemon.state_dir, from, err, sizeof(err));
 		if (pl->sinks[i] == NULL) {
 			reload_reject(r, o->file, o->line, o->name, err);
 			rc = -1;

@@ -152,6 +152,12 @@ def output_of(st, name):
 
 
 def check_reload_keeps_outputs(ctx):
+    # The TLS output's CA file is a copy this case may spoil.
+    ca = os.path.join(ctx.dir, "ca-copy.pem")
+    shutil.copy(os.path.join(ctx.suite.pki, "ca.pem"), ca)
+    outs = [dict(o) for o in ctx.case["outputs"]]
+    outs[1]["ca_file"] = ca
+    ctx.case = dict(ctx.case, outputs=outs)
     start(ctx)
     d = ctx.daemon
     exp1 = ctx.expected(only=("t1",))
@@ -177,6 +183,23 @@ def check_reload_keeps_outputs(ctx):
     exp = ctx.expected()
     wait_delivered(ctx.suite, ctx.sng, "octet", lambda: exp, 30, daemon=d,
                    what="t2's alerts on tcp")
+    # A CA file that no longer loads: the reload is rejected, the TLS
+    # output keeps running on the context it has.
+    with open(ca) as f:
+        good = f.read()
+    with open(ca, "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\nnot base64\n"
+                "-----END CERTIFICATE-----\n")
+    rc, out, err = ctl(ctx, "reload")
+    if rc == 0 or "siemtls" not in err or "ca_file" not in err:
+        raise Fail("reload with a broken ca_file: exit %d, %r" % (rc,
+                                                                out + err))
+    st = status_json(ctx)
+    if st["reloads"] != 1 or not output_of(st, "siemtls")["connected"]:
+        raise Fail("a reload rejected for a broken ca_file changed the "
+                   "running state: %s" % st["outputs"])
+    with open(ca, "w") as f:
+        f.write(good)
     # SIEM down, alerts queue; the tcp output changes and must take its
     # spool along.
     ctx.sng.stop()
@@ -195,7 +218,8 @@ def check_reload_keeps_outputs(ctx):
     compare(ctx.expected(), deliveries(ctx.suite, ctx.sng.messages("octet")),
             allow_dups=True)
     ctx.note("unchanged tcp and tls outputs kept their connection (%s); "
-             "a changed output sent its queued spool after the reload"
+             "a broken ca_file rejected the reload; a changed output sent "
+             "its queued spool after the reload"
              % ", ".join("%s sent %d then %d" % (n, output_of(before, n)[
                  "messages_sent"], output_of(after, n)["messages_sent"])
                  for n in ("siem", "siemtls")))
@@ -427,7 +451,8 @@ CASES = [
     {
         "name": "reload_keeps_outputs",
         "doc": "unchanged tcp and tls outputs keep their connection over a "
-               "reload; a changed one hands its queued spool over",
+               "reload; a broken ca_file rejects it; a changed output "
+               "hands its queued spool over",
         "fake": ["-t", "t1", "-t", "t2", "--alerts", "10", "--seed", "42"],
         "tenants": [{"name": "t1", "label": "Customer t1 Ltd"}],
         "outputs": [OCTET,

@@ -626,7 +626,8 @@ relay_open_outputs(struct relay *r)
 		    r->conf->daemon.state_dir, err, sizeof(err));
 		if (r->sinks[i] == NULL) {
 			log_output(LOG_ERR, r->conf->outputs[i]->name,
-			    "output %s: %s", r->conf->outputs[i]->name, err);
+			    "%s:%d: %s", r->conf->outputs[i]->file,
+			    r->conf->outputs[i]->line, err);
 			return -1;
 		}
 		r->nsinks++;
@@ -677,7 +678,8 @@ relay_open_notifiers(struct relay *r)
 		r->notifiers[i] = notifier_new(r, r->conf->notifies[i], err,
 		    sizeof(err));
 		if (r->notifiers[i] == NULL) {
-			log_warnx("%s", err);
+			log_warnx("%s:%d: %s", r->conf->notifies[i]->file,
+			    r->conf->notifies[i]->line, err);
 			return -1;
 		}
 		r->nnotifiers++;

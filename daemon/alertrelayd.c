@@ -1,4 +1,5 @@
 /* alertrelayd: main, the relay object, signals and the systemd handshake. */
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -10,8 +11,6 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <systemd/sd-daemon.h>
 
 #include "alertrelayd.h"
@@ -136,39 +135,6 @@ relay_tenant_find(struct relay *r, const char *name)
 	return NULL;
 }
 
-/* Load the TLS files of an output the way its sink will; 0 or -1. */
-static int
-reload_check_tls(const struct conf_output *o)
-{
-	SSL_CTX		*ctx;
-	int		 ok = 1;
-	unsigned long	 e;
-
-	if (o->transport != OUT_TLS)
-		return 0;
-	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
-		fatalx("SSL_CTX_new failed");
-	if (o->ca_file != NULL &&
-	    SSL_CTX_load_verify_locations(ctx, o->ca_file, NULL) != 1)
-		ok = 0;
-	if (ok && o->cert_file != NULL && (SSL_CTX_use_certificate_chain_file(
-	    ctx, o->cert_file) != 1 || SSL_CTX_use_PrivateKey_file(ctx,
-	    o->key_file, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1))
-		ok = 0;
-	if (!ok) {
-		e = ERR_peek_last_error();
-		log_output(LOG_ERR, o->name, "%s:%d: output %s: cannot load "
-		    "its TLS files: %s", o->file, o->line, o->name,
-		    ERR_reason_error_string(e) ? ERR_reason_error_string(e) :
-		    "unknown error");
-
-		ERR_clear_error();
-	}
-	SSL_CTX_free(ctx);
-	return ok ? 0 : -1;
-}
-
 /* Parse and check a new configuration; NULL (errors logged) if bad. */
 static struct config *
 reload_load(struct relay *r)
@@ -176,15 +142,12 @@ reload_load(struct relay *r)
 	struct conf_errors	 errs = { NULL, 0 };
 	struct config		*nc;
 	size_t			 i;
-	int			 bad = 0;
 
-	buf_reset(&r->reload_errors);
 	if ((nc = conf_load(r->conf->path, &errs)) == NULL) {
 		for (i = 0; i < errs.n; i++) {
 			log_ctx(LOG_ERR, NULL, "%s", errs.msg[i]);
 			buf_addf(&r->reload_errors, "%s\n", errs.msg[i]);
 		}
-		bad = (int)errs.n;
 		conf_errors_clear(&errs);
 		return NULL;
 	}
@@ -194,18 +157,6 @@ reload_load(struct relay *r)
 		    nc->path);
 		buf_addf(&r->reload_errors, "%s: state_dir cannot change on "
 		    "reload; restart alertrelayd to move it\n", nc->path);
-		bad++;
-	}
-	for (i = 0; i < nc->noutputs; i++) {
-		if (reload_check_tls(nc->outputs[i]) == -1) {
-			buf_addf(&r->reload_errors, "%s:%d: output %s: cannot "
-			    "load its TLS files (ca_file, cert_file, key_file)"
-			    "\n", nc->outputs[i]->file, nc->outputs[i]->line,
-			    nc->outputs[i]->name);
-			bad++;
-		}
-	}
-	if (bad) {
 		conf_free(nc);
 		return NULL;
 	}
@@ -213,84 +164,189 @@ reload_load(struct relay *r)
 }
 
 /*
- * Rebuild the outputs: unchanged ones are kept; changed ones, and every
- * file or tls output (log rotation, certificate renewal), are reopened.
- * Undelivered records stay in each output's spool across the swap.
+ * What a reload builds before anything running changes, one slot per
+ * [output] and [notify] section of the new configuration.  A NULL sink
+ * slot keeps the running output of that name as it is; a NULL notifier
+ * slot reconciles the running notifier of that name.
+ */
+struct reload_plan {
+	struct config	 *conf;
+	struct sink	**sinks;	/* built, started by sink_commit */
+	struct sink	**from;		/* running output of the same name */
+	struct notifier	**notifiers;	/* built for a new name */
+};
+
+/* Note one reason the reload cannot be applied. */
+static void
+reload_reject(struct relay *r, const char *file, int line,
+    const char *output, const char *why)
+{
+	log_output(LOG_ERR, output, "%s:%d: %s", file, line, why);
+	buf_addf(&r->reload_errors, "%s:%d: %s\n", file, line, why);
+}
+
+/*
+ * Build the outputs whose settings changed, and the TLS and file outputs
+ * (certificate renewal, log rotation), whatever changed.  -1 if any
+ * failed (each reason noted).
  */
 static int
-reload_outputs(struct relay *r, struct config *nc, unsigned *changed)
+reload_build_outputs(struct relay *r, struct reload_plan *pl)
 {
-	struct sink	**ns, *s;
+	const struct conf_output *o;
+	struct sink	*from;
+	size_t		 i;
+	char		 err[512];
+	int		 rc = 0;
+
+	for (i = 0; i < pl->conf->noutputs; i++) {
+		o = pl->conf->outputs[i];
+		from = relay_sink_find(r, o->name);
+		pl->from[i] = from;
+		if (conf_output_action(from != NULL ? sink_conf(from) : NULL,
+		    o) == RELOAD_KEEP)
+			continue;
+		pl->sinks[i] = sink_build(r->base, o,
+		    pl->conf->daemon.state_dir, from, err, sizeof(err));
+		if (pl->sinks[i] == NULL) {
+			reload_reject(r, o->file, o->line, o->name, err);
+			rc = -1;
+		}
+	}
+	return rc;
+}
+
+/* Build the notifiers with a new name; -1 if any failed. */
+static int
+reload_build_notifiers(struct relay *r, struct reload_plan *pl)
+{
+	const struct conf_notify *c;
 	size_t		 i, j;
 	char		 err[512];
+	int		 rc = 0;
 
-	ns = xcalloc(nc->noutputs, sizeof(*ns));
-	for (i = 0; i < nc->noutputs; i++) {
-		const struct conf_output *o = nc->outputs[i];
+	for (i = 0; i < pl->conf->nnotifies; i++) {
+		c = pl->conf->notifies[i];
+		for (j = 0; j < r->nnotifiers; j++)
+			if (strcmp(notifier_conf(r->notifiers[j])->name,
+			    c->name) == 0)
+				break;
+		if (j < r->nnotifiers)
+			continue;
+		if ((pl->notifiers[i] = notifier_new(r, c, err,
+		    sizeof(err))) == NULL) {
+			reload_reject(r, c->file, c->line, NULL, err);
+			rc = -1;
+		}
+	}
+	return rc;
+}
 
-		s = relay_sink_find(r, o->name);
-		if (s != NULL && conf_output_equal(sink_conf(s), o) &&
-		    o->transport != OUT_TLS && o->transport != OUT_FILE) {
-			ns[i] = s;
+static void
+reload_plan_free(struct reload_plan *pl)
+{
+	size_t	 i;
+
+	if (pl->conf == NULL)
+		return;
+	for (i = 0; i < pl->conf->noutputs; i++)
+		sink_free(pl->sinks[i]);
+	for (i = 0; i < pl->conf->nnotifies; i++)
+		notifier_free(pl->notifiers[i]);
+	free(pl->sinks);
+	free(pl->from);
+	free(pl->notifiers);
+	conf_free(pl->conf);
+	memset(pl, 0, sizeof(*pl));
+}
+
+/* Read the new configuration and build all it needs; -1 (logged) if bad. */
+static int
+reload_build(struct relay *r, struct reload_plan *pl)
+{
+	int	 rc;
+
+	memset(pl, 0, sizeof(*pl));
+	buf_reset(&r->reload_errors);
+	if ((pl->conf = reload_load(r)) == NULL)
+		return -1;
+	pl->sinks = xcalloc(pl->conf->noutputs, sizeof(*pl->sinks));
+	pl->from = xcalloc(pl->conf->noutputs, sizeof(*pl->from));
+	pl->notifiers = xcalloc(pl->conf->nnotifies, sizeof(*pl->notifiers));
+	rc = reload_build_outputs(r, pl);
+	if (reload_build_notifiers(r, pl) == -1)
+		rc = -1;
+	if (rc == -1)
+		reload_plan_free(pl);
+	return rc;
+}
+
+/*
+ * Swap the outputs: kept ones stay, built ones are committed (taking over
+ * the spool of the running output of their name), removed ones are freed.
+ * Undelivered records stay in each output's spool across the swap.
+ */
+static void
+reload_outputs(struct relay *r, struct reload_plan *pl, unsigned *changed)
+{
+	struct sink	**ns;
+	size_t		 i, j;
+
+	ns = xcalloc(pl->conf->noutputs, sizeof(*ns));
+	for (i = 0; i < pl->conf->noutputs; i++) {
+		for (j = 0; pl->from[i] != NULL && j < r->nsinks; j++)
+			if (r->sinks[j] == pl->from[i])
+				r->sinks[j] = NULL;
+		if (pl->sinks[i] == NULL) {
+			ns[i] = pl->from[i];
 			continue;
 		}
-		for (j = 0; s != NULL && j < r->nsinks; j++)
-			if (r->sinks[j] == s)
-				r->sinks[j] = NULL;
-		sink_free(s);
+		ns[i] = sink_commit(pl->sinks[i], pl->from[i]);
+		pl->sinks[i] = NULL;
 		(*changed)++;
-		if ((ns[i] = sink_new(r->base, o, nc->daemon.state_dir, err,
-		    sizeof(err))) == NULL)
-			fatalx("output %s: %s", o->name, err);
 	}
 	for (j = 0; j < r->nsinks; j++) {
 		if (r->sinks[j] == NULL)
 			continue;
-		for (i = 0; i < nc->noutputs; i++)
-			if (ns[i] == r->sinks[j])
-				break;
-		if (i == nc->noutputs) {
-			log_output(LOG_INFO, sink_conf(r->sinks[j])->name,
-			    "output %s removed; what it had not delivered "
-			    "stays in its spool", sink_conf(r->sinks[j])->name);
-			sink_free(r->sinks[j]);
-			(*changed)++;
-		}
+		log_output(LOG_INFO, sink_conf(r->sinks[j])->name, "output %s "
+		    "removed; what it had not delivered stays in its spool",
+		    sink_conf(r->sinks[j])->name);
+		sink_free(r->sinks[j]);
+		(*changed)++;
 	}
 	free(r->sinks);
 	r->sinks = ns;
-	r->nsinks = nc->noutputs;
-	return 0;
+	r->nsinks = pl->conf->noutputs;
 }
 
-/* Reconcile notifiers by name; their spools stay on disk. */
+/* Swap the notifiers: reconcile by name, add the built ones, free the rest. */
 static void
-reload_notifiers(struct relay *r, struct config *nc)
+reload_notifiers(struct relay *r, struct reload_plan *pl)
 {
 	struct notifier	**nn;
 	size_t		 i, j;
-	char		 err[512];
 
-	nn = xcalloc(nc->nnotifies, sizeof(*nn));
-	for (i = 0; i < nc->nnotifies; i++) {
+	nn = xcalloc(pl->conf->nnotifies, sizeof(*nn));
+	for (i = 0; i < pl->conf->nnotifies; i++) {
+		if ((nn[i] = pl->notifiers[i]) != NULL) {
+			pl->notifiers[i] = NULL;
+			continue;
+		}
 		for (j = 0; j < r->nnotifiers && nn[i] == NULL; j++) {
 			if (r->notifiers[j] == NULL ||
 			    strcmp(notifier_conf(r->notifiers[j])->name,
-			    nc->notifies[i]->name) != 0)
+			    pl->conf->notifies[i]->name) != 0)
 				continue;
 			nn[i] = r->notifiers[j];
 			r->notifiers[j] = NULL;
-			notifier_reconcile(nn[i], nc->notifies[i]);
+			notifier_reconcile(nn[i], pl->conf->notifies[i]);
 		}
-		if (nn[i] == NULL && (nn[i] = notifier_new(r,
-		    nc->notifies[i], err, sizeof(err))) == NULL)
-			fatalx("%s", err);
 	}
 	for (j = 0; j < r->nnotifiers; j++)
 		notifier_free(r->notifiers[j]);
 	free(r->notifiers);
 	r->notifiers = nn;
-	r->nnotifiers = nc->nnotifies;
+	r->nnotifiers = pl->conf->nnotifies;
 }
 
 /*
@@ -385,32 +441,49 @@ reload_services(struct relay *r, const struct config *old)
 		log_warnx("metrics: %s", err);
 }
 
+/*
+ * Reload is all or nothing: the new configuration is parsed and
+ * everything it needs is built first (reload_build); only then does
+ * anything running change, by steps that cannot fail.
+ */
 int
 relay_reload(struct relay *r)
 {
-	struct config	*nc, *old = r->conf;
+	struct reload_plan pl;
+	struct config	*old = r->conf;
 	struct log_ctx	 c = { 0 };
 	unsigned	 outs = 0, n[3] = { 0, 0, 0 };
 
 	if (r->once)
 		return 0;
+	if (r->stopping) {
+		/* Reconciling would start tenants the stop has stopped. */
+		buf_reset(&r->reload_errors);
+		buf_addf(&r->reload_errors, "alertrelayd is stopping\n");
+		log_warnx("reload ignored: alertrelayd is stopping");
+		return -1;
+	}
 	sd_reloading(r);
-	if ((nc = reload_load(r)) == NULL) {
+	if (reload_build(r, &pl) == -1) {
 		c.message_id = MSGID_RELOAD_REJECTED;
-		log_ctx(LOG_ERR, &c, "reload rejected: %s has errors (above); "
-		    "the running configuration stays in force", old->path);
+		log_ctx(LOG_ERR, &c, "reload rejected: %s cannot be applied "
+		    "(above); the running configuration stays in force",
+		    old->path);
 		sd_ready(r);
 		return -1;
 	}
-	reload_stop_removed(r, nc);
-	reload_outputs(r, nc, &outs);
-	reload_notifiers(r, nc);
-	r->conf = nc;
-	reload_tenants(r, nc, n);
+	reload_stop_removed(r, pl.conf);
+	reload_outputs(r, &pl, &outs);
+	reload_notifiers(r, &pl);
+	r->conf = pl.conf;
+	reload_tenants(r, pl.conf, n);
 	reload_services(r, old);
 	if (r->cluster != NULL)
 		cluster_reconcile(r);
 	conf_free(old);
+	free(pl.sinks);
+	free(pl.from);
+	free(pl.notifiers);
 	r->reloads++;
 	c.message_id = MSGID_RELOAD_APPLIED;
 	log_ctx(LOG_INFO, &c, "reload applied: %zu tenants (%u added, %u "
@@ -553,7 +626,8 @@ relay_open_outputs(struct relay *r)
 		    r->conf->daemon.state_dir, err, sizeof(err));
 		if (r->sinks[i] == NULL) {
 			log_output(LOG_ERR, r->conf->outputs[i]->name,
-			    "output %s: %s", r->conf->outputs[i]->name, err);
+			    "%s:%d: %s", r->conf->outputs[i]->file,
+			    r->conf->outputs[i]->line, err);
 			return -1;
 		}
 		r->nsinks++;
@@ -604,7 +678,8 @@ relay_open_notifiers(struct relay *r)
 		r->notifiers[i] = notifier_new(r, r->conf->notifies[i], err,
 		    sizeof(err));
 		if (r->notifiers[i] == NULL) {
-			log_warnx("%s", err);
+			log_warnx("%s:%d: %s", r->conf->notifies[i]->file,
+			    r->conf->notifies[i]->line, err);
 			return -1;
 		}
 		r->nnotifiers++;
@@ -751,6 +826,8 @@ main(int argc, char **argv)
 	struct relay	 r;
 	int		 rc;
 
+	/* Secrets are read from here on: no core file may hold them. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	memset(&o, 0, sizeof(o));
 	if ((rc = parse_args(argc, argv, &o)) != 0)
 		return rc;

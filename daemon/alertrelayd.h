@@ -108,6 +108,19 @@ struct sink_stats {
 /* Open the output's spool under state_dir/spool/NAME and start sending. */
 struct sink	*sink_new(struct event_base *, const struct conf_output *,
 		    const char *state_dir, char *err, size_t errlen);
+/*
+ * Reload, in two steps.  sink_build makes everything the output needs
+ * (TLS context; its spool unless from, the running output of that name,
+ * will hand its own over) without touching what runs; NULL with err if
+ * that fails.  sink_commit cannot fail: it puts the built output in
+ * service, taking over from's spool when the settings changed, or keeps
+ * from (connection and spool) when they did not; it frees whichever of
+ * the two is not returned.
+ */
+struct sink	*sink_build(struct event_base *, const struct conf_output *,
+		    const char *state_dir, const struct sink *from, char *err,
+		    size_t errlen);
+struct sink	*sink_commit(struct sink *built, struct sink *from);
 void		 sink_free(struct sink *);
 const struct conf_output *sink_conf(const struct sink *);
 /* Queue one encoded syslog message (no framing). 0 or -1 (errno). */

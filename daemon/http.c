@@ -341,9 +341,7 @@ http_loopback_url(const char *url)
 	if (u != NULL && curl_url_set(u, CURLUPART_URL, url,
 	    CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-		lo = strcasecmp(host, "localhost") == 0 ||
-		    strncmp(host, "127.", 4) == 0 ||
-		    strcmp(host, "[::1]") == 0;
+		lo = host_is_loopback(host);
 	curl_free(host);
 	curl_url_cleanup(u);
 	return lo;

@@ -870,7 +870,8 @@ notifier_new(struct relay *r, const struct conf_notify *c, char *err,
 	n->spool = spool_open(sdir, NOTIFY_SPOOL_MAX, serr, sizeof(serr));
 	free(sdir);
 	if (n->spool == NULL) {
-		snprintf(err, errlen, "notify %s: %s", c->name, serr);
+		snprintf(err, errlen, "notify %s: cannot open its %s", c->name,
+		    serr);
 		notifier_free(n);
 		return NULL;
 	}

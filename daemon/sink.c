@@ -281,8 +281,8 @@ sink_spool_open(const struct conf_output *c, const char *state_dir,
 	free(dir);
 	e[0] = '\0';
 	if ((sp = spool_open(path, c->spool_max_bytes, e, sizeof e)) == NULL)
-		snprintf(err, errlen, "output %s: cannot open spool %s: %s",
-		    c->name, path, e);
+		snprintf(err, errlen, "output %s: cannot open its %s", c->name,
+		    e);
 	free(path);
 	return sp;
 }
@@ -1243,12 +1243,16 @@ sink_kick_cb(evutil_socket_t fd, short what, void *arg)
 	sink_pump(arg);
 }
 
+/*
+ * Build an output without starting it.  Its spool is opened here unless
+ * from (the running output of the same name) hands its own over in
+ * sink_commit: a spool directory is never open twice.
+ */
 struct sink *
-sink_new(struct event_base *base, const struct conf_output *c,
-    const char *state_dir, char *err, size_t errlen)
+sink_build(struct event_base *base, const struct conf_output *c,
+    const char *state_dir, const struct sink *from, char *err, size_t errlen)
 {
 	struct sink	*s;
-	struct timeval	 tv = { 0, 0 };
 
 	s = xcalloc(1, sizeof *s);
 	s->base = base;
@@ -1260,7 +1264,8 @@ sink_new(struct event_base *base, const struct conf_output *c,
 	if (c->transport == OUT_TLS &&
 	    (s->ssl_ctx = sink_ssl_ctx(c, err, errlen)) == NULL)
 		goto fail;
-	if ((s->spool = sink_spool_open(c, state_dir, err, errlen)) == NULL)
+	if (from == NULL && (s->spool = sink_spool_open(c, state_dir, err,
+	    errlen)) == NULL)
 		goto fail;
 	if ((s->out = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new");
@@ -1272,12 +1277,90 @@ sink_new(struct event_base *base, const struct conf_output *c,
 	if (s->timer == NULL || s->kick == NULL || s->drain_ev == NULL ||
 	    s->ackpoll == NULL || s->ackflush == NULL)
 		fatalx("evtimer_new");
-	/* Connect from the loop, like every later attempt. */
-	evtimer_add(s->timer, &tv);
 	return s;
 fail:
 	sink_free(s);
 	return NULL;
+}
+
+/* Connect from the loop, like every later attempt. */
+static void
+sink_start(struct sink *s)
+{
+	struct timeval	 tv = { 0, 0 };
+
+	evtimer_add(s->timer, &tv);
+}
+
+/* Close the connection, acknowledging what the peer already holds. */
+static void
+sink_hangup(struct sink *s)
+{
+	if (s->state == SINK_UP)
+		sink_ack(s, true);
+	sink_close_conn(s);
+}
+
+/*
+ * The running output from keeps its connection and spool and only takes
+ * built's TLS context (for its next connection: renewed certificates) or,
+ * for a file, reopens it (log rotation).  Frees built.
+ */
+static struct sink *
+sink_refresh(struct sink *from, struct sink *built)
+{
+	if (built->ssl_ctx != NULL) {
+		/* A live SSL holds its own reference to the old context. */
+		SSL_CTX_free(from->ssl_ctx);
+		from->ssl_ctx = built->ssl_ctx;
+		built->ssl_ctx = NULL;
+	}
+	if (from->conf.transport == OUT_FILE && from->state != SINK_IDLE) {
+		sink_hangup(from);
+		sink_start(from);
+	}
+	sink_free(built);
+	return from;
+}
+
+/*
+ * Put a built output in service.  With from (the running output of the
+ * same name): unchanged settings keep from running (sink_refresh);
+ * changed ones close from's connection, hand its spool (and what is
+ * buffered in it) to built, and free from.  Returns the running output.
+ * Cannot fail.
+ */
+struct sink *
+sink_commit(struct sink *built, struct sink *from)
+{
+	if (from != NULL && conf_output_equal(&from->conf, &built->conf))
+		return sink_refresh(from, built);
+	if (from != NULL) {
+		sink_hangup(from);
+		built->spool = from->spool;
+		from->spool = NULL;
+		spool_set_max(built->spool, built->conf.spool_max_bytes);
+		built->sent = from->sent;
+		built->reconnects = from->reconnects;
+		built->drained_cb = from->drained_cb;
+		built->drained_arg = from->drained_arg;
+		sink_free(from);
+		/* Persist the last acknowledgement (see sink_spool_ack). */
+		spool_sync(built->spool);
+	}
+	sink_start(built);
+	return built;
+}
+
+struct sink *
+sink_new(struct event_base *base, const struct conf_output *c,
+    const char *state_dir, char *err, size_t errlen)
+{
+	struct sink	*s;
+
+	if ((s = sink_build(base, c, state_dir, NULL, err, errlen)) != NULL)
+		sink_start(s);
+	return s;
 }
 
 void
@@ -1286,10 +1369,8 @@ sink_free(struct sink *s)
 	if (s == NULL)
 		return;
 	/* Shutting down, the peer alive: what it acknowledged is its. */
-	if (s->state == SINK_UP)
-		sink_ack(s, true);
 	if (s->out != NULL)
-		sink_close_conn(s);
+		sink_hangup(s);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->kick != NULL)

@@ -1,7 +1,6 @@
 /* Configuration: reading, checking and printing alertrelay.conf (SPEC §3). */
 #include <sys/stat.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -25,6 +24,9 @@
 
 #define SEC_MS			1000LL
 #define NO_MAX			INT64_MAX
+/* SPEC §5: no duration or date beyond 100 (Julian) years. */
+#define CENTURY_DAYS		36525LL
+#define CENTURY_MS		(CENTURY_DAYS * 86400 * SEC_MS)
 #define NAME_CHARS		"ABCDEFGHIJKLMNOPQRSTUVWXYZ" \
 				"abcdefghijklmnopqrstuvwxyz0123456789._-"
 #define FIELD(obj, off, type)	((type *)(void *)((char *)(obj) + (off)))
@@ -421,19 +423,6 @@ url_parse(const char *s, struct url *u)
 	return NULL;
 }
 
-/* 127.0.0.0/8, ::1 or localhost: where plain http is allowed. */
-static bool
-host_is_loopback(const char *host)
-{
-	struct in_addr	 a;
-
-	if (strcasecmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
-		return true;
-	if (inet_pton(AF_INET, host, &a) == 1)
-		return (ntohl(a.s_addr) >> 24) == 127;
-	return false;
-}
-
 /* Parse a URL for key, reporting errors; never prints credentials. */
 static int
 url_check(struct parser *p, const char *key, const char *val,
@@ -610,24 +599,14 @@ secret_load(struct parser *p, const char *key, const char *path)
 
 /* Report a value outside [min, max]; dur says how to print bounds. */
 static void
-range_error(struct parser *p, const struct keydef *kd, const char *val,
-    bool dur)
+range_error(struct parser *p, const struct keydef *kd, const char *val)
 {
-	char	 lo[32], hi[32];
-
-	if (dur) {
-		dur_fmt(kd->min, lo, sizeof(lo));
-		dur_fmt(kd->max, hi, sizeof(hi));
-	} else {
-		snprintf(lo, sizeof(lo), "%lld", (long long)kd->min);
-		snprintf(hi, sizeof(hi), "%lld", (long long)kd->max);
-	}
 	if (kd->max == NO_MAX)
-		perr(p, "%s: \"%s\" is out of range; accepted: at least %s",
-		    kd->key, val, lo);
+		perr(p, "%s: \"%s\" is out of range; accepted: at least %lld",
+		    kd->key, val, (long long)kd->min);
 	else
-		perr(p, "%s: \"%s\" is out of range; accepted: %s..%s",
-		    kd->key, val, lo, hi);
+		perr(p, "%s: \"%s\" is out of range; accepted: %lld..%lld",
+		    kd->key, val, (long long)kd->min, (long long)kd->max);
 }
 
 /* A string. */
@@ -669,20 +648,28 @@ key_name(struct parser *p, const struct keydef *kd, void *obj,
 	key_str(p, kd, obj, val);
 }
 
-/* A duration in milliseconds within [min, max]. */
+/*
+ * A duration in milliseconds within [min, max], and never beyond 100
+ * years (nothing downstream has to fear an overflow).
+ */
 static void
 key_dur(struct parser *p, const struct keydef *kd, void *obj,
     const char *val)
 {
-	int64_t	 v;
+	int64_t	 v = 0, max = kd->max < CENTURY_MS ? kd->max : CENTURY_MS;
+	char	 lo[32], hi[32];
+	int	 rc;
 
-	if (parse_duration_ms(val, &v) != 0) {
+	if ((rc = parse_duration_ms(val, &v)) != 0 && errno != ERANGE) {
 		perr(p, "%s: \"%s\" is not a duration; accepted: a number "
 		    "with ms, s, m, h or d, e.g. 30s", kd->key, val);
 		return;
 	}
-	if (v < kd->min || v > kd->max) {
-		range_error(p, kd, val, true);
+	if (rc != 0 || v < kd->min || v > max) {
+		perr(p, "%s: \"%s\" is out of range; accepted: %s..%s%s",
+		    kd->key, val, dur_fmt(kd->min, lo, sizeof(lo)),
+		    dur_fmt(max, hi, sizeof(hi)),
+		    max == CENTURY_MS ? " (100 years)" : "");
 		return;
 	}
 	*FIELD(obj, kd->off, int64_t) = v;
@@ -701,7 +688,7 @@ uint_parse(struct parser *p, const struct keydef *kd, const char *val,
 		return -1;
 	}
 	if (v < kd->min || v > kd->max) {
-		range_error(p, kd, val, false);
+		range_error(p, kd, val);
 		return -1;
 	}
 	*out = (uint64_t)v;
@@ -730,7 +717,7 @@ size_parse(struct parser *p, const struct keydef *kd, const char *val,
 		return -1;
 	}
 	if (*out < (uint64_t)kd->min || *out > (uint64_t)kd->max) {
-		range_error(p, kd, val, false);
+		range_error(p, kd, val);
 		return -1;
 	}
 	return 0;
@@ -951,6 +938,11 @@ key_date(struct parser *p, const struct keydef *kd, void *obj,
 	if (t == -1 || tm.tm_mday != (int)number_parse(val + 8, 2)) {
 		perr(p, "%s: \"%s\" is not a date; accepted: YYYY-MM-DD",
 		    kd->key, val);
+		return;
+	}
+	if ((int64_t)t > (int64_t)time(NULL) + CENTURY_DAYS * 86400) {
+		perr(p, "%s: \"%s\" is more than 100 years ahead; accepted: "
+		    "a date YYYY-MM-DD within 100 years", kd->key, val);
 		return;
 	}
 	*FIELD(obj, kd->off, int64_t) = (int64_t)t;
@@ -2419,4 +2411,21 @@ conf_output_equal(const struct conf_output *a, const struct conf_output *b)
 	    str_same(a->tls_server_name, b->tls_server_name) &&
 	    a->max_message_bytes == b->max_message_bytes &&
 	    a->spool_max_bytes == b->spool_max_bytes;
+}
+
+/*
+ * Unchanged outputs keep their connection; TLS and file outputs still
+ * reload their files (certificate renewal, log rotation).
+ */
+enum conf_reload_action
+conf_output_action(const struct conf_output *old,
+    const struct conf_output *nw)
+{
+	if (old == NULL)
+		return RELOAD_ADD;
+	if (!conf_output_equal(old, nw))
+		return RELOAD_REBUILD;
+	if (nw->transport == OUT_TLS || nw->transport == OUT_FILE)
+		return RELOAD_REFRESH;
+	return RELOAD_KEEP;
 }

@@ -149,6 +149,16 @@ struct conf_tenant *conf_tenant_find(const struct config *, const char *);
 /* Same settings (a changed output is rebuilt on reload)? */
 bool		 conf_output_equal(const struct conf_output *,
 		    const struct conf_output *);
+/* What a reload does with an output of the new configuration. */
+enum conf_reload_action {
+	RELOAD_KEEP,		/* unchanged: runs on as it is */
+	RELOAD_REFRESH,		/* unchanged: new TLS context, file reopened */
+	RELOAD_REBUILD,		/* changed: rebuilt, takes the old spool over */
+	RELOAD_ADD,		/* a new name: built with its own spool */
+};
+/* old: the running output of the same name, or NULL. */
+enum conf_reload_action conf_output_action(const struct conf_output *old,
+		    const struct conf_output *nw);
 /* Does tenant t route to output o? */
 bool		 conf_tenant_routes(const struct conf_tenant *,
 		    const struct conf_output *);

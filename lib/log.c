@@ -12,6 +12,7 @@
 #define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
+#include "encode.h"
 #include "log.h"
 
 static int		 use_journal;
@@ -115,6 +116,19 @@ add_field(struct iovec *iov, int *n, char **store, const char *fmt, ...)
 	(*n)++;
 }
 
+/* A string field, one clean line like the message (ids come from afar). */
+static void
+add_text(struct iovec *iov, int *n, char **store, const char *key,
+    const char *val)
+{
+	char	*v;
+
+	if (val == NULL || (v = log_oneline(val)) == NULL)
+		return;
+	add_field(iov, n, store, "%s=%s", key, v);
+	free(v);
+}
+
 static void
 journal_emit(int prio, const struct log_ctx *c, const char *msg)
 {
@@ -125,15 +139,12 @@ journal_emit(int prio, const struct log_ctx *c, const char *msg)
 	add_field(iov, &n, store, "MESSAGE=%s", msg);
 	add_field(iov, &n, store, "PRIORITY=%d", prio);
 	add_field(iov, &n, store, "SYSLOG_IDENTIFIER=%s", log_ident);
-	if (c != NULL && c->tenant != NULL)
-		add_field(iov, &n, store, "TENANT=%s", c->tenant);
-	if (c != NULL && c->output != NULL)
-		add_field(iov, &n, store, "OUTPUT=%s", c->output);
-	if (c != NULL && c->alert_id != NULL)
-		add_field(iov, &n, store, "ALERT_ID=%s", c->alert_id);
-	if (c != NULL && c->correlation_id != NULL)
-		add_field(iov, &n, store, "CORRELATION_ID=%s",
-		    c->correlation_id);
+	if (c != NULL) {
+		add_text(iov, &n, store, "TENANT", c->tenant);
+		add_text(iov, &n, store, "OUTPUT", c->output);
+		add_text(iov, &n, store, "ALERT_ID", c->alert_id);
+		add_text(iov, &n, store, "CORRELATION_ID", c->correlation_id);
+	}
 	if (c != NULL && c->message_id != NULL)
 		add_field(iov, &n, store, "MESSAGE_ID=%s", c->message_id);
 	if (c != NULL && c->http_status != 0)
@@ -146,15 +157,52 @@ journal_emit(int prio, const struct log_ctx *c, const char *msg)
 		free(store[i]);
 }
 
+char *
+log_oneline(const char *s)
+{
+	static const char	 fffd[] = "\xef\xbf\xbd";
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 len = strlen(s), n;
+	char			*out, *o;
+	int			 ok;
+
+	/* At most one U+FFFD (3 bytes) per input byte. */
+	if ((out = malloc(len * 3 + 1)) == NULL)
+		return NULL;
+	for (o = out; *p != '\0'; p += n) {
+		n = utf8_seq(p, len - (size_t)(p - (const unsigned char *)s),
+		    &ok);
+		if (ok && n == 1 && *p >= 0x09 && *p <= 0x0d)
+			*o++ = ' ';
+		else if (!ok || (n == 1 && (*p < 0x20 || *p == 0x7f)) ||
+		    (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {
+			memcpy(o, fffd, 3);
+			o += 3;
+		} else {
+			memcpy(o, p, n);
+			o += n;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
 void
 log_vctx(int prio, const struct log_ctx *c, const char *fmt, va_list ap)
 {
-	char	*msg;
+	char	*raw, *msg;
 	int	 saved = errno;
 
 	if (prio == LOG_DEBUG && !verbose)
 		return;
-	if (vasprintf(&msg, fmt, ap) == -1) {
+	if (vasprintf(&raw, fmt, ap) == -1) {
+		errno = saved;
+		return;
+	}
+	/* Remote text (API errors, SMTP replies...) stays on one line. */
+	msg = log_oneline(raw);
+	free(raw);
+	if (msg == NULL) {
 		errno = saved;
 		return;
 	}

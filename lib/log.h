@@ -45,6 +45,15 @@ void	log_ctx(int prio, const struct log_ctx *, const char *, ...)
 	    __attribute__((format(printf, 3, 4)));
 void	log_vctx(int prio, const struct log_ctx *, const char *, va_list);
 
+/*
+ * s as one clean line (malloc'd, NULL if out of memory): TAB, LF, VT, FF
+ * and CR become spaces; other C0 controls (ESC above all), DEL, C1
+ * controls and invalid UTF-8 become U+FFFD.  Every entry goes through
+ * it, so text from the network can neither forge a line nor send
+ * terminal escapes.
+ */
+char	*log_oneline(const char *);
+
 /* Tenant-scoped shorthand: adds TENANT=name. */
 void	log_tenant(int prio, const char *tenant, const char *, ...)
 	    __attribute__((format(printf, 3, 4)));

@@ -1,12 +1,16 @@
 /* Small shared utilities: allocation, growable buffers, time, files. */
 #include <sys/stat.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -304,12 +308,14 @@ parse_duration_ms(const char *s, int64_t *out)
 	long long	 v;
 	int64_t		 mul;
 
-	if (*s < '0' || *s > '9')
+	if (*s < '0' || *s > '9') {
+		errno = EINVAL;
 		return -1;
+	}
 	errno = 0;
 	v = strtoll(s, &end, 10);
 	if (errno != 0)
-		return -1;
+		return -1;		/* ERANGE */
 	if (strcmp(end, "ms") == 0)
 		mul = 1;
 	else if (strcmp(end, "s") == 0 || *end == '\0')
@@ -320,10 +326,14 @@ parse_duration_ms(const char *s, int64_t *out)
 		mul = 3600000;
 	else if (strcmp(end, "d") == 0)
 		mul = 86400000;
-	else
+	else {
+		errno = EINVAL;
 		return -1;
-	if (v > INT64_MAX / mul)
+	}
+	if (v > INT64_MAX / mul) {
+		errno = ERANGE;
 		return -1;
+	}
 	*out = v * mul;
 	return 0;
 }
@@ -527,4 +537,35 @@ file_read_all(const char *path, size_t max, struct buf *b)
 	buf_reserve(b, 0);
 	b->data[b->len] = '\0';
 	return 0;
+}
+
+/*
+ * Is host a loopback host: an IPv4 literal in 127.0.0.0/8, the IPv6
+ * literal ::1 (bracketed or not), or exactly "localhost"?  Parsed, never
+ * compared by prefix: 127.mail.example.com is a name like any other.
+ */
+bool
+host_is_loopback(const char *host)
+{
+	struct in_addr	 a4;
+	struct in6_addr	 a6;
+	char		 buf[INET6_ADDRSTRLEN + 2];
+	size_t		 len;
+
+	if (host == NULL)
+		return false;
+	if (strcasecmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	len = strlen(host);
+	if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
+		if (len - 2 >= sizeof(buf))
+			return false;
+		memcpy(buf, host + 1, len - 2);
+		buf[len - 2] = '\0';
+		host = buf;
+	}
+	return inet_pton(AF_INET6, host, &a6) == 1 &&
+	    IN6_IS_ADDR_LOOPBACK(&a6);
 }

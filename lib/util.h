@@ -58,7 +58,10 @@ int64_t	 ts_now(void);
 /* Monotonic clock in milliseconds. */
 int64_t	 mono_ms(void);
 
-/* Parse "10s", "15m", "250ms", "1h", "2d" into milliseconds; 0 ok. */
+/*
+ * Parse "10s", "15m", "250ms", "1h", "2d" into milliseconds; 0 ok, or -1
+ * with errno EINVAL (not a duration) or ERANGE (beyond int64 ms).
+ */
 int	 parse_duration_ms(const char *, int64_t *);
 /* Parse "64K", "1M", "1G", "100" into bytes; 0 ok. */
 int	 parse_size(const char *, uint64_t *);
@@ -67,6 +70,9 @@ int	 parse_size(const char *, uint64_t *);
 uint64_t hash64(const void *, size_t);
 /* CRC-32C (Castagnoli). */
 uint32_t crc32c(uint32_t, const void *, size_t);
+
+/* 127.0.0.0/8, ::1 ([::1]) or "localhost", parsed as an address literal. */
+bool	 host_is_loopback(const char *);
 
 /* Write a whole file atomically: temp file, fsync, rename, fsync dir. */
 int	 file_write_atomic(const char *path, const void *, size_t, int mode);

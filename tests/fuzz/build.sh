@@ -43,7 +43,7 @@ fuzz_targets() {
 
 fuzz_dict() {	# the dictionary of target $1
 	case $1 in
-	fuzz_config) echo tests/fuzz/dict/config.dict ;;
+	fuzz_config|fuzz_reload) echo tests/fuzz/dict/config.dict ;;
 	fuzz_oauth) echo tests/fuzz/dict/oauth.dict ;;
 	fuzz_state) echo tests/fuzz/dict/state.dict ;;
 	fuzz_spool) echo tests/fuzz/dict/spool.dict ;;

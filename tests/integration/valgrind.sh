@@ -1,9 +1,14 @@
 #!/bin/sh
 # alertrelayd under valgrind memcheck: a --once run, then a long run with
-# alerts arriving, RELOADS (default 100) SIGHUP reloads, a config change
-# half way and SIGTERM.  Any definite or indirect leak, or any memory error,
-# fails (valgrind --error-exitcode).  Uses the fake cloud, a file output and
-# a TCP output to a small listener; needs valgrind and python3.
+# alerts arriving, RELOADS (default 100) SIGHUP reloads while API requests
+# are in flight (the fake answers 1 s late), and SIGTERM.  From a quarter
+# on, the configuration adds an output whose spool cannot be created (a
+# file is in the way): those reloads must be rejected; half way the
+# obstacle goes and the output arrives while another output changes
+# (its spool changes hands); at three quarters it is removed again.  Any
+# definite or indirect leak, or any memory error, fails (valgrind
+# --error-exitcode).  Uses the fake cloud, a file output and TCP outputs to
+# a small listener; needs valgrind and python3.
 #   ALERTRELAY_BUILD=build tests/integration/valgrind.sh [-k]
 # -k keeps the work directory.  Run from anywhere.
 set -u
@@ -70,7 +75,7 @@ mkdir -m 700 "$W/secrets"
 for t in v1 v2; do
 	(umask 077; echo "secret-$t" >"$W/secrets/$t")
 done
-conf() {	# $1: poll interval
+conf() {	# $1: poll interval, $2: tcp's facility, $3: 1 adds output tcp2
 	cat <<EOF
 [daemon]
 state_dir = $W/state
@@ -88,6 +93,16 @@ transport = tcp
 address = 127.0.0.1:$SP
 framing = octet-counting
 format = json
+facility = $2
+EOF
+	[ "${3:-0}" = 1 ] && cat <<EOF
+
+[output "tcp2"]
+transport = tcp
+address = 127.0.0.1:$SP
+format = leef
+EOF
+	cat <<EOF
 
 [tenant "v1"]
 tenant_id = v1
@@ -105,7 +120,7 @@ api_url = $URL
 login_url = $URL
 EOF
 }
-conf 1s >"$W/alertrelay.conf"
+conf 1s local4 >"$W/alertrelay.conf"
 
 summary() {	# valgrind's verdict lines from $1
 	grep -E "ERROR SUMMARY|definitely lost|indirectly lost" "$1" |
@@ -133,16 +148,28 @@ sleep 5
 kill -0 $vgpid 2>/dev/null || fail "the daemon died under valgrind"
 ctl "alerts?tenant=*&n=5"
 ctl "fault?tenant=v2&kind=500&arg=2"
+ctl "fault?tenant=*&kind=slow&arg=1000"
+newconf() {
+	conf "$@" >"$W/alertrelay.conf.new" &&
+	    mv "$W/alertrelay.conf.new" "$W/alertrelay.conf"
+}
 i=0
 while [ $i -lt "$RELOADS" ]; do
 	i=$((i + 1))
-	if [ $i = $((RELOADS / 2)) ]; then
-		conf 2s >"$W/alertrelay.conf.new" &&
-		    mv "$W/alertrelay.conf.new" "$W/alertrelay.conf"
-	fi
+	case $i in
+	$((RELOADS / 4)))
+		echo "not a directory" >"$W/state/spool/tcp2"
+		newconf 1s local4 1 ;;
+	$((RELOADS / 2)))
+		rm -f "$W/state/spool/tcp2"
+		newconf 2s local5 1 ;;
+	$((RELOADS * 3 / 4)))
+		newconf 2s local5 0 ;;
+	esac
 	kill -HUP $vgpid 2>/dev/null || fail "the daemon died during reload $i"
 	sleep 0.2
 done
+ctl "fault?tenant=*&kind=slow&arg=0"
 ctl "alerts?tenant=*&n=5"
 sleep 6
 kill -TERM $vgpid
@@ -158,10 +185,18 @@ if grep -qiE "reload (is )?(not |un)available|not supported" "$W/long.err"; then
 	echo "valgrind: the daemon says reload is unavailable:"
 	grep -iE "reload" "$W/long.err" | head -3
 fi
-reloads=$(grep -ciE "reload(ed| applied|ing)|configuration reloaded" "$W/long.err")
+reloads=$(grep -c "reload applied" "$W/long.err")
+rejected=$(grep -c "reload rejected" "$W/long.err")
 [ $rc = 0 ] || { tail -20 "$W/long.err"; grep -A30 "definitely lost in\|indirectly lost in\|Invalid\|uninitialised" "$W/vg.long.log" | head -80;
     fail "long run under valgrind exited $rc"; }
 n=$(grep -c 'CEF:0' "$W/out.cef")
 [ "$n" -ge 100 ] || fail "only $n alerts reached the file output, expected 100"
-echo "valgrind long run: $RELOADS SIGHUPs ($reloads reload log lines), $n alerts in the file; $(summary "$W/vg.long.log")"
+[ "$rejected" -ge 1 ] && [ "$reloads" -ge 1 ] ||
+    fail "$reloads reloads applied, $rejected rejected: expected both"
+grep -q "output tcp2: cannot open its spool" "$W/long.err" ||
+    fail "the rejected reloads do not name output tcp2's spool"
+reqs=$(python3 -c "import json, sys, urllib.request as u
+print(json.load(u.urlopen(sys.argv[1], timeout=10))['api_requests'])" \
+    "$URL/_control/stats")
+echo "valgrind long run: $RELOADS SIGHUPs ($reloads applied, $rejected rejected), $reqs API requests (1 s late during the reloads), $n alerts in the file; $(summary "$W/vg.long.log")"
 echo "valgrind: ok"

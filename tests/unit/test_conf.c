@@ -132,6 +132,7 @@ parse_fails(const char *text, const char *msg)
 }
 
 #define OUT	"[output \"o\"]\ntransport = stdout\n"
+#define CENTURY_MS_TEST	(36525LL * 86400 * 1000)
 
 /* A tenant section using the 0600 secret file written by group setup. */
 static char *
@@ -416,7 +417,7 @@ test_errors_collected(void **state)
 	assert_error(&e, "t.conf:3: page_size: \"0\" is out of range; "
 	    "accepted: 1..10000");
 	assert_error(&e, "t.conf:4: poll_interval: \"500ms\" is out of range; "
-	    "accepted: at least 1s");
+	    "accepted: 1s..36525d (100 years)");
 	assert_error(&e, "t.conf:5: overlap: \"soon\" is not a duration; "
 	    "accepted: a number with ms, s, m, h or d, e.g. 30s");
 	assert_error(&e, "t.conf:6: shard: \"4/3\" is not valid; accepted: "
@@ -579,6 +580,55 @@ test_tenant_values(void **state)
 	parse_fails(OUT "[tenant \"x\"]\ntenant_id = ../evil\nclient_id = c\n"
 	    "client_secret = s\n", "t.conf:4: tenant_id: \"../evil\" is not "
 	    "a GUID or domain name");
+}
+
+/* Durations and dates beyond 100 years, and overflowing ones. */
+static void
+test_century_bound(void **state)
+{
+	struct config	*c;
+	char		*t;
+
+	parse_fails(OUT "[daemon]\nfirst_fetch = 1000000000d\n", "t.conf:4: "
+	    "first_fetch: \"1000000000d\" is out of range; accepted: "
+	    "0s..36525d (100 years)");
+	parse_fails(OUT "[daemon]\noverlap = 36526d\n", "t.conf:4: overlap: "
+	    "\"36526d\" is out of range; accepted: 0s..36525d (100 years)");
+	/* The suffix multiplication itself would overflow int64. */
+	parse_fails(OUT "[daemon]\npoll_interval = 9223372036854775807d\n",
+	    "t.conf:4: poll_interval: \"9223372036854775807d\" is out of "
+	    "range; accepted: 1s..36525d (100 years)");
+	parse_fails(OUT "[daemon]\nrequest_timeout = "
+	    "99999999999999999999999ms\n", "t.conf:4: request_timeout: "
+	    "\"99999999999999999999999ms\" is out of range; accepted: "
+	    "1s..36525d (100 years)");
+	parse_fails(OUT "[cluster]\netcd_endpoints = http://127.0.0.1:2379\n"
+	    "lease_ttl = 3155760000001ms\n", "t.conf:5: lease_ttl: "
+	    "\"3155760000001ms\" is out of range; accepted: 1s..36525d "
+	    "(100 years)");
+	parse_fails(OUT "[notify \"n\"]\nsmtp_url = smtp://mail\nfrom = a@b\n"
+	    "to = c@d\ndigest_interval = 876600h1\n", "t.conf:7: "
+	    "digest_interval: \"876600h1\" is not a duration; accepted: a "
+	    "number with ms, s, m, h or d, e.g. 30s");
+	c = parse_ok(OUT "[daemon]\nfirst_fetch = 36525d\noverlap = 876600h\n"
+	    "poll_interval = 3155760000000ms\n");
+	assert_int_equal(c->daemon.first_fetch_ms, CENTURY_MS_TEST);
+	assert_int_equal(c->daemon.overlap_ms, CENTURY_MS_TEST);
+	assert_int_equal(c->daemon.poll_interval_ms, CENTURY_MS_TEST);
+	conf_free(c);
+	t = with_tenant("secret_expires = 2999-01-01\n");
+	parse_fails(t, "t.conf:7: secret_expires: \"2999-01-01\" is more than "
+	    "100 years ahead; accepted: a date YYYY-MM-DD within 100 years");
+	free(t);
+	t = with_tenant("secret_expires = 9999-12-31\n");
+	parse_fails(t, "t.conf:7: secret_expires: \"9999-12-31\" is more than "
+	    "100 years ahead; accepted: a date YYYY-MM-DD within 100 years");
+	free(t);
+	t = with_tenant("secret_expires = 2099-12-31\n");
+	c = parse_ok(t);
+	assert_int_equal(c->tenants[0]->secret_expires, 4102358400LL);
+	conf_free(c);
+	free(t);
 }
 
 static void
@@ -1225,6 +1275,7 @@ main(void)
 		cmocka_unit_test(test_severity),
 		cmocka_unit_test(test_cluster_defaults),
 		cmocka_unit_test(test_too_many_errors),
+		cmocka_unit_test(test_century_bound),
 		cmocka_unit_test(test_example_config),
 	};
 

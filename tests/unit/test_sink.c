@@ -619,6 +619,116 @@ test_file(void **state)
 	free(dir);
 }
 
+/* A file output for the reload tests. */
+static void
+file_out(struct conf_output *o, const char *file)
+{
+	memset(o, 0, sizeof *o);
+	o->name = xstrdup("rel");
+	o->transport = OUT_FILE;
+	xasprintf(&o->address, "%s/%s", ts.dir, file);
+	o->max_message_bytes = 65536;
+	o->spool_max_bytes = 1 << 20;
+}
+
+static void
+file_is(const char *path, const char *want)
+{
+	struct buf	 b;
+
+	buf_init(&b);
+	assert_int_equal(file_read_all(path, 1 << 20, &b), 0);
+	assert_string_equal(b.data != NULL ? b.data : "", want);
+	buf_clear(&b);
+}
+
+/*
+ * Reload, changed settings: the built sink opens no spool of its own; on
+ * commit it takes the running one's, with what was appended and not yet
+ * synced, and nothing is written twice.
+ */
+static void
+test_reload_handover(void **state)
+{
+	struct conf_output	 o, o2;
+	struct sink		*s, *b, *r;
+	struct want		 w = { 0 };
+	char			 err[512] = "", *dir;
+	const char		*one[] = { "first" }, *two[] = { "second" };
+
+	file_out(&o, "handover.log");
+	dir = state_dir("handover");
+	s = sink_open(&o, dir);
+	enqueue(s, one, 1);
+	w.sink = s;
+	assert_true(run_until(delivered, &w, 5000));
+	assert_int_equal(sink_enqueue(s, "pending", 7), 0);	/* not synced */
+	file_out(&o2, "handover.log");
+	o2.max_message_bytes = 4096;		/* a change: rebuilt */
+	b = sink_build(ts.base, &o2, dir, s, err, sizeof err);
+	assert_non_null(b);
+	assert_null(b->spool);
+	r = sink_commit(b, s);
+	assert_ptr_equal(r, b);
+	assert_int_equal(sink_conf(r)->max_message_bytes, 4096);
+	enqueue(r, two, 1);
+	w.sink = r;
+	assert_true(run_until(delivered, &w, 5000));
+	file_is(o.address, "first\npending\nsecond\n");
+	sink_free(r);
+	out_clear(&o);
+	out_clear(&o2);
+	free(dir);
+}
+
+/*
+ * Reload, same settings: a file output stays the same sink with the same
+ * spool and reopens its file (log rotation); a failed build (the spool
+ * of a new name cannot be made) changes nothing.
+ */
+static void
+test_reload_refresh(void **state)
+{
+	struct conf_output	 o, bad;
+	struct sink		*s, *b;
+	struct spool		*sp;
+	struct want		 w = { 0 };
+	char			 err[512] = "", *dir, *rotated, *block;
+	const char		*one[] = { "before" }, *two[] = { "after" };
+
+	file_out(&o, "rotate.log");
+	dir = state_dir("refresh");
+	s = sink_open(&o, dir);
+	sp = s->spool;
+	enqueue(s, one, 1);
+	w.sink = s;
+	assert_true(run_until(delivered, &w, 5000));
+	xasprintf(&rotated, "%s.1", o.address);
+	assert_int_equal(rename(o.address, rotated), 0);
+	b = sink_build(ts.base, &o, dir, s, err, sizeof err);
+	assert_non_null(b);
+	assert_ptr_equal(sink_commit(b, s), s);
+	assert_ptr_equal(s->spool, sp);
+	enqueue(s, two, 1);
+	assert_true(run_until(delivered, &w, 5000));
+	file_is(rotated, "before\n");
+	file_is(o.address, "after\n");
+
+	file_out(&bad, "never.log");
+	free(bad.name);
+	bad.name = xstrdup("blocked");
+	xasprintf(&block, "%s/spool/blocked", dir);
+	assert_int_equal(file_write_atomic(block, "x", 1, 0600), 0);
+	assert_null(sink_build(ts.base, &bad, dir, NULL, err, sizeof err));
+	assert_non_null(strstr(err, "output blocked: cannot open its spool"));
+	sink_free(s);
+	out_clear(&o);
+	out_clear(&bad);
+	free(block);
+	free(rotated);
+	free(dir);
+}
+
 /* Make a CA, a second unrelated CA and a server certificate. */
 static int
 make_certs(void)
@@ -846,6 +956,8 @@ main(void)
 		cmocka_unit_test(test_tcp_reconnect),
 		cmocka_unit_test(test_udp),
 		cmocka_unit_test(test_file),
+		cmocka_unit_test(test_reload_handover),
+		cmocka_unit_test(test_reload_refresh),
 		cmocka_unit_test(test_tls_ok),
 		cmocka_unit_test(test_tls_refused),
 		cmocka_unit_test(test_tls_bad_ca_file),

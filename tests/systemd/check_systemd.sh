@@ -27,7 +27,7 @@ set -u
 umask 022
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$top"
+cd "$top" || exit 1
 B=${ALERTRELAY_BUILD:-build}
 case $B in /*) ;; *) B=$top/$B ;; esac
 here=$top/tests/systemd
@@ -75,7 +75,7 @@ for t in mmdebstrap systemd-nspawn nsenter unshare timeout curl python3; do
 	    skip "$t is not installed (packaging/install-deps.sh installs it)"
 done
 unshare --mount --pid --fork --mount-proc true 2>/dev/null ||
-    skip "cannot create mount and PID namespaces (a container without CAP_SYS_ADMIN?)"
+    skip "cannot create mount and PID namespaces (no CAP_SYS_ADMIN?)"
 [ -d /sys/fs/cgroup ] && [ -n "$(ls /sys/fs/cgroup 2>/dev/null)" ] ||
     skip "no cgroup file system at /sys/fs/cgroup"
 [ -x "$B/tests/fakes/fakecloud" ] || {

@@ -69,7 +69,7 @@ container_boot() {
 	[ -d /run/systemd/system ] || keep=--keep-unit
 	systemd-nspawn --quiet --boot --register=no $keep --private-network \
 	    --link-journal=no --resolv-conf=off --timezone=off \
-	    --console=passive --machine=alertrelay-check -D "$root" \
+	    --console=passive --machine="alertrelay-check-$$" -D "$root" \
 	    </dev/null >"$logs/console.log" 2>&1 &
 	nspawn=$!
 	deadline=$(($(now) + 30))
@@ -237,10 +237,10 @@ wait_delivered() {
 	done
 	t0=$(now)
 	while :; do
-		# shellcheck disable=SC2086
 		res=$(python3 "$here/delivered.py" \
 		    "$root/var/log/siem/alerts.log" $args 2>/dev/null)
 		rc=$?
+		# shellcheck disable=SC2086
 		set -- $res
 		dl_have=${1:-0} dl_want=${2:-?} dl_dups=${3:-?}
 		dl_secs=$(since "$t0")

@@ -818,6 +818,23 @@ relay_run(struct relay *r)
 	return 0;
 }
 
+/*
+ * --check-config on a valid configuration: one verdict line; with -v the
+ * effective configuration first, a line per section (secrets redacted).
+ */
+static void
+check_config_report(const struct config *conf, int verbose)
+{
+	if (verbose > 0)
+		conf_summary(conf, stdout);
+	printf("%s: configuration OK: %zu tenant%s, %zu output%s, %zu "
+	    "notify section%s%s\n", conf->path, conf->ntenants,
+	    conf->ntenants == 1 ? "" : "s", conf->noutputs,
+	    conf->noutputs == 1 ? "" : "s", conf->nnotifies,
+	    conf->nnotifies == 1 ? "" : "s",
+	    conf->cluster.enabled ? ", cluster mode" : "");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -836,7 +853,7 @@ main(int argc, char **argv)
 	if ((conf = load_config(o.config)) == NULL)
 		return EXIT_CONFIG;
 	if (o.check) {
-		conf_summary(conf, stdout);
+		check_config_report(conf, o.verbose);
 		conf_free(conf);
 		return 0;
 	}

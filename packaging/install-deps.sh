@@ -1,10 +1,13 @@
 #!/bin/sh
 # Install the Debian packages needed to build, demo and test alertrelay.
+# mmdebstrap and systemd-container (systemd-nspawn) are for
+# make check-systemd, which boots the .deb in a minimal Debian.
 set -e
 PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev
 libevent-dev libssl-dev libsystemd-dev libcmocka-dev openssl curl
 syslog-ng-core liblognorm-utils python3 clang etcd-server
-valgrind debhelper dpkg-dev fakeroot systemd man-db groff-base"
+valgrind debhelper dpkg-dev fakeroot systemd man-db groff-base
+mmdebstrap gpg systemd-container"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -536,18 +536,30 @@ def check_config(ctx):
           "secret": "S3cr3t-fabrikam-value", "outputs": "siem",
           "api_url": api, "login_url": api}])
     dm = Daemon(ctx.suite, d, good)
+    # Quiet by default: one verdict line, nothing on stderr.
     rc, out, err = dm.run("--check-config", timeout=20)
     if rc != 0:
         raise Fail("--check-config on a good config exited %d; output:\n%s"
                    % (rc, tail(out + err)))
+    verdict = ("%s: configuration OK: 2 tenants, 2 outputs, "
+               "0 notify sections" % good)
+    if out.strip().split("\n") != [verdict] or err.strip():
+        raise Fail("--check-config without -v printed more (or other) than "
+                   "the verdict line %r:\n%s" % (verdict, tail(out + err)))
+    # -v: the effective configuration, a line per section.
+    rc, out, err = dm.run("--check-config", "-v", timeout=20)
+    if rc != 0:
+        raise Fail("--check-config -v on a good config exited %d; "
+                   "output:\n%s" % (rc, tail(out + err)))
     lines = [x for x in out.split("\n") if x.strip()]
     for sect in ("daemon", "output siem", "output archive",
                  "tenant contoso", "tenant fabrikam"):
         if not any(x.startswith(sect) for x in lines):
-            raise Fail("--check-config printed no line for section %s:\n%s"
+            raise Fail("--check-config -v printed no line for section "
+                       "%s:\n%s"
                        % (sect, tail(out)))
     if len(lines) < 5:
-        raise Fail("--check-config printed %d lines for 5 sections"
+        raise Fail("--check-config -v printed %d lines for 5 sections"
                    % len(lines))
     if "S3cr3t" in out + err:
         raise Fail("--check-config printed a secret")
@@ -793,7 +805,8 @@ CASES = [
     },
     {
         "name": "check_config", "quick": True,
-        "doc": "--check-config: good config exit 0 with a line per section; "
+        "doc": "--check-config: good config exit 0 with one verdict line, "
+               "-v a line per section; "
                "2 errors -> 78 with FILE:LINE each; loose secret file -> 78",
         "syslog_ng": False,
         "check": check_config,

@@ -1003,7 +1003,7 @@ def check_secrets(ctx):
     except OSError as e:
         skipped.append("metrics (%s)" % e)
     d1.stop()
-    rc, out, err = Daemon(ctx.suite, d, conf).run("--check-config",
+    rc, out, err = Daemon(ctx.suite, d, conf).run("--check-config", "-v",
                                                   timeout=30)
     texts["--check-config"] = (out + err).encode()
     if "<redacted>" not in out + err:

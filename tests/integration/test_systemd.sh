@@ -77,9 +77,13 @@ else
 	cat "$tmp/check.out"
 	fail "alertrelayd --check-config on the shipped configuration"
 fi
+grep -q "configuration OK: 0 tenants, 1 output" "$tmp/check.out" &&
+    ok "--check-config prints its verdict: $(cat "$tmp/check.out")" ||
+    fail "--check-config printed no verdict line"
+/usr/sbin/alertrelayd --check-config -v >"$tmp/check.out" 2>&1
 grep -q "^output stdout:" "$tmp/check.out" &&
-    ok "--check-config summarises the outputs" ||
-    fail "--check-config printed no output summary"
+    ok "--check-config -v summarises the outputs" ||
+    fail "--check-config -v printed no output summary"
 if command -v setpriv >/dev/null 2>&1; then
 	if setpriv --reuid=65534 --regid=65534 --clear-groups \
 	    /usr/sbin/alertrelayd --check-config >/dev/null 2>"$tmp/nobody.err"

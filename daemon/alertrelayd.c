@@ -819,14 +819,14 @@ relay_run(struct relay *r)
 }
 
 /*
- * --check-config on a valid configuration: one verdict line; with -v the
- * effective configuration first, a line per section (secrets redacted).
+ * --check-config on a valid configuration: a short line per section
+ * (SPEC: a one-line summary per section), then the verdict; with -v the
+ * whole effective configuration instead (secrets redacted).
  */
 static void
 check_config_report(const struct config *conf, int verbose)
 {
-	if (verbose > 0)
-		conf_summary(conf, stdout);
+	conf_summary(conf, stdout, verbose > 0);
 	printf("%s: configuration OK: %zu tenant%s, %zu output%s, %zu "
 	    "notify section%s%s\n", conf->path, conf->ntenants,
 	    conf->ntenants == 1 ? "" : "s", conf->noutputs,

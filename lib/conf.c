@@ -2262,10 +2262,15 @@ put_dur(FILE *f, const char *key, int64_t ms)
 
 /* The [daemon] line. */
 static void
-summary_daemon(const struct conf_daemon *d, FILE *f)
+summary_daemon(const struct conf_daemon *d, FILE *f, bool all)
 {
 	fprintf(f, "daemon:");
 	put_kv(f, "state_dir", d->state_dir);
+	if (!all) {
+		put_dur(f, "poll_interval", d->poll_interval_ms);
+		fputc('\n', f);
+		return;
+	}
 	put_dur(f, "poll_interval", d->poll_interval_ms);
 	put_dur(f, "overlap", d->overlap_ms);
 	put_dur(f, "first_fetch", d->first_fetch_ms);
@@ -2280,13 +2285,17 @@ summary_daemon(const struct conf_daemon *d, FILE *f)
 
 /* One [output] line. */
 static void
-summary_output(const struct conf_output *o, FILE *f)
+summary_output(const struct conf_output *o, FILE *f, bool all)
 {
 	char	 tmp[32];
 
 	fprintf(f, "output %s: %s", o->name, conf_transport_name(o->transport));
 	if (o->address != NULL)
 		fprintf(f, " %s", o->address);
+	if (!all) {
+		fprintf(f, " %s\n", conf_format_name(o->format));
+		return;
+	}
 	fprintf(f, " %s %s %s facility=%s", conf_format_name(o->format),
 	    nv_name(headers, (int)o->header), nv_name(framings,
 	    (int)o->framing), nv_name(facilities, o->facility));
@@ -2315,13 +2324,19 @@ tenant_auth_name(const struct conf_tenant *t)
 
 /* One [tenant] line; how it authenticates, never the secret. */
 static void
-summary_tenant(const struct conf_tenant *t, FILE *f)
+summary_tenant(const struct conf_tenant *t, FILE *f, bool all)
 {
 	char	 tmp[32];
 	time_t	 when = (time_t)t->secret_expires;
 	struct tm tm;
 
 	fprintf(f, "tenant %s:", t->name);
+	if (!all) {
+		fprintf(f, " source=%s auth=%s enabled=%s\n",
+		    nv_name(sources, (int)t->source), tenant_auth_name(t),
+		    t->enabled ? "yes" : "no");
+		return;
+	}
 	put_kv(f, "label", t->label);
 	put_kv(f, "tenant_id", t->tenant_id);
 	put_kv(f, "client_id", t->client_id);
@@ -2344,10 +2359,14 @@ summary_tenant(const struct conf_tenant *t, FILE *f)
 
 /* One [notify] line; the password shows as <redacted>. */
 static void
-summary_notify(const struct conf_notify *n, FILE *f)
+summary_notify(const struct conf_notify *n, FILE *f, bool all)
 {
 	fprintf(f, "notify %s:", n->name);
 	put_kv(f, "smtp_url", n->smtp_url);
+	if (!all) {
+		fputc('\n', f);
+		return;
+	}
 	put_kv(f, "from", n->from);
 	put_list(f, "to", n->to, n->nto);
 	if (n->username != NULL) {
@@ -2363,11 +2382,15 @@ summary_notify(const struct conf_notify *n, FILE *f)
 
 /* The [cluster] line. */
 static void
-summary_cluster(const struct conf_cluster *cl, FILE *f)
+summary_cluster(const struct conf_cluster *cl, FILE *f, bool all)
 {
 	fprintf(f, "cluster:");
 	put_list(f, "etcd_endpoints", cl->etcd_endpoints,
 	    cl->netcd_endpoints);
+	if (!all) {
+		fputc('\n', f);
+		return;
+	}
 	put_kv(f, "member_name", cl->member_name);
 	put_dur(f, "lease_ttl", cl->lease_ttl_ms);
 	put_kv(f, "prefix", cl->prefix);
@@ -2377,19 +2400,19 @@ summary_cluster(const struct conf_cluster *cl, FILE *f)
 }
 
 void
-conf_summary(const struct config *c, FILE *f)
+conf_summary(const struct config *c, FILE *f, bool all)
 {
 	size_t	 i;
 
-	summary_daemon(&c->daemon, f);
+	summary_daemon(&c->daemon, f, all);
 	for (i = 0; i < c->noutputs; i++)
-		summary_output(c->outputs[i], f);
+		summary_output(c->outputs[i], f, all);
 	for (i = 0; i < c->ntenants; i++)
-		summary_tenant(c->tenants[i], f);
+		summary_tenant(c->tenants[i], f, all);
 	for (i = 0; i < c->nnotifies; i++)
-		summary_notify(c->notifies[i], f);
+		summary_notify(c->notifies[i], f, all);
 	if (c->cluster.enabled)
-		summary_cluster(&c->cluster, f);
+		summary_cluster(&c->cluster, f, all);
 }
 
 static bool

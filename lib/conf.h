@@ -166,7 +166,11 @@ bool		 conf_tenant_routes(const struct conf_tenant *,
 bool		 conf_in_shard(const struct config *, const char *name);
 
 /* One line per section for --check-config; secrets never printed. */
-void		 conf_summary(const struct config *, FILE *);
+/*
+ * One line per section: what it is (all: false, --check-config) or the
+ * whole effective configuration, secrets redacted (all: true, -v).
+ */
+void		 conf_summary(const struct config *, FILE *, bool all);
 
 const char	*conf_transport_name(enum out_transport);
 const char	*conf_format_name(enum out_format);

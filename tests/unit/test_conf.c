@@ -1037,7 +1037,7 @@ test_summary(void **state)
 	size_t		 len = 0;
 	FILE		*f = open_memstream(&out, &len);
 
-	conf_summary(c, f);
+	conf_summary(c, f, true);
 	fclose(f);
 	assert_null(strstr(out, "s3cr3t"));
 	assert_null(strstr(out, "TopSecretInline"));
@@ -1064,6 +1064,22 @@ test_summary(void **state)
 	assert_non_null(strstr(out, "cluster: etcd_endpoints="
 	    "http://127.0.0.1:2379 member_name="));
 	assert_non_null(strstr(out, "lease_ttl=10s prefix=/alertrelay/"));
+	free(out);
+	/* Without -v: one short line per section, no secrets either. */
+	out = NULL;
+	f = open_memstream(&out, &len);
+	conf_summary(c, f, false);
+	fclose(f);
+	assert_null(strstr(out, "s3cr3t"));
+	assert_null(strstr(out, "TopSecretInline"));
+	assert_string_equal(out, "daemon: state_dir=/var/lib/alertrelay "
+	    "poll_interval=60s\n"
+	    "output o: stdout cef\n"
+	    "output siem1: tcp 127.0.0.1:514 cef\n"
+	    "tenant contoso: source=mde auth=secret(file) enabled=yes\n"
+	    "tenant inline: source=mde auth=secret(inline) enabled=no\n"
+	    "notify n: smtp_url=smtp://m:25\n"
+	    "cluster: etcd_endpoints=http://127.0.0.1:2379\n");
 	free(out);
 	conf_free(c);
 	free(t);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Every metric and label that the shipped Prometheus rules, their unit
-tests and the Grafana dashboard name must be one alertrelayd exports.
+tests and the Grafana dashboard name must be one alertrelayd exports, and
+every metric it exports is listed in alertrelayd(8).
 
 The exported names come from a real daemon: it is started on loopback with
 a tenant (pointing at a closed port, so it fails without leaving the host)
@@ -33,6 +34,7 @@ RULE_TESTS = os.path.join(TOP, "packaging", "prometheus",
                           "alertrelay-rules.test.yml")
 DASHBOARD = os.path.join(TOP, "packaging", "grafana",
                          "alertrelay-dashboard.json")
+MANPAGE = os.path.join(TOP, "daemon", "alertrelayd.8")
 # Labels Prometheus adds to every scraped series, and the ones its own
 # functions or the rules' alerts carry.
 TARGET_LABELS = {"instance", "job", "alertname", "severity", "__name__"}
@@ -56,6 +58,12 @@ def family_names(name, kind):
     if kind == "summary":
         return {name, name + "_sum", name + "_count"}
     return {name}
+
+
+def type_names(text):
+    """The families of an exposition (its TYPE lines)."""
+    return {line.split()[2] for line in text.split("\n")
+            if line.startswith("# TYPE ")}
 
 
 def parse_exposition(text):
@@ -337,6 +345,13 @@ def main():
     used_l = merge(rl, dl)
     problems = check_dashboard_shape(dash)
     problems += compare(used_m, used_l, names, labels)
+    with open(MANPAGE) as f:
+        man = f.read().replace("\\", "")
+    for fam in sorted(type_names(text)):
+        if not re.search(r"(?<![a-z_])%s(?![a-z_])" % re.escape(fam), man):
+            problems.append("alertrelayd exports %s, which %s does not "
+                            "list under METRICS"
+                            % (fam, os.path.relpath(MANPAGE, TOP)))
     for need, what in ((rm, "the rules"), (dm, "the dashboard")):
         if not need:
             problems.append("%s name no alertrelay_ metric at all: the "

@@ -316,7 +316,8 @@ metrics_render(struct relay *r, int64_t now, struct buf *b)
 	metrics_tenants_health(r, b);
 	metrics_outputs(r, b);
 	metrics_daemon(r, b);
-	metrics_looplag(&r->metrics->lag, b);
+	if (r->metrics != NULL)
+		metrics_looplag(&r->metrics->lag, b);
 }
 
 static int64_t

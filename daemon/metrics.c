@@ -329,12 +329,18 @@ looplag_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* (Re)arm the probe: it is due LOOPLAG_INTERVAL_US from now. */
+/*
+ * (Re)arm the probe: it is due LOOPLAG_INTERVAL_US from now.  libevent
+ * counts timeouts from the time it cached when the loop woke up, which may
+ * be long before this callback runs; refresh it so that its deadline and
+ * ours agree, or the next lateness would be understated by that much.
+ */
 static void
 looplag_arm(struct metrics *m)
 {
 	struct timeval	 tv = { 0, LOOPLAG_INTERVAL_US };
 
+	event_base_update_cache_time(m->relay->base);
 	m->lag_due_us = looplag_now_us() + LOOPLAG_INTERVAL_US;
 	evtimer_add(m->lag_timer, &tv);
 }

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import time
 import urllib.error
 import urllib.parse
@@ -245,6 +246,54 @@ def check_prometheus(ctx):
                                if noise else ""))
 
 
+# --------------------------------------------------------------------------
+# loop_lag: a stalled event loop shows in alertrelay_loop_lag_seconds.
+
+def lag_histogram(port):
+    """{le: cumulative count}, sum, count of alertrelay_loop_lag_seconds."""
+    code, text = http_get("http://127.0.0.1:%d/metrics" % port)
+    if code != 200:
+        raise Fail("GET /metrics answered %d" % code)
+    buckets = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^alertrelay_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text,
+        re.M)}
+    m_sum = re.search(r"^alertrelay_loop_lag_seconds_sum (\S+)$", text, re.M)
+    m_cnt = re.search(r"^alertrelay_loop_lag_seconds_count (\S+)$", text,
+                      re.M)
+    if not buckets or m_sum is None or m_cnt is None or \
+            buckets.get("+Inf") != float(m_cnt.group(1)):
+        raise Fail("no consistent alertrelay_loop_lag_seconds histogram:\n%s"
+                   % tail("\n".join(x for x in text.split("\n")
+                                    if "loop_lag" in x)))
+    return buckets, float(m_sum.group(1)), float(m_cnt.group(1))
+
+
+def check_loop_lag(ctx):
+    port = start_daemon(ctx)
+    # The probe runs every 100 ms: a second brings about ten samples.
+    wait_for(lambda: lag_histogram(port)[2] >= 10, 10,
+             "ten loop-lag samples")
+    before, sum0, _ = lag_histogram(port)
+    slow0 = before["+Inf"] - before["1"]
+    # Freeze the whole process for 1.5 s: the loop cannot run the probe,
+    # which then fires at least 1.4 s late.
+    os.kill(ctx.daemon.proc.pid, signal.SIGSTOP)
+    time.sleep(1.5)
+    os.kill(ctx.daemon.proc.pid, signal.SIGCONT)
+    wait_for(lambda: lag_histogram(port)[0]["+Inf"] - lag_histogram(
+        port)[0]["1"] > slow0, 5, "a loop-lag sample above 1 s")
+    after, sum1, _ = lag_histogram(port)
+    if after["+Inf"] - after["1"] != slow0 + 1:
+        raise Fail("a 1.5 s stall gave %d samples above 1 s, expected 1"
+                   % (after["+Inf"] - after["1"] - slow0))
+    if not 1.3 <= sum1 - sum0 <= 3:
+        raise Fail("the lag sum grew by %.3f s over a 1.5 s stall"
+                   % (sum1 - sum0))
+    ctx.daemon.stop()
+    ctx.note("a 1.5 s SIGSTOP showed as one %.2f s loop-lag sample"
+             % (sum1 - sum0))
+
+
 def _days_ahead(days):
     return time.strftime("%Y-%m-%d", time.gmtime(time.time() + days * 86400))
 
@@ -267,5 +316,16 @@ CASES = [
                      "framing": "octet-counting", "format": "cef",
                      "sink": "octet"}],
         "check": check_prometheus,
+    },
+    {
+        "name": "loop_lag",
+        "doc": "the loop-lag probe: a 1.5 s SIGSTOP of the daemon shows as "
+               "one sample above 1 s in alertrelay_loop_lag_seconds",
+        "fake": ["-t", "t1", "--alerts", "3", "--seed", "62"],
+        "tenants": [{"name": "t1"}],
+        "outputs": [{"name": "siem", "transport": "tcp",
+                     "framing": "octet-counting", "format": "cef",
+                     "sink": "octet"}],
+        "check": check_loop_lag,
     },
 ]

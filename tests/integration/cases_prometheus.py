@@ -1,7 +1,8 @@
-"""Integration case for the shipped Prometheus rules against a real
-Prometheus (Debian's prometheus package) scraping a running alertrelayd:
-the text format is accepted, the series the rules need are there for every
-tenant, and the rules fire for the broken tenant and only for it.
+"""Integration cases for monitoring.  prometheus: a real Prometheus
+(Debian's prometheus package) scrapes a running alertrelayd with the
+shipped rules: the text format is accepted, the series the rules need are
+there for every tenant, and the rules fire for the broken tenant and only
+for it.  loop_lag: a frozen event loop shows in alertrelay_loop_lag_seconds.
 Loaded by harness.py next to cases.py (every cases_*.py exports CASES)."""
 
 import json

@@ -45,6 +45,7 @@ BENCHES	 := $(BENCH_SRC:tests/bench/%.c=$(B)/tests/bench/%)
 PROGS	 = $(B)/alertrelayd $(if $(CTL_SRC),$(B)/alertrelayctl)
 
 .PHONY: all check check-valgrind check-package check-systemd check-bench check-long check-docs check-fuzz valgrind check-unit check-asan check-integration check-format \
+	check-prometheus \
 	demo install clean bench fuzz
 
 all: $(PROGS) $(FAKES) $(UNITS) $(BENCHES)
@@ -74,7 +75,7 @@ $(B)/tests/bench/%: $(B)/tests/bench/%.o $(LIBA)
 
 # The integration suite runs last: its "N passed, M failed" closes the run.
 check: check-unit check-docs check-asan check-fuzz check-valgrind \
-	check-package check-systemd check-bench check-integration
+	check-package check-systemd check-bench check-prometheus check-integration
 
 # Keep objects make considers intermediate (no "rm" at the end of a run).
 .SECONDARY:
@@ -108,6 +109,17 @@ valgrind: all
 
 check-docs:
 	tests/docs_check.sh
+
+# The shipped alerting rules and Grafana dashboard (Debian's prometheus
+# package has promtool): syntax, the rules' unit tests, and every metric
+# and label they name is one a running alertrelayd exports.
+check-prometheus: $(B)/alertrelayd
+	@command -v promtool >/dev/null || { echo "check-prometheus:" \
+	    "promtool is missing (apt-get install prometheus," \
+	    "packaging/install-deps.sh)" >&2; exit 1; }
+	promtool check rules packaging/prometheus/alertrelay-rules.yml
+	promtool test rules packaging/prometheus/alertrelay-rules.test.yml
+	tests/prometheus/check_names.py --daemon $(B)/alertrelayd
 
 # Unit tests run from the top so they find tests/data and shared vectors.
 check-unit: $(UNITS)

@@ -5,30 +5,43 @@
  * Per tenant (label tenant="NAME"): alertrelay_polls_total{result},
  * alertrelay_http_responses_total{class}, alertrelay_alerts_forwarded_total,
  * alertrelay_lag_seconds, alertrelay_token_expiry_timestamp_seconds (both
- * only while known), alertrelay_up.  Per output (label output="NAME"):
- * alertrelay_output_connected, alertrelay_output_spool_bytes,
- * alertrelay_output_spool_records, alertrelay_output_messages_sent_total,
- * alertrelay_output_reconnects_total.  Daemon: alertrelay_daemon_alerts_
- * forwarded_total (survives removed tenants), alertrelay_reloads_total,
- * alertrelay_start_time_seconds, alertrelay_build_info{version}.
+ * only while known), alertrelay_up, alertrelay_tenant_failing,
+ * alertrelay_tenant_last_success_timestamp_seconds (tenants this daemon
+ * polls), alertrelay_tenant_credential_expiry_timestamp_seconds{credential}
+ * (certificate notAfter or secret_expires, when known).  Per output (label
+ * output="NAME"): alertrelay_output_connected, alertrelay_output_spool_bytes,
+ * alertrelay_output_spool_max_bytes, alertrelay_output_spool_records,
+ * alertrelay_output_messages_sent_total, alertrelay_output_reconnects_total.
+ * Daemon: alertrelay_daemon_alerts_forwarded_total (survives removed
+ * tenants), alertrelay_reloads_total, alertrelay_start_time_seconds,
+ * alertrelay_build_info{version}, and the histogram alertrelay_loop_lag_
+ * seconds: how late a 100 ms timer fires, i.e. how long the event loop
+ * was busy while work was due.  packaging/prometheus and packaging/grafana
+ * use these names; tests/prometheus/check_names.py holds them to it.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 
 #include "alertrelayd.h"
+#include "histogram.h"
 
 #define METRICS_TIMEOUT_S	10
 #define METRICS_CONTENT_TYPE	"text/plain; version=0.0.4; charset=utf-8"
+#define LOOPLAG_INTERVAL_US	100000
 
 struct metrics {
 	struct relay		*relay;
 	struct evhttp		*http;
 	char			*listen;
+	struct event		*lag_timer;	/* the loop-lag probe */
+	int64_t			 lag_due_us;	/* when it should fire */
+	struct histogram	 lag;
 };
 
 /* Append a label value escaped as the text format wants (\\, \", \n). */
@@ -155,6 +168,55 @@ metrics_tenants(struct relay *r, int64_t now, struct buf *b)
 		    NULL, metrics_tenant_up(r->tenants[i]) ? "1" : "0");
 }
 
+/* Is the tenant polled by this daemon (enabled, and owned in a cluster)? */
+static bool
+metrics_tenant_polled(const struct relay *r, const struct tenant *t)
+{
+	return t->conf->enabled && (!r->conf->cluster.enabled ||
+	    tenant_owned(t));
+}
+
+/* What the alerting rules need: failing, last success, credentials. */
+static void
+metrics_tenants_health(struct relay *r, struct buf *b)
+{
+	struct tenant	*t;
+	char		 n[64];
+	size_t		 i;
+
+	metrics_family(b, "tenant_failing", "gauge", "1 while the tenant's "
+	    "polls keep failing (or it was given up on), else 0.");
+	for (i = 0; i < r->ntenants; i++) {
+		t = r->tenants[i];
+		metrics_sample(b, "tenant_failing", "tenant", t->name, NULL,
+		    NULL, t->conf->enabled && (t->failing ||
+		    t->phase == TENANT_FAILED) ? "1" : "0");
+	}
+	metrics_family(b, "tenant_last_success_timestamp_seconds", "gauge",
+	    "When the tenant's last catch-up completed (Unix time); the "
+	    "daemon's start until its first.  Only for tenants polled here.");
+	for (i = 0; i < r->ntenants; i++) {
+		t = r->tenants[i];
+		if (metrics_tenant_polled(r, t))
+			metrics_sample(b, "tenant_last_success_timestamp_"
+			    "seconds", "tenant", t->name, NULL, NULL,
+			    num_ticks(n, sizeof(n), t->last_success != 0 ?
+			    t->last_success : r->started));
+	}
+	metrics_family(b, "tenant_credential_expiry_timestamp_seconds",
+	    "gauge", "When the tenant's certificate (notAfter) or client "
+	    "secret (secret_expires) expires (Unix time), when known.");
+	for (i = 0; i < r->ntenants; i++) {
+		t = r->tenants[i];
+		if (t->token.cred_expires != 0)
+			metrics_sample(b, "tenant_credential_expiry_timestamp_"
+			    "seconds", "tenant", t->name, "credential",
+			    t->conf->certificate_file != NULL ? "certificate" :
+			    "secret", num_u(n, sizeof(n),
+			    (uint64_t)t->token.cred_expires));
+	}
+}
+
 static void
 metrics_outputs(struct relay *r, struct buf *b)
 {
@@ -166,6 +228,9 @@ metrics_outputs(struct relay *r, struct buf *b)
 		{ "output_spool_bytes", "gauge",
 		    "Bytes queued in the output's spool, not yet "
 		    "acknowledged." },
+		{ "output_spool_max_bytes", "gauge",
+		    "The spool's bound (spool_max_bytes); polling for its "
+		    "tenants pauses when it is full." },
 		{ "output_spool_records", "gauge",
 		    "Messages queued in the output's spool." },
 		{ "output_messages_sent_total", "counter",
@@ -184,9 +249,10 @@ metrics_outputs(struct relay *r, struct buf *b)
 			sink_stats(r->sinks[i], &ss);
 			v[0] = ss.connected;
 			v[1] = ss.spool_bytes;
-			v[2] = ss.spool_records;
-			v[3] = ss.sent;
-			v[4] = ss.reconnects;
+			v[2] = sink_conf(r->sinks[i])->spool_max_bytes;
+			v[3] = ss.spool_records;
+			v[4] = ss.sent;
+			v[5] = ss.reconnects;
 			metrics_sample(b, fam[j].name, "output",
 			    sink_conf(r->sinks[i])->name, NULL, NULL,
 			    num_u(n, sizeof(n), v[j]));
@@ -217,13 +283,76 @@ metrics_daemon(struct relay *r, struct buf *b)
 	    "1");
 }
 
+/* The loop-lag histogram: le in seconds, cumulative counts. */
+static void
+metrics_looplag(const struct histogram *h, struct buf *b)
+{
+	char	 le[32], n[32];
+	int64_t	 bound;
+	size_t	 i;
+
+	metrics_family(b, "loop_lag_seconds", "histogram", "How late the "
+	    "event loop ran a timer due every 100 ms (time the loop was busy "
+	    "while work waited).");
+	for (i = 0; i < HISTOGRAM_NBUCKETS; i++) {
+		if ((bound = histogram_bound_us(i)) < 0)
+			snprintf(le, sizeof(le), "+Inf");
+		else
+			snprintf(le, sizeof(le), "%g", (double)bound / 1e6);
+		metrics_sample(b, "loop_lag_seconds_bucket", "le", le, NULL,
+		    NULL, num_u(n, sizeof(n), histogram_cumulative(h, i)));
+	}
+	snprintf(n, sizeof(n), "%.6f", (double)h->sum_us / 1e6);
+	metrics_sample(b, "loop_lag_seconds_sum", NULL, NULL, NULL, NULL, n);
+	metrics_sample(b, "loop_lag_seconds_count", NULL, NULL, NULL, NULL,
+	    num_u(n, sizeof(n), h->count));
+}
+
 /* The whole exposition. */
 static void
 metrics_render(struct relay *r, int64_t now, struct buf *b)
 {
 	metrics_tenants(r, now, b);
+	metrics_tenants_health(r, b);
 	metrics_outputs(r, b);
 	metrics_daemon(r, b);
+	if (r->metrics != NULL)
+		metrics_looplag(&r->metrics->lag, b);
+}
+
+static int64_t
+looplag_now_us(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * (Re)arm the probe: it is due LOOPLAG_INTERVAL_US from now.  libevent
+ * counts timeouts from the time it cached when the loop woke up, which may
+ * be long before this callback runs; refresh it so that its deadline and
+ * ours agree, or the next lateness would be understated by that much.
+ */
+static void
+looplag_arm(struct metrics *m)
+{
+	struct timeval	 tv = { 0, LOOPLAG_INTERVAL_US };
+
+	event_base_update_cache_time(m->relay->base);
+	m->lag_due_us = looplag_now_us() + LOOPLAG_INTERVAL_US;
+	evtimer_add(m->lag_timer, &tv);
+}
+
+/* The probe fired: record how late, measured on a fresh clock. */
+static void
+looplag_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct metrics	*m = arg;
+
+	histogram_add(&m->lag, looplag_now_us() - m->lag_due_us);
+	looplag_arm(m);
 }
 
 static void
@@ -316,6 +445,9 @@ metrics_start(struct relay *r, char *err, size_t elen)
 		return -1;
 	}
 	free(tmp);
+	histogram_init(&m->lag);
+	m->lag_timer = evtimer_new(r->base, looplag_cb, m);
+	looplag_arm(m);
 	r->metrics = m;
 	log_debug("metrics on http://%s/metrics", listen);
 	return 0;
@@ -329,6 +461,7 @@ metrics_stop(struct relay *r)
 	if (m == NULL)
 		return;
 	r->metrics = NULL;
+	event_free(m->lag_timer);
 	evhttp_free(m->http);
 	free(m->listen);
 	free(m);

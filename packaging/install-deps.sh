@@ -5,7 +5,7 @@
 set -e
 PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev
 libevent-dev libssl-dev libsystemd-dev libcmocka-dev openssl curl
-syslog-ng-core liblognorm-utils python3 clang etcd-server
+syslog-ng-core liblognorm-utils python3 clang etcd-server prometheus
 valgrind debhelper dpkg-dev fakeroot systemd man-db groff-base
 mmdebstrap gpg systemd-container"
 missing=""

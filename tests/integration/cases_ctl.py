@@ -155,7 +155,10 @@ def parse_metrics(text):
         if not m:
             raise Fail("metrics line not in the text format: %r" % line)
         name = m.group(1)
-        if name not in types or name not in helps:
+        fam = re.sub(r"_(bucket|sum|count)$", "", name)
+        if types.get(fam) != "histogram":
+            fam = name
+        if fam not in types or fam not in helps:
             raise Fail("metric %s has no HELP/TYPE lines" % name)
         labels = frozenset(LABEL_RE.findall(m.group(3) or ""))
         samples[(name, labels)] = float(m.group(4))

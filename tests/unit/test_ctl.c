@@ -258,6 +258,8 @@ setup(void **state)
 	f->co.name = "siem";
 	f->co.transport = OUT_TCP;
 	f->co.address = "127.0.0.1:514";
+	f->co.spool_max_bytes = 1048576;
+	f->t[1].token.cred_expires = 1798761600;
 	f->s.co = &f->co;
 	f->s.st.connected = true;
 	f->s.st.spool_records = 3;
@@ -752,6 +754,27 @@ test_metrics(void **state)
 	assert_non_null(strstr(b.data, "alertrelay_reloads_total 2\n"));
 	assert_non_null(strstr(b.data, "alertrelay_build_info{version=\""
 	    AR_VERSION "\"} 1\n"));
+	assert_non_null(strstr(b.data, "alertrelay_tenant_failing{tenant="
+	    "\"contoso\"} 0\nalertrelay_tenant_failing{tenant=\"fabrikam-"
+	    "long-name\"} 1\n"));
+	assert_non_null(strstr(b.data, "alertrelay_tenant_credential_expiry_"
+	    "timestamp_seconds{tenant=\"fabrikam-long-name\",credential=\""
+	    "secret\"} 1798761600\n"));
+	assert_null(strstr(b.data, "credential_expiry_timestamp_seconds{"
+	    "tenant=\"contoso\""));
+	assert_non_null(strstr(b.data, "alertrelay_output_spool_max_bytes{"
+	    "output=\"siem\"} 1048576\n"));
+	/* Last success; the daemon's start for one that never succeeded. */
+	xasprintf(&h, "alertrelay_tenant_last_success_timestamp_seconds{"
+	    "tenant=\"contoso\"} %.3f\n", (double)f->t[0].last_success /
+	    TICKS_PER_SEC);
+	assert_non_null(strstr(b.data, h));
+	free(h);
+	xasprintf(&h, "alertrelay_tenant_last_success_timestamp_seconds{"
+	    "tenant=\"fabrikam-long-name\"} %.3f\n", (double)f->r.started /
+	    TICKS_PER_SEC);
+	assert_non_null(strstr(b.data, h));
+	free(h);
 	assert_null(strstr(b.data, SECRET));
 	/* Every sample's family has HELP and TYPE before it. */
 	for (p = b.data; *p != '\0'; p = strchr(p, '\n') + 1) {
@@ -762,6 +785,16 @@ test_metrics(void **state)
 		assert_true(strstr(b.data, h) < p);
 		free(h);
 	}
+	/* In a cluster, only the tenants this member owns have one. */
+	f->conf.cluster.enabled = true;
+	f->t[1].owned = true;
+	buf_reset(&b);
+	metrics_render(&f->r, ts_now(), &b);
+	assert_null(strstr(b.data, "last_success_timestamp_seconds{tenant="
+	    "\"contoso\""));
+	assert_non_null(strstr(b.data, "last_success_timestamp_seconds{"
+	    "tenant=\"fabrikam-long-name\""));
+	f->conf.cluster.enabled = false;
 	buf_clear(&b);
 	f->conf.daemon.metrics_listen = "127.0.0.1";
 	assert_int_equal(metrics_start(&f->r, err, sizeof(err)), -1);
@@ -771,6 +804,32 @@ test_metrics(void **state)
 	f->conf.daemon.metrics_listen = "127.0.0.1:0";
 	assert_int_equal(metrics_start(&f->r, err, sizeof(err)), -1);
 	assert_null(f->r.metrics);
+}
+
+/* The loop-lag histogram in the text format: le in seconds, cumulative. */
+static void
+test_metrics_looplag(void **state)
+{
+	struct histogram h;
+	struct buf	 b;
+
+	histogram_init(&h);
+	histogram_add(&h, 300);
+	histogram_add(&h, 100000);
+	buf_init(&b);
+	metrics_looplag(&h, &b);
+	assert_non_null(strstr(b.data, "# TYPE alertrelay_loop_lag_seconds "
+	    "histogram\n"));
+	assert_non_null(strstr(b.data, "alertrelay_loop_lag_seconds_bucket{"
+	    "le=\"0.0005\"} 1\n"));
+	assert_non_null(strstr(b.data, "alertrelay_loop_lag_seconds_bucket{"
+	    "le=\"0.05\"} 1\nalertrelay_loop_lag_seconds_bucket{le=\"0.1\"} "
+	    "2\n"));
+	assert_non_null(strstr(b.data, "alertrelay_loop_lag_seconds_bucket{"
+	    "le=\"10\"} 2\nalertrelay_loop_lag_seconds_bucket{le=\"+Inf\"} "
+	    "2\nalertrelay_loop_lag_seconds_sum 0.100300\n"
+	    "alertrelay_loop_lag_seconds_count 2\n"));
+	buf_clear(&b);
 }
 
 int
@@ -791,6 +850,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_check_tenant, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+		cmocka_unit_test(test_metrics_looplag),
 	};
 
 	log_init(LOG_TARGET_STDERR, 0, "test_ctl");

@@ -18,6 +18,13 @@
  * seconds: how late a 100 ms timer fires, i.e. how long the event loop
  * was busy while work was due.  packaging/prometheus and packaging/grafana
  * use these names; tests/prometheus/check_names.py holds them to it.
+ *
+ * The server is small on purpose: one request per connection (the
+ * answer says Connection: close), a head of at most 16 KiB parsed by
+ * lib/httpreq.c, 10 s to send it, at most METRICS_MAX_CONN connections
+ * at once (more are closed at accept).  When accept() runs out of
+ * descriptors the listener pauses for a second instead of spinning, and
+ * a spare descriptor lets it take the waiting connection off the queue.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,19 +32,42 @@
 #include <string.h>
 #include <time.h>
 
+#include <fcntl.h>
+#include <netdb.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <event2/buffer.h>
-#include <event2/http.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
 
 #include "alertrelayd.h"
 #include "histogram.h"
+#include "httpreq.h"
 
 #define METRICS_TIMEOUT_S	10
+#define METRICS_MAX_CONN	64
+#define METRICS_PAUSE_MS	1000
 #define METRICS_CONTENT_TYPE	"text/plain; version=0.0.4; charset=utf-8"
 #define LOOPLAG_INTERVAL_US	100000
 
+struct mconn {
+	struct metrics		*m;
+	struct bufferevent	*bev;
+	bool			 answered;
+	TAILQ_ENTRY(mconn)	 entry;
+};
+
 struct metrics {
 	struct relay		*relay;
-	struct evhttp		*http;
+	struct evconnlistener	*listener;
+	TAILQ_HEAD(, mconn)	 conns;
+	unsigned		 nconns;
+	uint64_t		 refused;	/* over METRICS_MAX_CONN */
+	struct event		*pause;		/* accept paused (EMFILE) */
+	bool			 paused_logged;
+	int			 spare_fd;	/* for EMFILE, see above */
 	char			*listen;
 	struct event		*lag_timer;	/* the loop-lag probe */
 	int64_t			 lag_due_us;	/* when it should fire */
@@ -356,30 +386,173 @@ looplag_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-metrics_request_cb(struct evhttp_request *req, void *arg)
+mconn_free(struct mconn *c)
 {
-	struct metrics		*m = arg;
-	const struct evhttp_uri	*uri;
-	const char		*path;
-	struct evbuffer		*out;
-	struct buf		 b;
+	TAILQ_REMOVE(&c->m->conns, c, entry);
+	c->m->nconns--;
+	bufferevent_free(c->bev);
+	free(c);
+}
 
-	uri = evhttp_request_get_evhttp_uri(req);
-	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-	if (path == NULL || strcmp(path, "/metrics") != 0) {
-		evhttp_send_error(req, HTTP_NOTFOUND,
-		    "Not Found: try /metrics");
+static void
+mconn_reply(struct mconn *c, int code, const char *reason, const char *type,
+    const char *body, size_t len, bool head)
+{
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
+
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\n\r\n", code, reason,
+	    type, len);
+	if (!head)
+		evbuffer_add(out, body, len);
+	c->answered = true;
+	bufferevent_disable(c->bev, EV_READ);
+}
+
+static void
+mconn_error(struct mconn *c, int code, const char *reason, const char *msg)
+{
+	mconn_reply(c, code, reason, "text/plain; charset=utf-8", msg,
+	    strlen(msg), false);
+}
+
+/* The whole request head is there: answer it. */
+static void
+mconn_answer(struct mconn *c, const struct httpreq *req)
+{
+	bool		 head = strcmp(req->method, "HEAD") == 0;
+	struct buf	 b;
+
+	if (!head && strcmp(req->method, "GET") != 0) {
+		mconn_error(c, 405, "Method Not Allowed", "GET or HEAD only\n");
+		return;
+	}
+	if (strcmp(req->path, "/metrics") != 0) {
+		mconn_error(c, 404, "Not Found", "Not Found: try /metrics\n");
 		return;
 	}
 	buf_init(&b);
-	metrics_render(m->relay, ts_now(), &b);
-	out = evbuffer_new();
-	evbuffer_add(out, b.data, b.len);
+	metrics_render(c->m->relay, ts_now(), &b);
+	mconn_reply(c, 200, "OK", METRICS_CONTENT_TYPE, b.data, b.len, head);
 	buf_clear(&b);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", METRICS_CONTENT_TYPE);
-	evhttp_send_reply(req, HTTP_OK, "OK", out);
-	evbuffer_free(out);
+}
+
+static void
+mconn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct mconn	*c = arg;
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	size_t		 len = evbuffer_get_length(in);
+	struct httpreq	 req;
+	const char	*p;
+
+	if (c->answered)
+		return;
+	if (len > HTTPREQ_MAX_HEAD)
+		len = HTTPREQ_MAX_HEAD;
+	p = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+	switch (httpreq_parse(p, len, &req)) {
+	case HTTPREQ_MORE:
+		return;
+	case HTTPREQ_OK:
+		mconn_answer(c, &req);
+		break;
+	case HTTPREQ_BAD:
+		mconn_error(c, 400, "Bad Request", "Bad Request\n");
+		break;
+	case HTTPREQ_TOO_LARGE:
+		mconn_error(c, 431, "Request Header Fields Too Large",
+		    "Request Header Fields Too Large\n");
+		break;
+	}
+}
+
+/* The answer is out: close. */
+static void
+mconn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct mconn	*c = arg;
+
+	if (c->answered)
+		mconn_free(c);
+}
+
+static void
+mconn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	mconn_free(arg);
+}
+
+static void
+metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct metrics	*m = arg;
+	struct mconn	*c;
+	struct timeval	 tv = { METRICS_TIMEOUT_S, 0 };
+
+	if (m->nconns >= METRICS_MAX_CONN) {
+		m->refused++;
+		close(fd);
+		return;
+	}
+	m->paused_logged = false;
+	c = xcalloc(1, sizeof(*c));
+	c->m = m;
+	c->bev = bufferevent_socket_new(m->relay->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		close(fd);
+		free(c);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&m->conns, c, entry);
+	m->nconns++;
+	bufferevent_setcb(c->bev, mconn_read_cb, mconn_write_cb,
+	    mconn_event_cb, c);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void
+metrics_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct metrics	*m = arg;
+
+	if (m->spare_fd == -1)
+		m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	evconnlistener_enable(m->listener);
+}
+
+/*
+ * accept() failed.  Out of descriptors: take the waiting connection off
+ * the queue with the spare one (so the listener is not woken for it
+ * again), and pause accepting for a moment.
+ */
+static void
+metrics_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct metrics	*m = arg;
+	int		 e = EVUTIL_SOCKET_ERROR(), fd;
+	struct timeval	 tv = { 0, METRICS_PAUSE_MS * 1000 };
+
+	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+		log_debug("metrics: accept: %s", strerror(e));
+		return;
+	}
+	if (!m->paused_logged)
+		log_warnx("metrics on %s: cannot accept a connection: %s; "
+		    "pausing the listener (raise LimitNOFILE= if this "
+		    "repeats)", m->listen, strerror(e));
+	m->paused_logged = true;
+	if (m->spare_fd != -1) {
+		close(m->spare_fd);
+		m->spare_fd = -1;
+		if ((fd = accept(evconnlistener_get_fd(l), NULL, NULL)) != -1)
+			close(fd);
+	}
+	evconnlistener_disable(l);
+	evtimer_add(m->pause, &tv);
 }
 
 /* Split "HOST:PORT" or "[V6]:PORT"; host and port point into buf. */
@@ -404,18 +577,16 @@ metrics_split(char *buf, char **host, char **port)
 	return **host != '\0' && **port != '\0' ? 0 : -1;
 }
 
-int
-metrics_start(struct relay *r, char *err, size_t elen)
+/* The listening address, or -1 with err. */
+static int
+metrics_addr(const char *listen, struct sockaddr_storage *ss, int *sslen,
+    char *err, size_t elen)
 {
-	struct metrics	*m;
-	const char	*listen = r->conf->daemon.metrics_listen;
+	struct addrinfo	 hints, *ai;
 	char		*tmp, *host, *port, *end;
 	long		 pn;
+	int		 r;
 
-	if (r->metrics != NULL)
-		metrics_stop(r);
-	if (listen == NULL || *listen == '\0')
-		return 0;
 	tmp = xstrdup(listen);
 	if (metrics_split(tmp, &host, &port) == -1 ||
 	    (pn = strtol(port, &end, 10)) < 1 || pn > 65535 || *end != '\0') {
@@ -424,31 +595,79 @@ metrics_start(struct relay *r, char *err, size_t elen)
 		free(tmp);
 		return -1;
 	}
-	m = xcalloc(1, sizeof(*m));
-	m->relay = r;
-	m->listen = xstrdup(listen);
-	m->http = evhttp_new(r->base);
-	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_timeout(m->http, METRICS_TIMEOUT_S);
-	evhttp_set_max_headers_size(m->http, 16384);
-	evhttp_set_max_body_size(m->http, 1024);
-	evhttp_set_gencb(m->http, metrics_request_cb, m);
-	errno = 0;
-	if (evhttp_bind_socket_with_handle(m->http, host, (uint16_t)pn) ==
-	    NULL) {
-		snprintf(err, elen, "metrics_listen %s: cannot listen%s%s",
-		    listen, errno ? ": " : "", errno ? strerror(errno) : "");
-		evhttp_free(m->http);
-		free(m->listen);
-		free(m);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	/* An address literal, or a name from /etc/hosts such as localhost. */
+	if ((r = getaddrinfo(host, port, &hints, &ai)) != 0) {
+		snprintf(err, elen, "metrics_listen %s: %s", listen,
+		    gai_strerror(r));
 		free(tmp);
 		return -1;
 	}
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*sslen = (int)ai->ai_addrlen;
+	freeaddrinfo(ai);
 	free(tmp);
-	histogram_init(&m->lag);
-	m->lag_timer = evtimer_new(r->base, looplag_cb, m);
-	looplag_arm(m);
-	r->metrics = m;
+	return 0;
+}
+
+static void
+metrics_close_conns(struct metrics *m)
+{
+	while (!TAILQ_EMPTY(&m->conns))
+		mconn_free(TAILQ_FIRST(&m->conns));
+}
+
+/*
+ * Listen on metrics_listen.  On a reload that moves it, the new address
+ * is bound first; if that fails the old listener keeps serving.
+ */
+int
+metrics_start(struct relay *r, char *err, size_t elen)
+{
+	struct metrics		*m = r->metrics;
+	const char		*listen = r->conf->daemon.metrics_listen;
+	struct sockaddr_storage	 ss;
+	struct evconnlistener	*l;
+	int			 sslen;
+
+	if (listen == NULL || *listen == '\0') {
+		metrics_stop(r);
+		return 0;
+	}
+	if (metrics_addr(listen, &ss, &sslen, err, elen) == -1)
+		return -1;
+	errno = 0;
+	l = evconnlistener_new_bind(r->base, metrics_accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+	    -1, (struct sockaddr *)&ss, sslen);
+	if (l == NULL) {
+		snprintf(err, elen, "metrics_listen %s: cannot listen%s%s",
+		    listen, errno ? ": " : "", errno ? strerror(errno) : "");
+		return -1;
+	}
+	if (m == NULL) {
+		m = xcalloc(1, sizeof(*m));
+		m->relay = r;
+		TAILQ_INIT(&m->conns);
+		m->pause = evtimer_new(r->base, metrics_resume_cb, m);
+		m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		histogram_init(&m->lag);
+		m->lag_timer = evtimer_new(r->base, looplag_cb, m);
+		looplag_arm(m);
+		r->metrics = m;
+	} else {
+		metrics_close_conns(m);
+		evconnlistener_free(m->listener);
+		evtimer_del(m->pause);
+		free(m->listen);
+	}
+	m->listener = l;
+	evconnlistener_set_cb(l, metrics_accept_cb, m);
+	evconnlistener_set_error_cb(l, metrics_accept_error_cb);
+	m->listen = xstrdup(listen);
 	log_debug("metrics on http://%s/metrics", listen);
 	return 0;
 }
@@ -461,8 +680,12 @@ metrics_stop(struct relay *r)
 	if (m == NULL)
 		return;
 	r->metrics = NULL;
+	metrics_close_conns(m);
 	event_free(m->lag_timer);
-	evhttp_free(m->http);
+	event_free(m->pause);
+	evconnlistener_free(m->listener);
+	if (m->spare_fd != -1)
+		close(m->spare_fd);
 	free(m->listen);
 	free(m);
 }

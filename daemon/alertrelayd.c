@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <event2/dns.h>
 #include <systemd/sd-daemon.h>
 
 #include "alertrelayd.h"
@@ -211,7 +212,8 @@ reload_build_outputs(struct relay *r, struct reload_plan *pl)
 		if (pl->sinks[i] == NULL) {
 			reload_reject(r, o->file, o->line, o->name, err);
 			rc = -1;
-		}
+		} else
+			sink_set_resolver(pl->sinks[i], r->dns);
 	}
 	return rc;
 }
@@ -630,6 +632,7 @@ relay_open_outputs(struct relay *r)
 			    r->conf->outputs[i]->line, err);
 			return -1;
 		}
+		sink_set_resolver(r->sinks[i], r->dns);
 		r->nsinks++;
 	}
 	return 0;
@@ -707,6 +710,8 @@ relay_free(struct relay *r)
 	for (i = 0; i < r->nsinks; i++)
 		sink_free(r->sinks[i]);
 	free(r->sinks);
+	if (r->dns != NULL)
+		evdns_base_free(r->dns, 0);	/* the sinks cancelled theirs */
 	http_free(r->http);
 	if (r->sig_term != NULL) {
 		event_free(r->sig_term);
@@ -724,6 +729,28 @@ relay_free(struct relay *r)
 		close(r->lock_fd);
 	if (r->base != NULL)
 		event_base_free(r->base);
+}
+
+/*
+ * The outputs' asynchronous resolver on the loop: /etc/hosts, then the
+ * name servers of /etc/resolv.conf, read once at start.  It keeps no
+ * event pending while no name is being resolved.
+ */
+static struct evdns_base *
+relay_resolver(struct event_base *base)
+{
+	struct evdns_base	*dns;
+
+	dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (dns == NULL) {
+		log_warnx("cannot set up the name resolver from "
+		    "/etc/resolv.conf");
+		return NULL;
+	}
+	/* Plain queries: some resolvers do not echo 0x20 mixed case. */
+	evdns_base_set_option(dns, "randomize-case:", "0");
+	return dns;
 }
 
 static int
@@ -748,6 +775,8 @@ relay_setup(struct relay *r, struct config *conf, bool once)
 	}
 	alert_init(&r->alert);
 	r->base = event_base_new();
+	if ((r->dns = relay_resolver(r->base)) == NULL)
+		return 1;
 	r->http = http_new(r->base, conf->daemon.max_concurrent_requests);
 	if (relay_open_outputs(r) == -1 || relay_open_notifiers(r) == -1 ||
 	    relay_open_tenants(r) == -1)

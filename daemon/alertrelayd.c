@@ -564,22 +564,53 @@ relay_tenant_done(struct relay *r, struct tenant *t, bool ok)
 	    (unsigned long long)t->forwarded);
 }
 
-/* While stopping: exit once every output drained, or at the deadline. */
+/*
+ * Records held by outputs that are connected: worth waiting for while
+ * stopping.  Those of outputs that are down stay in their spools.
+ */
+static uint64_t
+relay_deliverable(struct relay *r)
+{
+	struct sink_stats st;
+	uint64_t	 n = 0;
+	size_t		 i;
+
+	for (i = 0; i < r->nsinks; i++) {
+		if (sink_drained(r->sinks[i]))
+			continue;
+		sink_stats(r->sinks[i], &st);
+		if (st.connected)
+			n += st.spool_records;
+	}
+	return n;
+}
+
+/*
+ * While stopping: deliver for as long as an output that holds records is
+ * connected, up to the deadline; exit at once when none is (an outage
+ * must not hold a stop for the whole deadline: the spool keeps them).
+ */
 static void
 relay_stop_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay	*r = arg;
 	struct timeval	 tv = { 0, 100000 };
 
-	if (relay_drained(r) || mono_ms() >= r->stop_deadline) {
-		if (!relay_drained(r))
-			log_info("stop deadline reached; undelivered alerts "
-			    "stay in the spool and are sent after the next "
-			    "start");
+	if (relay_drained(r)) {
 		event_base_loopexit(r->base, NULL);
 		return;
 	}
-	evtimer_add(r->stop_timer, &tv);
+	if (relay_deliverable(r) == 0)
+		log_info("no output holding undelivered alerts is connected; "
+		    "they stay in the spool and are sent after the next start");
+	else if (mono_ms() >= r->stop_deadline)
+		log_info("stop deadline reached; undelivered alerts stay in "
+		    "the spool and are sent after the next start");
+	else {
+		evtimer_add(r->stop_timer, &tv);
+		return;
+	}
+	event_base_loopexit(r->base, NULL);
 }
 
 static void
@@ -611,8 +642,9 @@ relay_signal_cb(evutil_socket_t sig, short what, void *arg)
 		event_base_loopbreak(r->base);
 		return;
 	}
-	log_info("signal %d: stopping; delivering what is queued for up to "
-	    "%ds (a second signal exits at once)", (int)sig, STOP_DEADLINE_S);
+	log_info("signal %d: stopping; delivering what is queued to connected "
+	    "outputs for up to %ds (a second signal exits at once)", (int)sig,
+	    STOP_DEADLINE_S);
 	relay_stop(r);
 }
 

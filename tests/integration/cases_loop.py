@@ -17,6 +17,7 @@ loud (issue 13, SPEC section 5 "Robustness rules"):
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +30,7 @@ import harness
 from harness import (Daemon, Fail, free_port, tail, wait_for,
                      wait_delivered)
 from cases_ctl import ctl_ok, status_json
+from cases_durability import ChaosProxy, spool_records, spool_segments
 
 OCTET = {"name": "near", "transport": "tcp", "framing": "octet-counting",
          "format": "cef", "sink": "octet"}
@@ -225,6 +227,163 @@ def daemon_stderr(ctx):
     return "".join(out)
 
 
+def output_stats(ctx, name="near"):
+    for o in status_json(ctx).get("outputs", []):
+        if o.get("name") == name:
+            return o
+    raise Fail("status --json shows no output %s" % name)
+
+
+def sigterm(ctx, limit):
+    """SIGTERM the daemon; its exit status and how long it took.  Fails
+    when it is still running after limit seconds (then SIGKILLed)."""
+    p = ctx.daemon.proc
+    t0 = time.monotonic()
+    os.kill(p.pid, signal.SIGTERM)
+    rc = p.wait(limit)
+    dt = time.monotonic() - t0
+    if rc is None:
+        p.stop(signal.SIGKILL)
+        raise Fail("alertrelayd still running %.0fs after SIGTERM; stderr:"
+                   "\n%s" % (limit, tail(p.stderr())))
+    p.close()
+    ctx.suite.check_sanitizer(p)
+    return rc, dt
+
+
+def check_sigterm_outage(ctx):
+    exp = ctx.expected()
+    # The SIEM is down: everything read goes to the spool.
+    ctx.sng.stop()
+    start_daemon(ctx)
+    wait_for(lambda: output_stats(ctx)["spool_records"] >= len(exp), 15,
+             "all %d versions in output near's spool" % len(exp))
+    rc, dt = sigterm(ctx, 5)
+    if rc != 0 or dt > 1.0:
+        raise Fail("SIGTERM with the SIEM down: exit status %s after %.1fs "
+                   "(expected 0 within 1 s: no output holding alerts is "
+                   "connected)" % (rc, dt))
+    note = "SIEM down: SIGTERM exit in %.2fs" % dt
+    # The SIEM is back: the next start delivers everything.
+    ctx.sng.start()
+    start_daemon(ctx)
+    dels = wait_delivered(ctx.suite, ctx.sng, "octet", lambda: exp, 30,
+                          daemon=ctx.daemon,
+                          what="the spooled versions after a restart")
+    _, dups = harness.compare(exp, dels, allow_dups=True)
+    rc, dt = sigterm(ctx, 15)
+    if rc != 0:
+        raise Fail("SIGTERM with the SIEM up: exit status %s" % rc)
+    note += "; after the restart all %d versions, %d duplicates" % (
+        len(exp), sum(dups.values()) - len(dups))
+    ctx.note(note + "; " + drain_connected(ctx))
+
+
+def start_daemon(ctx):
+    ctx.daemon.start()
+    sock = os.path.join(ctx.dir, "ctl.sock")
+    wait_for(lambda: ctx.daemon.alive() and os.path.exists(sock) and
+             harness_ctl_ok(ctx), 15, "the control socket to answer")
+
+
+def harness_ctl_ok(ctx):
+    try:
+        status_json(ctx)
+        return True
+    except Fail:
+        return False
+
+
+def drain_connected(ctx):
+    """A stop with a connected SIEM still delivers what is queued: a
+    backlog through a rate-limited proxy, SIGTERM while the output is
+    connected and holds records; they all arrive before the exit."""
+    ctx.fake.add_alerts("*", 1500)
+    proxy = ChaosProxy(ctx.sng.ports["octet"], 0, random.Random(1), 0,
+                       rate=1 << 20)
+    try:
+        out = dict(OCTET)
+        del out["sink"]
+        out["address"] = proxy.address()
+        ctx.conf = ctx.make_config(outputs=[out])
+        ctx.daemon.start()
+
+        def backlog():
+            ctx.daemon.alive()
+            try:
+                o = output_stats(ctx)
+            except Fail:
+                return None
+            return o if o["connected"] and o["spool_records"] >= 200 \
+                else None
+        wait_for(backlog, 30, "output near connected with 200 records "
+                 "queued", interval=0.05)
+        before = len(ctx.sng.messages("octet"))
+        queued = output_stats(ctx)["spool_records"]
+        rc, dt = sigterm(ctx, 15)
+        if rc != 0:
+            raise Fail("SIGTERM while delivering: exit status %s" % rc)
+        err = ctx.daemon.proc.stderr()
+        if "stop deadline reached" in err:
+            raise Fail("the stop gave up at the deadline:\n%s" % tail(err))
+        # Everything in the spool is delivered: each record the daemon
+        # spooled (segments keep acknowledged records until they are
+        # full) is at syslog-ng, once the proxy has passed it on.
+        spooled = spooled_keys(ctx)
+        try:
+            wait_for(lambda: spooled <= syslog_keys(ctx), 20,
+                     "every spooled record at syslog-ng")
+        except Fail:
+            miss = spooled - syslog_keys(ctx)
+            raise Fail("SIGTERM with a connected SIEM: %d of %d spooled "
+                       "records never arrived, e.g. %s"
+                       % (len(miss), len(spooled), sorted(miss)[:3]))
+    finally:
+        proxy.close()
+    during = len(ctx.sng.messages("octet")) - before
+    if during <= 0:
+        raise Fail("nothing arrived after SIGTERM although %d records "
+                   "were queued" % queued)
+    return ("SIEM up: %d records queued at SIGTERM, %d arrived during "
+            "the %.1fs stop, all %d spooled delivered"
+            % (queued, during, dt, len(spooled)))
+
+
+ID_RE = re.compile(r"\bexternalId=(\S+)")
+RT_RE = re.compile(r"\brt=(\d+)")
+
+
+def record_key(text):
+    """(externalId, rt) of a CEF message, or None."""
+    i, r = ID_RE.search(text), RT_RE.search(text)
+    return (i.group(1), r.group(1)) if i and r else None
+
+
+def spooled_keys(ctx):
+    """(externalId, rt) of every record in output near's spool files."""
+    d = os.path.join(ctx.dir, "state", "spool", "near")
+    out = set()
+    for seg in spool_segments(d):
+        for _, payload in spool_records(seg):
+            k = record_key(payload.decode("utf-8", "replace"))
+            if k is None:
+                raise Fail("spooled record without externalId/rt: %r"
+                           % payload[:200])
+            out.add(k)
+    if not out:
+        raise Fail("output near's spool %s holds no record" % d)
+    return out
+
+
+def syslog_keys(ctx):
+    out = set()
+    for r in ctx.sng.messages("octet"):
+        k = record_key(r.get("MESSAGE", ""))
+        if k is not None:
+            out.add(k)
+    return out
+
+
 CASES = [
     {
         "name": "dns_hang",
@@ -236,5 +395,16 @@ CASES = [
         "tenants": two_tenants(),
         "outputs": [OCTET],
         "check": check_dns_hang,
+    },
+    {
+        "name": "sigterm_outage",
+        "doc": "SIGTERM with the SIEM down and alerts spooled exits 0 within "
+               "1 s; after a restart with the SIEM back every version "
+               "arrives; with a connected SIEM a stop still delivers what "
+               "is queued",
+        "fake": ["-t", "t1", "-t", "t2", "--alerts", "20", "--seed", "132"],
+        "tenants": two_tenants(),
+        "outputs": [OCTET],
+        "check": check_sigterm_outage,
     },
 ]

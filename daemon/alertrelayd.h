@@ -221,6 +221,7 @@ struct tenant {
 	bool		 auth_failed;
 	char		 last_error[512];
 	int64_t		 last_success;	/* ticks */
+	bool		 lagging;	/* past lag_warning (alertrelayd.c) */
 	uint64_t	 forwarded;
 	uint64_t	 polls;
 	uint64_t	 polls_ok;	/* catch-ups completed */
@@ -344,6 +345,8 @@ struct relay {
 	struct event	*once_timer;
 	struct event	*stop_timer;
 	struct event	*expiry_timer;	/* daily credential expiry check */
+	struct event	*lag_timer;	/* lag_warning check */
+	int64_t		 tenants_added;	/* ticks: last reload adding one */
 	struct cluster	*cluster;	/* cluster.c, NULL when standalone */
 	int64_t		 stop_deadline;	/* monotonic ms */
 	struct ctl	*ctl;		/* ctl.c */

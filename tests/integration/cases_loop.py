@@ -384,6 +384,44 @@ def syslog_keys(ctx):
     return out
 
 
+def lag_lines(ctx, tenant):
+    return [line for line in ctx.daemon.proc.stderr().split("\n")
+            if "tenant %s is lagging" % tenant in line]
+
+
+def check_lag_warning(ctx):
+    ctx.daemon.start()
+    # t2's API answers 500 to every call: it never completes a catch-up.
+    line = wait_for(lambda: ctx.daemon.alive() and
+                    (lag_lines(ctx, "t2") or [None])[0], 8,
+                    "a lag warning naming tenant t2")
+    for want in ("warning", "lag_warning 2s", "no catch-up completed for",
+                 "alertrelayctl status", "500"):
+        if want not in line:
+            raise Fail("the lag warning does not say %r: %s" % (want, line))
+    wait_delivered(ctx.suite, ctx.sng, "octet",
+                   lambda: ctx.expected(only=["t1"]), 15, daemon=ctx.daemon,
+                   what="tenant t1's versions")
+    # Several more checks pass (one per second): still one warning.
+    time.sleep(3)
+    if len(lag_lines(ctx, "t2")) != 1:
+        raise Fail("%d lag warnings for one streak of t2:\n%s"
+                   % (len(lag_lines(ctx, "t2")),
+                      "\n".join(lag_lines(ctx, "t2"))))
+    if lag_lines(ctx, "t1"):
+        raise Fail("healthy tenant t1 reported lagging: %s"
+                   % lag_lines(ctx, "t1")[0])
+    # The API recovers: one info line says so.
+    ctx.fake.fault("t2", "clear")
+    wait_for(lambda: ctx.daemon.alive() and
+             "tenant t2 caught up again" in ctx.daemon.proc.stderr(), 15,
+             "the line saying t2 caught up again")
+    wait_delivered(ctx.suite, ctx.sng, "octet", ctx.expected, 15,
+                   daemon=ctx.daemon, what="every version once t2 recovers")
+    ctx.daemon.stop()
+    ctx.note(line.strip())
+
+
 CASES = [
     {
         "name": "dns_hang",
@@ -406,5 +444,17 @@ CASES = [
         "tenants": two_tenants(),
         "outputs": [OCTET],
         "check": check_sigterm_outage,
+    },
+    {
+        "name": "lag_warning",
+        "doc": "lag_warning = 2s: a tenant whose API always answers 500 is "
+               "reported lagging once, naming it; the healthy tenant is "
+               "not; an info line when it catches up again",
+        "fake": ["-t", "t1", "-t", "t2", "--alerts", "5", "--seed", "133",
+                 "--fault", "t2:500:1000000"],
+        "tenants": two_tenants(),
+        "outputs": [OCTET],
+        "daemon": {"lag_warning": "2s"},
+        "check": check_lag_warning,
     },
 ]

@@ -173,6 +173,16 @@ def dns_hang_run(ctx, ns_addr):
                        what="new alerts at the numeric output within a "
                             "poll interval plus 1 s")
         fresh = time.monotonic() - t1
+        # A reload that changes output far while its lookup is in flight
+        # frees it mid-lookup (the lookup is cancelled); the new far
+        # starts its own.
+        outputs[2]["address"] = "%s:%d" % (FAR_HOST, ctx.sng.ports["octet"])
+        ctx.make_config(outputs=outputs, daemon={
+            "metrics_listen": "127.0.0.1:%d" % mport})
+        out = ctl_ok(ctx, "reload")
+        if "reload applied" not in out:
+            raise Fail("reload: %s" % out.strip())
+        ctx.daemon.alive()
         # The status names the resolver problem once the lookup gives up.
         far = wait_for(lambda: far_error(ctx), 20,
                        "status --json to show output far's resolver error")

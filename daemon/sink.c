@@ -144,7 +144,7 @@ struct sink {
 
 	uint64_t		 sent;
 	uint64_t		 reconnects;
-	char			 last_error[512]; /* why it is down, for status */
+	char			 last_error[512]; /* why it is down (status) */
 };
 
 static void	sink_connect(struct sink *);

@@ -507,6 +507,8 @@ relay_lag_cb(evutil_socket_t fd, short what, void *arg)
 	int64_t		 now = ts_now(), lag, limit;
 	size_t		 i;
 
+	if (r->stopping)
+		return;		/* polling has ended on purpose */
 	limit = r->conf->daemon.lag_warning_ms;
 	for (i = 0; i < r->ntenants; i++) {
 		t = r->tenants[i];

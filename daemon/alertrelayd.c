@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <event2/dns.h>
 #include <systemd/sd-daemon.h>
 
 #include "alertrelayd.h"
@@ -19,6 +20,7 @@
 #define EXIT_USAGE	64
 #define EXIT_CONFIG	78
 #define STOP_DEADLINE_S	10
+#define LAG_CHECK_MAX_MS 30000	/* lag_warning check: at most this often */
 
 struct options {
 	const char	*config;
@@ -211,7 +213,8 @@ reload_build_outputs(struct relay *r, struct reload_plan *pl)
 		if (pl->sinks[i] == NULL) {
 			reload_reject(r, o->file, o->line, o->name, err);
 			rc = -1;
-		}
+		} else
+			sink_set_resolver(pl->sinks[i], r->dns);
 	}
 	return rc;
 }
@@ -402,6 +405,7 @@ reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
 		nt[cnt++] = t;
 		if (!nc->cluster.enabled)
 			tenant_start(t);	/* else the cluster assigns it */
+		r->tenants_added = ts_now();
 		n[0]++;
 	}
 	for (j = 0; j < r->ntenants; j++) {
@@ -439,6 +443,110 @@ reload_services(struct relay *r, const struct config *old)
 	    r->conf->daemon.metrics_listen) &&
 	    metrics_start(r, err, sizeof(err)) == -1)
 		log_warnx("metrics: %s", err);
+}
+
+/* "1h05m", "3m20s", "42s". */
+static const char *
+lag_fmt(int64_t ms, char *out, size_t len)
+{
+	long long	 s = (long long)(ms / 1000);
+
+	if (s >= 3600)
+		snprintf(out, len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+	else if (s >= 60)
+		snprintf(out, len, "%lldm%02llds", s / 60, s % 60);
+	else
+		snprintf(out, len, "%llds", s);
+	return out;
+}
+
+/*
+ * Milliseconds since the tenant last completed a catch-up; one that never
+ * did counts from the start, or from the last reload that added tenants
+ * (no per-tenant start time is kept).
+ */
+static int64_t
+relay_tenant_lag(const struct relay *r, const struct tenant *t, int64_t now)
+{
+	int64_t	 base = t->last_success;
+
+	if (base == 0)
+		base = r->tenants_added > r->started ? r->tenants_added :
+		    r->started;
+	return (now - base) / (TICKS_PER_SEC / 1000);
+}
+
+/* Warn once per streak about a tenant past lag_warning. */
+static void
+relay_lag_warn(struct relay *r, struct tenant *t, int64_t lag_ms)
+{
+	struct log_ctx	 c = { .tenant = t->name,
+			    .message_id = MSGID_TENANT_LAGGING };
+	char		 a[32], b[32];
+
+	t->lagging = true;
+	log_ctx(LOG_WARNING, &c, "tenant %s is lagging: no catch-up completed "
+	    "for %s (lag_warning %s), so its new alerts are not forwarded; "
+	    "check its last error in alertrelayctl status, its credentials "
+	    "and the API, and whether an output's spool is full%s%s",
+	    t->name, lag_fmt(lag_ms, a, sizeof(a)),
+	    lag_fmt(r->conf->daemon.lag_warning_ms, b, sizeof(b)),
+	    t->last_error[0] != '\0' ? "; last error: " : "", t->last_error);
+}
+
+/*
+ * Stalls are loud: a tenant without a completed catch-up for lag_warning
+ * gets one warning per streak, and an info line once it completes one.
+ */
+static void
+relay_lag_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay	*r = arg;
+	struct tenant	*t;
+	struct log_ctx	 c = { .message_id = MSGID_TENANT_CAUGHT_UP };
+	int64_t		 now = ts_now(), lag, limit;
+	size_t		 i;
+
+	if (r->stopping)
+		return;		/* polling has ended on purpose */
+	limit = r->conf->daemon.lag_warning_ms;
+	for (i = 0; i < r->ntenants; i++) {
+		t = r->tenants[i];
+		if (!t->conf->enabled ||
+		    (r->cluster != NULL && !tenant_owned(t))) {
+			t->lagging = false;	/* not polled here */
+			continue;
+		}
+		lag = relay_tenant_lag(r, t, now);
+		if (!t->lagging && lag >= limit)
+			relay_lag_warn(r, t, lag);
+		else if (t->lagging && t->last_success != 0 && lag < limit) {
+			t->lagging = false;
+			c.tenant = t->name;
+			log_ctx(LOG_INFO, &c, "tenant %s caught up again; no "
+			    "longer lagging", t->name);
+		}
+	}
+}
+
+/* (Re)arm the lag check: every lag_warning/4, between 1 s and 30 s. */
+static void
+relay_lag_start(struct relay *r)
+{
+	int64_t		 ms = r->conf->daemon.lag_warning_ms / 4;
+	struct timeval	 tv;
+
+	if (ms < 1000)
+		ms = 1000;
+	if (ms > LAG_CHECK_MAX_MS)
+		ms = LAG_CHECK_MAX_MS;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = ms % 1000 * 1000;
+	if (r->lag_timer == NULL)
+		r->lag_timer = event_new(r->base, -1, EV_PERSIST,
+		    relay_lag_cb, r);
+	event_del(r->lag_timer);
+	event_add(r->lag_timer, &tv);
 }
 
 /*
@@ -485,6 +593,7 @@ relay_reload(struct relay *r)
 	free(pl.from);
 	free(pl.notifiers);
 	r->reloads++;
+	relay_lag_start(r);	/* lag_warning may have changed */
 	c.message_id = MSGID_RELOAD_APPLIED;
 	log_ctx(LOG_INFO, &c, "reload applied: %zu tenants (%u added, %u "
 	    "removed), %zu outputs (%u reopened or changed)", r->ntenants,
@@ -562,22 +671,53 @@ relay_tenant_done(struct relay *r, struct tenant *t, bool ok)
 	    (unsigned long long)t->forwarded);
 }
 
-/* While stopping: exit once every output drained, or at the deadline. */
+/*
+ * Records held by outputs that are connected: worth waiting for while
+ * stopping.  Those of outputs that are down stay in their spools.
+ */
+static uint64_t
+relay_deliverable(struct relay *r)
+{
+	struct sink_stats st;
+	uint64_t	 n = 0;
+	size_t		 i;
+
+	for (i = 0; i < r->nsinks; i++) {
+		if (sink_drained(r->sinks[i]))
+			continue;
+		sink_stats(r->sinks[i], &st);
+		if (st.connected)
+			n += st.spool_records;
+	}
+	return n;
+}
+
+/*
+ * While stopping: deliver for as long as an output that holds records is
+ * connected, up to the deadline; exit at once when none is (an outage
+ * must not hold a stop for the whole deadline: the spool keeps them).
+ */
 static void
 relay_stop_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay	*r = arg;
 	struct timeval	 tv = { 0, 100000 };
 
-	if (relay_drained(r) || mono_ms() >= r->stop_deadline) {
-		if (!relay_drained(r))
-			log_info("stop deadline reached; undelivered alerts "
-			    "stay in the spool and are sent after the next "
-			    "start");
+	if (relay_drained(r)) {
 		event_base_loopexit(r->base, NULL);
 		return;
 	}
-	evtimer_add(r->stop_timer, &tv);
+	if (relay_deliverable(r) == 0)
+		log_info("no output holding undelivered alerts is connected; "
+		    "they stay in the spool and are sent after the next start");
+	else if (mono_ms() >= r->stop_deadline)
+		log_info("stop deadline reached; undelivered alerts stay in "
+		    "the spool and are sent after the next start");
+	else {
+		evtimer_add(r->stop_timer, &tv);
+		return;
+	}
+	event_base_loopexit(r->base, NULL);
 }
 
 static void
@@ -609,8 +749,9 @@ relay_signal_cb(evutil_socket_t sig, short what, void *arg)
 		event_base_loopbreak(r->base);
 		return;
 	}
-	log_info("signal %d: stopping; delivering what is queued for up to "
-	    "%ds (a second signal exits at once)", (int)sig, STOP_DEADLINE_S);
+	log_info("signal %d: stopping; delivering what is queued to connected "
+	    "outputs for up to %ds (a second signal exits at once)", (int)sig,
+	    STOP_DEADLINE_S);
 	relay_stop(r);
 }
 
@@ -630,6 +771,7 @@ relay_open_outputs(struct relay *r)
 			    r->conf->outputs[i]->line, err);
 			return -1;
 		}
+		sink_set_resolver(r->sinks[i], r->dns);
 		r->nsinks++;
 	}
 	return 0;
@@ -707,6 +849,8 @@ relay_free(struct relay *r)
 	for (i = 0; i < r->nsinks; i++)
 		sink_free(r->sinks[i]);
 	free(r->sinks);
+	if (r->dns != NULL)
+		evdns_base_free(r->dns, 0);	/* the sinks cancelled theirs */
 	http_free(r->http);
 	if (r->sig_term != NULL) {
 		event_free(r->sig_term);
@@ -719,11 +863,35 @@ relay_free(struct relay *r)
 		event_free(r->stop_timer);
 	if (r->expiry_timer != NULL)
 		event_free(r->expiry_timer);
+	if (r->lag_timer != NULL)
+		event_free(r->lag_timer);
 	conf_free(r->conf);
 	if (r->lock_fd != -1)
 		close(r->lock_fd);
 	if (r->base != NULL)
 		event_base_free(r->base);
+}
+
+/*
+ * The outputs' asynchronous resolver on the loop: /etc/hosts, then the
+ * name servers of /etc/resolv.conf, read once at start.  It keeps no
+ * event pending while no name is being resolved.
+ */
+static struct evdns_base *
+relay_resolver(struct event_base *base)
+{
+	struct evdns_base	*dns;
+
+	dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (dns == NULL) {
+		log_warnx("cannot set up the name resolver from "
+		    "/etc/resolv.conf");
+		return NULL;
+	}
+	/* Plain queries: some resolvers do not echo 0x20 mixed case. */
+	evdns_base_set_option(dns, "randomize-case:", "0");
+	return dns;
 }
 
 static int
@@ -748,6 +916,8 @@ relay_setup(struct relay *r, struct config *conf, bool once)
 	}
 	alert_init(&r->alert);
 	r->base = event_base_new();
+	if ((r->dns = relay_resolver(r->base)) == NULL)
+		return 1;
 	r->http = http_new(r->base, conf->daemon.max_concurrent_requests);
 	if (relay_open_outputs(r) == -1 || relay_open_notifiers(r) == -1 ||
 	    relay_open_tenants(r) == -1)
@@ -788,6 +958,8 @@ relay_run(struct relay *r)
 	r->expiry_timer = event_new(r->base, -1, EV_PERSIST, relay_expiry_cb,
 	    r);
 	event_add(r->expiry_timer, &day);
+	if (!r->once)
+		relay_lag_start(r);
 	r->once_pending = (unsigned)r->ntenants;
 	if (r->conf->cluster.enabled && !r->once) {
 		char	 err[512];

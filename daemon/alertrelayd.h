@@ -19,6 +19,7 @@
 
 struct relay;
 struct catchup;
+struct evdns_base;
 struct cluster;
 struct ctl;
 struct metrics;
@@ -103,6 +104,7 @@ struct sink_stats {
 	uint64_t	 spool_records;
 	uint64_t	 sent;
 	uint64_t	 reconnects;
+	char		 last_error[512]; /* why it is down; "" when up */
 };
 
 /* Open the output's spool under state_dir/spool/NAME and start sending. */
@@ -134,6 +136,11 @@ void		 sink_stats(const struct sink *, struct sink_stats *);
 /* Spool positions: first undelivered record, end of durable records. */
 void		 sink_positions(const struct sink *, struct spool_pos *head,
 		    struct spool_pos *tail);
+/*
+ * The relay's asynchronous resolver for host names (not owned); without
+ * one only numeric addresses work.  Set before the first connection.
+ */
+void		 sink_set_resolver(struct sink *, struct evdns_base *);
 /* Called (from the loop) whenever the sink becomes drained. */
 void		 sink_set_drained_cb(struct sink *, void (*)(void *), void *);
 
@@ -214,6 +221,7 @@ struct tenant {
 	bool		 auth_failed;
 	char		 last_error[512];
 	int64_t		 last_success;	/* ticks */
+	bool		 lagging;	/* past lag_warning (alertrelayd.c) */
 	uint64_t	 forwarded;
 	uint64_t	 polls;
 	uint64_t	 polls_ok;	/* catch-ups completed */
@@ -318,6 +326,7 @@ struct relay {
 	struct event_base *base;
 	struct config	*conf;
 	struct http	*http;
+	struct evdns_base *dns;		/* outputs' host names (sink.c) */
 	struct tenant	**tenants;
 	size_t		 ntenants;
 	struct sink	**sinks;
@@ -336,6 +345,8 @@ struct relay {
 	struct event	*once_timer;
 	struct event	*stop_timer;
 	struct event	*expiry_timer;	/* daily credential expiry check */
+	struct event	*lag_timer;	/* lag_warning check */
+	int64_t		 tenants_added;	/* ticks: last reload adding one */
 	struct cluster	*cluster;	/* cluster.c, NULL when standalone */
 	int64_t		 stop_deadline;	/* monotonic ms */
 	struct ctl	*ctl;		/* ctl.c */

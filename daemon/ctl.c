@@ -466,6 +466,8 @@ ctl_status_json_output(struct sink *s)
 	    json_integer((json_int_t)ss.sent));
 	json_object_set_new(o, "reconnects",
 	    json_integer((json_int_t)ss.reconnects));
+	json_object_set_new(o, "last_error", ss.last_error[0] == '\0' ?
+	    json_null() : json_string(ss.last_error));
 	return o;
 }
 

@@ -24,7 +24,9 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/util.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -42,6 +44,7 @@
 
 /* Timing: connect plus TLS handshake; backoff; when a link is stable. */
 #define SINK_CONNECT_MS		15000
+#define SINK_RESOLVE_MS		10000	/* name resolution */
 #define SINK_BACKOFF_MIN_MS	1000
 #define SINK_BACKOFF_MAX_MS	60000
 #define SINK_STABLE_MS		10000
@@ -65,6 +68,7 @@
 
 enum sink_state {
 	SINK_IDLE,		/* closed: waiting for the timer */
+	SINK_RESOLVING,		/* host name at the resolver (evdns) */
 	SINK_CONNECTING,	/* non-blocking TCP connect */
 	SINK_HANDSHAKE,		/* TLS handshake */
 	SINK_UP,		/* sending */
@@ -92,6 +96,8 @@ struct sink {
 	enum sink_state		 state;
 	int			 fd;
 	SSL			*ssl;
+	struct evdns_base	*dns;		/* the relay's, not ours */
+	struct evdns_getaddrinfo_request *resolving; /* in flight, or NULL */
 	struct addrinfo		*ai;		/* resolved addresses */
 	struct addrinfo		*ai_cur;	/* the one being tried */
 	struct event		*ev_read;
@@ -138,6 +144,7 @@ struct sink {
 
 	uint64_t		 sent;
 	uint64_t		 reconnects;
+	char			 last_error[512]; /* why it is down (status) */
 };
 
 static void	sink_connect(struct sink *);
@@ -319,8 +326,13 @@ sink_close_conn(struct sink *s)
 	if (s->fd != -1 && s->fd != STDOUT_FILENO)
 		close(s->fd);
 	s->fd = -1;
+	if (s->resolving != NULL) {
+		/* Runs sink_resolved_cb at once, with EVUTIL_EAI_CANCEL. */
+		evdns_getaddrinfo_cancel(s->resolving);
+		s->resolving = NULL;
+	}
 	if (s->ai != NULL)
-		freeaddrinfo(s->ai);
+		evutil_freeaddrinfo(s->ai);	/* getaddrinfo's or evdns's */
 	s->ai = s->ai_cur = NULL;
 	evbuffer_drain(s->out, evbuffer_get_length(s->out));
 	s->queued = s->written = s->peer_acked = 0;
@@ -377,6 +389,7 @@ sink_fail(struct sink *s, const char *what, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof reason, fmt, ap);
 	va_end(ap);
+	snprintf(s->last_error, sizeof s->last_error, "%s", reason);
 	sink_close_conn(s);
 	delay = sink_backoff(s);
 	log_ctx(s->down ? LOG_DEBUG : LOG_WARNING, &lc,
@@ -450,6 +463,7 @@ sink_up(struct sink *s)
 		    sink_target(s));
 	s->down = false;
 	s->ever_up = true;
+	s->last_error[0] = '\0';
 	spool_head(s->spool, &s->sendpos);
 	sink_kick(s, 0);
 }
@@ -552,16 +566,47 @@ sink_connected(struct sink *s)
 	sink_up(s);
 }
 
-/* Resolve host and port (numeric first; a name may block: see below). */
-static int
-sink_resolve(struct sink *s, char *reason, size_t len)
+/* The resolver answered (or failed); not for a cancelled request. */
+static void
+sink_resolved_cb(int result, struct evutil_addrinfo *ai, void *arg)
 {
-	struct addrinfo	 hints;
+	struct sink	*s = arg;
+
+	if (result == EVUTIL_EAI_CANCEL)
+		return;		/* from sink_close_conn: s may be going */
+	s->resolving = NULL;
+	evtimer_del(s->timer);
+	if (result != 0 || ai == NULL) {
+		if (ai != NULL)
+			evutil_freeaddrinfo(ai);
+		sink_fail(s, "cannot connect to", "cannot resolve %s: %s",
+		    s->conf.host, result != 0 ? evutil_gai_strerror(result) :
+		    "no address");
+		return;
+	}
+	s->ai = s->ai_cur = ai;
+	sink_connect(s);
+}
+
+/*
+ * Resolve host and port, then connect.  A numeric address is converted
+ * at once (AI_NUMERICHOST never blocks).  A name goes to the relay's
+ * asynchronous resolver (evdns: /etc/hosts, then the name servers of
+ * /etc/resolv.conf) and the loop carries on; sink_resolved_cb connects,
+ * or the timer gives up after SINK_RESOLVE_MS.  Never a blocking
+ * getaddrinfo: a silent name server would freeze every tenant, status,
+ * metrics and the watchdog for as long as it stays silent.
+ */
+static void
+sink_resolve(struct sink *s)
+{
+	struct evutil_addrinfo hints;
+	struct evdns_getaddrinfo_request *req;
 	int		 r;
 
 	if (s->conf.host == NULL || s->conf.port == NULL) {
-		snprintf(reason, len, "no address configured");
-		return -1;
+		sink_fail(s, "cannot connect to", "no address configured");
+		return;
 	}
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
@@ -569,23 +614,26 @@ sink_resolve(struct sink *s, char *reason, size_t len)
 	    SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
 	r = getaddrinfo(s->conf.host, s->conf.port, &hints, &s->ai);
-	if (r == EAI_NONAME) {
-		/*
-		 * A host name.  getaddrinfo blocks the loop while it
-		 * resolves; outputs are almost always addresses or
-		 * localhost, so this is accepted here.
-		 */
-		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-		r = getaddrinfo(s->conf.host, s->conf.port, &hints, &s->ai);
+	if (r == 0) {
+		s->ai_cur = s->ai;
+		sink_connect(s);
+		return;
 	}
-	if (r != 0) {
-		s->ai = NULL;
-		snprintf(reason, len, "cannot resolve %s: %s", s->conf.host,
-		    gai_strerror(r));
-		return -1;
+	s->ai = NULL;
+	if (r != EAI_NONAME || s->dns == NULL) {
+		sink_fail(s, "cannot connect to", "cannot resolve %s: %s",
+		    s->conf.host, r != EAI_NONAME ? gai_strerror(r) :
+		    "no resolver");
+		return;
 	}
-	s->ai_cur = s->ai;
-	return 0;
+	hints.ai_flags = EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
+	s->state = SINK_RESOLVING;
+	sink_timer_add(s, SINK_RESOLVE_MS);
+	/* NULL when the callback already ran (e.g. from /etc/hosts). */
+	req = evdns_getaddrinfo(s->dns, s->conf.host, s->conf.port, &hints,
+	    sink_resolved_cb, s);
+	if (req != NULL)
+		s->resolving = req;
 }
 
 /* Open the file or standard output. */
@@ -638,15 +686,14 @@ static void
 sink_connect(struct sink *s)
 {
 	struct addrinfo	*ai;
-	char		 reason[512];
 	int		 error = 0;
 
 	if (sink_is_local(s)) {
 		sink_open_local(s);
 		return;
 	}
-	if (s->ai == NULL && sink_resolve(s, reason, sizeof reason) == -1) {
-		sink_fail(s, "cannot connect to", "%s", reason);
+	if (s->ai == NULL) {
+		sink_resolve(s);	/* comes back here once resolved */
 		return;
 	}
 	for (; (ai = s->ai_cur) != NULL; s->ai_cur = ai->ai_next) {
@@ -692,6 +739,10 @@ sink_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (s->state == SINK_IDLE)
 		sink_connect(s);
+	else if (s->state == SINK_RESOLVING)
+		sink_fail(s, "cannot connect to", "cannot resolve %s: no "
+		    "answer from the name servers in /etc/resolv.conf within "
+		    "%ds", s->conf.host, SINK_RESOLVE_MS / 1000);
 	else if (s->state == SINK_CONNECTING || s->state == SINK_HANDSHAKE)
 		sink_fail(s, "cannot connect to", "timed out after %ds",
 		    SINK_CONNECT_MS / 1000);
@@ -1233,6 +1284,7 @@ sink_io_cb(evutil_socket_t fd, short what, void *arg)
 		sink_pump(s);
 		break;
 	case SINK_IDLE:
+	case SINK_RESOLVING:
 		break;
 	}
 }
@@ -1438,6 +1490,7 @@ sink_stats(const struct sink *s, struct sink_stats *st)
 	st->spool_records = spool_records(s->spool);
 	st->sent = s->sent;
 	st->reconnects = s->reconnects;
+	snprintf(st->last_error, sizeof st->last_error, "%s", s->last_error);
 }
 
 void
@@ -1446,6 +1499,12 @@ sink_positions(const struct sink *s, struct spool_pos *head,
 {
 	spool_head(s->spool, head);
 	spool_tail(s->spool, tail);
+}
+
+void
+sink_set_resolver(struct sink *s, struct evdns_base *dns)
+{
+	s->dns = dns;
 }
 
 void

@@ -1099,6 +1099,7 @@ static const struct keydef daemon_keys[] = {
 	KEY("control_socket", key_str, D(control_socket)),
 	KEY("metrics_listen", key_hostport, D(metrics_listen)),
 	KEY("shard", key_shard, 0),
+	KRANGE("lag_warning", key_dur, D(lag_warning_ms), SEC_MS, NO_MAX),
 };
 #undef D
 
@@ -1938,6 +1939,7 @@ config_new(const char *path)
 	    AR_VERSION);
 	d->control_socket = xstrdup("/run/alertrelay/control.sock");
 	d->shard_k = d->shard_n = 1;
+	d->lag_warning_ms = 15 * 60 * SEC_MS;
 	return c;
 }
 
@@ -2280,6 +2282,7 @@ summary_daemon(const struct conf_daemon *d, FILE *f, bool all)
 	put_kv(f, "user_agent", d->user_agent);
 	put_kv(f, "control_socket", d->control_socket);
 	put_kv(f, "metrics_listen", d->metrics_listen);
+	put_dur(f, "lag_warning", d->lag_warning_ms);
 	fprintf(f, " shard=%u/%u\n", d->shard_k, d->shard_n);
 }
 

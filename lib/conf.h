@@ -35,6 +35,7 @@ struct conf_daemon {
 	char		*control_socket;
 	char		*metrics_listen;	/* NULL when unset */
 	unsigned	 shard_k, shard_n;	/* 1/1 */
+	int64_t		 lag_warning_ms;	/* no catch-up for this long */
 };
 
 struct conf_output {

@@ -68,5 +68,7 @@ void	log_output(int prio, const char *output, const char *, ...)
 #define MSGID_SPOOL_FULL	"5e1c7a0e9d3b4c2fa0a1d2e3f4a5b605"
 #define MSGID_RELOAD_APPLIED	"5e1c7a0e9d3b4c2fa0a1d2e3f4a5b606"
 #define MSGID_RELOAD_REJECTED	"5e1c7a0e9d3b4c2fa0a1d2e3f4a5b607"
+#define MSGID_TENANT_LAGGING	"5e1c7a0e9d3b4c2fa0a1d2e3f4a5b608"
+#define MSGID_TENANT_CAUGHT_UP	"5e1c7a0e9d3b4c2fa0a1d2e3f4a5b609"
 
 #endif

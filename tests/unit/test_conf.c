@@ -178,6 +178,7 @@ test_defaults(void **state)
 	    "MdePartner-alertrelay-alertrelayd/" AR_VERSION);
 	assert_string_equal(d->control_socket, "/run/alertrelay/control.sock");
 	assert_null(d->metrics_listen);
+	assert_int_equal(d->lag_warning_ms, 15 * 60000);
 	assert_int_equal(d->shard_k, 1);
 	assert_int_equal(d->shard_n, 1);
 	assert_false(c->cluster.enabled);
@@ -244,6 +245,7 @@ test_every_key(void **state)
 	    "control_socket = /tmp/ar.sock\n"
 	    "metrics_listen = [::1]:9469\n"
 	    "shard = 2/3\n"
+	    "lag_warning = 2h\n"
 	    "[output \"siem\"]\n"
 	    "transport = TLS\n"
 	    "address = siem.example:6514\n"
@@ -317,6 +319,7 @@ test_every_key(void **state)
 	assert_string_equal(c->daemon.user_agent, "MSSP relay 1");
 	assert_string_equal(c->daemon.control_socket, "/tmp/ar.sock");
 	assert_string_equal(c->daemon.metrics_listen, "[::1]:9469");
+	assert_int_equal(c->daemon.lag_warning_ms, 2 * 3600000);
 	assert_int_equal(c->daemon.shard_k, 2);
 	assert_int_equal(c->daemon.shard_n, 3);
 
@@ -353,7 +356,7 @@ test_every_key(void **state)
 	assert_int_equal(t->poll_interval_ms, 300000);
 	assert_false(t->enabled);
 	assert_string_equal(t->file, main_path);
-	assert_int_equal(t->line, 28);
+	assert_int_equal(t->line, 29);
 
 	n = c->notifies[0];
 	assert_string_equal(n->smtp_url, "smtps://mail.example:465");
@@ -592,6 +595,15 @@ test_century_bound(void **state)
 	parse_fails(OUT "[daemon]\nfirst_fetch = 1000000000d\n", "t.conf:4: "
 	    "first_fetch: \"1000000000d\" is out of range; accepted: "
 	    "0s..36525d (100 years)");
+	parse_fails(OUT "[daemon]\nlag_warning = 500ms\n", "t.conf:4: "
+	    "lag_warning: \"500ms\" is out of range; accepted: 1s..36525d "
+	    "(100 years)");
+	parse_fails(OUT "[daemon]\nlag_warning = 36526d\n", "t.conf:4: "
+	    "lag_warning: \"36526d\" is out of range; accepted: 1s..36525d "
+	    "(100 years)");
+	parse_fails(OUT "[daemon]\nlag_warning = later\n", "t.conf:4: "
+	    "lag_warning: \"later\" is not a duration; accepted: a number "
+	    "with ms, s, m, h or d, e.g. 30s");
 	parse_fails(OUT "[daemon]\noverlap = 36526d\n", "t.conf:4: overlap: "
 	    "\"36526d\" is out of range; accepted: 0s..36525d (100 years)");
 	/* The suffix multiplication itself would overflow int64. */
@@ -1044,7 +1056,7 @@ test_summary(void **state)
 	assert_non_null(strstr(out, "daemon: state_dir=/var/lib/alertrelay "
 	    "poll_interval=60s overlap=15m first_fetch=24h page_size=1000 "
 	    "max_concurrent_requests=32 request_timeout=60s "));
-	assert_non_null(strstr(out, " shard=1/1\n"));
+	assert_non_null(strstr(out, " lag_warning=15m shard=1/1\n"));
 	assert_non_null(strstr(out, "output siem1: tcp 127.0.0.1:514 cef "
 	    "rfc5424 newline facility=local4 max_message_bytes=65536 "
 	    "spool_max_bytes=1G\n"));

@@ -182,6 +182,13 @@ ctl_parse_time(const char *s, int64_t *out)
 	return ts_parse(s, len, out);
 }
 
+/* "failed" for a tenant whose state file is unusable, else its phase. */
+static const char *
+tenant_state_name(const struct tenant *t)
+{
+	return t->state_bad ? "failed" : tenant_phase_name(t->phase);
+}
+
 /* The tenant's state word: phase, with "/failing" while failing. */
 static void
 fmt_state(const struct relay *r, const struct tenant *t, char *out,
@@ -190,7 +197,7 @@ fmt_state(const struct relay *r, const struct tenant *t, char *out,
 	if (r->conf->cluster.enabled && !tenant_owned(t))
 		snprintf(out, len, "standby");
 	else
-		snprintf(out, len, "%s%s", tenant_phase_name(t->phase),
+		snprintf(out, len, "%s%s", tenant_state_name(t),
 		    t->failing && t->phase != TENANT_FAILED ? "/failing" : "");
 }
 
@@ -414,8 +421,7 @@ ctl_status_json_tenant(const struct relay *r, const struct tenant *t,
 	json_object_set_new(o, "name", json_string(t->name));
 	json_object_set_new(o, "label", json_string(t->conf->label));
 	json_object_set_new(o, "enabled", json_boolean(t->conf->enabled));
-	json_object_set_new(o, "state", json_string(
-	    tenant_phase_name(t->phase)));
+	json_object_set_new(o, "state", json_string(tenant_state_name(t)));
 	json_object_set_new(o, "failing", json_boolean(t->failing));
 	json_object_set_new(o, "owned",
 	    json_boolean(!r->conf->cluster.enabled || tenant_owned(t)));
@@ -1182,14 +1188,28 @@ check_api(struct ctl_check *k)
 	buf_clear(&url);
 }
 
+static void	check_token_answer(struct ctl_check *,
+		    const struct http_result *);
+
 static void
 check_token_cb(const struct http_result *res, void *arg)
 {
 	struct ctl_check *k = arg;
+
+	k->req = NULL;
+	check_token_answer(k, res);
+	/* The body held the access token: wipe it before http frees it. */
+	if (res->body != NULL && res->body->data != NULL)
+		explicit_bzero(res->body->data, res->body->len);
+}
+
+/* Read check-tenant's token answer; go on to the API call if good. */
+static void
+check_token_answer(struct ctl_check *k, const struct http_result *res)
+{
 	struct oauth_token ot;
 	char		 err[256];
 
-	k->req = NULL;
 	if (res->failed) {
 		ctl_send(k->client, 'o', "token: FAILED: %s", res->error);
 		check_problem(k, "login endpoint unreachable", "  fix: cannot "

@@ -191,6 +191,7 @@ struct held {
 struct hold_arm {
 	char		*tenant;
 	const char	*what;
+	char		*match;		/* URI substring, or NULL */
 	int		 n;
 };
 
@@ -3920,11 +3921,15 @@ ctl_times(struct alert *a)
 	}
 }
 
-/* POST /_control/alerts?tenant=T&n=N[&late=SECS][&FIELD=VALUE] */
+/*
+ * POST /_control/alerts?tenant=T&n=N[&late=SECS][&visible=now]
+ * [&FIELD=VALUE]
+ */
 static void
 ctl_alerts(struct call *c, const struct query *q)
 {
-	static const char *skip[] = { "tenant", "n", "late" };
+	static const char *skip[] = { "tenant", "n", "late", "visible" };
+	const char	*vis = query_get(q, "visible");
 	struct evbuffer	*in = evhttp_request_get_input_buffer(c->req);
 	struct tenant	**ts;
 	struct alert	*a;
@@ -3951,7 +3956,8 @@ ctl_alerts(struct call *c, const struct query *q)
 			for (j = 0; j < q->n; j++) {
 				if (strcmp(q->p[j].k, skip[0]) == 0 ||
 				    strcmp(q->p[j].k, skip[1]) == 0 ||
-				    strcmp(q->p[j].k, skip[2]) == 0)
+				    strcmp(q->p[j].k, skip[2]) == 0 ||
+				    strcmp(q->p[j].k, skip[3]) == 0)
 					continue;
 				buf_reset(&val);
 				json_strn(&val, q->p[j].v, q->p[j].vlen);
@@ -3974,7 +3980,9 @@ ctl_alerts(struct call *c, const struct query *q)
 				json_str(&b, a->id);
 			}
 			added++;
-			alert_schedule(a, a->lut + late * TICKS_PER_SEC);
+			/* visible=now: even when stamped in the future. */
+			alert_schedule(a, vis != NULL && strcmp(vis, "now") ==
+			    0 ? ts_now() : a->lut + late * TICKS_PER_SEC);
 		}
 	}
 	buf_addf(&b, "],\"added\":%zu}", added);
@@ -4230,7 +4238,9 @@ hold_maybe(struct evhttp_request *req, const char *path)
 	for (i = 0; a == NULL && i < F.narms; i++)
 		if (F.arms[i].n > 0 && strcmp(F.arms[i].what, what) == 0 &&
 		    (strcmp(F.arms[i].tenant, "*") == 0 ||
-		    strcmp(F.arms[i].tenant, tname) == 0))
+		    strcmp(F.arms[i].tenant, tname) == 0) &&
+		    (F.arms[i].match == NULL || strstr(evhttp_request_get_uri(
+		    req), F.arms[i].match) != NULL))
 			a = &F.arms[i];
 	if (a == NULL) {
 		free(tname);
@@ -4295,12 +4305,14 @@ held_free_all(void)
 		free(F.held[i]);
 	}
 	free(F.held);
-	for (i = 0; i < F.narms; i++)
+	for (i = 0; i < F.narms; i++) {
 		free(F.arms[i].tenant);
+		free(F.arms[i].match);
+	}
 	free(F.arms);
 }
 
-/* POST /_control/hold?tenant=T&what=token|alerts[&n=N] */
+/* POST /_control/hold?tenant=T&what=token|alerts[&n=N][&match=S] */
 static void
 ctl_hold(struct call *c, const struct query *q)
 {
@@ -4318,6 +4330,8 @@ ctl_hold(struct call *c, const struct query *q)
 	F.arms = xreallocarray(F.arms, F.narms + 1, sizeof *F.arms);
 	F.arms[F.narms].tenant = xstrdup(tn);
 	F.arms[F.narms].what = strcmp(w, "token") == 0 ? "token" : "alerts";
+	F.arms[F.narms].match = query_get(q, "match") != NULL ?
+	    xstrdup(query_get(q, "match")) : NULL;
 	F.arms[F.narms++].n = n;
 	buf_init(&b);
 	buf_adds(&b, "{\"ok\":true}");
@@ -4341,6 +4355,7 @@ ctl_release(struct call *c, const struct query *q)
 	struct buf	 b;
 	size_t		 i, n = 0, nheld = F.nheld;
 
+	held_poll();	/* a request its client gave up is not answered */
 	for (i = 0; i < F.narms; i++)
 		if (hold_matches(F.arms[i].tenant, F.arms[i].what, tq, wq))
 			F.arms[i].n = 0;

@@ -291,6 +291,9 @@ def run_cell(ctx, kind, tr, n):
         wait_held(ctx, base, "v", "alerts", cell.daemon, state="cancelled")
     else:
         TRANSITIONS[tr](cell)
+    if kind == "token" and tr in ("creds", "remove"):
+        # The request made for the old credentials is given up.
+        wait_held(ctx, base, "v", "token", cell.daemon, state="cancelled")
     # Anything the fake answers from here on was asked under the new
     # configuration (or is a stale request the daemon should have
     # dropped).

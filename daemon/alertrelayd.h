@@ -247,6 +247,10 @@ struct tenant {
 typedef void (*backfill_cb)(void *arg, int done, int ok, uint64_t pages,
 		    uint64_t seen, uint64_t forwarded, const char *error);
 
+/*
+ * Never NULL: a tenant whose state file cannot be read is created failed
+ * (state_bad, logged), and alertrelayctl cursor set recovers it.
+ */
 struct tenant	*tenant_new(struct relay *, struct conf_tenant *,
 		    char *, size_t);
 /* Adopt a new configuration (reload); conf must outlive the tenant. */

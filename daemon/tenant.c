@@ -603,9 +603,13 @@ tenant_warn_future(struct tenant *t, const struct alert *a)
 {
 	struct log_ctx	 c = { .tenant = t->name };
 	char		 id[160], ts[40];
+	size_t		 i;
 
 	snprintf(id, sizeof(id), "%.*s", (int)(a->id.len < 128 ?
 	    a->id.len : 128), a->id.p);
+	for (i = 0; id[i] != '\0'; i++)	/* remote text: one line */
+		if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
+			id[i] = '?';
 	ts_format(a->last_update, ts, sizeof(ts));
 	c.alert_id = id;
 	log_ctx(LOG_WARNING, &c, "tenant %s: alert %s has lastUpdateTime %s, "
@@ -1200,6 +1204,7 @@ tenant_state_renew(struct tenant *t, int64_t ticks, char *err, size_t elen)
 	tenant_state_clear(&t->state);
 	t->state = fresh;
 	t->state_bad = false;
+	checkpoints_clear(t);
 	t->delivered = ticks;
 	t->last_error[0] = '\0';
 	log_tenant(LOG_INFO, t->name, "tenant %s: new state file %s, cursor "

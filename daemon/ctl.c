@@ -63,7 +63,6 @@
 #define CTL_MAX_WORDS	8
 #define CTL_REQUEST_S	10
 #define CTL_WRITE_S	30
-#define CTL_WATCH_MS	1000
 
 #define CTL_EXIT_OK	0
 #define CTL_EXIT_FAIL	1
@@ -83,10 +82,13 @@ struct ctl_client {
 	struct bufferevent	*bev;
 	enum ctl_state		 state;
 	struct ctl_check	*check;		/* check-tenant */
-	struct tenant		*bf_tenant;	/* backfill running */
+	/*
+	 * The tenant whose backfill this client runs.  Every end of a
+	 * backfill (done, failed, tenant stopped, reconfigured or freed)
+	 * calls ctl_backfill_cb, which clears it: never a dangling pointer.
+	 */
+	struct tenant		*bf_tenant;
 	char			*bf_name;
-	struct event		*bf_watch;
-	int			 bf_gone;
 	TAILQ_ENTRY(ctl_client)	 entry;
 };
 
@@ -695,25 +697,10 @@ cmd_cursor(struct ctl_client *c, int argc, char **argv)
 
 /* backfill */
 
-static bool
-ctl_tenant_alive(struct relay *r, struct tenant *t, const char *name)
-{
-	size_t	 i;
-
-	for (i = 0; i < r->ntenants; i++)
-		if (r->tenants[i] == t && strcmp(t->name, name) == 0)
-			return true;
-	return false;
-}
-
 static void
 ctl_backfill_end(struct ctl_client *c)
 {
 	c->bf_tenant = NULL;
-	if (c->bf_watch != NULL) {
-		event_free(c->bf_watch);
-		c->bf_watch = NULL;
-	}
 }
 
 static void
@@ -745,42 +732,12 @@ ctl_backfill_cb(void *arg, int done, int ok, uint64_t pages, uint64_t seen,
 		    error != NULL ? error : "unknown error");
 }
 
-/*
- * A reload may remove the tenant, and freeing a tenant drops its
- * backfill without a last callback: notice that here.
- */
-static void
-ctl_backfill_watch_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct ctl_client	*c = arg;
-	struct tenant		*t = c->bf_tenant;
-	struct timeval		 tv = { CTL_WATCH_MS / 1000,
-				    CTL_WATCH_MS % 1000 * 1000 };
-
-	if (t != NULL && ctl_tenant_alive(c->relay, t, c->bf_name) &&
-	    t->backfill != NULL) {
-		c->bf_gone = 0;
-		evtimer_add(c->bf_watch, &tv);
-		return;
-	}
-	if (t != NULL && ctl_tenant_alive(c->relay, t, c->bf_name) &&
-	    c->bf_gone++ == 0) {
-		evtimer_add(c->bf_watch, &tv);	/* the last cb may come */
-		return;
-	}
-	ctl_backfill_end(c);
-	ctl_fail(c, CTL_EXIT_FAIL, "backfill %s stopped: the tenant was "
-	    "removed or changed by a reload", c->bf_name);
-}
-
 static void
 cmd_backfill(struct ctl_client *c, int argc, char **argv)
 {
 	struct tenant	*t;
 	int64_t		 from, to;
 	char		 err[256], f[40], e[40];
-	struct timeval	 tv = { CTL_WATCH_MS / 1000,
-			    CTL_WATCH_MS % 1000 * 1000 };
 
 	if (argc != 4) {
 		ctl_fail(c, CTL_EXIT_USAGE, "usage: backfill NAME FROM TO");
@@ -813,8 +770,6 @@ cmd_backfill(struct ctl_client *c, int argc, char **argv)
 	ts_format(from, f, sizeof(f));
 	ts_format(to, e, sizeof(e));
 	ctl_send(c, 'p', "backfill %s: reading %s to %s", t->name, f, e);
-	c->bf_watch = evtimer_new(c->relay->base, ctl_backfill_watch_cb, c);
-	evtimer_add(c->bf_watch, &tv);
 }
 
 /* check-tenant */
@@ -1514,8 +1469,7 @@ ctl_client_free(struct ctl_client *c)
 		c->state = CTL_CLOSING;
 		return;
 	}
-	if (c->bf_tenant != NULL && ctl_tenant_alive(c->relay, c->bf_tenant,
-	    c->bf_name) && c->bf_tenant->backfill != NULL) {
+	if (c->bf_tenant != NULL) {
 		log_tenant(LOG_INFO, c->bf_name, "tenant %s: alertrelayctl "
 		    "went away, cancelling the backfill", c->bf_name);
 		tenant_backfill_cancel(c->bf_tenant);

@@ -529,7 +529,6 @@ def check_nextlink_home(ctx):
             cell.status("v")["last_error"] or ""), 20,
             "a per-tenant error naming the nextLink's host")
         cell.others_flow()
-        time.sleep(0.5)
         if got:
             raise Fail("the daemon followed a nextLink to another port: "
                        "%r" % got[0][:200])

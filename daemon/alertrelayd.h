@@ -1,4 +1,19 @@
-/* alertrelayd internals shared by the files in daemon/, one section each. */
+/*
+ * alertrelayd internals shared by the files in daemon/, one section each.
+ *
+ * Ownership rule.  Every request whose answer arrives later (token,
+ * alerts page, check-tenant, backfill, SMTP, etcd) has exactly one owner,
+ * the object whose field holds its struct http_req (or timer), and the
+ * callback's argument is that owner or something that owns it.  Freeing
+ * or reconfiguring the owner cancels the request (http_cancel: the
+ * callback never runs) or detaches it.  Nobody else keeps a pointer to an
+ * object that can be freed under it: a callback that must reach a
+ * sibling looks it up afresh from the common owner (the token's answer
+ * goes to its tenant, which finds the catch-ups waiting at that moment),
+ * and an object a callback may still reach is freed from a deferred
+ * event.  An answer to a request made for an older configuration is never
+ * used by the new one (the token carries a credential fingerprint).
+ */
 #ifndef ALERTRELAYD_H
 #define ALERTRELAYD_H
 
@@ -144,28 +159,46 @@ void		 sink_set_resolver(struct sink *, struct evdns_base *);
 /* Called (from the loop) whenever the sink becomes drained. */
 void		 sink_set_drained_cb(struct sink *, void (*)(void *), void *);
 
-/* token.c: per-tenant OAuth2 client-credentials token cache. */
+/*
+ * token.c: per-tenant OAuth2 client-credentials token cache.  The token
+ * is embedded in its tenant; the one request in flight is the token's
+ * and is cancelled by token_reset and tenant_free.  Its answer goes to
+ * done_cb (set by the tenant), which looks up who waits at that moment.
+ */
+#define TOKEN_FP_LEN	32
+
+struct tenant;
+
 struct token {
 	char		*access;	/* secret: cleared on free */
 	int64_t		 expires_ms;	/* monotonic */
 	int64_t		 wall_expires;	/* ticks, for status */
 	struct http_req	*req;		/* refresh in flight */
-	void		(*waiter)(void *, int);	/* one waiter: the poller */
-	void		*waiter_arg;
+	void		(*done_cb)(struct tenant *, int); /* 0 ok, -1 failed */
+	unsigned char	 cred_fp[TOKEN_FP_LEN];	/* the tenant's credentials */
+	unsigned char	 fp[TOKEN_FP_LEN];	/* what access was issued for */
+	unsigned char	 req_fp[TOKEN_FP_LEN];	/* what req was made for */
 	int64_t		 cred_expires;	/* epoch s: certificate notAfter or
 					   secret_expires, earliest; 0 unknown */
 };
 
-struct tenant;
-/* A token valid for at least the refresh margin, or NULL. */
+/*
+ * A token valid for at least the refresh margin and issued for the
+ * tenant's current credentials, or NULL.
+ */
 const char	*token_current(struct tenant *);
 /*
- * Ensure a fresh token; cb(arg, 0) once one is there, cb(arg, -1) on
- * failure (already logged, tenant's error set).  At most one refresh in
- * flight per tenant.
+ * Start a refresh unless one is in flight; done_cb(t, 0) once a token
+ * is there, done_cb(t, -1) on failure (already logged, tenant's error
+ * set), possibly before this returns.
  */
-void		 token_refresh(struct tenant *, void (*)(void *, int), void *);
+void		 token_refresh(struct tenant *);
+/* Drop the cached token (a 401); a refresh in flight carries on. */
 void		 token_invalidate(struct tenant *);
+/* Credentials changed: drop the token and cancel the request (no cb). */
+void		 token_reset(struct tenant *);
+/* SHA-256 over everything that identifies the credentials. */
+void		 token_fingerprint(const struct conf_tenant *, unsigned char *);
 /* The token request (URL and form) for a tenant's credentials. */
 int		 token_request_build(const struct conf_tenant *, struct buf *,
 		    struct buf *, char *, size_t);
@@ -194,6 +227,8 @@ struct tenant {
 	char		*state_path;
 	struct tenant_state state;
 	bool		 state_unsaved;	/* a save failed: retry */
+	bool		 state_bad;	/* state file unusable: failed until
+					   alertrelayctl cursor set */
 	bool		 spool_failing;	/* a spool write failed (logged) */
 	struct token	 token;
 	enum tenant_phase phase;
@@ -233,6 +268,10 @@ struct tenant {
 typedef void (*backfill_cb)(void *arg, int done, int ok, uint64_t pages,
 		    uint64_t seen, uint64_t forwarded, const char *error);
 
+/*
+ * Never NULL: a tenant whose state file cannot be read is created failed
+ * (state_bad, logged), and alertrelayctl cursor set recovers it.
+ */
 struct tenant	*tenant_new(struct relay *, struct conf_tenant *,
 		    char *, size_t);
 /* Adopt a new configuration (reload); conf must outlive the tenant. */

@@ -63,7 +63,6 @@
 #define CTL_MAX_WORDS	8
 #define CTL_REQUEST_S	10
 #define CTL_WRITE_S	30
-#define CTL_WATCH_MS	1000
 
 #define CTL_EXIT_OK	0
 #define CTL_EXIT_FAIL	1
@@ -83,10 +82,13 @@ struct ctl_client {
 	struct bufferevent	*bev;
 	enum ctl_state		 state;
 	struct ctl_check	*check;		/* check-tenant */
-	struct tenant		*bf_tenant;	/* backfill running */
+	/*
+	 * The tenant whose backfill this client runs.  Every end of a
+	 * backfill (done, failed, tenant stopped, reconfigured or freed)
+	 * calls ctl_backfill_cb, which clears it: never a dangling pointer.
+	 */
+	struct tenant		*bf_tenant;
 	char			*bf_name;
-	struct event		*bf_watch;
-	int			 bf_gone;
 	TAILQ_ENTRY(ctl_client)	 entry;
 };
 
@@ -182,6 +184,13 @@ ctl_parse_time(const char *s, int64_t *out)
 	return ts_parse(s, len, out);
 }
 
+/* "failed" for a tenant whose state file is unusable, else its phase. */
+static const char *
+tenant_state_name(const struct tenant *t)
+{
+	return t->state_bad ? "failed" : tenant_phase_name(t->phase);
+}
+
 /* The tenant's state word: phase, with "/failing" while failing. */
 static void
 fmt_state(const struct relay *r, const struct tenant *t, char *out,
@@ -190,7 +199,7 @@ fmt_state(const struct relay *r, const struct tenant *t, char *out,
 	if (r->conf->cluster.enabled && !tenant_owned(t))
 		snprintf(out, len, "standby");
 	else
-		snprintf(out, len, "%s%s", tenant_phase_name(t->phase),
+		snprintf(out, len, "%s%s", tenant_state_name(t),
 		    t->failing && t->phase != TENANT_FAILED ? "/failing" : "");
 }
 
@@ -414,8 +423,7 @@ ctl_status_json_tenant(const struct relay *r, const struct tenant *t,
 	json_object_set_new(o, "name", json_string(t->name));
 	json_object_set_new(o, "label", json_string(t->conf->label));
 	json_object_set_new(o, "enabled", json_boolean(t->conf->enabled));
-	json_object_set_new(o, "state", json_string(
-	    tenant_phase_name(t->phase)));
+	json_object_set_new(o, "state", json_string(tenant_state_name(t)));
 	json_object_set_new(o, "failing", json_boolean(t->failing));
 	json_object_set_new(o, "owned",
 	    json_boolean(!r->conf->cluster.enabled || tenant_owned(t)));
@@ -691,25 +699,10 @@ cmd_cursor(struct ctl_client *c, int argc, char **argv)
 
 /* backfill */
 
-static bool
-ctl_tenant_alive(struct relay *r, struct tenant *t, const char *name)
-{
-	size_t	 i;
-
-	for (i = 0; i < r->ntenants; i++)
-		if (r->tenants[i] == t && strcmp(t->name, name) == 0)
-			return true;
-	return false;
-}
-
 static void
 ctl_backfill_end(struct ctl_client *c)
 {
 	c->bf_tenant = NULL;
-	if (c->bf_watch != NULL) {
-		event_free(c->bf_watch);
-		c->bf_watch = NULL;
-	}
 }
 
 static void
@@ -741,42 +734,12 @@ ctl_backfill_cb(void *arg, int done, int ok, uint64_t pages, uint64_t seen,
 		    error != NULL ? error : "unknown error");
 }
 
-/*
- * A reload may remove the tenant, and freeing a tenant drops its
- * backfill without a last callback: notice that here.
- */
-static void
-ctl_backfill_watch_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct ctl_client	*c = arg;
-	struct tenant		*t = c->bf_tenant;
-	struct timeval		 tv = { CTL_WATCH_MS / 1000,
-				    CTL_WATCH_MS % 1000 * 1000 };
-
-	if (t != NULL && ctl_tenant_alive(c->relay, t, c->bf_name) &&
-	    t->backfill != NULL) {
-		c->bf_gone = 0;
-		evtimer_add(c->bf_watch, &tv);
-		return;
-	}
-	if (t != NULL && ctl_tenant_alive(c->relay, t, c->bf_name) &&
-	    c->bf_gone++ == 0) {
-		evtimer_add(c->bf_watch, &tv);	/* the last cb may come */
-		return;
-	}
-	ctl_backfill_end(c);
-	ctl_fail(c, CTL_EXIT_FAIL, "backfill %s stopped: the tenant was "
-	    "removed or changed by a reload", c->bf_name);
-}
-
 static void
 cmd_backfill(struct ctl_client *c, int argc, char **argv)
 {
 	struct tenant	*t;
 	int64_t		 from, to;
 	char		 err[256], f[40], e[40];
-	struct timeval	 tv = { CTL_WATCH_MS / 1000,
-			    CTL_WATCH_MS % 1000 * 1000 };
 
 	if (argc != 4) {
 		ctl_fail(c, CTL_EXIT_USAGE, "usage: backfill NAME FROM TO");
@@ -809,8 +772,6 @@ cmd_backfill(struct ctl_client *c, int argc, char **argv)
 	ts_format(from, f, sizeof(f));
 	ts_format(to, e, sizeof(e));
 	ctl_send(c, 'p', "backfill %s: reading %s to %s", t->name, f, e);
-	c->bf_watch = evtimer_new(c->relay->base, ctl_backfill_watch_cb, c);
-	evtimer_add(c->bf_watch, &tv);
 }
 
 /* check-tenant */
@@ -1184,14 +1145,28 @@ check_api(struct ctl_check *k)
 	buf_clear(&url);
 }
 
+static void	check_token_answer(struct ctl_check *,
+		    const struct http_result *);
+
 static void
 check_token_cb(const struct http_result *res, void *arg)
 {
 	struct ctl_check *k = arg;
+
+	k->req = NULL;
+	check_token_answer(k, res);
+	/* The body held the access token: wipe it before http frees it. */
+	if (res->body != NULL && res->body->data != NULL)
+		explicit_bzero(res->body->data, res->body->len);
+}
+
+/* Read check-tenant's token answer; go on to the API call if good. */
+static void
+check_token_answer(struct ctl_check *k, const struct http_result *res)
+{
 	struct oauth_token ot;
 	char		 err[256];
 
-	k->req = NULL;
 	if (res->failed) {
 		ctl_send(k->client, 'o', "token: FAILED: %s", res->error);
 		check_problem(k, "login endpoint unreachable", "  fix: cannot "
@@ -1496,8 +1471,7 @@ ctl_client_free(struct ctl_client *c)
 		c->state = CTL_CLOSING;
 		return;
 	}
-	if (c->bf_tenant != NULL && ctl_tenant_alive(c->relay, c->bf_tenant,
-	    c->bf_name) && c->bf_tenant->backfill != NULL) {
+	if (c->bf_tenant != NULL) {
 		log_tenant(LOG_INFO, c->bf_name, "tenant %s: alertrelayctl "
 		    "went away, cancelling the backfill", c->bf_name);
 		tenant_backfill_cancel(c->bf_tenant);

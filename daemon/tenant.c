@@ -5,24 +5,35 @@
  * output, and only then moves the cursor.  A backfill is the same reading
  * over a fixed range that never moves the cursor.  Errors back off this
  * tenant alone; the API's rate budget and Retry-After are honoured.
+ *
+ * Ownership: the tenant owns its token, its live catch-up and its
+ * backfill; each catch-up owns its page request and timer.  Nothing
+ * points at a catch-up from outside: the token's answer comes to the
+ * tenant (tenant_token_cb), which serves whichever catch-ups wait for it
+ * then.  A reload that disables the tenant or changes its credentials,
+ * api_url or outputs abandons the page in flight (what it had read is
+ * forgotten and read again) and ends a backfill with an error.
  */
 #include <sys/stat.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "alertrelayd.h"
 #include "backoff.h"
 #include "oauth.h"
 
 #define PAUSE_CHECK_MS		1000
-#define TOKEN_WAIT_MS		500
 #define MAX_ALERT_BYTES		(16 * 1024 * 1024)
 /* A page of 10,000 alerts is ~40 MB; far larger bodies are hostile. */
 #define MAX_PAGE_BYTES		((size_t)512 * 1024 * 1024)
 #define ONCE_MAX_RETRIES	3
 #define BACKFILL_MAX_RETRIES	5
+/* A cursor never moves further ahead of this host's clock. */
+#define FUTURE_MAX_TICKS	(5 * 60 * TICKS_PER_SEC)
 
 /*
  * One reading of the alerts API: the live poller's catch-up, or a
@@ -40,10 +51,12 @@ struct catchup {
 	struct pagesplit *split;
 	struct http_req	*req;
 	int64_t		 page_max;	/* newest lastUpdateTime in page */
+	int64_t		 page_sane;	/* same, not past now + 5 min */
 	unsigned	 page_at_max;	/* alerts carrying page_max */
 	unsigned	 page_n;
 	char		 page_error[256];
 	int		 retried_401;
+	bool		 awaiting_token;	/* served by tenant_token_cb */
 	bool		 dirty;		/* state changed since the last save */
 	/* Backfill only. */
 	struct event	*timer;
@@ -117,6 +130,42 @@ tenant_error(struct tenant *t, int prio, const struct log_ctx *c,
 	log_ctx(prio, c, "%s", t->last_error);
 }
 
+/*
+ * The state file cannot be read: this tenant stops alone, with an error
+ * that says the way out, until alertrelayctl cursor set gives it a
+ * fresh state.
+ */
+static void
+tenant_state_failed(struct tenant *t, const char *err)
+{
+	struct log_ctx	 c = { .tenant = t->name };
+
+	t->state_bad = true;
+	t->phase = TENANT_FAILED;
+	if (t->timer != NULL)
+		evtimer_del(t->timer);
+	tenant_error(t, LOG_ERR, &c, "tenant %s: cannot use its state file: "
+	    "%s; this tenant is stopped, the others carry on; to recover, "
+	    "choose where to read from: alertrelayctl cursor set %s TIME",
+	    t->name, err, t->name);
+}
+
+/* Forget what was read but not committed: back to the saved state. */
+static int
+tenant_state_reread(struct tenant *t)
+{
+	char	 err[512];
+
+	tenant_state_clear(&t->state);
+	tenant_state_init(&t->state);
+	if (tenant_state_load(t->state_path, &t->state, err,
+	    sizeof(err)) == -1) {
+		tenant_state_failed(t, err);
+		return -1;
+	}
+	return 0;
+}
+
 static int64_t
 poll_interval(const struct tenant *t)
 {
@@ -143,6 +192,7 @@ catchup_reset_page(struct catchup *c)
 	c->split = pagesplit_new(MAX_ALERT_BYTES, catchup_alert_cb, c);
 	c->page_n = 0;
 	c->page_max = TICKS_NONE;
+	c->page_sane = TICKS_NONE;
 	c->page_at_max = 0;
 	c->page_error[0] = '\0';
 }
@@ -212,6 +262,15 @@ catchup_backoff(struct catchup *c, int64_t retry_after_ms, bool counts)
 	int64_t		 delay;
 	struct log_ctx	 lc = { .tenant = t->name };
 
+	if (t->state_bad) {		/* failed alone, logged already */
+		if (c->backfill)
+			backfill_end(c, false, t->last_error);
+		else if (t->relay->once)
+			tenant_once_done(t, false);
+		else
+			t->phase = TENANT_FAILED;
+		return;
+	}
 	if (c->backfill) {
 		c->failures += counts;
 		if (c->failures > BACKFILL_MAX_RETRIES || t->auth_failed) {
@@ -337,15 +396,24 @@ tenant_poll(struct tenant *t)
 }
 
 static void
-catchup_token_cb(void *arg, int rc)
+catchup_token_cb(struct catchup *c, int rc)
 {
-	struct catchup	*c = arg;
-
+	c->awaiting_token = false;
 	if (rc == -1) {
 		catchup_backoff(c, -1, true);
 		return;
 	}
 	catchup_fetch(c);
+}
+
+/* The token's answer: serve the catch-ups that wait for it now. */
+static void
+tenant_token_cb(struct tenant *t, int rc)
+{
+	if (t->live->awaiting_token)
+		catchup_token_cb(t->live, rc);
+	if (t->backfill != NULL && t->backfill->awaiting_token)
+		catchup_token_cb(t->backfill, rc);
 }
 
 static void
@@ -383,15 +451,10 @@ catchup_token(struct catchup *c, const char **tok)
 
 	if ((*tok = token_current(t)) != NULL)
 		return true;
-	if (!c->backfill) {
+	c->awaiting_token = true;
+	if (!c->backfill)
 		t->phase = TENANT_TOKEN;
-		token_refresh(t, catchup_token_cb, c);
-		return false;
-	}
-	/* The live poller owns the one waiter slot; a backfill polls. */
-	if (t->token.req == NULL)
-		token_refresh(t, catchup_token_cb, c);
-	timer_in(c->timer, TOKEN_WAIT_MS);
+	token_refresh(t);	/* may answer at once */
 	return false;
 }
 
@@ -405,10 +468,14 @@ catchup_fetch(struct catchup *c)
 	const char	*tok;
 	int64_t		 now = mono_ms(), wait;
 
-	if (c->req != NULL)
+	if (c->req != NULL || c->awaiting_token)
 		return;
 	if (c->backfill)
 		evtimer_del(c->timer);
+	if (t->state_bad) {
+		catchup_backoff(c, -1, false);
+		return;
+	}
 	if (tenant_outputs_full(t, c->backfill || t->phase == TENANT_PAUSED)) {
 		catchup_wait(c, TENANT_PAUSED, PAUSE_CHECK_MS);
 		return;
@@ -530,6 +597,26 @@ tenant_forward(struct catchup *c, const struct alert *a, int updated)
 	return 0;
 }
 
+/* A version stamped ahead of our clock: forwarded, but said. */
+static void
+tenant_warn_future(struct tenant *t, const struct alert *a)
+{
+	struct log_ctx	 c = { .tenant = t->name };
+	char		 id[160], ts[40];
+	size_t		 i;
+
+	snprintf(id, sizeof(id), "%.*s", (int)(a->id.len < 128 ?
+	    a->id.len : 128), a->id.p);
+	for (i = 0; id[i] != '\0'; i++)	/* remote text: one line */
+		if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
+			id[i] = '?';
+	ts_format(a->last_update, ts, sizeof(ts));
+	c.alert_id = id;
+	log_ctx(LOG_WARNING, &c, "tenant %s: alert %s has lastUpdateTime %s, "
+	    "more than 5 minutes ahead of this host's clock; forwarded, but "
+	    "the cursor does not follow it", t->name, id, ts);
+}
+
 static int
 catchup_alert_cb(const char *obj, size_t len, void *arg)
 {
@@ -554,8 +641,13 @@ catchup_alert_cb(const char *obj, size_t len, void *arg)
 	}
 	if (a->last_update == c->page_max)
 		c->page_at_max++;
+	if (a->last_update <= ts_now() + FUTURE_MAX_TICKS &&
+	    (c->page_sane == TICKS_NONE || a->last_update > c->page_sane))
+		c->page_sane = a->last_update;
 	if ((kind = tenant_classify(c, a)) == -1)
 		return 0;
+	if (a->last_update > ts_now() + FUTURE_MAX_TICKS)
+		tenant_warn_future(t, a);
 	if (tenant_forward(c, a, kind) == -1)
 		return -1;
 	dedupe_put(&t->state.seen, a->id.p, a->id.len, a->last_update);
@@ -577,10 +669,12 @@ catchup_commit(struct catchup *c)
 {
 	struct tenant	*t = c->t;
 	const struct conf_daemon *d = &t->relay->conf->daemon;
-	char		 err[256];
 	size_t		 i;
+	int64_t		 max;
 	struct log_ctx	 lc = { .tenant = t->name };
 
+	if (t->state_bad)
+		return -1;
 	for (i = 0; i < t->nsinks; i++) {
 		if (sink_sync(t->sinks[i]) == 0)
 			continue;
@@ -591,11 +685,7 @@ catchup_commit(struct catchup *c)
 		    "polling this tenant pauses until it can", t->name,
 		    lc.output, d->state_dir, strerror(errno));
 		t->spool_failing = true;
-		tenant_state_clear(&t->state);
-		tenant_state_init(&t->state);
-		if (tenant_state_load(t->state_path, &t->state, err,
-		    sizeof(err)) == -1)
-			fatalx("tenant %s: %s", t->name, err);
+		tenant_state_reread(t);
 		return -1;
 	}
 	for (i = 0; i < t->relay->nnotifiers; i++)
@@ -609,9 +699,14 @@ catchup_commit(struct catchup *c)
 		log_tenant(LOG_INFO, t->name, "tenant %s: spools writable "
 		    "again; polling resumes", t->name);
 	}
-	if (!c->backfill && c->page_max != TICKS_NONE &&
-	    (t->state.cursor == TICKS_NONE || c->page_max > t->state.cursor)) {
-		t->state.cursor = c->page_max;
+	/*
+	 * Clock sanity: versions stamped past now + 5 min do not move the
+	 * cursor (it would blind the tenant until then).
+	 */
+	max = c->page_sane;
+	if (!c->backfill && max != TICKS_NONE &&
+	    (t->state.cursor == TICKS_NONE || max > t->state.cursor)) {
+		t->state.cursor = max;
 		c->dirty = true;
 	}
 	if (t->state.cursor != TICKS_NONE) {
@@ -763,12 +858,85 @@ tenant_api_error(struct tenant *t, const struct http_result *res)
 	    res->location != NULL ? res->location : "", hint);
 }
 
+/*
+ * "scheme://host:port" of an absolute http(s) URL, lower case, with the
+ * default port filled in; -1 for anything else (user info included).
+ */
+static int
+url_origin(const char *url, char *out, size_t len)
+{
+	const char	*h, *end, *hend, *port;
+	size_t		 i, n;
+	bool		 tls;
+
+	if (strncasecmp(url, "https://", 8) == 0)
+		tls = true;
+	else if (strncasecmp(url, "http://", 7) == 0)
+		tls = false;
+	else
+		return -1;
+	h = url + (tls ? 8 : 7);
+	end = h + strcspn(h, "/?#");
+	if (*h == '[') {
+		if ((hend = memchr(h, ']', end - h)) == NULL)
+			return -1;
+		hend++;
+	} else
+		hend = h + strcspn(h, ":/?#");
+	if (hend == h || hend > end)
+		return -1;
+	if (hend == end) {
+		port = tls ? "443" : "80";
+		n = strlen(port);
+	} else {
+		port = hend + 1;
+		n = end - port;
+		if (*hend != ':' || n == 0 || n > 5 ||
+		    strspn(port, "0123456789") < n)
+			return -1;
+	}
+	for (i = 0; h + i < hend; i++)
+		if (!isalnum((unsigned char)h[i]) &&
+		    strchr(".-_[]:", h[i]) == NULL)
+			return -1;
+	snprintf(out, len, "%s://%.*s:%.*s", tls ? "https" : "http",
+	    (int)(hend - h), h, (int)n, port);
+	for (i = 0; out[i] != '\0'; i++)
+		out[i] = tolower((unsigned char)out[i]);
+	return 0;
+}
+
+/* The token stays home: a link elsewhere ends the catch-up (logged). */
+static bool
+catchup_link_ok(struct catchup *c, const char *link)
+{
+	struct tenant	*t = c->t;
+	struct log_ctx	 lc = { .tenant = t->name };
+	char		 want[300], got[300];
+
+	if (url_origin(link, got, sizeof(got)) == 0 &&
+	    url_origin(t->conf->api_url, want, sizeof(want)) == 0 &&
+	    strcmp(got, want) == 0)
+		return true;
+	tenant_error(t, LOG_ERR, &lc, "tenant %s: refusing an @odata.nextLink "
+	    "to %s: it is not api_url (%s), and the token is sent to api_url "
+	    "only", t->name, url_origin(link, got, sizeof(got)) == 0 ? got :
+	    "a URL that is not http(s)://host[:port]", t->conf->api_url);
+	return false;
+}
+
 /* Continue the catch-up after a good page, or finish it. */
 static void
 catchup_next_page(struct catchup *c)
 {
 	const char	*link = pagesplit_next_link(c->split);
 
+	if (link != NULL && !catchup_link_ok(c, link)) {
+		pagesplit_free(c->split);
+		c->split = NULL;
+		catchup_backoff(c, -1, true);
+		return;
+	}
 	c->pages++;
 	free(c->next_link);
 	c->next_link = link != NULL ? xstrdup(link) : NULL;
@@ -847,24 +1015,32 @@ catchup_page_cb(const struct http_result *res, void *arg)
 	catchup_backoff(c, res->retry_after_ms, res->status != 429);
 }
 
-static void
+/* Route to the outputs the configuration names; true if they changed. */
+static bool
 tenant_route_sinks(struct tenant *t)
 {
 	struct relay	*r = t->relay;
-	size_t		 i;
+	struct sink	**old = t->sinks;
+	size_t		 i, nold = t->nsinks;
+	bool		 changed;
 
-	free(t->sinks);
-	t->sinks = xcalloc(r->nsinks, sizeof(*t->sinks));
+	t->sinks = xcalloc(r->nsinks ? r->nsinks : 1, sizeof(*t->sinks));
 	t->nsinks = 0;
 	for (i = 0; i < r->nsinks; i++)
 		if (conf_tenant_routes(t->conf, sink_conf(r->sinks[i])))
 			t->sinks[t->nsinks++] = r->sinks[i];
+	/* Compared as addresses only: an old sink may be freed already. */
+	changed = nold != t->nsinks || (nold > 0 &&
+	    memcmp(old, t->sinks, nold * sizeof(*old)) != 0);
+	free(old);
+	return changed;
 }
 
 struct tenant *
 tenant_new(struct relay *r, struct conf_tenant *ct, char *err, size_t elen)
 {
 	struct tenant	*t;
+	char		 serr[512];
 
 	t = xcalloc(1, sizeof(*t));
 	t->relay = r;
@@ -873,15 +1049,17 @@ tenant_new(struct relay *r, struct conf_tenant *ct, char *err, size_t elen)
 	xasprintf(&t->state_path, "%s/tenants/%s.state",
 	    r->conf->daemon.state_dir, ct->name);
 	tenant_state_init(&t->state);
-	if (tenant_state_load(t->state_path, &t->state, err, elen) == -1) {
-		tenant_free(t);
-		return NULL;
-	}
 	tenant_route_sinks(t);
 	rate_init(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
 	t->timer = evtimer_new(r->base, tenant_timer_cb, t);
 	t->live = catchup_new(t, false);
+	t->token.done_cb = tenant_token_cb;
+	token_fingerprint(ct, t->token.cred_fp);
 	t->phase = TENANT_IDLE;
+	/* A bad state file fails this tenant alone (tenant_start keeps it). */
+	if (tenant_state_load(t->state_path, &t->state, serr,
+	    sizeof(serr)) == -1)
+		tenant_state_failed(t, serr);
 	t->delivered = t->state.cursor;
 	return t;
 }
@@ -891,11 +1069,13 @@ tenant_start(struct tenant *t)
 {
 	int64_t	 first;
 
-	if (!t->conf->enabled) {
+	if (!t->conf->enabled || t->state_bad) {
 		t->phase = TENANT_FAILED;
-		snprintf(t->last_error, sizeof(t->last_error), "disabled");
+		if (!t->state_bad)
+			snprintf(t->last_error, sizeof(t->last_error),
+			    "disabled");
 		if (t->relay->once)
-			relay_tenant_done(t->relay, t, true);
+			relay_tenant_done(t->relay, t, !t->state_bad);
 		return;
 	}
 	token_check_expiry(t);
@@ -905,48 +1085,141 @@ tenant_start(struct tenant *t)
 	    (int64_t)arc4random_uniform((uint32_t)first));
 }
 
-/* Do two tenant configurations authenticate the same way? */
+/* Cancel a catch-up's request; true if it had read part of a page. */
 static bool
-same_credentials(const struct conf_tenant *a, const struct conf_tenant *b)
+catchup_abandon(struct catchup *c)
 {
-#define SAME(f)	((a->f == NULL && b->f == NULL) || \
-	    (a->f != NULL && b->f != NULL && strcmp(a->f, b->f) == 0))
-	return SAME(tenant_id) && SAME(client_id) && SAME(client_secret) &&
-	    SAME(certificate_file) && SAME(private_key_file) &&
-	    SAME(login_url) && SAME(scope) && SAME(ca_file);
-#undef SAME
+	bool	 partial = c->req != NULL && c->page_n > 0;
+
+	if (c->req != NULL) {
+		http_cancel(c->t->relay->http, c->req);
+		c->req = NULL;
+	}
+	c->awaiting_token = false;
+	if (c->timer != NULL)
+		evtimer_del(c->timer);
+	return partial;
+}
+
+/*
+ * End a running backfill, telling its client why.  A page it had half
+ * read is committed (keep) or reported (the caller forgets it).
+ */
+static bool
+backfill_abort(struct tenant *t, const char *why, bool keep)
+{
+	struct catchup	*c = t->backfill;
+	bool		 partial;
+
+	if (c == NULL)
+		return false;
+	partial = catchup_abandon(c);
+	if (partial && keep) {
+		catchup_commit(c);
+		partial = false;
+	}
+	backfill_end(c, false, why);
+	return partial;
+}
+
+/*
+ * The tenant's configuration changed under its in-flight work: cancel
+ * it, forget what a cut page had read (its outputs may be gone), and end
+ * a backfill.  The caller decides whether to poll again.
+ */
+static void
+tenant_halt(struct tenant *t, const char *why)
+{
+	bool	 partial;
+
+	evtimer_del(t->timer);
+	partial = backfill_abort(t, why, false);
+	partial |= catchup_abandon(t->live);
+	if (t->phase != TENANT_FAILED)
+		t->phase = TENANT_IDLE;
+	if (partial)
+		tenant_state_reread(t);
+}
+
+/* Do two configurations read the same alerts the same way? */
+static bool
+same_source(const struct conf_tenant *a, const struct conf_tenant *b)
+{
+	return a->source == b->source && strcmp(a->api_url, b->api_url) == 0;
 }
 
 void
 tenant_reconcile(struct tenant *t, struct conf_tenant *ct)
 {
-	bool	 was_enabled = t->conf->enabled;
+	bool		 was_enabled = t->conf->enabled, creds, moved;
+	unsigned char	 fp[TOKEN_FP_LEN];
 
-	if (!same_credentials(t->conf, ct)) {
-		token_invalidate(t);
-		t->auth_failed = false;
-	}
+	token_fingerprint(ct, fp);
+	creds = memcmp(fp, t->token.cred_fp, sizeof(fp)) != 0;
+	moved = !same_source(t->conf, ct);
 	t->conf = ct;
 	checkpoints_clear(t);
-	tenant_route_sinks(t);
+	moved |= tenant_route_sinks(t);
 	rate_init(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
+	if (creds) {
+		/* Neither the token nor a request for it survives. */
+		memcpy(t->token.cred_fp, fp, sizeof(fp));
+		token_reset(t);
+		t->auth_failed = false;
+	}
 	if (!ct->enabled && was_enabled) {
-		catchup_free(t->live);
-		t->live = catchup_new(t, false);
-		evtimer_del(t->timer);
+		tenant_halt(t, "the tenant was disabled by a reload");
 		t->phase = TENANT_FAILED;
-		snprintf(t->last_error, sizeof(t->last_error), "disabled");
+		if (!t->state_bad)
+			snprintf(t->last_error, sizeof(t->last_error),
+			    "disabled");
+	} else if ((creds || moved) && t->phase != TENANT_FAILED) {
+		tenant_halt(t, creds ? "the tenant's credentials were changed "
+		    "by a reload" : "the tenant's api_url, source or outputs "
+		    "were changed by a reload");
+		if (!t->state_bad && (t->relay->cluster == NULL || t->owned))
+			tenant_schedule(t, TENANT_IDLE, 0);
 	} else if (ct->enabled && t->phase == TENANT_FAILED &&
-	    (t->relay->cluster == NULL || t->owned)) {
+	    !t->state_bad && (t->relay->cluster == NULL || t->owned)) {
 		t->last_error[0] = '\0';
 		tenant_start(t);
 	}
 }
 
+/* cursor set on a tenant whose state file was bad: start afresh. */
+static int
+tenant_state_renew(struct tenant *t, int64_t ticks, char *err, size_t elen)
+{
+	struct tenant_state fresh;
+
+	tenant_state_init(&fresh);
+	fresh.cursor = ticks;
+	fresh.since = ticks;
+	if (tenant_state_save(t->state_path, &fresh) == -1) {
+		snprintf(err, elen, "cannot save %s: %s", t->state_path,
+		    strerror(errno));
+		tenant_state_clear(&fresh);
+		return -1;
+	}
+	tenant_state_clear(&t->state);
+	t->state = fresh;
+	t->state_bad = false;
+	checkpoints_clear(t);
+	t->delivered = ticks;
+	t->last_error[0] = '\0';
+	log_tenant(LOG_INFO, t->name, "tenant %s: new state file %s, cursor "
+	    "set by the operator", t->name, t->state_path);
+	if (t->conf->enabled && (t->relay->cluster == NULL || t->owned))
+		tenant_start(t);
+	return 0;
+}
+
 int
 tenant_cursor_set(struct tenant *t, int64_t ticks, char *err, size_t elen)
 {
-	if (t->live->req != NULL || t->phase == TENANT_TOKEN) {
+	if (t->state_bad)
+		return tenant_state_renew(t, ticks, err, elen);
+	if (t->live->req != NULL || t->live->awaiting_token) {
 		snprintf(err, elen, "tenant %s is reading a page; try again "
 		    "in a moment", t->name);
 		return -1;
@@ -980,7 +1253,7 @@ tenant_backfill(struct tenant *t, int64_t from, int64_t to, backfill_cb cb,
 		    "TO");
 		return -1;
 	}
-	if (!t->conf->enabled || t->conf->client_secret == NULL) {
+	if (!t->conf->enabled || t->state_bad) {
 		snprintf(err, elen, "tenant %s is not polled (%s)", t->name,
 		    t->last_error[0] ? t->last_error : "disabled");
 		return -1;
@@ -1001,31 +1274,34 @@ tenant_backfill(struct tenant *t, int64_t from, int64_t to, backfill_cb cb,
 void
 tenant_backfill_cancel(struct tenant *t)
 {
-	if (t->backfill == NULL)
+	struct catchup	*c = t->backfill;
+
+	if (c == NULL)
 		return;
 	log_tenant(LOG_INFO, t->name, "tenant %s: backfill cancelled",
 	    t->name);
-	catchup_free(t->backfill);
+	/* What a cut page read is an ordered prefix: keep it. */
+	if (catchup_abandon(c))
+		catchup_commit(c);
 	t->backfill = NULL;
+	catchup_free(c);
 }
 
 void
 tenant_stop(struct tenant *t)
 {
 	struct catchup	*c = t->live;
+	bool		 partial;
 
 	evtimer_del(t->timer);
-	tenant_backfill_cancel(t);
+	backfill_abort(t, t->relay->stopping ? "the daemon is stopping" :
+	    "polling of the tenant stopped (removed by a reload or handed to "
+	    "another member)", true);
 	/* A token request may finish later: keep the token, do not poll. */
-	t->token.waiter = NULL;
-	t->token.waiter_arg = NULL;
-	if (c->req != NULL) {
-		http_cancel(t->relay->http, c->req);
-		c->req = NULL;
-		/* The alerts read so far are an ordered prefix: keep them. */
-		if (c->page_n > 0)
-			catchup_commit(c);
-	}
+	partial = catchup_abandon(c);
+	/* The alerts read so far are an ordered prefix: keep them. */
+	if (partial)
+		catchup_commit(c);
 	if (t->phase != TENANT_FAILED)
 		t->phase = TENANT_IDLE;
 }
@@ -1041,9 +1317,7 @@ tenant_free(struct tenant *t)
 		    "tenant removed from the configuration");
 	catchup_free(t->live);
 	catchup_free(t->backfill);
-	if (t->token.req != NULL)
-		http_cancel(t->relay->http, t->token.req);
-	token_clear(&t->token);
+	token_reset(t);
 	if (t->timer != NULL)
 		event_free(t->timer);
 	tenant_state_clear(&t->state);

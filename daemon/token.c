@@ -4,10 +4,18 @@
  * in flight; Entra's AADSTS codes become messages that say what to fix.
  * Certificate tenants authenticate with a client-assertion JWT signed
  * afresh for every request; credentials about to expire are warned about.
+ *
+ * Credentials are part of a token's identity: the cached token and the
+ * request in flight each carry the fingerprint of the credentials they
+ * were made for, and neither is used once the tenant's fingerprint
+ * differs (token_reset cancels the request on a credential change).
  */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "alertrelayd.h"
 #include "jwt.h"
@@ -22,6 +30,45 @@ token_clear(struct token *tk)
 	secret_free(tk->access);
 	tk->access = NULL;
 	tk->expires_ms = 0;
+	tk->wall_expires = 0;
+}
+
+/* Add one length-prefixed field (NULL differs from "") to a digest. */
+static void
+fp_field(EVP_MD_CTX *md, const char *s)
+{
+	uint32_t	 len = s != NULL ? (uint32_t)strlen(s) + 1 : 0;
+
+	EVP_DigestUpdate(md, &len, sizeof(len));
+	if (s != NULL)
+		EVP_DigestUpdate(md, s, len);
+}
+
+void
+token_fingerprint(const struct conf_tenant *ct, unsigned char *fp)
+{
+	EVP_MD_CTX	*md;
+	unsigned int	 n = TOKEN_FP_LEN;
+
+	if ((md = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+		fatalx("token fingerprint: out of memory");
+	fp_field(md, ct->tenant_id);
+	fp_field(md, ct->client_id);
+	fp_field(md, ct->client_secret);
+	fp_field(md, ct->certificate_file);
+	fp_field(md, ct->private_key_file);
+	fp_field(md, ct->login_url);
+	fp_field(md, ct->scope);
+	fp_field(md, ct->ca_file);
+	EVP_DigestFinal_ex(md, fp, &n);
+	EVP_MD_CTX_free(md);
+}
+
+static bool
+token_fp_current(const struct token *tk, const unsigned char *fp)
+{
+	return CRYPTO_memcmp(fp, tk->cred_fp, TOKEN_FP_LEN) == 0;
 }
 
 const char *
@@ -29,6 +76,8 @@ token_current(struct tenant *t)
 {
 	struct token	*tk = &t->token;
 
+	if (tk->access != NULL && !token_fp_current(tk, tk->fp))
+		token_clear(tk);	/* made for other credentials */
 	if (tk->access == NULL || mono_ms() >= tk->expires_ms)
 		return NULL;
 	return tk->access;
@@ -40,16 +89,21 @@ token_invalidate(struct tenant *t)
 	token_clear(&t->token);
 }
 
+void
+token_reset(struct tenant *t)
+{
+	token_clear(&t->token);
+	if (t->token.req != NULL) {
+		http_cancel(t->relay->http, t->token.req);
+		t->token.req = NULL;
+	}
+}
+
 static void
 token_finish(struct tenant *t, int rc)
 {
-	void	(*cb)(void *, int) = t->token.waiter;
-	void	*arg = t->token.waiter_arg;
-
-	t->token.waiter = NULL;
-	t->token.waiter_arg = NULL;
-	if (cb != NULL)
-		cb(arg, rc);
+	if (t->token.done_cb != NULL)
+		t->token.done_cb(t, rc);
 }
 
 /* Store a parsed token in the cache. */
@@ -57,6 +111,7 @@ static void
 token_store(struct token *tk, struct oauth_token *ot)
 {
 	token_clear(tk);
+	memcpy(tk->fp, tk->req_fp, TOKEN_FP_LEN);
 	tk->access = ot->access_token;
 	ot->access_token = NULL;
 	tk->expires_ms = mono_ms() + oauth_refresh_after(ot->expires_in) *
@@ -110,39 +165,56 @@ token_error(struct tenant *t, const struct http_result *res)
 	return res->status >= 400 && res->status < 500 && res->status != 429;
 }
 
-static void
-token_done_cb(const struct http_result *res, void *arg)
+/* Read a token answer into the cache; 0, or -1 (logged). */
+static int
+token_answer(struct tenant *t, const struct http_result *res)
 {
-	struct tenant	*t = arg;
 	char		 err[256];
 	struct log_ctx	 c = { .tenant = t->name };
 	struct oauth_token ot;
 
-	t->token.req = NULL;
 	t->auth_failed = false;
 	if (res->failed) {
 		tenant_error(t, LOG_WARNING, &c, "tenant %s: token request "
 		    "to %s failed: %s", t->name, t->conf->login_url,
 		    res->error);
-		token_finish(t, -1);
-		return;
+		return -1;
 	}
 	if (res->status != 200) {
 		t->auth_failed = token_error(t, res);
-		token_finish(t, -1);
-		return;
+		return -1;
 	}
 	if (oauth_token_parse(res->body->data ? res->body->data : "",
 	    res->body->len, &ot, err, sizeof(err)) == -1) {
 		c.http_status = res->status;
 		tenant_error(t, LOG_WARNING, &c, "tenant %s: %s", t->name, err);
-		token_finish(t, -1);
-		return;
+		return -1;
 	}
 	token_store(&t->token, &ot);
 	log_tenant(LOG_DEBUG, t->name, "tenant %s: token refreshed",
 	    t->name);
-	token_finish(t, 0);
+	return 0;
+}
+
+static void
+token_done_cb(const struct http_result *res, void *arg)
+{
+	struct tenant	*t = arg;
+	int		 rc = -1;
+
+	t->token.req = NULL;
+	/* An answer for other credentials is dropped unread: ask again. */
+	if (!token_fp_current(&t->token, t->token.req_fp)) {
+		if (res->body != NULL && res->body->data != NULL)
+			explicit_bzero(res->body->data, res->body->len);
+		token_refresh(t);
+		return;
+	}
+	rc = token_answer(t, res);
+	/* The body held the access token: wipe it before http frees it. */
+	if (res->body != NULL && res->body->data != NULL)
+		explicit_bzero(res->body->data, res->body->len);
+	token_finish(t, rc);
 }
 
 /*
@@ -192,15 +264,13 @@ token_request_build(const struct conf_tenant *ct, struct buf *url,
 }
 
 void
-token_refresh(struct tenant *t, void (*cb)(void *, int), void *arg)
+token_refresh(struct tenant *t)
 {
 	struct conf_tenant	*ct = t->conf;
 	struct http_opts	 o;
 	struct buf		 url, form;
 	char			 err[512];
 
-	t->token.waiter = cb;
-	t->token.waiter_arg = arg;
 	if (t->token.req != NULL)
 		return;		/* one refresh in flight per tenant */
 	buf_init(&url);
@@ -226,6 +296,7 @@ token_refresh(struct tenant *t, void (*cb)(void *, int), void *arg)
 	o.max_body = 1024 * 1024;
 	o.done_cb = token_done_cb;
 	o.arg = t;
+	memcpy(t->token.req_fp, t->token.cred_fp, TOKEN_FP_LEN);
 	t->token.req = http_request(t->relay->http, &o);
 	explicit_bzero(form.data, form.len);
 	buf_clear(&form);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -78,6 +79,7 @@ struct faults {
 	int		 hostile;	/* enum hostile, H_NONE */
 	int		 hostile_arg;
 	char		 hostile_to[128];	/* redirect HOST:PORT */
+	char		 link_to[128];	/* nextlink-to HOST:PORT */
 };
 
 /* Time stamps of the last cap calls, for a sliding-window rate limit. */
@@ -172,6 +174,25 @@ struct call {
 	int			 delay_ms;
 	int			 hostile;	/* enum hostile to apply */
 	int			 hostile_arg;
+	char			 uti[24];	/* token issued or used */
+};
+
+/* A request held by POST /_control/hold until /_control/release. */
+struct held {
+	struct evhttp_request	*req;
+	struct evhttp_connection *evcon;
+	char			*tenant;
+	const char		*what;		/* "token" or "alerts" */
+	char			*uri;
+	const char		*state;		/* held, released, cancelled */
+};
+
+/* What to hold: the next n requests of kind what for tenant ("*": all). */
+struct hold_arm {
+	char		*tenant;
+	const char	*what;
+	char		*match;		/* URI substring, or NULL */
+	int		 n;
 };
 
 struct delayed {
@@ -267,6 +288,12 @@ static struct {
 	TAILQ_HEAD(, delayed)	 delayed;
 	uint64_t		 accept_encoding;	/* requests asking */
 	const char		*token_log;
+	char			**log_tok;	/* token issued/used per line */
+	struct held		**held;		/* every request ever held */
+	size_t			 nheld;
+	struct hold_arm		*arms;
+	size_t			 narms;
+	struct evhttp_request	*unheld;	/* being released */
 } F;
 
 /* Alert kinds the generator picks from. */
@@ -1899,6 +1926,15 @@ fault_set(struct tenant *t, const char *kind, const char *arg)
 		if ((v = arg_int(arg, 1000)) < 0)
 			return -1;
 		fs->slow_ms = v;
+	} else if (fs == &t->api && strcmp(kind, "nextlink-to") == 0) {
+		if (!on)
+			fs->link_to[0] = '\0';
+		else if (arg == NULL || *arg == '\0' ||
+		    strlen(arg) >= sizeof fs->link_to ||
+		    strpbrk(arg, "/?#@ \r\n") != NULL)
+			return -1;
+		else
+			snprintf(fs->link_to, sizeof fs->link_to, "%s", arg);
 	} else if (hostile_kind(kind) != H_NONE) {
 		if (hostile_arm(fs, hostile_kind(kind), arg) != 0)
 			return -1;
@@ -2001,7 +2037,14 @@ reqlog_add(struct call *c, int code)
 	if (F.log == NULL) {
 		F.log = xcalloc(LOG_KEEP, sizeof *F.log);
 		F.log_ua = xcalloc(LOG_KEEP, sizeof *F.log_ua);
+		F.log_tok = xcalloc(LOG_KEEP, sizeof *F.log_tok);
 	}
+	free(F.log_tok[F.log_i]);
+	if (c->uti[0] == '\0' || (c->api == API_TOKEN && code != 200))
+		F.log_tok[F.log_i] = xstrdup("-");
+	else
+		xasprintf(&F.log_tok[F.log_i], "%s=%s", c->api == API_TOKEN ?
+		    "issued" : "token", c->uti);
 	free(F.log[F.log_i]);
 	F.log[F.log_i] = line;
 	h = evhttp_find_header(evhttp_request_get_input_headers(c->req),
@@ -3047,15 +3090,15 @@ select_alerts(struct tenant *t, const struct odata *od, struct sel *s)
 /* "http://HOST" + path + the query without skip keys + extra. */
 static void
 next_link(struct buf *b, struct call *c, const struct query *q,
-    const char *path, const char *extra)
+    const char *path, const char *extra, const char *to)
 {
 	const char	*host;
 	char		*enc;
 	size_t		 i;
 	int		 first = 1;
 
-	host = evhttp_find_header(evhttp_request_get_input_headers(c->req),
-	    "Host");
+	host = to != NULL && *to != '\0' ? to : evhttp_find_header(
+	    evhttp_request_get_input_headers(c->req), "Host");
 	buf_adds(b, "http://");
 	if (host != NULL && *host != '\0' && strspn(host,
 	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -3097,7 +3140,7 @@ aud_is_graph(const char *aud)
 
 /* Issue a JWT-looking token signed with the process key. */
 static void
-token_issue(struct buf *tok, struct tenant *t, const char *aud)
+token_issue(struct buf *tok, struct tenant *t, const char *aud, char *uti)
 {
 	struct buf	 p;
 	unsigned char	 mac[32];
@@ -3129,10 +3172,12 @@ token_issue(struct buf *tok, struct tenant *t, const char *aud)
 	buf_addc(tok, '.');
 	b64u_enc(tok, mac, sizeof mac);
 	buf_clear(&p);
+	snprintf(uti, 24, "%s", jti);
 }
 
 struct tokinfo {
 	struct tenant	*t;
+	char		 uti[24];
 	bool		 graph;
 	bool		 mde_role;
 	bool		 graph_role;
@@ -3177,6 +3222,8 @@ token_check(const char *tok, struct tokinfo *ti)
 	else {
 		ti->graph = aud_is_graph(json_string_value(json_object_get(j,
 		    "aud")) ?: "");
+		snprintf(ti->uti, sizeof ti->uti, "%s",
+		    json_string_value(json_object_get(j, "uti")) ?: "");
 		json_array_foreach(json_object_get(j, "roles"), i, v) {
 			r = json_string_value(v) ?: "";
 			if (strncmp(r, "Alert.", 6) == 0)
@@ -3486,7 +3533,7 @@ token_grant(struct call *c, struct tenant *t, const char *scope)
 	buf_init(&aud);
 	buf_init(&out);
 	buf_add(&aud, scope, strlen(scope) - 9);
-	token_issue(&tok, t, aud.data);
+	token_issue(&tok, t, aud.data, c->uti);
 	token_log_add(tok.data);
 	buf_addf(&out, "{\"token_type\":\"Bearer\",\"expires_in\":%s%d%s,"
 	    "\"ext_expires_in\":%s%d%s,\"access_token\":\"%s\"}", q,
@@ -3587,6 +3634,7 @@ api_enter(struct call *c)
 		return NULL;
 	}
 	c->t = t = ti.t;
+	snprintf(c->uti, sizeof c->uti, "%s", ti.uti);
 	t->requests++;
 	if (faults_apply(c, &t->api))
 		return NULL;
@@ -3706,10 +3754,10 @@ mde_list_cb(struct call *c, const char *path, const struct query *q,
 		emit_mde(out, s.v[i], od.expand);
 	}
 	evbuffer_add(out, "]", 1);
-	if (F.nextlink && s.more) {
+	if ((F.nextlink && s.more) || t->api.link_to[0] != '\0') {
 		buf_init(&link);
 		snprintf(extra, sizeof extra, "$skip=%zu", od.skip + od.top);
-		next_link(&link, c, q, path, extra);
+		next_link(&link, c, q, path, extra, t->api.link_to);
 		buf_init(&j);
 		json_strn(&j, link.data, link.len);
 		evbuffer_add(out, ",\"@odata.nextLink\":", 19);
@@ -3755,7 +3803,7 @@ graph_list_cb(struct call *c, const char *path, const struct query *q)
 		b64u_enc(&tokb, tok, strlen(tok));
 		xasprintf(&extra, "$skiptoken=%.*s", (int)tokb.len, tokb.data);
 		buf_init(&link);
-		next_link(&link, c, q, path, extra);
+		next_link(&link, c, q, path, extra, NULL);
 		buf_init(&j);
 		json_strn(&j, link.data, link.len);
 		evbuffer_add(out, ",\"@odata.nextLink\":", 19);
@@ -3873,11 +3921,15 @@ ctl_times(struct alert *a)
 	}
 }
 
-/* POST /_control/alerts?tenant=T&n=N[&late=SECS][&FIELD=VALUE] */
+/*
+ * POST /_control/alerts?tenant=T&n=N[&late=SECS][&visible=now]
+ * [&FIELD=VALUE]
+ */
 static void
 ctl_alerts(struct call *c, const struct query *q)
 {
-	static const char *skip[] = { "tenant", "n", "late" };
+	static const char *skip[] = { "tenant", "n", "late", "visible" };
+	const char	*vis = query_get(q, "visible");
 	struct evbuffer	*in = evhttp_request_get_input_buffer(c->req);
 	struct tenant	**ts;
 	struct alert	*a;
@@ -3904,7 +3956,8 @@ ctl_alerts(struct call *c, const struct query *q)
 			for (j = 0; j < q->n; j++) {
 				if (strcmp(q->p[j].k, skip[0]) == 0 ||
 				    strcmp(q->p[j].k, skip[1]) == 0 ||
-				    strcmp(q->p[j].k, skip[2]) == 0)
+				    strcmp(q->p[j].k, skip[2]) == 0 ||
+				    strcmp(q->p[j].k, skip[3]) == 0)
 					continue;
 				buf_reset(&val);
 				json_strn(&val, q->p[j].v, q->p[j].vlen);
@@ -3927,7 +3980,9 @@ ctl_alerts(struct call *c, const struct query *q)
 				json_str(&b, a->id);
 			}
 			added++;
-			alert_schedule(a, a->lut + late * TICKS_PER_SEC);
+			/* visible=now: even when stamped in the future. */
+			alert_schedule(a, vis != NULL && strcmp(vis, "now") ==
+			    0 ? ts_now() : a->lut + late * TICKS_PER_SEC);
 		}
 	}
 	buf_addf(&b, "],\"added\":%zu}", added);
@@ -4063,16 +4118,18 @@ ctl_log(struct call *c, const struct query *q)
 {
 	struct evbuffer	*out = evbuffer_new();
 	size_t		 i, k;
-	const char	*ua = query_get(q, "ua");
+	const char	*ua = query_get(q, "ua"), *tok = query_get(q, "tok");
 	bool		 with_ua = ua != NULL && strcmp(ua, "1") == 0;
+	bool		 with_tok = tok != NULL && strcmp(tok, "1") == 0;
 
 	for (k = 0; k < F.log_n; k++) {
 		i = (F.log_i + LOG_KEEP - F.log_n + k) % LOG_KEEP;
+		evbuffer_add_printf(out, "%s", F.log[i]);
 		if (with_ua)
-			evbuffer_add_printf(out, "%s %s\n", F.log[i],
-			    F.log_ua[i]);
-		else
-			evbuffer_add_printf(out, "%s\n", F.log[i]);
+			evbuffer_add_printf(out, " %s", F.log_ua[i]);
+		if (with_tok)
+			evbuffer_add_printf(out, " %s", F.log_tok[i]);
+		evbuffer_add(out, "\n", 1);
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(c->req),
 	    "Content-Type", "text/plain; charset=utf-8");
@@ -4118,6 +4175,237 @@ ctl_versions(struct call *c, const struct query *q)
 	reply_text(c, 200, "application/json", &b);
 }
 
+/*
+ * Held requests.  POST /_control/hold arms a hold for the next N token or
+ * alerts requests of a tenant; such a request gets no answer until POST
+ * /_control/release dispatches it as if it had just arrived.  A client
+ * that gives up meanwhile (closes the connection) marks it "cancelled".
+ */
+
+static void	request_cb(struct evhttp_request *, void *);
+
+static void
+held_closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct held	*h = arg;
+
+	log_debug("held %s %s of %s: client closed the connection", h->what,
+	    h->uri, h->tenant);
+	h->state = "cancelled";
+	/* A request evhttp detached from the dead connection is ours. */
+	if (evhttp_request_get_connection(h->req) == NULL)
+		evhttp_request_free(h->req);
+	h->req = NULL;
+	h->evcon = NULL;
+}
+
+/* Which hold-able request this is: "token" or "alerts", and its tenant. */
+static const char *
+hold_kind(struct evhttp_request *req, const char *path, char **tname)
+{
+	const char	*rest, *auth;
+	struct tokinfo	 ti;
+
+	if ((rest = strchr(path + 1, '/')) != NULL &&
+	    strcmp(rest, "/oauth2/v2.0/token") == 0) {
+		*tname = url_decode(path + 1, rest - path - 1, NULL);
+		return "token";
+	}
+	if (strncmp(path, "/api/", 5) != 0 &&
+	    strstr(path, "/security/alerts_v2") == NULL)
+		return NULL;
+	auth = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization");
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 ||
+	    token_check(auth + 7, &ti) != NULL)
+		return NULL;
+	*tname = xstrdup(ti.t->name);
+	return "alerts";
+}
+
+/* Hold req if an armed hold matches it; true when held. */
+static bool
+hold_maybe(struct evhttp_request *req, const char *path)
+{
+	struct hold_arm	*a = NULL;
+	struct held	*h;
+	const char	*what;
+	char		*tname = NULL;
+	size_t		 i;
+
+	if ((what = hold_kind(req, path, &tname)) == NULL)
+		return false;
+	for (i = 0; a == NULL && i < F.narms; i++)
+		if (F.arms[i].n > 0 && strcmp(F.arms[i].what, what) == 0 &&
+		    (strcmp(F.arms[i].tenant, "*") == 0 ||
+		    strcmp(F.arms[i].tenant, tname) == 0) &&
+		    (F.arms[i].match == NULL || strstr(evhttp_request_get_uri(
+		    req), F.arms[i].match) != NULL))
+			a = &F.arms[i];
+	if (a == NULL) {
+		free(tname);
+		return false;
+	}
+	a->n--;
+	h = xcalloc(1, sizeof *h);
+	h->req = req;
+	h->evcon = evhttp_request_get_connection(req);
+	h->tenant = tname;
+	h->what = what;
+	h->uri = xstrdup(evhttp_request_get_uri(req));
+	h->state = "held";
+	F.held = xreallocarray(F.held, F.nheld + 1, sizeof *F.held);
+	F.held[F.nheld++] = h;
+	evhttp_connection_set_closecb(h->evcon, held_closed_cb, h);
+	log_debug("holding %s %s of %s", what, h->uri, tname);
+	return true;
+}
+
+/*
+ * evhttp does not read a connection whose request awaits its answer, so
+ * a client giving up on a held request is noticed here, every tick.
+ */
+static void
+held_poll(void)
+{
+	struct held	*h;
+	char		 c;
+	size_t		 i;
+	ssize_t		 r;
+	int		 fd;
+
+	for (i = 0; i < F.nheld; i++) {
+		h = F.held[i];
+		if (strcmp(h->state, "held") != 0 || h->evcon == NULL)
+			continue;
+		fd = bufferevent_getfd(evhttp_connection_get_bufferevent(
+		    h->evcon));
+		r = fd == -1 ? 0 : recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (r > 0 || (r == -1 && (errno == EAGAIN ||
+		    errno == EWOULDBLOCK || errno == EINTR)))
+			continue;
+		log_debug("held %s %s of %s: client closed the connection",
+		    h->what, h->uri, h->tenant);
+		h->state = "cancelled";
+		evhttp_connection_set_closecb(h->evcon, NULL, NULL);
+		evhttp_connection_free(h->evcon);	/* and the request */
+		h->req = NULL;
+		h->evcon = NULL;
+	}
+}
+
+static void
+held_free_all(void)
+{
+	size_t	 i;
+
+	for (i = 0; i < F.nheld; i++) {
+		free(F.held[i]->tenant);
+		free(F.held[i]->uri);
+		free(F.held[i]);
+	}
+	free(F.held);
+	for (i = 0; i < F.narms; i++) {
+		free(F.arms[i].tenant);
+		free(F.arms[i].match);
+	}
+	free(F.arms);
+}
+
+/* POST /_control/hold?tenant=T&what=token|alerts[&n=N][&match=S] */
+static void
+ctl_hold(struct call *c, const struct query *q)
+{
+	const char	*tn = query_get(q, "tenant"), *w = query_get(q, "what");
+	struct buf	 b;
+	int		 n = arg_int(query_get(q, "n"), 1);
+
+	if (tn == NULL || (strcmp(tn, "*") != 0 && tenant_find(tn) == NULL) ||
+	    w == NULL || (strcmp(w, "token") != 0 && strcmp(w, "alerts") !=
+	    0) || n < 1) {
+		reply_ctl_error(c, 400, "hold needs tenant=T|*, "
+		    "what=token|alerts and n >= 1");
+		return;
+	}
+	F.arms = xreallocarray(F.arms, F.narms + 1, sizeof *F.arms);
+	F.arms[F.narms].tenant = xstrdup(tn);
+	F.arms[F.narms].what = strcmp(w, "token") == 0 ? "token" : "alerts";
+	F.arms[F.narms].match = query_get(q, "match") != NULL ?
+	    xstrdup(query_get(q, "match")) : NULL;
+	F.arms[F.narms++].n = n;
+	buf_init(&b);
+	buf_adds(&b, "{\"ok\":true}");
+	reply_text(c, 200, "application/json", &b);
+}
+
+static bool
+hold_matches(const char *tenant, const char *what, const char *tq,
+    const char *wq)
+{
+	return (tq == NULL || strcmp(tq, "*") == 0 || strcmp(tq, tenant) ==
+	    0) && (wq == NULL || strcmp(wq, what) == 0);
+}
+
+/* POST /_control/release[?tenant=T][&what=W]: answer them now, disarm. */
+static void
+ctl_release(struct call *c, const struct query *q)
+{
+	const char	*tq = query_get(q, "tenant"), *wq = query_get(q, "what");
+	struct held	*h;
+	struct buf	 b;
+	size_t		 i, n = 0, nheld = F.nheld;
+
+	held_poll();	/* a request its client gave up is not answered */
+	for (i = 0; i < F.narms; i++)
+		if (hold_matches(F.arms[i].tenant, F.arms[i].what, tq, wq))
+			F.arms[i].n = 0;
+	for (i = 0; i < nheld; i++) {
+		h = F.held[i];
+		if (strcmp(h->state, "held") != 0 ||
+		    !hold_matches(h->tenant, h->what, tq, wq))
+			continue;
+		h->state = "released";
+		evhttp_connection_set_closecb(h->evcon, NULL, NULL);
+		log_debug("releasing %s %s of %s", h->what, h->uri, h->tenant);
+		F.unheld = h->req;
+		h->req = NULL;
+		request_cb(F.unheld, NULL);
+		F.unheld = NULL;
+		n++;
+	}
+	buf_init(&b);
+	buf_addf(&b, "{\"released\":%zu}", n);
+	reply_text(c, 200, "application/json", &b);
+}
+
+/* GET /_control/held: every request held so far and the armed holds. */
+static void
+ctl_held(struct call *c)
+{
+	struct buf	 b;
+	size_t		 i;
+
+	buf_init(&b);
+	buf_adds(&b, "{\"held\":[");
+	for (i = 0; i < F.nheld; i++) {
+		buf_adds(&b, i > 0 ? ",{\"tenant\":" : "{\"tenant\":");
+		json_str(&b, F.held[i]->tenant);
+		buf_addf(&b, ",\"what\":\"%s\",\"state\":\"%s\",\"uri\":",
+		    F.held[i]->what, F.held[i]->state);
+		json_str(&b, F.held[i]->uri);
+		buf_addc(&b, '}');
+	}
+	buf_adds(&b, "],\"armed\":[");
+	for (i = 0; i < F.narms; i++) {
+		buf_adds(&b, i > 0 ? ",{\"tenant\":" : "{\"tenant\":");
+		json_str(&b, F.arms[i].tenant);
+		buf_addf(&b, ",\"what\":\"%s\",\"n\":%d}", F.arms[i].what,
+		    F.arms[i].n);
+	}
+	buf_adds(&b, "]}");
+	reply_text(c, 200, "application/json", &b);
+}
+
 static void
 control_cb(struct call *c, const char *what, const struct query *q)
 {
@@ -4137,6 +4425,12 @@ control_cb(struct call *c, const char *what, const struct query *q)
 		ctl_log(c, q);
 	else if (!post && strcmp(what, "versions") == 0)
 		ctl_versions(c, q);
+	else if (post && strcmp(what, "hold") == 0)
+		ctl_hold(c, q);
+	else if (post && strcmp(what, "release") == 0)
+		ctl_release(c, q);
+	else if (!post && strcmp(what, "held") == 0)
+		ctl_held(c);
 	else
 		reply_ctl_error(c, 404, "no such control endpoint or method");
 }
@@ -4168,6 +4462,10 @@ request_cb(struct evhttp_request *req, void *arg)
 	if (strncmp(path, "/_control/", 10) != 0 && evhttp_find_header(
 	    evhttp_request_get_input_headers(req), "Accept-Encoding") != NULL)
 		F.accept_encoding++;
+	if (req != F.unheld && F.narms > 0 && hold_maybe(req, path)) {
+		query_clear(&q);
+		return;
+	}
 	if (strncmp(path, "/_control/", 10) == 0)
 		control_cb(&c, path + 10, &q);
 	else if ((strncmp(path, "/api/", 5) == 0 ||
@@ -4259,6 +4557,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	for (; nupd < due; nupd++)
 		update_one();
 	pending_publish();
+	held_poll();
 }
 
 static void
@@ -4544,10 +4843,13 @@ shutdown_all(void)
 		for (i = 0; i < LOG_KEEP; i++) {
 			free(F.log[i]);
 			free(F.log_ua[i]);
+			free(F.log_tok[i]);
 		}
 		free(F.log);
 		free(F.log_ua);
+		free(F.log_tok);
 	}
+	held_free_all();
 	event_base_free(F.base);
 	libevent_global_shutdown();
 	OPENSSL_cleanse(F.key, sizeof F.key);

@@ -23,6 +23,7 @@
 #include <strings.h>
 
 #include "alertrelayd.h"
+#include "paging.h"
 #include "backoff.h"
 #include "oauth.h"
 
@@ -37,22 +38,22 @@
 
 /*
  * One reading of the alerts API: the live poller's catch-up, or a
- * backfill.  Paging is by time boundary: the next page asks for
- * lastUpdateTime >= the newest time seen, skipping the alerts already
- * read at exactly that time; @odata.nextLink is followed when present.
+ * backfill.  Where the next request starts is lib/paging.c's decision:
+ * a nextLink chain counts as one answer, and only an answer shorter than
+ * $top ends the catch-up (SPEC 5, "Paging always ends caught up").
  */
 struct catchup {
 	struct tenant	*t;
 	bool		 backfill;
-	int64_t		 from;		/* lastUpdateTime ge this */
-	int64_t		 to;		/* and lt this; TICKS_NONE: open */
-	unsigned	 skip;
+	int64_t		 from;		/* where this catch-up started */
+	int64_t		 to;		/* lt this; TICKS_NONE: open */
+	struct paging	 pg;		/* the next boundary request */
+	struct paging	 pg_sent;	/* pg when the request went out */
 	char		*next_link;
 	struct pagesplit *split;
 	struct http_req	*req;
-	int64_t		 page_max;	/* newest lastUpdateTime in page */
-	int64_t		 page_sane;	/* same, not past now + 5 min */
-	unsigned	 page_at_max;	/* alerts carrying page_max */
+	int64_t		 page_sane;	/* newest lastUpdateTime in the page,
+					   not past now + 5 min */
 	unsigned	 page_n;
 	char		 page_error[256];
 	int		 retried_401;
@@ -79,6 +80,7 @@ static void	catchup_fetch(struct catchup *);
 static int	catchup_data_cb(const char *, size_t, void *);
 static int	catchup_alert_cb(const char *, size_t, void *);
 static void	catchup_page_cb(const struct http_result *, void *);
+static unsigned	catchup_top(const struct catchup *);
 
 const char *
 tenant_phase_name(enum tenant_phase p)
@@ -191,9 +193,7 @@ catchup_reset_page(struct catchup *c)
 	pagesplit_free(c->split);
 	c->split = pagesplit_new(MAX_ALERT_BYTES, catchup_alert_cb, c);
 	c->page_n = 0;
-	c->page_max = TICKS_NONE;
 	c->page_sane = TICKS_NONE;
-	c->page_at_max = 0;
 	c->page_error[0] = '\0';
 }
 
@@ -387,7 +387,7 @@ tenant_poll(struct tenant *t)
 		c->from = t->state.since;
 	else
 		c->from = t->state.cursor - d->overlap_ms * TICKS_PER_MS;
-	c->skip = 0;
+	paging_start(&c->pg, c->from, catchup_top(c));
 	c->retried_401 = 0;
 	free(c->next_link);
 	c->next_link = NULL;
@@ -416,6 +416,13 @@ tenant_token_cb(struct tenant *t, int rc)
 		catchup_token_cb(t->backfill, rc);
 }
 
+/* $top of this catch-up's boundary requests. */
+static unsigned
+catchup_top(const struct catchup *c)
+{
+	return c->t->relay->conf->daemon.page_size;
+}
+
 static void
 catchup_url(struct catchup *c, struct buf *url)
 {
@@ -428,16 +435,16 @@ catchup_url(struct catchup *c, struct buf *url)
 		buf_adds(url, c->next_link);
 		return;
 	}
-	ts_format(c->from, ts, sizeof(ts));
+	ts_format(c->pg.from, ts, sizeof(ts));
 	buf_addf(url, "%s%s?$filter=%s+ge+%s", ct->api_url,
 	    graph ? "/v1.0/security/alerts_v2" : "/api/alerts", field, ts);
 	if (c->to != TICKS_NONE) {
 		ts_format(c->to, ts, sizeof(ts));
 		buf_addf(url, "+and+%s+lt+%s", field, ts);
 	}
-	buf_addf(url, "&$top=%u", c->t->relay->conf->daemon.page_size);
-	if (c->skip > 0)
-		buf_addf(url, "&$skip=%u", c->skip);
+	buf_addf(url, "&$top=%u", c->pg.top);
+	if (c->pg.skip > 0)
+		buf_addf(url, "&$skip=%u", c->pg.skip);
 	buf_addf(url, "&$orderby=%s+asc", field);
 	if (!graph)
 		buf_adds(url, "&$expand=evidence");
@@ -491,6 +498,7 @@ catchup_fetch(struct catchup *c)
 	buf_init(&url);
 	catchup_url(c, &url);
 	catchup_reset_page(c);
+	c->pg_sent = c->pg;
 	memset(&o, 0, sizeof(o));
 	o.method = "GET";
 	o.url = url.data;
@@ -631,16 +639,13 @@ catchup_alert_cb(const char *obj, size_t len, void *arg)
 		log_tenant(LOG_WARNING, t->name, "tenant %s: skipping "
 		    "alert %zu of a page: %s", t->name,
 		    pagesplit_count(c->split), err);
+		/* It still counts against $top. */
+		paging_seen(&c->pg, TICKS_NONE);
 		return 0;
 	}
+	paging_seen(&c->pg, a->last_update);
 	c->page_n++;
 	c->seen++;
-	if (c->page_max == TICKS_NONE || a->last_update > c->page_max) {
-		c->page_max = a->last_update;
-		c->page_at_max = 0;
-	}
-	if (a->last_update == c->page_max)
-		c->page_at_max++;
 	if (a->last_update <= ts_now() + FUTURE_MAX_TICKS &&
 	    (c->page_sane == TICKS_NONE || a->last_update > c->page_sane))
 		c->page_sane = a->last_update;
@@ -942,21 +947,16 @@ catchup_next_page(struct catchup *c)
 	c->next_link = link != NULL ? xstrdup(link) : NULL;
 	pagesplit_free(c->split);	/* a split holds up to an alert */
 	c->split = NULL;
-	if (c->next_link == NULL &&
-	    c->page_n < c->t->relay->conf->daemon.page_size) {
+	switch (paging_page_end(&c->pg, c->next_link != NULL)) {
+	case PAGING_DONE:
 		if (c->backfill)
 			backfill_end(c, true, NULL);
 		else
 			tenant_succeeded(c->t);
 		return;
-	}
-	if (c->next_link == NULL) {
-		if (c->page_max == c->from)
-			c->skip += c->page_n;
-		else {
-			c->from = c->page_max;
-			c->skip = c->page_at_max;
-		}
+	case PAGING_LINK:
+	case PAGING_BOUNDARY:
+		break;
 	}
 	if (c->backfill && c->cb != NULL)
 		c->cb(c->cb_arg, 0, 1, c->pages, c->seen, c->forwarded, NULL);
@@ -988,6 +988,9 @@ catchup_page_cb(const struct http_result *res, void *arg)
 		    "bad response body: %s", pagesplit_error(c->split));
 		good = false;
 	}
+	/* A page that failed is asked again: it must not count twice. */
+	if (!good)
+		c->pg = c->pg_sent;
 	if (res->status == 200 && catchup_commit(c) == -1) {
 		catchup_backoff(c, -1, true);
 		return;
@@ -1261,6 +1264,7 @@ tenant_backfill(struct tenant *t, int64_t from, int64_t to, backfill_cb cb,
 	c = catchup_new(t, true);
 	c->from = from;
 	c->to = to;
+	paging_start(&c->pg, from, catchup_top(c));
 	c->cb = cb;
 	c->cb_arg = arg;
 	c->timer = evtimer_new(t->relay->base, backfill_timer_cb, c);

@@ -262,6 +262,7 @@ static struct {
 	int64_t			 late_delay_ms;
 	uint64_t		 seed;
 	bool			 nextlink;
+	size_t			 link_page;	/* MDE: nextLink pages of N */
 	int			 limit_minute;
 	int			 limit_hour;
 	int			 limit_graph;
@@ -3109,7 +3110,9 @@ next_link(struct buf *b, struct call *c, const struct query *q,
 	buf_adds(b, path);
 	for (i = 0; i < q->n; i++) {
 		if (strcasecmp(q->p[i].k, "$skip") == 0 ||
-		    strcasecmp(q->p[i].k, "$skiptoken") == 0)
+		    strcasecmp(q->p[i].k, "$skiptoken") == 0 ||
+		    (strcasecmp(q->p[i].k, "$top") == 0 &&
+		    strstr(extra, "$top=") != NULL))
 			continue;
 		enc = evhttp_uriencode(q->p[i].v, q->p[i].vlen, 0);
 		buf_addf(b, "%c%s=%s", first ? '?' : '&', q->p[i].k, enc);
@@ -3728,6 +3731,7 @@ mde_list_cb(struct call *c, const char *path, const struct query *q,
 	struct buf	 link, j;
 	char		 err[512], extra[64];
 	size_t		 i, total = 0;
+	bool		 cut = false;
 
 	c->api = API_MDE;
 	if ((t = api_enter(c)) == NULL)
@@ -3741,6 +3745,15 @@ mde_list_cb(struct call *c, const char *path, const struct query *q,
 		return;
 	}
 	select_alerts(t, &od, &s);
+	/*
+	 * --link-page: the answer to $top comes as pages of N linked by
+	 * nextLink, and the chain ends after $top alerts (whatever more
+	 * there is): a short last page is not the end of the data.
+	 */
+	if (F.link_page > 0 && s.n > F.link_page) {
+		s.n = F.link_page;
+		cut = true;
+	}
 	for (i = 0; i < s.n; i++)
 		total += od.expand ? s.v[i]->len : s.v[i]->len -
 		    (s.v[i]->ev_end - s.v[i]->ev_off) + 2;
@@ -3754,9 +3767,14 @@ mde_list_cb(struct call *c, const char *path, const struct query *q,
 		emit_mde(out, s.v[i], od.expand);
 	}
 	evbuffer_add(out, "]", 1);
-	if ((F.nextlink && s.more) || t->api.link_to[0] != '\0') {
+	if (cut || (F.nextlink && s.more) || t->api.link_to[0] != '\0') {
 		buf_init(&link);
-		snprintf(extra, sizeof extra, "$skip=%zu", od.skip + od.top);
+		if (cut)
+			snprintf(extra, sizeof extra, "$skip=%zu&$top=%zu",
+			    od.skip + s.n, od.top - s.n);
+		else
+			snprintf(extra, sizeof extra, "$skip=%zu",
+			    od.skip + od.top);
 		next_link(&link, c, q, path, extra, t->api.link_to);
 		buf_init(&j);
 		json_strn(&j, link.data, link.len);
@@ -4576,7 +4594,7 @@ usage(void)
 "       [--client-id ID] [--client-cert FILE]... [--token-lifetime SECS]\n"
 "       [--alerts N] [--spread DUR]\n"
 "       [--rate R] [--update-rate R] [--late-fraction F] [--late-delay DUR]\n"
-"       [--seed S] [--fault NAME:KIND[:ARG]]... [--nextlink]\n"
+"       [--seed S] [--fault NAME:KIND[:ARG]]... [--nextlink] [--link-page N]\n"
 "       [--no-rate-limit] [--limit-minute N] [--limit-hour N]\n"
 "       [--limit-graph N] [--token-log FILE]\n");
 	exit(64);
@@ -4656,7 +4674,7 @@ opt_fault(const char *spec)
 enum {
 	OPT_PORT_FILE = 256, OPT_TENANTS, OPT_CLIENT_ID, OPT_LIFETIME,
 	OPT_ALERTS, OPT_SPREAD, OPT_RATE, OPT_UPDATE_RATE, OPT_LATE_FRACTION,
-	OPT_LATE_DELAY, OPT_SEED, OPT_FAULT, OPT_NEXTLINK, OPT_NO_LIMIT,
+	OPT_LATE_DELAY, OPT_SEED, OPT_FAULT, OPT_NEXTLINK, OPT_LINK_PAGE, OPT_NO_LIMIT,
 	OPT_CLIENT_CERT, OPT_LIMIT_MIN, OPT_LIMIT_HOUR, OPT_LIMIT_GRAPH,
 	OPT_TOKEN_LOG,
 };
@@ -4680,6 +4698,7 @@ static const struct option longopts[] = {
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "fault", required_argument, NULL, OPT_FAULT },
 	{ "nextlink", no_argument, NULL, OPT_NEXTLINK },
+	{ "link-page", required_argument, NULL, OPT_LINK_PAGE },
 	{ "no-rate-limit", no_argument, NULL, OPT_NO_LIMIT },
 	{ "limit-minute", required_argument, NULL, OPT_LIMIT_MIN },
 	{ "limit-hour", required_argument, NULL, OPT_LIMIT_HOUR },
@@ -4756,6 +4775,10 @@ parse_args(int argc, char **argv, char ***faults, size_t *nfaults)
 			break;
 		case OPT_NEXTLINK:
 			F.nextlink = true;
+			break;
+		case OPT_LINK_PAGE:
+			F.link_page = (size_t)opt_int(optarg, "link-page",
+			    10000);
 			break;
 		case OPT_NO_LIMIT:
 			F.limit_minute = F.limit_hour = F.limit_graph = 0;

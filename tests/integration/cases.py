@@ -302,6 +302,39 @@ def check_paging(ctx):
              % (len(dels), len(reqs)))
 
 
+def check_paging_short_links(ctx):
+    """nextLink pages shorter than $top, the chain cut at $top: a short
+    last page of a chain is not the end (SPEC 5, paging liveness)."""
+    now = time.time()
+    tie = ms_to_iso(int(now * 1000) - 30000)
+    ctx.fake.add_alerts("t1", 250, {"lastUpdateTime": tie})
+    exp = ctx.expected()
+    if len(exp) < 850:
+        raise Fail("the fake shows only %d versions, expected 850"
+                   % len(exp))
+    once(ctx, timeout=120)
+    settle(ctx, "octet")
+    compare(exp, delivered(ctx, "octet"))
+    first = len(api_requests(ctx, "t1"))
+    # Second run: its 2 min overlap covers every version again (more than
+    # a page), plus new ones, some on the same tie.
+    ctx.fake.add_alerts("t1", 40)
+    ctx.fake.add_alerts("t1", 40, {"lastUpdateTime": tie})
+    exp = ctx.expected()
+    once(ctx, timeout=120)
+    settle(ctx, "octet")
+    dels = delivered(ctx, "octet")
+    compare(exp, dels)
+    reqs = api_requests(ctx, "t1")
+    links = [r for r in reqs
+             if re.search(r"(%24|[$])top=(?!100\b)\d+", r[2])]
+    if not links:
+        raise Fail("the fake answered with no nextLink chain")
+    ctx.note("%d versions (a tie of 290) in chains of 30 under $top=100, "
+             "exactly once; %d requests for the first run, %d for the "
+             "second (overlap 2m)" % (len(dels), first, len(reqs) - first))
+
+
 # --------------------------------------------------------------------------
 # 3. updates_and_late
 
@@ -749,6 +782,18 @@ CASES = [
         "daemon": {"page_size": "1000"},
         "outputs": [octet_tcp()],
         "check": check_paging,
+    },
+    {
+        "name": "paging_short_links",
+        "doc": "nextLink pages of 30 under $top=100, chains cut at $top, a "
+               "tie of 290 versions and a 2m overlap wider than a page: "
+               "every version once, nothing stalls",
+        "fake": fake_tenants(T1) + ["--alerts", "600", "--spread", "1m",
+                                    "--link-page", "30", "--seed", "5"],
+        "tenants": T1,
+        "daemon": {"page_size": "100", "overlap": "2m"},
+        "outputs": [octet_tcp()],
+        "check": check_paging_short_links,
     },
     {
         "name": "updates_and_late",

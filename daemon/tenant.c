@@ -1163,7 +1163,8 @@ tenant_reconcile(struct tenant *t, struct conf_tenant *ct)
 	t->conf = ct;
 	checkpoints_clear(t);
 	moved |= tenant_route_sinks(t);
-	rate_init(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
+	/* The budget is the API's count of our calls: a reload keeps it. */
+	rate_set_limit(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
 	if (creds) {
 		/* Neither the token nor a request for it survives. */
 		memcpy(t->token.cred_fp, fp, sizeof(fp));

@@ -481,6 +481,14 @@ def check_lag_warning(ctx):
                  "alertrelayctl status", "500"):
         if want not in line:
             raise Fail("the lag warning does not say %r: %s" % (want, line))
+    st = {t["name"]: t for t in status_json(ctx)["tenants"]}
+    if not st["t2"]["lagging"] or st["t1"]["lagging"]:
+        raise Fail("alertrelayctl status --json: t2 lagging=%s, t1 "
+                   "lagging=%s" % (st["t2"]["lagging"], st["t1"]["lagging"]))
+    text = ctl_ok(ctx, "status")
+    if not re.search(r"^t2 .*/lagging", text, re.M):
+        raise Fail("alertrelayctl status does not show t2 as lagging:\n%s"
+                   % text)
     wait_delivered(ctx.suite, ctx.sng, "octet",
                    lambda: ctx.expected(only=["t1"]), 15, daemon=ctx.daemon,
                    what="tenant t1's versions")

@@ -44,7 +44,7 @@ BENCHES	 := $(BENCH_SRC:tests/bench/%.c=$(B)/tests/bench/%)
 
 PROGS	 = $(B)/alertrelayd $(if $(CTL_SRC),$(B)/alertrelayctl)
 
-.PHONY: all check check-valgrind check-package check-bench check-long check-docs check-fuzz valgrind check-unit check-asan check-integration check-format \
+.PHONY: all check check-valgrind check-package check-bench check-long check-docs check-fuzz valgrind check-unit check-asan check-integration \
 	demo install clean bench fuzz
 
 all: $(PROGS) $(FAKES) $(UNITS) $(BENCHES)
@@ -72,7 +72,8 @@ $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBA)
 $(B)/tests/bench/%: $(B)/tests/bench/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
-# The integration suite runs last: its "N passed, M failed" closes the run.
+# The integration suite runs last: its "N passed, M failed, K skipped"
+# closes the run.
 check: check-unit check-docs check-asan check-fuzz check-valgrind \
 	check-package check-bench check-integration
 
@@ -102,7 +103,8 @@ valgrind: all
 check-docs:
 	tests/docs_check.sh
 
-# Unit tests run from the top so they find tests/data and shared vectors.
+# Unit tests run from the top so they find tests/data (the injection vectors
+# included); no test reads anything outside the repository.
 check-unit: $(UNITS)
 	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
 

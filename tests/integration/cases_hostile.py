@@ -18,8 +18,8 @@ from harness import (Daemon, Fail, SyslogNg, compare, deliveries,
                      expected_versions, free_port, lognorm_workaround,
                      openssl, tail, wait_for, wait_delivered, write_config)
 
-REF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                   "..", "shared", "reference")
+VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                       "data", "injection-vectors.json")
 
 
 def tenants(names):
@@ -329,7 +329,7 @@ def expand(spec):
 def vectors():
     """[(name, JSON literal bytes, decoded text, reference entry|None)]:
     the reference's 35 vectors plus our own."""
-    with open(os.path.join(REF, "injection-vectors.json")) as f:
+    with open(VECTORS) as f:
         ref = json.load(f)
     out = []
     for v in ref:

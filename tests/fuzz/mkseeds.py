@@ -6,9 +6,7 @@ they hold, and committed; fuzzing corpora grow in build-fuzz/ instead."""
 
 import json
 import os
-import re
 import struct
-import zlib
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))

@@ -929,11 +929,19 @@ class Suite:
             if p.running():
                 p.stop(signal.SIGTERM, timeout=5)
             p.close()
-            if p.name.startswith("fakecloud") and \
-                    SANITIZER_RE.search(p.stderr()):
+            try:
+                err = p.stderr() if p.name.startswith("fakecloud") else ""
+            except OSError:     # the work directory is gone: gone()
+                err = ""
+            if SANITIZER_RE.search(err):
                 self.notes.append("warning: the fake cloud reported a "
                                   "sanitizer error: %s" % p.err_path)
         self.procs = []
+
+    def gone(self):
+        """The work directory was removed under us (by another program):
+        what follows would fail for that reason only."""
+        return not os.path.isdir(self.root)
 
     def cleanup(self):
         self.kill_all()
@@ -1114,6 +1122,12 @@ def main():
           % (os.path.relpath(build, TOP), suite.root))
     try:
         for case in selected:
+            if suite.gone():
+                failed += 1
+                print("the work directory %s was removed by another "
+                      "program during the run: stopped before %s"
+                      % (suite.root, case["name"]))
+                break
             t0 = time.monotonic()
             sys.stdout.write("%-18s " % case["name"])
             sys.stdout.flush()

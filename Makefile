@@ -44,7 +44,7 @@ BENCHES	 := $(BENCH_SRC:tests/bench/%.c=$(B)/tests/bench/%)
 
 PROGS	 = $(B)/alertrelayd $(if $(CTL_SRC),$(B)/alertrelayctl)
 
-.PHONY: all check check-valgrind check-package check-systemd check-bench check-long check-docs check-fuzz valgrind check-unit check-asan check-integration check-format \
+.PHONY: all check check-valgrind check-package check-systemd check-bench check-long check-docs check-fuzz valgrind check-unit check-asan check-integration \
 	check-prometheus \
 	demo install clean bench fuzz
 
@@ -73,7 +73,8 @@ $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBA)
 $(B)/tests/bench/%: $(B)/tests/bench/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
-# The integration suite runs last: its "N passed, M failed" closes the run.
+# The integration suite runs last: its "N passed, M failed, K skipped"
+# closes the run.
 check: check-unit check-docs check-asan check-fuzz check-valgrind \
 	check-package check-systemd check-bench check-prometheus check-integration
 
@@ -121,7 +122,8 @@ check-prometheus: $(B)/alertrelayd
 	promtool test rules packaging/prometheus/alertrelay-rules.test.yml
 	tests/prometheus/check_names.py --daemon $(B)/alertrelayd
 
-# Unit tests run from the top so they find tests/data and shared vectors.
+# Unit tests run from the top so they find tests/data (the injection vectors
+# included); no test reads anything outside the repository.
 check-unit: $(UNITS)
 	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
 

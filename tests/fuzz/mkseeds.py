@@ -1,18 +1,15 @@
 #!/usr/bin/env python3
-"""Regenerate tests/fuzz/seeds/<target>/ from the samples in tests/data,
-etc/ and ../shared/reference (run from the repository top).  Seeds are
-small, named by what they hold, and committed; fuzzing corpora grow in
-build-fuzz/ instead."""
+"""Regenerate tests/fuzz/seeds/<target>/ from the samples in tests/data
+(the injection vectors included) and etc/ (run from the repository top);
+nothing outside the repository is read.  Seeds are small, named by what
+they hold, and committed; fuzzing corpora grow in build-fuzz/ instead."""
 
 import json
 import os
-import re
 import struct
-import zlib
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-REF = os.path.join(TOP, "..", "shared", "reference")
 SEEDS = os.path.join(TOP, "tests", "fuzz", "seeds")
 
 
@@ -31,7 +28,7 @@ def put(target, name, data):
 
 
 def vectors():
-    with open(os.path.join(REF, "injection-vectors.json")) as f:
+    with open(os.path.join(TOP, "tests", "data", "injection-vectors.json")) as f:
         return json.load(f)
 
 

@@ -20,8 +20,8 @@ import termios
 import threading
 import time
 
-from harness import (Delivery, Fail, cef_parse, compare, deliveries, log,
-                     tail, wait_for, wait_delivered)
+from harness import (Delivery, Fail, Skip, cef_parse, compare, deliveries,
+                     log, tail, wait_for, wait_delivered)
 
 SEED = int(os.environ.get("ALERTRELAY_SEED", "0")) or None
 
@@ -663,8 +663,7 @@ def fill(path):
 
 def check_disk_full(ctx):
     if os.geteuid() != 0:
-        ctx.note("SKIPPED: mounting a tmpfs needs root")
-        return
+        raise Skip("mounting a tmpfs needs root")
     state = os.path.join(ctx.dir, "state")
     mount_tmpfs(state, "8m")
     try:

@@ -20,8 +20,8 @@ import urllib.parse
 import urllib.request
 
 from harness import (CLIENT_ID, Daemon, Fail, Proc, SyslogNg, compare,
-                     free_port, iso_to_ms, log, tail, wait_for,
-                     wait_delivered)
+                     free_port, iso_to_ms, log, serve, tail, wait_for,
+                     wait_delivered, wait_listening)
 from cases import (delivered, fake_tenants, header_value, octet_tcp, once,
                    sanitize, settle, stderr_line)
 
@@ -137,18 +137,25 @@ log {{ source(s); destination(bad); }};
     def __init__(self, ctx):
         self.dir = os.path.join(ctx.dir, "sng-json")
         os.makedirs(self.dir, exist_ok=True)
+        self.ctx = ctx
+        self.starts = 0
+        serve(ctx.suite, "json syslog-ng", self.start)
+
+    def start(self):
+        """On a new port each time (serve: while another process takes
+        it first)."""
         self.port = free_port()
         conf = os.path.join(self.dir, "syslog-ng.conf")
         with open(conf, "w") as f:
             f.write(self.CONF.format(port=self.port, dir=self.dir))
-        self.proc = Proc(ctx.suite, "syslog-ng-json",
+        self.starts += 1
+        self.proc = Proc(self.ctx.suite, "syslog-ng-json.%d" % self.starts,
                          ["syslog-ng", "-F", "-f", conf,
                           "-R", os.path.join(self.dir, "persist"),
                           "-p", os.path.join(self.dir, "pid"),
                           "-c", os.path.join(self.dir, "ctl"),
                           "--no-caps"], cwd=self.dir)
-        from harness import port_open
-        wait_for(lambda: port_open(self.port), 10, "json syslog-ng")
+        wait_listening(self.proc, [self.port], "json syslog-ng", 10)
 
     def read(self, name):
         try:

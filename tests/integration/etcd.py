@@ -7,11 +7,13 @@ through the v3 JSON gateway with the standard library only."""
 import base64
 import json
 import os
+import shutil
 import signal
 import ssl
 import urllib.request
 
-from harness import Fail, Proc, free_port, openssl, tail, wait_for
+from harness import (Fail, Proc, Skip, free_port, openssl, serve, tail,
+                     wait_for, wait_listening)
 
 
 def b64(s):
@@ -33,11 +35,14 @@ class EtcdMember:
         self.cluster = cluster
         self.i = i
         self.name = "etcd%d" % (i + 1)
-        self.client_port = free_port()
-        self.peer_port = free_port()
+        self.pick_ports()
         self.data = os.path.join(cluster.dir, self.name + ".data")
         self.proc = None
         self.starts = 0
+
+    def pick_ports(self):
+        self.client_port = free_port()
+        self.peer_port = free_port()
 
     @property
     def url(self):
@@ -68,12 +73,20 @@ class EtcdMember:
         return ["--cert-file", cert, "--key-file", key,
                 "--trusted-ca-file", ca, "--client-cert-auth"]
 
-
     def start(self):
+        """Start the member again on its ports (the cluster knows them),
+        trying again while another process holds one."""
+        serve(self.cluster.suite, self.name, self.start_once, pause=1)
+
+    def start_once(self):
+        """Start and wait until it listens on both ports (PortInUse when
+        another process holds one)."""
         self.starts += 1
         self.proc = Proc(self.cluster.suite, "%s.%d" % (self.name,
                                                          self.starts),
                          self.argv(), cwd=self.cluster.dir)
+        wait_listening(self.proc, [self.client_port, self.peer_port],
+                       self.name, 30)
 
     def running(self):
         return self.proc is not None and self.proc.running()
@@ -107,7 +120,7 @@ class EtcdCluster:
 
     def __init__(self, suite, d, n=3, tls=None):
         if not _have_etcd():
-            raise Fail("etcd is not installed (Debian package etcd-server)")
+            raise Skip("etcd is not installed (Debian package etcd-server)")
         self.suite = suite
         self.dir = os.path.join(d, "etcd")
         os.makedirs(self.dir, exist_ok=True)
@@ -130,8 +143,22 @@ class EtcdCluster:
         return ",".join(m.url for m in ms)
 
     def start(self, timeout=30):
-        for m in self.members:
-            m.start()
+        """The first start: while another process takes a member's port
+        first, the whole cluster starts again on new ports with empty
+        data directories (the members' peer URLs are in each other's
+        configuration)."""
+        tries = []
+
+        def attempt():
+            if tries:
+                self.stop()
+                for m in self.members:
+                    shutil.rmtree(m.data, ignore_errors=True)
+                    m.pick_ports()
+            tries.append(1)
+            for m in self.members:
+                m.start_once()
+        serve(self.suite, "etcd", attempt)
         self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout=30, members=None):

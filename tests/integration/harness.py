@@ -11,6 +11,7 @@ import argparse
 import calendar
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -63,15 +64,158 @@ def wait_for(pred, timeout, what, interval=0.1):
         time.sleep(interval)
 
 
-def free_port(kind=socket.SOCK_STREAM):
-    """An ephemeral loopback port the kernel just handed out (for daemons
-    such as syslog-ng that cannot report the port they bound)."""
+class Skip(Exception):
+    """The case (or a part of it, see Ctx.skip) cannot run here: a tool is
+    missing or the harness is not root.  Counted and printed as
+    "skipped" with the reason, never as passed; a skip does not fail the
+    run."""
+
+
+class PortInUse(Exception):
+    """A server could not bind a port the harness picked for it: another
+    process took the port in between.  serve() starts it again."""
+
+
+ADDR_IN_USE_RE = re.compile(r"address already in use|EADDRINUSE", re.I)
+PORT_TRIES = 6
+# Ports handed out in this run: never handed out twice.
+_ports_given = set()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port, kind):
     s = socket.socket(socket.AF_INET, kind)
     try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
     finally:
         s.close()
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A loopback port nothing holds now, for a server that cannot report
+    the port it bound (syslog-ng, etcd, the daemon's metrics_listen,
+    openssl s_server); servers that can (the fakes) bind port 0 instead.
+    It lies below the kernel's ephemeral range, so no outgoing connection
+    and no port-0 bind can take it before the server binds it; another
+    program picking the same port still can, so start such servers
+    through serve(), which starts them again on new ports."""
+    top = min(_ephemeral_low(), 32768) - 1
+    if top < 11000:
+        raise Fail("the ephemeral port range starts at %d: no room below "
+                   "it for the test servers' ports" % (top + 1))
+    for _ in range(200):
+        port = random.randint(10000, top)
+        if port not in _ports_given and _bindable(port, kind):
+            _ports_given.add(port)
+            return port
+    raise Fail("no free loopback port in 10000-%d" % top)
+
+
+def _socket_inodes(pid):
+    out = set()
+    d = "/proc/%d/fd" % pid
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return out
+    for n in names:
+        try:
+            t = os.readlink(os.path.join(d, n))
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            out.add(t[8:-1])
+    return out
+
+
+def _bound_inodes(port, kind):
+    """Inodes of the sockets listening (TCP) or bound (UDP) on port."""
+    out = set()
+    tables = ("tcp", "tcp6") if kind == socket.SOCK_STREAM else \
+        ("udp", "udp6")
+    for t in tables:
+        try:
+            with open("/proc/net/" + t) as f:
+                lines = f.read().split("\n")[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) < 10 or int(f[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            if kind == socket.SOCK_STREAM and f[3] != "0A":
+                continue
+            out.add(f[9])
+    return out
+
+
+def listens(pid, ports):
+    """Does process pid itself listen on every port?  ports: [port] (TCP)
+    or [(port, socket.SOCK_DGRAM)] for UDP."""
+    mine = _socket_inodes(pid)
+    for p in ports:
+        port, kind = p if isinstance(p, tuple) else (p, socket.SOCK_STREAM)
+        if not _bound_inodes(port, kind) & mine:
+            return False
+    return True
+
+
+def wait_listening(proc, ports, what, timeout=15):
+    """Wait until proc itself listens on every port (see listens()).
+    Raises PortInUse when proc lost a port to another process (it says
+    "address already in use", or it exited and the port is taken), Fail
+    when it exits for another reason or the deadline passes."""
+    def ready():
+        err = proc.stderr()
+        if ADDR_IN_USE_RE.search(err):
+            err = [x for x in err.split("\n")
+                   if ADDR_IN_USE_RE.search(x)][0].strip()
+        elif proc.running():
+            return listens(proc.pid, ports)
+        else:
+            taken = [p for p in ports if not _bindable(
+                *(p if isinstance(p, tuple) else (p, socket.SOCK_STREAM)))]
+            if not taken:
+                raise Fail("%s exited (status %s) before listening:\n%s"
+                           % (what, proc.p.returncode, tail(err)))
+            err = "exited; port %s is held by another process" % taken
+        proc.stop(signal.SIGKILL)
+        raise PortInUse("%s (pid %d): %s" % (what, proc.pid, err))
+    wait_for(ready, timeout, "%s to listen on %s"
+             % (what, ", ".join(str(p if not isinstance(p, tuple) else
+                                    "udp/%d" % p[0]) for p in ports)))
+
+
+def serve(suite, what, start, pause=0.0, tries=PORT_TRIES):
+    """Start a server on ports the harness picked, retrying while another
+    process takes one of them first.  start() writes the configuration,
+    starts the process and waits for it with wait_listening(); it picks
+    new ports with free_port() on each call (a first start), or keeps its
+    ports (a restart: then pause seconds pass between tries, for the
+    other holder to go).  Returns what start() returns."""
+    last = None
+    for i in range(tries):
+        try:
+            return start()
+        except PortInUse as e:
+            last = e
+            suite.notes.append("note: %s; started again (try %d)"
+                               % (e, i + 2))
+            log("port in use: %s" % e)
+            if pause:
+                time.sleep(pause)
+    raise Fail("%s: a port stayed taken after %d tries: %s"
+               % (what, tries, last))
 
 
 def port_open(port):
@@ -261,20 +405,43 @@ class SyslogNg:
         self.suite = suite
         self.dir = os.path.join(d, "syslog-ng")
         os.makedirs(self.dir, exist_ok=True)
-        self.ports = {s: free_port(socket.SOCK_DGRAM if s == "udp"
-                                   else socket.SOCK_STREAM)
-                      for s in self.SOURCES}
         self.conf = os.path.join(self.dir, "syslog-ng.conf")
-        with open(self.conf, "w") as f:
-            f.write(SNG_CONF.format(dir=self.dir, pki=suite.pki,
-                                    **self.ports))
+        self.pick_ports()
+        self.told = False       # the ports were given out
         self.proc = None
         self.starts = 0
 
+    def pick_ports(self):
+        self.ports = {s: free_port(self.kind(s)) for s in self.SOURCES}
+
     def address(self, source):
+        self.told = True
         return "127.0.0.1:%d" % self.ports[source]
 
+    def kind(self, source):
+        return socket.SOCK_DGRAM if source == "udp" else socket.SOCK_STREAM
+
     def start(self, timeout=10):
+        """A first start before anyone was told the ports takes new ports
+        while another process takes one first; otherwise the ports stay
+        (configurations name them) and the start is tried again."""
+        if self.starts == 0 and not self.told:
+            tries = []
+
+            def first():
+                if tries:
+                    self.pick_ports()
+                tries.append(1)
+                self._start(timeout)
+            serve(self.suite, "syslog-ng", first)
+        else:
+            serve(self.suite, "syslog-ng", lambda: self._start(timeout),
+                  pause=1)
+
+    def _start(self, timeout):
+        with open(self.conf, "w") as f:
+            f.write(SNG_CONF.format(dir=self.dir, pki=self.suite.pki,
+                                    **self.ports))
         self.starts += 1
         self.proc = Proc(self.suite, "syslog-ng.%d" % self.starts,
                          ["syslog-ng", "-F", "-f", self.conf,
@@ -282,15 +449,9 @@ class SyslogNg:
                           "-p", os.path.join(self.dir, "pid"),
                           "-c", os.path.join(self.dir, "ctl"),
                           "--no-caps"], cwd=self.dir)
-
-        def ready():
-            if not self.proc.running():
-                raise Fail("syslog-ng exited (status %s):\n%s"
-                           % (self.proc.p.returncode,
-                              tail(self.proc.stderr())))
-            return all(port_open(self.ports[s])
-                       for s in ("octet", "lf", "tls"))
-        wait_for(ready, timeout, "syslog-ng to listen")
+        wait_listening(self.proc, [(self.ports[s], self.kind(s))
+                                   for s in self.SOURCES],
+                       "syslog-ng", timeout)
 
     def stop(self):
         if self.proc is not None:
@@ -768,11 +929,19 @@ class Suite:
             if p.running():
                 p.stop(signal.SIGTERM, timeout=5)
             p.close()
-            if p.name.startswith("fakecloud") and \
-                    SANITIZER_RE.search(p.stderr()):
+            try:
+                err = p.stderr() if p.name.startswith("fakecloud") else ""
+            except OSError:     # the work directory is gone: gone()
+                err = ""
+            if SANITIZER_RE.search(err):
                 self.notes.append("warning: the fake cloud reported a "
                                   "sanitizer error: %s" % p.err_path)
         self.procs = []
+
+    def gone(self):
+        """The work directory was removed under us (by another program):
+        what follows would fail for that reason only."""
+        return not os.path.isdir(self.root)
 
     def cleanup(self):
         self.kill_all()
@@ -793,9 +962,36 @@ class Ctx:
         self.daemon = None
         self.conf = None
         self.notes = []
+        self.skipped = []
 
     def note(self, msg):
         self.notes.append(msg)
+
+    def skip(self, reason):
+        """A part of the case cannot run here (reason says why): the rest
+        runs, and the case counts as skipped, not passed."""
+        self.skipped.append(reason)
+
+    def start_daemon(self, daemon=None, extra="", umask=0o022,
+                     metrics=False):
+        """Write the configuration (make_config) and start the daemon.
+        With metrics, metrics_listen gets a free port, and a new one while
+        another process takes it first; returns that port."""
+        self.daemon = Daemon(self.suite, self.dir, None)
+
+        def attempt():
+            dk = dict(daemon or {})
+            port = None
+            if metrics:
+                port = free_port()
+                dk["metrics_listen"] = "127.0.0.1:%d" % port
+            self.conf = self.daemon.conf = self.make_config(daemon=dk,
+                                                            extra=extra)
+            p = self.daemon.start(umask=umask)
+            if metrics:
+                wait_listening(p, [port], "alertrelayd metrics_listen", 30)
+            return port
+        return serve(self.suite, "alertrelayd", attempt)
 
     # Helpers used by the checks.
     def tenants(self):
@@ -854,6 +1050,11 @@ def run_case(suite, case):
         case["check"](ctx)
     finally:
         suite.end_case()
+    if ctx.skipped:
+        e = Skip("%s (the rest of the case passed)"
+                 % "; ".join(ctx.skipped))
+        e.notes = ctx.notes
+        raise e
     return ctx
 
 
@@ -915,12 +1116,18 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
-    passed = failed = 0
+    passed = failed = skipped = 0
     t_all = time.monotonic()
     print("integration: build %s, work dir %s"
           % (os.path.relpath(build, TOP), suite.root))
     try:
         for case in selected:
+            if suite.gone():
+                failed += 1
+                print("the work directory %s was removed by another "
+                      "program during the run: stopped before %s"
+                      % (suite.root, case["name"]))
+                break
             t0 = time.monotonic()
             sys.stdout.write("%-18s " % case["name"])
             sys.stdout.flush()
@@ -931,6 +1138,17 @@ def main():
                 print("FAIL (%.1fs)\n    %s"
                       % (time.monotonic() - t0,
                          str(e).replace("\n", "\n    ")))
+                for n in suite.notes:
+                    print("    %s" % n)
+                suite.notes = []
+                continue
+            except Skip as e:
+                skipped += 1
+                print("skipped (%.1fs)\n    %s"
+                      % (time.monotonic() - t0,
+                         str(e).replace("\n", "\n    ")))
+                for n in getattr(e, "notes", []):
+                    print("    note: %s" % n)
                 for n in suite.notes:
                     print("    %s" % n)
                 suite.notes = []
@@ -960,7 +1178,7 @@ def main():
     if suite.keep:
         print("work dir kept: %s" % suite.root)
     print("total %.1fs" % (time.monotonic() - t_all))
-    print("%d passed, %d failed" % (passed, failed))
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return 1 if failed else 0
 
 

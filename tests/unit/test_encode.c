@@ -14,7 +14,7 @@
 
 #include "encode.h"
 
-#define VECTORS	"../shared/reference/injection-vectors.json"
+#define VECTORS	"tests/data/injection-vectors.json"
 #define SAMPLE	"tests/data/alert-sample.json"
 #define GOLDEN	"tests/data/golden/alert-sample"
 

@@ -63,6 +63,8 @@ struct http_opts {
 	const char	*body;		/* POST body (form encoded) */
 	size_t		 body_len;
 	const char	*bearer;	/* access token, or NULL */
+	const char *const *headers;	/* more "Name: value" lines, NULL-
+					   terminated (copied), or NULL */
 	const char	*user_agent;
 	const char	*ca_file;	/* NULL = system CAs */
 	const char	*cert_file;	/* client certificate (mTLS), or NULL */
@@ -257,6 +259,7 @@ struct tenant {
 	char		 last_error[512];
 	int64_t		 last_success;	/* ticks */
 	bool		 lagging;	/* past lag_warning (alertrelayd.c) */
+	bool		 top_noticed;	/* the Graph $top clamp was logged */
 	uint64_t	 forwarded;
 	uint64_t	 polls;
 	uint64_t	 polls_ok;	/* catch-ups completed */

@@ -445,6 +445,7 @@ struct http_req *
 http_request(struct http *h, const struct http_opts *o)
 {
 	struct http_req	*r;
+	size_t		 i;
 
 	r = xcalloc(1, sizeof(*r));
 	r->http = h;
@@ -469,6 +470,9 @@ http_request(struct http *h, const struct http_opts *o)
 		r->post_len = o->body_len;
 	}
 	r->opts.body = NULL;
+	for (i = 0; o->headers != NULL && o->headers[i] != NULL; i++)
+		r->headers = curl_slist_append(r->headers, o->headers[i]);
+	r->opts.headers = NULL;	/* copied into the list above */
 	r->opts.bearer = NULL;	/* copied into headers at setup */
 	if (o->bearer != NULL) {
 		/* Keep the token only inside curl's header list. */

@@ -25,6 +25,7 @@
 #include "alertrelayd.h"
 #include "paging.h"
 #include "backoff.h"
+#include "graph.h"
 #include "oauth.h"
 
 #define PAUSE_CHECK_MS		1000
@@ -420,7 +421,40 @@ tenant_token_cb(struct tenant *t, int rc)
 static unsigned
 catchup_top(const struct catchup *c)
 {
-	return c->t->relay->conf->daemon.page_size;
+	unsigned	 page_size = c->t->relay->conf->daemon.page_size;
+
+	if (c->t->conf->source == SRC_GRAPH)
+		return graph_top_clamp(GRAPH_ALERTS_V2, page_size);
+	return page_size;
+}
+
+/* Say once per tenant that Graph gets a smaller $top than page_size. */
+static void
+tenant_top_notice(struct tenant *t)
+{
+	unsigned	 page_size = t->relay->conf->daemon.page_size;
+	unsigned	 top;
+
+	if (t->conf->source != SRC_GRAPH || t->top_noticed)
+		return;
+	top = graph_top_clamp(GRAPH_ALERTS_V2, page_size);
+	if (top == page_size)
+		return;
+	t->top_noticed = true;
+	log_tenant(LOG_NOTICE, t->name, "tenant %s: page_size %u is above "
+	    "the $top maximum of Graph alerts_v2; asking for %u alerts a "
+	    "page", t->name, page_size, top);
+}
+
+/* Extra request headers: Graph is asked for every enum member. */
+static const char *const *
+tenant_headers(const struct tenant *t)
+{
+	static const char *const graph[] = {
+		"Prefer: include-unknown-enum-members", NULL
+	};
+
+	return t->conf->source == SRC_GRAPH ? graph : NULL;
 }
 
 static void
@@ -503,6 +537,7 @@ catchup_fetch(struct catchup *c)
 	o.method = "GET";
 	o.url = url.data;
 	o.bearer = tok;
+	o.headers = tenant_headers(t);
 	o.user_agent = t->relay->conf->daemon.user_agent;
 	o.ca_file = t->conf->ca_file;
 	o.timeout_ms = t->relay->conf->daemon.request_timeout_ms;
@@ -651,6 +686,16 @@ catchup_alert_cb(const char *obj, size_t len, void *arg)
 		c->page_sane = a->last_update;
 	if ((kind = tenant_classify(c, a)) == -1)
 		return 0;
+	/*
+	 * service_sources filters after dedupe: the version is seen, not
+	 * forwarded, and the alerts that pass keep their every version.
+	 */
+	if (!graph_source_pass(t->conf->service_sources, a->service_source.p,
+	    a->service_source.len)) {
+		dedupe_put(&t->state.seen, a->id.p, a->id.len, a->last_update);
+		c->dirty = true;
+		return 0;
+	}
 	if (a->last_update > ts_now() + FUTURE_MAX_TICKS)
 		tenant_warn_future(t, a);
 	if (tenant_forward(c, a, kind) == -1)
@@ -1082,6 +1127,7 @@ tenant_start(struct tenant *t)
 		return;
 	}
 	token_check_expiry(t);
+	tenant_top_notice(t);
 	/* Spread the first polls so many tenants do not start at once. */
 	first = poll_interval(t) < 30000 ? poll_interval(t) : 30000;
 	tenant_schedule(t, TENANT_IDLE, t->relay->once ? 0 :
@@ -1164,6 +1210,7 @@ tenant_reconcile(struct tenant *t, struct conf_tenant *ct)
 	checkpoints_clear(t);
 	moved |= tenant_route_sinks(t);
 	rate_init(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
+	tenant_top_notice(t);
 	if (creds) {
 		/* Neither the token nor a request for it survives. */
 		memcpy(t->token.cred_fp, fp, sizeof(fp));

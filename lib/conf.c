@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "graph.h"
 #include "log.h"
 #include "util.h"
 
@@ -620,6 +621,41 @@ key_str(struct parser *p, const struct keydef *kd, void *obj,
 	*sp = xstrdup(val);
 }
 
+/*
+ * service_sources: a comma-separated list of Graph serviceSource values.
+ * A value Graph does not document is a warning, not an error: Graph adds
+ * products, and such a value is forwarded only if Graph sends it.
+ */
+static void
+key_service_sources(struct parser *p, const struct keydef *kd, void *obj,
+    const char *val)
+{
+	char	**sp = FIELD(obj, kd->off, char *);
+	char	*list, *item, *s;
+	size_t	 n;
+
+	list = xstrdup(val);
+	for (s = list; (item = strsep(&s, ",")) != NULL;) {
+		item += strspn(item, " \t");
+		for (n = strlen(item); n > 0 && (item[n - 1] == ' ' ||
+		    item[n - 1] == '\t'); n--)
+			item[n - 1] = '\0';
+		if (*item == '\0') {
+			perr(p, "%s: an empty item in \"%s\"; accepted: "
+			    "serviceSource values separated by commas, e.g. "
+			    "microsoftDefenderForEndpoint", kd->key, val);
+			break;
+		} else if (!graph_source_known(item))
+			log_warnx("%s:%d: %s: \"%s\" is not a serviceSource "
+			    "value Graph documents; alerts are forwarded for "
+			    "it only if Graph sends exactly this value",
+			    p->file, p->line, kd->key, item);
+	}
+	free(list);
+	free(*sp);
+	*sp = xstrdup(val);
+}
+
 /* A GUID or domain name. */
 static void
 key_id(struct parser *p, const struct keydef *kd, void *obj,
@@ -1144,6 +1180,7 @@ static const struct keydef tenant_keys[] = {
 	KEY("forward_updates", key_bool, T(forward_updates)),
 	KRANGE("poll_interval", key_dur, T(poll_interval_ms), SEC_MS, NO_MAX),
 	KEY("enabled", key_bool, T(enabled)),
+	KEY("service_sources", key_service_sources, T(service_sources)),
 };
 #undef T
 
@@ -1415,6 +1452,10 @@ tenant_close(struct parser *p, void *obj)
 	require(p, t->client_id, "client_id");
 	tenant_auth(p, t);
 	tenant_endpoints(t);
+	if (t->service_sources != NULL && t->source != SRC_GRAPH)
+		perr_at(p, key_line(p, "service_sources"), "%s: "
+		    "service_sources needs source = graph (the MDE alerts API "
+		    "has no serviceSource)", p->desc);
 	if (t->label == NULL)
 		t->label = xstrdup(t->name);
 }
@@ -2077,6 +2118,7 @@ tenant_free(struct conf_tenant *t)
 	free(t->scope);
 	free(t->ca_file);
 	free(t->label);
+	free(t->service_sources);
 	strv_free(t->outputs, t->noutputs);
 	free(t);
 }
@@ -2352,6 +2394,8 @@ summary_tenant(const struct conf_tenant *t, FILE *f, bool all)
 	put_kv(f, "api", t->api_url);
 	put_kv(f, "login", t->login_url);
 	put_kv(f, "scope", t->scope);
+	if (t->service_sources != NULL)
+		put_kv(f, "service_sources", t->service_sources);
 	put_list(f, "outputs", t->outputs, t->noutputs);
 	fprintf(f, " min_severity=%s forward_updates=%s",
 	    severity_name(t->min_severity), t->forward_updates ? "yes" : "no");

@@ -65,6 +65,7 @@ struct conf_tenant {
 	char		*certificate_file, *private_key_file;
 	int64_t		 secret_expires;	/* epoch seconds, 0 unset */
 	enum tenant_source source;
+	char		*service_sources;	/* Graph: comma list; NULL all */
 	enum tenant_cloud cloud;
 	char		*api_url;		/* no trailing slash */
 	char		*login_url;		/* no trailing slash */

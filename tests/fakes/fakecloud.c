@@ -45,7 +45,8 @@
 #define GRAPH_CONTEXT	\
     "https://graph.microsoft.com/v1.0/$metadata#security/alerts_v2"
 #define MDE_TOP_MAX	10000
-#define GRAPH_TOP_MAX	2000
+/* alerts_v2: "$top limit 1000" (defender-api.md 5.5). */
+#define GRAPH_TOP_MAX	1000
 #define LOG_KEEP	100000
 #define MAX_PARAMS	32
 #define NET_EPOCH	621355968000000000LL	/* .NET ticks at 1970 */
@@ -131,6 +132,8 @@ struct alert {
 	size_t		 ev_end;
 	char		*graph;
 	size_t		 glen;
+	char		*graph_np;	/* without Prefer, when different */
+	size_t		 glen_np;
 };
 
 struct version {
@@ -453,6 +456,28 @@ static const struct {
 	{ "AutomatedInvestigation", "automatedInvestigation" },
 	{ "ThreatExperts", "microsoftThreatExperts" },
 	{ "MTP", "microsoft365Defender" },
+};
+
+/*
+ * The Defender products behind Graph alerts: serviceSource and the
+ * detectionSource of their alerts (Endpoint: the template's).  A newer
+ * product's values follow unknownFutureValue in Graph's evolvable enums
+ * and are sent only to a client asking with Prefer:
+ * include-unknown-enum-members; to others they read unknownFutureValue.
+ */
+static const struct {
+	const char	*svc, *det;
+	bool		 newer;
+} products[] = {
+	{ "microsoftDefenderForEndpoint", NULL, false },
+	{ "microsoftDefenderForIdentity", "microsoftDefenderForIdentity",
+	  false },
+	{ "microsoftDefenderForCloudApps", "cloudAppSecurity", false },
+	{ "microsoftDefenderForOffice365", "microsoftDefenderForOffice365",
+	  false },
+	{ "azureAdIdentityProtection", "azureAdIdentityProtection", false },
+	{ "dataLossPrevention", "microsoftDataLossPrevention", false },
+	{ "microsoftDefenderForCloud", "microsoftDefenderForServers", true },
 };
 
 static const char *inv_states[] = {
@@ -989,6 +1014,8 @@ struct facts {
 	int		 ev_dig, pc_dig, ppc_dig, fe_dig, le_dig;
 	bool		 comment;
 	int		 os_build;
+	unsigned	 product;	/* index in products[] */
+	bool		 prefer;	/* render for a Prefer client */
 };
 
 static void
@@ -1031,6 +1058,11 @@ facts_make(const struct alert *a, struct facts *f)
 	f->fe_dig = rng_digits(&r);
 	f->le_dig = rng_digits(&r);
 	f->comment = rng_below(&r, 4) == 0;
+	/* Half the alerts are Endpoint's, the rest one product each. */
+	hr.s = a->seed ^ 0x5e7f1ce5a11c0debULL;
+	h = (unsigned)rng_below(&hr, 2 * (nitems(products) - 1));
+	f->product = h < nitems(products) - 1 ? 0 : h - (nitems(products) - 2);
+	f->prefer = true;
 }
 
 /* One MDE evidence entry; every key present, null when not applicable. */
@@ -1200,6 +1232,8 @@ render_mde(struct alert *a)
 	a->len = b.len;
 	free(a->graph);
 	a->graph = NULL;
+	free(a->graph_np);
+	a->graph_np = NULL;
 }
 
 /* Write a Graph value derived from an MDE override's raw JSON. */
@@ -1382,7 +1416,12 @@ graph_value(struct buf *b, const struct alert *a, const struct facts *f,
 	else if (strcmp(k, "determination") == 0)
 		json_str(b, clss[a->cls].gdet);
 	else if (strcmp(k, "serviceSource") == 0)
-		json_str(b, "microsoftDefenderForEndpoint");
+		json_str(b, products[f->product].newer && !f->prefer ?
+		    "unknownFutureValue" : products[f->product].svc);
+	else if (strcmp(k, "detectionSource") == 0 &&
+	    products[f->product].det != NULL)
+		json_str(b, products[f->product].newer && !f->prefer ?
+		    "unknownFutureValue" : products[f->product].det);
 	else if (strcmp(k, "detectionSource") == 0) {
 		for (i = 0; i < nitems(sources); i++) {
 			if (strcmp(sources[i].mde, tp->source) == 0)
@@ -1437,18 +1476,14 @@ graph_value(struct buf *b, const struct alert *a, const struct facts *f,
 		buf_adds(b, "null");
 }
 
-/* Render the Graph alerts_v2 JSON of the current version, once. */
-static void
-render_graph(struct alert *a)
+/* One Graph alerts_v2 rendering of the current version. */
+static char *
+render_graph_one(struct alert *a, const struct facts *f, size_t *len)
 {
-	struct facts	 f;
 	struct buf	 b;
 	struct jw	 w;
 	size_t		 i;
 
-	if (a->graph != NULL)
-		return;
-	facts_make(a, &f);
 	buf_init(&b);
 	buf_reserve(&b, 6144);
 	w.b = &b;
@@ -1458,11 +1493,30 @@ render_graph(struct alert *a)
 		if (strcmp(graph_keys[i].graph, "systemTags") == 0)
 			jw_extras(&w, a);
 		if (jw_gfield(&w, a, &graph_keys[i]))
-			graph_value(&b, a, &f, graph_keys[i].graph);
+			graph_value(&b, a, f, graph_keys[i].graph);
 	}
 	buf_addc(&b, '}');
-	a->graph = xrealloc(b.data, b.len + 1);
-	a->glen = b.len;
+	*len = b.len;
+	return xrealloc(b.data, b.len + 1);
+}
+
+/*
+ * Render the Graph alerts_v2 JSON of the current version, once; a newer
+ * product's alert also without the Prefer header (graph_np).
+ */
+static void
+render_graph(struct alert *a)
+{
+	struct facts	 f;
+
+	if (a->graph != NULL)
+		return;
+	facts_make(a, &f);
+	a->graph = render_graph_one(a, &f, &a->glen);
+	if (products[f.product].newer) {
+		f.prefer = false;
+		a->graph_np = render_graph_one(a, &f, &a->glen_np);
+	}
 }
 
 static void
@@ -1479,6 +1533,7 @@ alert_free(struct alert *a)
 	free(a->ovr);
 	free(a->json);
 	free(a->graph);
+	free(a->graph_np);
 	free(a);
 }
 
@@ -3798,11 +3853,17 @@ graph_list_cb(struct call *c, const char *path, const struct query *q)
 	struct sel	 s;
 	struct buf	 link, tokb, j;
 	char		 err[512], tok[64], *extra;
+	const char	*h;
 	size_t		 i;
+	bool		 prefer;
 
 	c->api = API_GRAPH;
 	if ((t = api_enter(c)) == NULL)
 		return;
+	h = evhttp_find_header(evhttp_request_get_input_headers(c->req),
+	    "Prefer");
+	prefer = h != NULL && strstr(h, "include-unknown-enum-members") !=
+	    NULL;
 	if (odata_parse(q, API_GRAPH, &od, err, sizeof err) != NULL) {
 		reply_error(c, 400, "BadRequest", err);
 		return;
@@ -3836,7 +3897,11 @@ graph_list_cb(struct call *c, const char *path, const struct query *q)
 		if (i > 0)
 			evbuffer_add(out, ",", 1);
 		render_graph(s.v[i]);
-		evbuffer_add(out, s.v[i]->graph, s.v[i]->glen);
+		if (!prefer && s.v[i]->graph_np != NULL)
+			evbuffer_add(out, s.v[i]->graph_np,
+			    s.v[i]->glen_np);
+		else
+			evbuffer_add(out, s.v[i]->graph, s.v[i]->glen);
 	}
 	evbuffer_add(out, "]}", 2);
 	free(s.v);

@@ -438,7 +438,7 @@ test_errors_collected(void **state)
 	    "client_secret, certificate_file, private_key_file, "
 	    "secret_expires, source, cloud, api_url, login_url, scope, "
 	    "ca_file, label, outputs, min_severity, forward_updates, "
-	    "poll_interval, enabled");
+	    "poll_interval, enabled, service_sources");
 	assert_error(&e, "t.conf:14: enabled: \"maybe\" is not a boolean; "
 	    "accepted: yes, no, true, false, on, off, 1, 0");
 	assert_error(&e, "t.conf:15: outputs: \"nope\" is not a defined "
@@ -585,6 +585,40 @@ test_tenant_values(void **state)
 	    "a GUID or domain name");
 }
 
+/*
+ * service_sources: Graph only; kept as written for graph_source_pass; an
+ * undocumented value is accepted (a warning), an empty item is an error.
+ */
+static void
+test_service_sources(void **state)
+{
+	struct config	*c;
+	char		*t;
+
+	t = with_tenant("source = graph\nservice_sources = "
+	    "microsoftDefenderForEndpoint, microsoftDefenderForToasters\n");
+	c = parse_ok(t);
+	assert_string_equal(c->tenants[0]->service_sources,
+	    "microsoftDefenderForEndpoint, microsoftDefenderForToasters");
+	conf_free(c);
+	free(t);
+	t = with_tenant("source = graph\n");
+	c = parse_ok(t);
+	assert_null(c->tenants[0]->service_sources);
+	conf_free(c);
+	free(t);
+	t = with_tenant("service_sources = microsoftDefenderForEndpoint\n");
+	parse_fails(t, "t.conf:7: [tenant \"x\"]: service_sources needs "
+	    "source = graph (the MDE alerts API has no serviceSource)");
+	free(t);
+	t = with_tenant("source = graph\nservice_sources = "
+	    "microsoftDefenderForEndpoint,,\n");
+	parse_fails(t, "t.conf:8: service_sources: an empty item in "
+	    "\"microsoftDefenderForEndpoint,,\"; accepted: serviceSource "
+	    "values separated by commas, e.g. microsoftDefenderForEndpoint");
+	free(t);
+}
+
 /* Durations and dates beyond 100 years, and overflowing ones. */
 static void
 test_century_bound(void **state)
@@ -711,7 +745,8 @@ test_include_errors(void **state)
 	    "tenant_id, client_id, client_secret_file, client_secret, "
 	    "certificate_file, private_key_file, secret_expires, source, "
 	    "cloud, api_url, login_url, scope, ca_file, label, outputs, "
-	    "min_severity, forward_updates, poll_interval, enabled", sub);
+	    "min_severity, forward_updates, poll_interval, enabled, "
+	    "service_sources", sub);
 	assert_error(&e, msg);
 	free(msg);
 	/* The include ended [daemon]: page_size is outside any section. */
@@ -1304,6 +1339,7 @@ main(void)
 		cmocka_unit_test(test_cluster_defaults),
 		cmocka_unit_test(test_too_many_errors),
 		cmocka_unit_test(test_century_bound),
+		cmocka_unit_test(test_service_sources),
 		cmocka_unit_test(test_example_config),
 	};
 

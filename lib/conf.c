@@ -128,6 +128,9 @@ static const struct nameval facilities[] = {
 static const struct nameval sources[] = {
 	{ "mde", SRC_MDE }, { "graph", SRC_GRAPH }, { NULL, 0 }
 };
+static const struct nameval thumbprints[] = {
+	{ "sha1", THUMB_SHA1 }, { "sha256", THUMB_SHA256 }, { NULL, 0 }
+};
 static const struct nameval clouds[] = {
 	{ "commercial", CLOUD_COMMERCIAL }, { "gcc", CLOUD_GCC },
 	{ "gcc-high", CLOUD_GCC_HIGH }, { "dod", CLOUD_DOD }, { NULL, 0 }
@@ -1181,6 +1184,9 @@ static const struct keydef tenant_keys[] = {
 	KRANGE("poll_interval", key_dur, T(poll_interval_ms), SEC_MS, NO_MAX),
 	KEY("enabled", key_bool, T(enabled)),
 	KEY("service_sources", key_service_sources, T(service_sources)),
+	KEY("client_assertion_file", key_keyfile, T(client_assertion_file)),
+	KENUM("certificate_thumbprint", T(certificate_thumbprint),
+	    thumbprints),
 };
 #undef T
 
@@ -1403,7 +1409,10 @@ tenant_open(struct parser *p, const char *name)
 	return t;
 }
 
-/* Exactly one credential: secret file, inline secret, or certificate. */
+/*
+ * Exactly one credential: secret file, inline secret, certificate, or a
+ * federated assertion file.
+ */
 static void
 tenant_auth(struct parser *p, struct conf_tenant *t)
 {
@@ -1411,18 +1420,24 @@ tenant_auth(struct parser *p, struct conf_tenant *t)
 	bool	 inl = key_line(p, "client_secret") != 0;
 	bool	 cert = key_line(p, "certificate_file") != 0;
 	bool	 key = key_line(p, "private_key_file") != 0;
+	bool	 fed = key_line(p, "client_assertion_file") != 0;
+	int	 thumb = key_line(p, "certificate_thumbprint");
 
-	if (file + inl + (cert || key) == 0)
+	if (file + inl + (cert || key) + fed == 0)
 		perr_at(p, p->sect_line, "%s: no credential; set "
-		    "client_secret_file, client_secret, or certificate_file "
-		    "and private_key_file", p->desc);
-	else if (file + inl + (cert || key) > 1)
+		    "client_secret_file, client_secret, client_assertion_file, "
+		    "or certificate_file and private_key_file", p->desc);
+	else if (file + inl + (cert || key) + fed > 1)
 		perr_at(p, p->sect_line, "%s: more than one credential; use "
-		    "exactly one of client_secret_file, client_secret, or "
-		    "certificate_file and private_key_file", p->desc);
+		    "exactly one of client_secret_file, client_secret, "
+		    "client_assertion_file, or certificate_file and "
+		    "private_key_file", p->desc);
 	else if (cert != key)
 		perr_at(p, p->sect_line, "%s: certificate_file and "
 		    "private_key_file go together", p->desc);
+	if (thumb != 0 && !cert)
+		perr_at(p, thumb, "%s: certificate_thumbprint needs "
+		    "certificate_file and private_key_file", p->desc);
 }
 
 /* Fill api_url, login_url and scope from cloud and source. */
@@ -2113,6 +2128,7 @@ tenant_free(struct conf_tenant *t)
 	free(t->client_secret_file);
 	free(t->certificate_file);
 	free(t->private_key_file);
+	free(t->client_assertion_file);
 	free(t->api_url);
 	free(t->login_url);
 	free(t->scope);
@@ -2361,7 +2377,10 @@ static const char *
 tenant_auth_name(const struct conf_tenant *t)
 {
 	if (t->certificate_file != NULL)
-		return "certificate";
+		return t->certificate_thumbprint == THUMB_SHA256 ?
+		    "certificate(sha256)" : "certificate";
+	if (t->client_assertion_file != NULL)
+		return "federated";
 	if (t->client_secret_file != NULL)
 		return "secret(file)";
 	return "secret(inline)";

@@ -3321,10 +3321,27 @@ static struct {
 	size_t		  ncerts;
 	char		**jtis;
 	size_t		  njtis;
+	const char	 *require_alg;	/* --require-alg: only this alg */
 } AC;
 
-static void
-assertion_cert_add(const char *path)
+/*
+ * Federated credentials (workload identity federation).  With
+ * --federated ISSUER,SUBJECT an assertion without x5t/x5t#S256 is an
+ * external token: iss and sub must match, aud must be (or contain)
+ * api://AzureADTokenExchange, exp in the future, nbf not ahead, and with
+ * --federated-cert its RS256/PS256 signature must verify with that
+ * certificate's key.  Unlike certificate assertions it may be used again
+ * until it expires.
+ */
+#define FED_AUDIENCE	"api://AzureADTokenExchange"
+static struct {
+	char		*issuer;
+	char		*subject;
+	X509		*cert;
+} FED;
+
+static X509 *
+cert_read(const char *path, const char *opt)
 {
 	FILE	*f;
 	X509	*x = NULL;
@@ -3334,10 +3351,33 @@ assertion_cert_add(const char *path)
 		fclose(f);
 	}
 	if (x == NULL) {
-		fprintf(stderr, "fakecloud: --client-cert %s: no PEM "
-		    "certificate\n", path);
+		fprintf(stderr, "fakecloud: --%s %s: no PEM certificate\n",
+		    opt, path);
 		exit(64);
 	}
+	return x;
+}
+
+static void
+federated_add(const char *arg)
+{
+	const char	*comma = strchr(arg, ',');
+
+	if (comma == NULL || comma == arg || comma[1] == '\0') {
+		fprintf(stderr, "fakecloud: --federated wants ISSUER,SUBJECT\n");
+		exit(64);
+	}
+	free(FED.issuer);
+	free(FED.subject);
+	FED.issuer = xstrndup(arg, (size_t)(comma - arg));
+	FED.subject = xstrdup(comma + 1);
+}
+
+static void
+assertion_cert_add(const char *path)
+{
+	X509	*x = cert_read(path, "client-cert");
+
 	AC.certs = xreallocarray(AC.certs, AC.ncerts + 1, sizeof *AC.certs);
 	AC.certs[AC.ncerts++] = x;
 }
@@ -3353,6 +3393,9 @@ assertion_free(void)
 		free(AC.jtis[i]);
 	free(AC.certs);
 	free(AC.jtis);
+	X509_free(FED.cert);
+	free(FED.issuer);
+	free(FED.subject);
 }
 
 /* The registered certificate whose base64url md thumbprint is want. */
@@ -3513,6 +3556,129 @@ assertion_check(struct call *c, const char *a, const char *client_id,
 	return err;
 }
 
+/* Is a (a JWT) an external token rather than a certificate assertion? */
+static bool
+assertion_federated(const char *a)
+{
+	const char	*d1 = strchr(a, '.');
+	json_t		*h;
+	bool		 fed;
+
+	if (FED.issuer == NULL || d1 == NULL ||
+	    (h = assertion_json(a, (size_t)(d1 - a))) == NULL)
+		return false;
+	fed = json_object_get(h, "x5t") == NULL &&
+	    json_object_get(h, "x5t#S256") == NULL;
+	json_decref(h);
+	return fed;
+}
+
+/* Does aud (a string or an array of strings) hold want? */
+static bool
+aud_has(json_t *aud, const char *want)
+{
+	size_t	 i;
+
+	if (json_is_string(aud))
+		return strcmp(json_string_value(aud), want) == 0;
+	for (i = 0; json_is_array(aud) && i < json_array_size(aud); i++)
+		if (json_is_string(json_array_get(aud, i)) && strcmp(
+		    json_string_value(json_array_get(aud, i)), want) == 0)
+			return true;
+	return false;
+}
+
+/* The claims of a federated assertion; why not, or NULL. */
+static const char *
+federated_claims(json_t *cl, long *code)
+{
+	static char	 why[600];
+	const char	*iss = json_string_value(json_object_get(cl, "iss"));
+	const char	*sub = json_string_value(json_object_get(cl, "sub"));
+	json_int_t	 now = (json_int_t)time(NULL);
+
+	if (iss == NULL || strcmp(iss, FED.issuer) != 0) {
+		*code = 700211;
+		snprintf(why, sizeof why, "No matching federated identity "
+		    "record found for presented assertion issuer '%s'.",
+		    iss ? iss : "");
+		return why;
+	}
+	if (sub == NULL || strcmp(sub, FED.subject) != 0) {
+		*code = 700213;
+		snprintf(why, sizeof why, "No matching federated identity "
+		    "record found for presented assertion subject '%s'.",
+		    sub ? sub : "");
+		return why;
+	}
+	if (!aud_has(json_object_get(cl, "aud"), FED_AUDIENCE)) {
+		*code = 700212;
+		return "No matching federated identity record found for "
+		    "presented assertion audience.";
+	}
+	if (!json_is_integer(json_object_get(cl, "exp")) ||
+	    json_integer_value(json_object_get(cl, "exp")) <= now ||
+	    json_integer_value(json_object_get(cl, "nbf")) > now + 300) {
+		*code = 700024;
+		return "Client assertion is not within its valid time range.";
+	}
+	return NULL;
+}
+
+/* Why the external token a is not acceptable, or NULL. */
+static const char *
+federated_check(const char *a, long *code)
+{
+	const char	*d1 = strchr(a, '.'), *d2, *alg, *err;
+	json_t		*h = NULL, *cl = NULL;
+	struct buf	 sig;
+	bool		 pss;
+
+	*code = 700027;
+	if (d1 == NULL || (d2 = strchr(d1 + 1, '.')) == NULL ||
+	    (h = assertion_json(a, (size_t)(d1 - a))) == NULL ||
+	    (cl = assertion_json(d1 + 1, (size_t)(d2 - d1 - 1))) == NULL) {
+		json_decref(h);
+		return "Client assertion is not a valid JWT.";
+	}
+	alg = json_string_value(json_object_get(h, "alg"));
+	pss = alg != NULL && strcmp(alg, "PS256") == 0;
+	err = NULL;
+	if (alg == NULL || (!pss && strcmp(alg, "RS256") != 0))
+		err = "Client assertion has an unsupported alg.";
+	else if (FED.cert != NULL) {
+		buf_init(&sig);
+		if (b64_dec(d2 + 1, strlen(d2 + 1), &sig) != 0 ||
+		    !assertion_sig_ok(FED.cert, pss, a, (size_t)(d2 - a), &sig))
+			err = "Client assertion failed signature validation.";
+		buf_clear(&sig);
+	}
+	if (err == NULL)
+		err = federated_claims(cl, code);
+	json_decref(h);
+	json_decref(cl);
+	return err;
+}
+
+/* --require-alg: the alg of a certificate assertion must be this one. */
+static bool
+assertion_alg_ok(const char *a)
+{
+	const char	*d1 = strchr(a, '.');
+	json_t		*h;
+	bool		 ok;
+
+	if (AC.require_alg == NULL)
+		return true;
+	if (d1 == NULL || (h = assertion_json(a, (size_t)(d1 - a))) == NULL)
+		return false;
+	ok = json_is_string(json_object_get(h, "alg")) && strcmp(
+	    json_string_value(json_object_get(h, "alg")), AC.require_alg) ==
+	    0;
+	json_decref(h);
+	return ok;
+}
+
 /* Send the Entra error a bad request earns; false when it is good. */
 static bool
 token_reject(struct call *c, struct tenant *t, const struct form *f)
@@ -3522,6 +3688,7 @@ token_reject(struct call *c, struct tenant *t, const struct form *f)
 	const char	*why;
 	long		 code;
 	size_t		 sl = f->scope ? strlen(f->scope) : 0;
+	bool		 fed = a != NULL && assertion_federated(a);
 
 	if (f->grant == NULL || f->id == NULL || f->scope == NULL)
 		reply_entra_error(c, 400, "invalid_request", 900144, "The "
@@ -3556,7 +3723,13 @@ token_reject(struct call *c, struct tenant *t, const struct form *f)
 	    f->assertion_type == NULL || strcmp(f->assertion_type, jwt) != 0))
 		reply_entra_error(c, 401, "invalid_client", 700027, "Client "
 		    "assertion failed signature validation.");
-	else if (a != NULL && AC.ncerts > 0 &&
+	else if (fed && (why = federated_check(a, &code)) != NULL)
+		reply_entra_error(c, 401, "invalid_client", code, "%s", why);
+	else if (a != NULL && !fed && !assertion_alg_ok(a))
+		reply_entra_error(c, 401, "invalid_client", 700027, "Client "
+		    "assertion has an unsupported alg (this application "
+		    "requires %s).", AC.require_alg);
+	else if (a != NULL && !fed && AC.ncerts > 0 &&
 	    (why = assertion_check(c, a, f->id, &code)) != NULL)
 		reply_entra_error(c, 401, "invalid_client", code, "%s", why);
 	else if (a == NULL && f->secret == NULL)
@@ -4661,7 +4834,8 @@ usage(void)
 "       [--rate R] [--update-rate R] [--late-fraction F] [--late-delay DUR]\n"
 "       [--seed S] [--fault NAME:KIND[:ARG]]... [--nextlink] [--link-page N]\n"
 "       [--no-rate-limit] [--limit-minute N] [--limit-hour N]\n"
-"       [--limit-graph N] [--token-log FILE]\n");
+"       [--limit-graph N] [--token-log FILE]\n"
+"       [--federated ISSUER,SUBJECT] [--federated-cert FILE] [--require-alg ALG]\n");
 	exit(64);
 }
 
@@ -4741,7 +4915,7 @@ enum {
 	OPT_ALERTS, OPT_SPREAD, OPT_RATE, OPT_UPDATE_RATE, OPT_LATE_FRACTION,
 	OPT_LATE_DELAY, OPT_SEED, OPT_FAULT, OPT_NEXTLINK, OPT_LINK_PAGE, OPT_NO_LIMIT,
 	OPT_CLIENT_CERT, OPT_LIMIT_MIN, OPT_LIMIT_HOUR, OPT_LIMIT_GRAPH,
-	OPT_TOKEN_LOG,
+	OPT_TOKEN_LOG, OPT_FEDERATED, OPT_FEDERATED_CERT, OPT_REQUIRE_ALG,
 };
 
 static const struct option longopts[] = {
@@ -4753,6 +4927,9 @@ static const struct option longopts[] = {
 	{ "tenants", required_argument, NULL, OPT_TENANTS },
 	{ "client-id", required_argument, NULL, OPT_CLIENT_ID },
 	{ "client-cert", required_argument, NULL, OPT_CLIENT_CERT },
+	{ "federated", required_argument, NULL, OPT_FEDERATED },
+	{ "federated-cert", required_argument, NULL, OPT_FEDERATED_CERT },
+	{ "require-alg", required_argument, NULL, OPT_REQUIRE_ALG },
 	{ "token-lifetime", required_argument, NULL, OPT_LIFETIME },
 	{ "alerts", required_argument, NULL, OPT_ALERTS },
 	{ "spread", required_argument, NULL, OPT_SPREAD },
@@ -4807,6 +4984,15 @@ parse_args(int argc, char **argv, char ***faults, size_t *nfaults)
 			break;
 		case OPT_CLIENT_CERT:
 			assertion_cert_add(optarg);
+			break;
+		case OPT_FEDERATED:
+			federated_add(optarg);
+			break;
+		case OPT_FEDERATED_CERT:
+			FED.cert = cert_read(optarg, "federated-cert");
+			break;
+		case OPT_REQUIRE_ALG:
+			AC.require_alg = optarg;
 			break;
 		case OPT_LIFETIME:
 			F.token_lifetime = (int)opt_int(optarg,

@@ -1,16 +1,20 @@
-"""Integration cases for Microsoft Graph done right (issue 14): the
+"""Integration cases for issue 14 ("Ready for Defender XDR"): the
 Prefer: include-unknown-enum-members header (newer products keep their
 real serviceSource/detectionSource), the $top clamp of alerts_v2 with its
-start-up notice, and the service_sources filter applied after dedupe.
-Loaded by harness.py (every cases_*.py exports CASES)."""
+start-up notice, the service_sources filter applied after dedupe, and
+secretless sign-in (a federated client_assertion_file re-read for every
+token request; certificate_thumbprint = sha256, PS256).  Loaded by
+harness.py (every cases_*.py exports CASES)."""
 
 import json
+import os
 import time
 import urllib.parse
 import urllib.request
 
-from harness import (CLIENT_ID, Fail, compare, wait_delivered)
-from cases import delivered, octet_tcp, once, settle
+from harness import (CLIENT_ID, Fail, compare, wait_delivered, wait_for)
+from cases import delivered, fake_tenants, octet_tcp, once, settle
+from cases_workflows import make_cert, rewrite_tenants, sign_jwt, with_setup
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 PREFER = "include-unknown-enum-members"
@@ -184,6 +188,112 @@ def check_service_sources(ctx):
              % (len(dels), held, len(ep)))
 
 
+# --------------------------------------------------------------------------
+# secretless: a federated tenant (client_assertion_file, the external JWT
+# signed by an "issuer" key the fake trusts) and a certificate tenant with
+# certificate_thumbprint = sha256 against a fake that accepts only PS256.
+
+FED_ISS = "https://issuer.example/cluster-1"
+FED_SUB = "system:serviceaccount:alertrelay:relay"
+SL_T = [{"name": "f1", "label": "Federated", "source": "graph"},
+        {"name": "p1", "label": "PS256 cert"}]
+
+
+def fed_jwt(ctx, exp_in, sub=FED_SUB):
+    now = int(time.time())
+    return sign_jwt(ctx.dir, ctx.case["_idp_key"],
+                    {"alg": "RS256", "typ": "JWT", "kid": "k1"},
+                    {"iss": FED_ISS, "sub": sub,
+                     "aud": "api://AzureADTokenExchange",
+                     "iat": now - 5, "nbf": now - 5, "exp": now + exp_in},
+                    False)
+
+
+def put_assertion(ctx, jwt, mode=0o600):
+    """Replace the assertion file the way an issuer's agent does."""
+    path = os.path.join(ctx.dir, "assertion.jwt")
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, (jwt + "\n").encode())
+    os.close(fd)
+    os.chmod(tmp, mode)
+    os.rename(tmp, path)
+    return path
+
+
+def setup_secretless(ctx):
+    pem, key = make_cert(ctx.dir, "app")
+    idp, idp_key = make_cert(ctx.dir, "idp")
+    ctx.case["_idp_key"] = idp_key
+    first = fed_jwt(ctx, 3600)
+    ctx.case["_jwts"] = [first]
+    path = put_assertion(ctx, first)
+    ctx.fake_args = ["--client-cert", pem, "--require-alg", "PS256",
+                     "--federated", "%s,%s" % (FED_ISS, FED_SUB),
+                     "--federated-cert", idp]
+
+    def fix(name, lines):
+        lines = [x for x in lines if not x.startswith("client_secret_file")]
+        if name == "f1":
+            return lines + ["client_assertion_file = %s" % path]
+        return lines + ["certificate_file = %s" % pem,
+                        "private_key_file = %s" % key,
+                        "certificate_thumbprint = sha256"]
+    rewrite_tenants(ctx.conf, fix)
+
+
+def check_secretless(ctx):
+    fake, sng = ctx.fake, ctx.sng
+    # A group-readable assertion file is a configuration error.
+    path = put_assertion(ctx, ctx.case["_jwts"][0], 0o640)
+    rc, out, err = ctx.daemon.run("--check-config")
+    if rc != 78 or "client_assertion_file" not in err or \
+            "readable by group or others" not in err:
+        raise Fail("--check-config with a 0640 client_assertion_file: "
+                   "exit %d, stderr %r" % (rc, err[-400:]))
+    os.chmod(path, 0o600)
+    ctx.daemon.start()
+    snap = ctx.expected()
+    wait_delivered(ctx.suite, sng, "octet", lambda: snap, 30,
+                   daemon=ctx.daemon, what="both tenants' backlog")
+    # The issuer's token expires on disk; the API then refuses the cached
+    # access token once (401), so the daemon asks for a new one.
+    expired = fed_jwt(ctx, -60)
+    ctx.case["_jwts"].append(expired)
+    put_assertion(ctx, expired)
+    fake.fault("f1", "401")
+    fake.add_alerts("f1", 4)
+    fake.add_alerts("p1", 2)
+
+    def refused():
+        ctx.daemon.alive()
+        e = ctx.daemon.proc.stderr()
+        return "AADSTS700024" in e and "federated assertion" in e and \
+            "expired at" in e
+    wait_for(refused, 30, "the expired assertion to be read, warned "
+             "about and refused (AADSTS700024)")
+    # The issuer writes a fresh one: read without a reload.
+    fresh = fed_jwt(ctx, 3600)
+    ctx.case["_jwts"].append(fresh)
+    put_assertion(ctx, fresh)
+    snap2 = ctx.expected()
+    wait_delivered(ctx.suite, sng, "octet", lambda: snap2, 60,
+                   daemon=ctx.daemon, what="alerts after the assertion "
+                   "was renewed on disk")
+    ctx.daemon.stop()
+    settle(ctx, "octet")
+    compare(ctx.expected(), delivered(ctx, "octet"))
+    err = ctx.daemon.proc.stderr()
+    for j in ctx.case["_jwts"]:
+        if j in err or j.split(".")[2] in err:
+            raise Fail("a federated assertion appeared in the log")
+    grants = [x for x in (fake.log() or "").split("\n")
+              if "/oauth2/" in x and " 200" in x]
+    ctx.note("%d versions; federated sign-in refused while the assertion "
+             "was expired, resumed once renewed on disk; PS256 accepted "
+             "(%d tokens granted)" % (len(snap2), len(grants)))
+
+
 CASES = [
     {
         "name": "graph_prefer_top",
@@ -205,5 +315,17 @@ CASES = [
         "tenants": SS_T,
         "outputs": [octet_tcp()],
         "check": check_service_sources,
+    },
+    {
+        "name": "graph_secretless",
+        "doc": "client_assertion_file (federated JWT verified by the fake: "
+               "issuer, subject, audience, expiry, signature) re-read for "
+               "every token request, expired one refused then renewed "
+               "without reload, 0640 file a config error; "
+               "certificate_thumbprint = sha256 against a PS256-only fake",
+        "fake": fake_tenants(SL_T) + ["--alerts", "8", "--seed", "143"],
+        "tenants": SL_T,
+        "outputs": [octet_tcp()],
+        "check": with_setup(setup_secretless, check_secretless),
     },
 ]

@@ -162,6 +162,28 @@ struct tenant {
 	struct ring	 rl_min;
 	struct ring	 rl_hour;
 	struct ring	 rl_graph;
+	struct finc	*inc;		/* Graph incidents, by number - 1 */
+	size_t		 ninc;
+	struct iver	*iver;		/* every incident version shown */
+	size_t		 niver;
+	int		 nexpand500;	/* $expand=alerts -> 500 this often */
+};
+
+/* A Graph incident (POST /_control/incidents). */
+struct finc {
+	unsigned	 num;		/* its id */
+	int64_t		 created;
+	int64_t		 lut;
+	int		 status;	/* index in inc_status */
+	int		 sev;		/* index in sev_graph */
+	unsigned	 redirect;	/* merged into this incident; 0 */
+	char		**alerts;	/* alert ids */
+	size_t		 nalerts;
+};
+
+struct iver {
+	unsigned	 num;
+	int64_t		 lut;
 };
 
 struct rng {
@@ -1814,7 +1836,7 @@ tenant_add(const char *name)
 static void
 tenant_free(struct tenant *t)
 {
-	size_t	 i;
+	size_t	 i, j, k;
 
 	for (i = 0; i < t->n; i++)
 		alert_free(t->v[i]);
@@ -1824,6 +1846,13 @@ tenant_free(struct tenant *t)
 	free(t->ver);
 	free(t->rl_min.t);
 	free(t->rl_hour.t);
+	for (k = 0; k < t->ninc; k++) {
+		for (j = 0; j < t->inc[k].nalerts; j++)
+			free(t->inc[k].alerts[j]);
+		free(t->inc[k].alerts);
+	}
+	free(t->inc);
+	free(t->iver);
 	free(t->rl_graph.t);
 	free(t->name);
 	free(t->client_id);
@@ -1959,6 +1988,7 @@ fault_set(struct tenant *t, const char *kind, const char *arg)
 	}
 	on = arg == NULL || strcmp(arg, "0") != 0;
 	if (strcmp(kind, "clear") == 0) {
+		t->nexpand500 = 0;
 		memset(&t->api, 0, sizeof t->api);
 		memset(&t->tok, 0, sizeof t->tok);
 		t->unconsented = t->no_roles = false;
@@ -2007,6 +2037,8 @@ fault_set(struct tenant *t, const char *kind, const char *arg)
 			fs->n401 = v;
 		else if (fs == &t->api && strcmp(kind, "403") == 0)
 			fs->n403 = v;
+		else if (fs == &t->api && strcmp(kind, "expand-500") == 0)
+			t->nexpand500 = v;
 		else
 			return -1;
 	}
@@ -4082,6 +4114,251 @@ graph_list_cb(struct call *c, const char *path, const struct query *q)
 }
 
 /*
+ * Graph incidents.  POST /_control/incidents makes them (each over up to
+ * three of the tenant's alerts), /_control/incident-update gives one a new
+ * version (status moves on; with into=M it is merged into M: status
+ * resolved, redirectIncidentId M).  GET /v1.0/security/incidents: $filter
+ * on lastUpdateDateTime/createdDateTime, $top at most 50 (more -> 400),
+ * $orderby lastUpdateDateTime asc, $expand=alerts, and @odata.nextLink
+ * with $skiptoken when more remain.  GET .../incidents/{id}/alerts lists
+ * an incident's alerts (the fallback when $expand fails: fault
+ * expand-500).
+ */
+#define INC_TOP_MAX	50
+static const char *inc_status[] = { "active", "inProgress", "resolved" };
+
+static void
+inc_version(struct tenant *t, struct finc *in)
+{
+	int64_t	 now = ts_now();
+
+	in->lut = now > in->lut ? now : in->lut + 1;
+	t->iver = xreallocarray(t->iver, t->niver + 1, sizeof *t->iver);
+	t->iver[t->niver].num = in->num;
+	t->iver[t->niver].lut = in->lut;
+	t->niver++;
+}
+
+static void
+inc_new(struct tenant *t)
+{
+	struct finc	*in;
+	size_t		 k, n;
+
+	t->inc = xreallocarray(t->inc, t->ninc + 1, sizeof *t->inc);
+	in = &t->inc[t->ninc];
+	memset(in, 0, sizeof *in);
+	in->num = (unsigned)++t->ninc;
+	in->created = ts_now();
+	in->sev = 1 + (int)rng_below(&F.rng, 4);
+	n = t->n == 0 ? 0 : 1 + rng_below(&F.rng, 3);
+	in->alerts = xcalloc(n ? n : 1, sizeof *in->alerts);
+	for (k = 0; k < n; k++)
+		in->alerts[in->nalerts++] = xstrdup(
+		    t->v[rng_below(&F.rng, t->n)]->id);
+	inc_version(t, in);
+}
+
+static void
+inc_time(struct buf *b, int64_t t)
+{
+	char	 s[40];
+
+	ts_text(t, 3, s);
+	json_str(b, s);
+}
+
+static void
+inc_alerts_json(struct buf *b, const struct finc *in)
+{
+	size_t	 k;
+
+	buf_addc(b, '[');
+	for (k = 0; k < in->nalerts; k++) {
+		buf_adds(b, k > 0 ? ",{" : "{");
+		buf_adds(b, "\"@odata.type\":\"#microsoft.graph.security.alert\","
+		    "\"id\":");
+		json_str(b, in->alerts[k]);
+		buf_addf(b, ",\"incidentId\":\"%u\"}", in->num);
+	}
+	buf_addc(b, ']');
+}
+
+static void
+inc_json(struct buf *b, const struct tenant *t, const struct finc *in,
+    bool expand)
+{
+	buf_addf(b, "{\"id\":\"%u\",\"tenantId\":", in->num);
+	json_str(b, t->name);
+	buf_addf(b, ",\"displayName\":\"Multi-stage incident %u on %s\","
+	    "\"description\":\"Incident %u of tenant %s\",\"createdDateTime\":",
+	    in->num, t->name, in->num, t->name);
+	inc_time(b, in->created);
+	buf_adds(b, ",\"lastUpdateDateTime\":");
+	inc_time(b, in->lut);
+	buf_addf(b, ",\"severity\":\"%s\",\"status\":\"%s\","
+	    "\"classification\":\"unknown\",\"determination\":\"unknown\","
+	    "\"assignedTo\":null,\"incidentWebUrl\":\"https://security."
+	    "microsoft.com/incidents/%u?tid=", sev_graph[in->sev],
+	    inc_status[in->status], in->num);
+	buf_adds(b, t->name);
+	buf_adds(b, "\",\"redirectIncidentId\":");
+	if (in->redirect != 0)
+		buf_addf(b, "\"%u\"", in->redirect);
+	else
+		buf_adds(b, "null");
+	if (expand) {
+		buf_adds(b, ",\"alerts\":");
+		inc_alerts_json(b, in);
+	}
+	buf_addc(b, '}');
+}
+
+static int
+inc_cmp(const void *a, const void *b)
+{
+	const struct finc *x = *(const struct finc *const *)a;
+	const struct finc *y = *(const struct finc *const *)b;
+
+	if (x->lut != y->lut)
+		return x->lut < y->lut ? -1 : 1;
+	return x->num < y->num ? -1 : x->num > y->num;
+}
+
+/* Read the incidents query; an error message or NULL. */
+static const char *
+inc_query(const struct query *q, struct odata *od, char *err, size_t len)
+{
+	static const char	*ok[] = { "$filter", "$top", "$skiptoken",
+	    "$orderby", "$expand" };
+	const char		*v;
+
+	memset(od, 0, sizeof *od);
+	err[0] = '\0';
+	od->top = INC_TOP_MAX;
+	if (odata_names(q, ok, nitems(ok), err, len) != 0)
+		return err;
+	if ((v = query_get(q, "$filter")) != NULL && odata_filter(v,
+	    "lastUpdateDateTime", "createdDateTime", od, err, len) != 0)
+		return err;
+	if ((v = query_get(q, "$top")) != NULL && (odata_size(v, &od->top) !=
+	    0 || od->top > INC_TOP_MAX || od->top == 0)) {
+		snprintf(err, len, "The limit of '%d' for Top query has been "
+		    "exceeded. The value from the incoming request is '%s'.",
+		    INC_TOP_MAX, v);
+		return err;
+	}
+	if ((v = query_get(q, "$orderby")) != NULL &&
+	    strcmp(v, "lastUpdateDateTime asc") != 0) {
+		snprintf(err, len, "Unsupported $orderby '%s'.", v);
+		return err;
+	}
+	if ((v = query_get(q, "$expand")) != NULL && strcmp(v, "alerts") != 0) {
+		snprintf(err, len, "Unsupported $expand '%s'.", v);
+		return err;
+	}
+	od->expand = v != NULL;
+	if ((v = query_get(q, "$skiptoken")) != NULL &&
+	    skiptoken_parse(v, od) != 0) {
+		snprintf(err, len, "Invalid $skiptoken.");
+		return err;
+	}
+	return NULL;
+}
+
+/* GET /v1.0/security/incidents/{id}/alerts */
+static void
+inc_alerts_cb(struct call *c, struct tenant *t, const char *id)
+{
+	struct buf	 b;
+	size_t		 i;
+
+	for (i = 0; i < t->ninc; i++)
+		if ((unsigned)strtoul(id, NULL, 10) == t->inc[i].num &&
+		    t->inc[i].num != 0)
+			break;
+	if (i == t->ninc) {
+		reply_error(c, 404, "NotFound", "Incident not found.");
+		return;
+	}
+	buf_init(&b);
+	buf_adds(&b, "{\"value\":");
+	inc_alerts_json(&b, &t->inc[i]);
+	buf_addc(&b, '}');
+	reply(c, 200, buf_to_evbuffer(&b));
+}
+
+/* GET /v1.0/security/incidents[/{id}/alerts] */
+static void
+inc_list_cb(struct call *c, const char *path, const struct query *q)
+{
+	struct tenant	 *t;
+	struct odata	  od;
+	struct finc	**v;
+	struct buf	  b, link, tokb;
+	char		  err[512], tok[64], *extra;
+	const char	 *rest;
+	size_t		  i, n = 0, end;
+
+	c->api = API_GRAPH;
+	if ((t = api_enter(c)) == NULL)
+		return;
+	rest = path + strlen("/v1.0/security/incidents");
+	if (*rest == '/') {
+		char *id = xstrndup(rest + 1, strcspn(rest + 1, "/"));
+
+		if (strcmp(rest + 1 + strlen(id), "/alerts") == 0)
+			inc_alerts_cb(c, t, id);
+		else
+			reply_error(c, 404, "NotFound", "No such resource.");
+		free(id);
+		return;
+	}
+	if (inc_query(q, &od, err, sizeof err) != NULL) {
+		reply_error(c, 400, "BadRequest", err);
+		return;
+	}
+	if (od.expand && t->nexpand500 > 0) {
+		t->nexpand500--;
+		reply_error(c, 500, "generalException", "An unexpected error "
+		    "occurred while expanding alerts.");
+		return;
+	}
+	v = xcalloc(t->ninc + 1, sizeof *v);
+	for (i = 0; i < t->ninc; i++)
+		if (bound_match(&od.lut, t->inc[i].lut) &&
+		    bound_match(&od.created, t->inc[i].created))
+			v[n++] = &t->inc[i];
+	qsort(v, n, sizeof *v, inc_cmp);
+	end = od.skip + od.top < n ? od.skip + od.top : n;
+	buf_init(&b);
+	buf_adds(&b, "{\"@odata.context\":\"https://graph.microsoft.com/v1.0/"
+	    "$metadata#security/incidents\"");
+	if (end < n) {
+		snprintf(tok, sizeof tok, "fc1:%zu:0", end);
+		buf_init(&tokb);
+		b64u_enc(&tokb, tok, strlen(tok));
+		xasprintf(&extra, "$skiptoken=%.*s", (int)tokb.len, tokb.data);
+		buf_init(&link);
+		next_link(&link, c, q, path, extra, NULL);
+		buf_adds(&b, ",\"@odata.nextLink\":");
+		json_str(&b, link.data);
+		buf_clear(&link);
+		buf_clear(&tokb);
+		free(extra);
+	}
+	buf_adds(&b, ",\"value\":[");
+	for (i = od.skip; i < end; i++) {
+		if (i > od.skip)
+			buf_addc(&b, ',');
+		inc_json(&b, t, v[i], od.expand);
+	}
+	buf_adds(&b, "]}");
+	free(v);
+	reply(c, 200, buf_to_evbuffer(&b));
+}
+
+/*
  * Control API.
  */
 
@@ -4431,6 +4708,89 @@ ctl_versions(struct call *c, const struct query *q)
 	reply_text(c, 200, "application/json", &b);
 }
 
+/* POST /_control/incidents?tenant=T&n=N: N new incidents. */
+static void
+ctl_incidents(struct call *c, const struct query *q)
+{
+	struct tenant	**ts;
+	struct buf	 b;
+	size_t		 nt, i, k;
+	int		 n;
+
+	if ((n = arg_int(query_get(q, "n"), 1)) < 0) {
+		reply_ctl_error(c, 400, "bad n");
+		return;
+	}
+	if ((ts = ctl_tenants(c, q, &nt)) == NULL)
+		return;
+	buf_init(&b);
+	buf_adds(&b, "{\"created\":[");
+	for (i = 0; i < nt; i++)
+		for (k = 0; k < (size_t)n; k++) {
+			inc_new(ts[i]);
+			buf_addf(&b, "%s\"%u\"", i + k > 0 ? "," : "",
+			    ts[i]->inc[ts[i]->ninc - 1].num);
+		}
+	free(ts);
+	buf_adds(&b, "]}");
+	reply_text(c, 200, "application/json", &b);
+}
+
+/* POST /_control/incident-update?tenant=T&id=N[&into=M] */
+static void
+ctl_incident_update(struct call *c, const struct query *q)
+{
+	struct tenant	*t;
+	struct finc	*in;
+	struct buf	 b;
+	unsigned	 id = (unsigned)arg_int(query_get(q, "id"), 0);
+	unsigned	 into = (unsigned)arg_int(query_get(q, "into"), 0);
+
+	if ((t = tenant_find(query_get(q, "tenant") ?: "")) == NULL ||
+	    id == 0 || id > t->ninc || into > t->ninc || into == id) {
+		reply_ctl_error(c, 404, "unknown tenant or incident");
+		return;
+	}
+	in = &t->inc[id - 1];
+	if (into != 0) {
+		in->redirect = into;
+		in->status = 2;
+	} else if (in->status < 2)
+		in->status++;
+	inc_version(t, in);
+	buf_init(&b);
+	buf_addf(&b, "{\"id\":\"%u\",\"lastUpdateDateTime\":", id);
+	inc_time(&b, in->lut);
+	buf_addc(&b, '}');
+	reply_text(c, 200, "application/json", &b);
+}
+
+/*
+ * GET /_control/incident-versions?tenant=T: every [id,
+ * lastUpdateDateTime] shown, in order.
+ */
+static void
+ctl_incident_versions(struct call *c, const struct query *q)
+{
+	struct tenant	*t;
+	struct buf	 b;
+	size_t		 i;
+
+	if ((t = tenant_find(query_get(q, "tenant") ?: "")) == NULL) {
+		reply_ctl_error(c, 404, "unknown tenant");
+		return;
+	}
+	buf_init(&b);
+	buf_addc(&b, '[');
+	for (i = 0; i < t->niver; i++) {
+		buf_addf(&b, "%s[\"%u\",", i > 0 ? "," : "", t->iver[i].num);
+		inc_time(&b, t->iver[i].lut);
+		buf_addc(&b, ']');
+	}
+	buf_addc(&b, ']');
+	reply_text(c, 200, "application/json", &b);
+}
+
 /*
  * Held requests.  POST /_control/hold arms a hold for the next N token or
  * alerts requests of a tenant; such a request gets no answer until POST
@@ -4681,6 +5041,12 @@ control_cb(struct call *c, const char *what, const struct query *q)
 		ctl_log(c, q);
 	else if (!post && strcmp(what, "versions") == 0)
 		ctl_versions(c, q);
+	else if (post && strcmp(what, "incidents") == 0)
+		ctl_incidents(c, q);
+	else if (post && strcmp(what, "incident-update") == 0)
+		ctl_incident_update(c, q);
+	else if (!post && strcmp(what, "incident-versions") == 0)
+		ctl_incident_versions(c, q);
 	else if (post && strcmp(what, "hold") == 0)
 		ctl_hold(c, q);
 	else if (post && strcmp(what, "release") == 0)
@@ -4742,6 +5108,9 @@ request_cb(struct evhttp_request *req, void *arg)
 	} else if (strcmp(path, "/v1.0/security/alerts_v2") == 0 ||
 	    strcmp(path, "/beta/security/alerts_v2") == 0)
 		graph_list_cb(&c, path, &q);
+	else if (strncmp(path, "/v1.0/security/incidents", 24) == 0 &&
+	    (path[24] == '\0' || path[24] == '/'))
+		inc_list_cb(&c, path, &q);
 	else if ((rest = strchr(path + 1, '/')) != NULL &&
 	    strcmp(rest, "/oauth2/v2.0/token") == 0) {
 		n = rest - path - 1;

@@ -34,6 +34,7 @@
 
 struct relay;
 struct catchup;
+struct ireader;
 struct evdns_base;
 struct cluster;
 struct ctl;
@@ -240,6 +241,10 @@ struct tenant {
 
 	struct catchup	*live;		/* the poller's catch-up */
 	struct catchup	*backfill;	/* running backfill, or NULL */
+	struct ireader	*incidents;	/* incidents = yes: their reader,
+					   run after each live catch-up */
+	bool		 incidents_active; /* it is reading (or waiting) */
+	bool		 incidents_done; /* read this round */
 
 	/*
 	 * Delivery checkpoints (cluster mode): after each commit, the

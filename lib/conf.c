@@ -1187,6 +1187,7 @@ static const struct keydef tenant_keys[] = {
 	KEY("client_assertion_file", key_keyfile, T(client_assertion_file)),
 	KENUM("certificate_thumbprint", T(certificate_thumbprint),
 	    thumbprints),
+	KEY("incidents", key_bool, T(incidents)),
 };
 #undef T
 
@@ -1467,6 +1468,10 @@ tenant_close(struct parser *p, void *obj)
 	require(p, t->client_id, "client_id");
 	tenant_auth(p, t);
 	tenant_endpoints(t);
+	if (t->incidents && t->source != SRC_GRAPH)
+		perr_at(p, key_line(p, "incidents"), "%s: incidents = yes "
+		    "needs source = graph (incidents come from Microsoft Graph; "
+		    "permission SecurityIncident.Read.All)", p->desc);
 	if (t->service_sources != NULL && t->source != SRC_GRAPH)
 		perr_at(p, key_line(p, "service_sources"), "%s: "
 		    "service_sources needs source = graph (the MDE alerts API "
@@ -2418,6 +2423,8 @@ summary_tenant(const struct conf_tenant *t, FILE *f, bool all)
 	put_list(f, "outputs", t->outputs, t->noutputs);
 	fprintf(f, " min_severity=%s forward_updates=%s",
 	    severity_name(t->min_severity), t->forward_updates ? "yes" : "no");
+	if (t->incidents)
+		fprintf(f, " incidents=yes");
 	if (t->poll_interval_ms != 0)
 		put_dur(f, "poll_interval", t->poll_interval_ms);
 	fprintf(f, " enabled=%s\n", t->enabled ? "yes" : "no");

@@ -71,6 +71,7 @@ struct conf_tenant {
 	int64_t		 secret_expires;	/* epoch seconds, 0 unset */
 	enum tenant_source source;
 	char		*service_sources;	/* Graph: comma list; NULL all */
+	bool		 incidents;		/* also poll Graph incidents */
 	enum tenant_cloud cloud;
 	char		*api_url;		/* no trailing slash */
 	char		*login_url;		/* no trailing slash */

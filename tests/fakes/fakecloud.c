@@ -4130,9 +4130,10 @@ static const char *inc_status[] = { "active", "inProgress", "resolved" };
 static void
 inc_version(struct tenant *t, struct finc *in)
 {
-	int64_t	 now = ts_now();
+	int64_t	 ms = TICKS_PER_SEC / 1000, now = ts_now() / ms * ms;
 
-	in->lut = now > in->lut ? now : in->lut + 1;
+	/* Whole milliseconds, as printed: every version its own time. */
+	in->lut = now > in->lut ? now : in->lut + ms;
 	t->iver = xreallocarray(t->iver, t->niver + 1, sizeof *t->iver);
 	t->iver[t->niver].num = in->num;
 	t->iver[t->niver].lut = in->lut;
@@ -4149,7 +4150,7 @@ inc_new(struct tenant *t)
 	in = &t->inc[t->ninc];
 	memset(in, 0, sizeof *in);
 	in->num = (unsigned)++t->ninc;
-	in->created = ts_now();
+	in->created = ts_now() / (TICKS_PER_SEC / 1000) * (TICKS_PER_SEC / 1000);
 	in->sev = 1 + (int)rng_below(&F.rng, 4);
 	n = t->n == 0 ? 0 : 1 + rng_below(&F.rng, 3);
 	in->alerts = xcalloc(n ? n : 1, sizeof *in->alerts);
@@ -4229,8 +4230,8 @@ inc_cmp(const void *a, const void *b)
 static const char *
 inc_query(const struct query *q, struct odata *od, char *err, size_t len)
 {
-	static const char	*ok[] = { "$filter", "$top", "$skiptoken",
-	    "$orderby", "$expand" };
+	static const char	*ok[] = { "$filter", "$top", "$skip",
+	    "$skiptoken", "$orderby", "$expand" };
 	const char		*v;
 
 	memset(od, 0, sizeof *od);
@@ -4258,6 +4259,10 @@ inc_query(const struct query *q, struct odata *od, char *err, size_t len)
 		return err;
 	}
 	od->expand = v != NULL;
+	if ((v = query_get(q, "$skip")) != NULL && odata_size(v, &od->skip)) {
+		snprintf(err, len, "Invalid value '%s' for $skip.", v);
+		return err;
+	}
 	if ((v = query_get(q, "$skiptoken")) != NULL &&
 	    skiptoken_parse(v, od) != 0) {
 		snprintf(err, len, "Invalid $skiptoken.");

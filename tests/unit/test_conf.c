@@ -439,7 +439,7 @@ test_errors_collected(void **state)
 	    "secret_expires, source, cloud, api_url, login_url, scope, "
 	    "ca_file, label, outputs, min_severity, forward_updates, "
 	    "poll_interval, enabled, service_sources, client_assertion_file, "
-	    "certificate_thumbprint");
+	    "certificate_thumbprint, incidents");
 	assert_error(&e, "t.conf:14: enabled: \"maybe\" is not a boolean; "
 	    "accepted: yes, no, true, false, on, off, 1, 0");
 	assert_error(&e, "t.conf:15: outputs: \"nope\" is not a defined "
@@ -608,6 +608,16 @@ test_service_sources(void **state)
 	assert_null(c->tenants[0]->service_sources);
 	conf_free(c);
 	free(t);
+	t = with_tenant("source = graph\nincidents = yes\n");
+	c = parse_ok(t);
+	assert_true(c->tenants[0]->incidents);
+	conf_free(c);
+	free(t);
+	t = with_tenant("incidents = yes\n");
+	parse_fails(t, "t.conf:7: [tenant \"x\"]: incidents = yes needs "
+	    "source = graph (incidents come from Microsoft Graph; permission "
+	    "SecurityIncident.Read.All)");
+	free(t);
 	t = with_tenant("service_sources = microsoftDefenderForEndpoint\n");
 	parse_fails(t, "t.conf:7: [tenant \"x\"]: service_sources needs "
 	    "source = graph (the MDE alerts API has no serviceSource)");
@@ -747,8 +757,8 @@ test_include_errors(void **state)
 	    "certificate_file, private_key_file, secret_expires, source, "
 	    "cloud, api_url, login_url, scope, ca_file, label, outputs, "
 	    "min_severity, forward_updates, poll_interval, enabled, "
-	    "service_sources, client_assertion_file, certificate_thumbprint",
-	    sub);
+	    "service_sources, client_assertion_file, certificate_thumbprint, "
+	    "incidents", sub);
 	assert_error(&e, msg);
 	free(msg);
 	/* The include ended [daemon]: page_size is outside any section. */

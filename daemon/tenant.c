@@ -27,6 +27,7 @@
 #include "backoff.h"
 #include "graph.h"
 #include "incident.h"
+#include "jscan.h"
 #include "oauth.h"
 
 #define PAUSE_CHECK_MS		1000
@@ -91,12 +92,27 @@ struct ireader {
 	bool		 dirty;
 	char		 page_error[256];
 	struct incident	 inc;		/* scratch: the incident being read */
+	/*
+	 * Fallback when $expand=alerts answers 500: the page is read
+	 * without it, and each incident to forward waits here for its
+	 * /incidents/{id}/alerts, asked one at a time.
+	 */
+	bool		 no_expand;
+	struct ipend	*pend;
+	size_t		 npend, ipend;
+};
+
+struct ipend {
+	char		*raw;		/* the incident object as received */
+	size_t		 len;
+	int		 kind;		/* created 0, updated 1 */
 };
 
 static void	tenant_poll(struct tenant *);
 static void	ireader_start(struct ireader *);
 static void	ireader_fetch(struct ireader *);
 static bool	ireader_abandon(struct ireader *);
+static void	ireader_fetch_alerts(struct ireader *, const char *);
 static void	ireader_token_cb(struct ireader *, int);
 static int	ireader_commit(struct ireader *);
 static void	tenant_checkpoint(struct tenant *);
@@ -1118,6 +1134,19 @@ ireader_new(struct tenant *t)
 	return ir;
 }
 
+/* Forget the incidents waiting for their alerts. */
+static void
+ireader_pend_clear(struct ireader *ir)
+{
+	size_t	 i;
+
+	for (i = 0; i < ir->npend; i++)
+		free(ir->pend[i].raw);
+	free(ir->pend);
+	ir->pend = NULL;
+	ir->npend = ir->ipend = 0;
+}
+
 static void
 ireader_free(struct ireader *ir)
 {
@@ -1125,6 +1154,7 @@ ireader_free(struct ireader *ir)
 		return;
 	if (ir->req != NULL)
 		http_cancel(ir->t->relay->http, ir->req);
+	ireader_pend_clear(ir);
 	pagesplit_free(ir->split);
 	free(ir->next_link);
 	incident_clear(&ir->inc);
@@ -1155,6 +1185,7 @@ ireader_start(struct ireader *ir)
 	free(ir->next_link);
 	ir->next_link = NULL;
 	ir->retried_401 = 0;
+	ir->no_expand = false;	/* each poll tries $expand again */
 	t->incidents_active = true;
 	ireader_fetch(ir);
 }
@@ -1174,6 +1205,7 @@ ireader_done(struct ireader *ir)
 static void
 ireader_backoff(struct ireader *ir, int64_t retry_after_ms, bool counts)
 {
+	ireader_pend_clear(ir);
 	ir->t->incidents_active = false;
 	catchup_backoff(ir->t->live, retry_after_ms, counts);
 }
@@ -1192,12 +1224,50 @@ ireader_url(struct ireader *ir, struct buf *url)
 	    ir->t->conf->api_url, graph_path(GRAPH_INCIDENTS), ts, ir->pg.top);
 	if (ir->pg.skip > 0)
 		buf_addf(url, "&$skip=%u", ir->pg.skip);
-	buf_adds(url, "&$orderby=lastUpdateDateTime+asc&$expand=alerts");
+	buf_adds(url, "&$orderby=lastUpdateDateTime+asc");
+	if (!ir->no_expand)
+		buf_adds(url, "&$expand=alerts");
 }
 
 static int	ireader_data_cb(const char *, size_t, void *);
 static int	ireader_incident_cb(const char *, size_t, void *);
 static void	ireader_page_cb(const struct http_result *, void *);
+static void	ireader_alerts_cb(const struct http_result *, void *);
+
+/* Ask for the alerts of the next incident waiting for them. */
+static void
+ireader_fetch_alerts(struct ireader *ir, const char *tok)
+{
+	struct tenant	*t = ir->t;
+	struct ipend	*pe = &ir->pend[ir->ipend];
+	struct http_opts o;
+	struct buf	 url;
+	char		 err[200], *id;
+
+	if (incident_parse(&ir->inc, pe->raw, pe->len, err,
+	    sizeof(err)) == -1)
+		fatalx("tenant %s: a kept incident does not parse: %s",
+		    t->name, err);
+	buf_init(&url);
+	buf_addf(&url, "%s%s/", t->conf->api_url, graph_path(GRAPH_INCIDENTS));
+	id = xstrndup(ir->inc.id.p, ir->inc.id.len);
+	http_urlencode(&url, id);
+	free(id);
+	buf_adds(&url, "/alerts");
+	memset(&o, 0, sizeof(o));
+	o.method = "GET";
+	o.url = url.data;
+	o.bearer = tok;
+	o.headers = tenant_headers(t);
+	o.user_agent = t->relay->conf->daemon.user_agent;
+	o.ca_file = t->conf->ca_file;
+	o.timeout_ms = t->relay->conf->daemon.request_timeout_ms;
+	o.max_body = MAX_ALERT_BYTES;
+	o.done_cb = ireader_alerts_cb;
+	o.arg = ir;
+	ir->req = http_request(t->relay->http, &o);
+	buf_clear(&url);
+}
 
 /* Request the next page of incidents (after the same checks as alerts). */
 static void
@@ -1225,6 +1295,12 @@ ireader_fetch(struct ireader *ir)
 		token_refresh(t);	/* may answer at once */
 		return;
 	}
+	rate_note(&t->rate, now);
+	t->phase = TENANT_FETCH;
+	if (ir->ipend < ir->npend) {
+		ireader_fetch_alerts(ir, tok);
+		return;
+	}
 	buf_init(&url);
 	ireader_url(ir, &url);
 	pagesplit_free(ir->split);
@@ -1245,8 +1321,6 @@ ireader_fetch(struct ireader *ir)
 	o.data_cb = ireader_data_cb;
 	o.done_cb = ireader_page_cb;
 	o.arg = ir;
-	rate_note(&t->rate, now);
-	t->phase = TENANT_FETCH;
 	ir->req = http_request(t->relay->http, &o);
 	buf_clear(&url);
 }
@@ -1351,6 +1425,15 @@ ireader_incident_cb(const char *obj, size_t len, void *arg)
 		ir->page_sane = in->last_update;
 	if ((kind = ireader_classify(ir, in)) == -1)
 		return 0;
+	if (ir->no_expand) {		/* forwarded once its alerts are in */
+		ir->pend = xreallocarray(ir->pend, ir->npend + 1,
+		    sizeof(*ir->pend));
+		ir->pend[ir->npend].raw = xmalloc(len);
+		memcpy(ir->pend[ir->npend].raw, obj, len);
+		ir->pend[ir->npend].len = len;
+		ir->pend[ir->npend++].kind = kind;
+		return 0;
+	}
 	if (ireader_forward(ir, in, kind) == -1)
 		return -1;
 	dedupe_put(&t->state.iseen, in->id.p, in->id.len, in->last_update);
@@ -1487,8 +1570,15 @@ ireader_page_cb(const struct http_result *res, void *arg)
 		    "bad response body: %s", pagesplit_error(ir->split));
 		good = false;
 	}
-	if (!good)
+	if (!good) {
 		ir->pg = ir->pg_sent;
+		ireader_pend_clear(ir);
+	}
+	if (good && ir->npend > 0) {	/* their alerts first */
+		ir->retried_401 = 0;
+		ireader_fetch(ir);
+		return;
+	}
 	if (res->status == 200 && ireader_commit(ir) == -1) {
 		ireader_backoff(ir, -1, true);
 		return;
@@ -1496,6 +1586,16 @@ ireader_page_cb(const struct http_result *res, void *arg)
 	if (good) {
 		ir->retried_401 = 0;
 		ireader_next_page(ir);
+		return;
+	}
+	if (res->status == 500 && !ir->no_expand) {
+		log_tenant(LOG_NOTICE, t->name, "tenant %s: incidents with "
+		    "$expand=alerts answered HTTP 500; reading them without "
+		    "it and each incident's alerts on their own", t->name);
+		ir->no_expand = true;
+		free(ir->next_link);	/* that link carries $expand */
+		ir->next_link = NULL;
+		ireader_fetch(ir);
 		return;
 	}
 	if (res->status == 401 && !ir->retried_401) {
@@ -1508,6 +1608,103 @@ ireader_page_cb(const struct http_result *res, void *arg)
 	ireader_backoff(ir, res->retry_after_ms, res->status != 429);
 }
 
+/* One alert of an incident's alerts list: count it with its "id". */
+static int
+ireader_alert_id_cb(const char *obj, size_t len, void *arg)
+{
+	struct ireader	*ir = arg;
+	struct jscan	 js;
+	struct jstr	 key, id;
+	unsigned	 n = 0;
+	int		 r;
+
+	memset(&id, 0, sizeof(id));
+	jscan_init(&js, obj, len);
+	if (jscan_open(&js, '{') == 0) {
+		while ((r = jscan_member(&js, &n, &key)) == 1) {
+			if (key.len == 2 && memcmp(key.p, "id", 2) == 0 &&
+			    id.p == NULL && jscan_string(&js, &id) == 0)
+				continue;
+			if (jscan_skip(&js) == -1)
+				break;
+		}
+	}
+	incident_add_alert(&ir->inc, id.p != NULL && !id.esc ? id.p : "",
+	    id.p != NULL && !id.esc ? id.len : 0);
+	return 0;
+}
+
+/* Read an alerts list into the kept incident; -1 with page_error. */
+static int
+ireader_alerts_read(struct ireader *ir, const struct http_result *res)
+{
+	struct ipend	 *pe = &ir->pend[ir->ipend];
+	struct pagesplit *ps;
+	char		  err[200];
+	int		  rc = 0;
+
+	if (incident_parse(&ir->inc, pe->raw, pe->len, err,
+	    sizeof(err)) == -1)
+		fatalx("tenant %s: a kept incident does not parse: %s",
+		    ir->t->name, err);
+	ps = pagesplit_new(MAX_ALERT_BYTES, ireader_alert_id_cb, ir);
+	if (res->body == NULL || pagesplit_feed(ps, res->body->data ?
+	    res->body->data : "", res->body->len) == -1 ||
+	    pagesplit_finish(ps) == -1) {
+		snprintf(ir->page_error, sizeof(ir->page_error), "bad "
+		    "incident alerts body: %s", pagesplit_error(ps));
+		rc = -1;
+	} else
+		ir->inc.alerts_known = true;	/* an empty list: 0 alerts */
+	pagesplit_free(ps);
+	return rc;
+}
+
+/* The alerts of a kept incident came: forward it, then the next. */
+static void
+ireader_alerts_cb(const struct http_result *res, void *arg)
+{
+	struct ireader	*ir = arg;
+	struct tenant	*t = ir->t;
+
+	ir->req = NULL;
+	count_status(t, res);
+	ir->page_error[0] = '\0';
+	if (res->status == 401 && !res->failed && !ir->retried_401) {
+		ir->retried_401 = 1;
+		token_invalidate(t);
+		ireader_fetch(ir);
+		return;
+	}
+	if (res->failed || res->status != 200 ||
+	    ireader_alerts_read(ir, res) == -1 ||
+	    ireader_forward(ir, &ir->inc, ir->pend[ir->ipend].kind) == -1) {
+		/* The page is read again; what was forwarded is deduped. */
+		ireader_error(ir, res);
+		ir->pg = ir->pg_sent;
+		ir->page_sane = TICKS_NONE;
+		ireader_backoff(ir, res->retry_after_ms, res->status != 429);
+		return;
+	}
+	ir->retried_401 = 0;
+	ir->ipend++;
+	dedupe_put(&t->state.iseen, ir->inc.id.p, ir->inc.id.len,
+	    ir->inc.last_update);
+	ir->dirty = true;
+	t->forwarded++;
+	t->relay->forwarded++;
+	if (ir->ipend < ir->npend) {
+		ireader_fetch(ir);
+		return;
+	}
+	ireader_pend_clear(ir);
+	if (ireader_commit(ir) == -1) {
+		ireader_backoff(ir, -1, true);
+		return;
+	}
+	ireader_next_page(ir);
+}
+
 /* Cancel the reader's request; true if it had read part of a page. */
 static bool
 ireader_abandon(struct ireader *ir)
@@ -1516,11 +1713,12 @@ ireader_abandon(struct ireader *ir)
 
 	if (ir == NULL)
 		return false;
-	partial = ir->req != NULL && ir->page_n > 0;
+	partial = (ir->req != NULL && ir->page_n > 0) || ir->ipend > 0;
 	if (ir->req != NULL) {
 		http_cancel(ir->t->relay->http, ir->req);
 		ir->req = NULL;
 	}
+	ireader_pend_clear(ir);
 	ir->awaiting_token = false;
 	ir->t->incidents_active = false;
 	ir->t->incidents_done = false;

@@ -403,6 +403,62 @@ def check_incidents(ctx):
              % (len(incs), len(dels) - len(incs)))
 
 
+# --------------------------------------------------------------------------
+# graph_switch: a tenant moved from source = mde to source = graph by a
+# reload while an MDE page is in flight and alerts keep coming: the
+# cursor and the dedupe set carry over (ids are equal), 0 lost, 0 dup.
+
+SW_T = [{"name": "s1", "label": "Switching customer"},
+        {"name": "s2", "label": "Staying customer"}]
+
+
+def check_switch(ctx):
+    from cases_lifecycle import hold, release, wait_held, ctl
+    fake, sng = ctx.fake, ctx.sng
+    ctx.daemon.start()
+    snap = ctx.expected()
+    wait_delivered(ctx.suite, sng, "octet", lambda: snap, 30,
+                   daemon=ctx.daemon, what="the backlog over MDE")
+    ids = sorted(set(i for i, _ in fake.versions("s1")))
+    for aid in ids[:5]:
+        fake.update("s1", aid)
+    fake.add_alerts("s1", 10)
+    fake.add_alerts("s2", 3)
+    base = hold(ctx, "s1", "alerts")
+    wait_held(ctx, base, "s1", "alerts", daemon=ctx.daemon)
+
+    def to_graph(name, lines):
+        return lines + ["source = graph"] if name == "s1" else lines
+    rewrite_tenants(ctx.conf, to_graph)
+    rc, out, err = ctl(ctx, "reload", sock=os.path.join(ctx.dir, "ctl.sock"))
+    if rc != 0 or "reload applied" not in out:
+        raise Fail("reload to source = graph: exit %d %r" % (rc, out + err))
+    release(ctx, "s1")
+    for aid in ids[5:8]:
+        fake.update("s1", aid)
+    fake.add_alerts("s1", 6)
+
+    def graph_polled():
+        ctx.daemon.alive()
+        return len(graph_requests(ctx, "s1")) >= 2
+    wait_for(graph_polled, 20, "tenant s1 to poll alerts_v2")
+    snap = ctx.expected()
+    wait_delivered(ctx.suite, sng, "octet", lambda: snap, 30,
+                   daemon=ctx.daemon, what="every version after the move")
+    polls = len(graph_requests(ctx, "s1"))
+    wait_for(lambda: len(graph_requests(ctx, "s1")) >= polls + 2, 20,
+             "two more alerts_v2 polls")
+    ctx.daemon.stop()
+    settle(ctx, "octet")
+    dels = delivered(ctx, "octet")
+    compare(ctx.expected(), dels)
+    mde_after = [x for x in (fake.log() or "").split("\n")
+                 if " s1 " in x and "/api/alerts" in x]
+    ctx.note("%d versions exactly once across the move (%d MDE requests, "
+             "%d alerts_v2 requests for s1)"
+             % (len(dels), len(mde_after), len(graph_requests(ctx, "s1"))))
+
+
 CASES = [
     {
         "name": "graph_prefer_top",
@@ -448,5 +504,15 @@ CASES = [
         "daemon": {"page_size": "10"},
         "outputs": [octet_tcp()],
         "check": check_incidents,
+    },
+    {
+        "name": "graph_switch",
+        "doc": "source mde -> graph by a reload while an MDE page is held "
+               "and alerts and updates keep coming: 0 lost, 0 duplicate "
+               "versions (cursor and dedupe set kept)",
+        "fake": fake_tenants(SW_T) + ["--alerts", "30", "--seed", "145"],
+        "tenants": SW_T,
+        "outputs": [octet_tcp()],
+        "check": check_switch,
     },
 ]

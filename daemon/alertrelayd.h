@@ -51,6 +51,8 @@ struct http_result {
 	struct buf	*body;		/* buffered body (non-2xx, or no data_cb) */
 	int64_t		 retry_after_ms; /* from Retry-After, -1 if absent */
 	const char	*location;	/* Location of a 3xx, never followed */
+	const char	*deprecation;	/* Deprecation header, or NULL */
+	const char	*sunset;	/* Sunset header, or NULL */
 	int64_t		 elapsed_ms;
 };
 
@@ -265,6 +267,8 @@ struct tenant {
 	int64_t		 last_success;	/* ticks */
 	bool		 lagging;	/* past lag_warning (alertrelayd.c) */
 	bool		 top_noticed;	/* the Graph $top clamp was logged */
+	int64_t		 sunset_day;	/* day (epoch) of the last
+					   Deprecation/Sunset warning */
 	uint64_t	 forwarded;
 	uint64_t	 polls;
 	uint64_t	 polls_ok;	/* catch-ups completed */
@@ -310,6 +314,12 @@ void		 tenant_own(struct tenant *, bool, int64_t delivered);
 int64_t		 tenant_delivered_cursor(struct tenant *);
 bool		 tenant_owned(const struct tenant *);
 void		 tenant_start(struct tenant *);
+/*
+ * An answer carried Deprecation or Sunset: warn, once per tenant per day,
+ * with the dates (token.c and tenant.c call it for every answer).
+ */
+void		 tenant_note_sunset(struct tenant *, const struct http_result *,
+		    const char *what);
 /* Set the tenant's last error (and log it once, with fields). */
 void		 tenant_error(struct tenant *, int prio, const struct log_ctx *,
 		    const char *, ...) __attribute__((format(printf, 4, 5)));

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "alertrelayd.h"
 #include "paging.h"
@@ -170,6 +171,45 @@ tenant_error(struct tenant *t, int prio, const struct log_ctx *c,
 	vsnprintf(t->last_error, sizeof(t->last_error), fmt, ap);
 	va_end(ap);
 	log_ctx(prio, c, "%s", t->last_error);
+}
+
+/* "@1798761600" (RFC 9745) as "2027-01-01"; anything else as it is. */
+static void
+sunset_date(const char *v, char *out, size_t len)
+{
+	char		*end;
+	long long	 secs;
+	time_t		 w;
+	struct tm	 tm;
+
+	if (v[0] == '@' && (secs = strtoll(v + 1, &end, 10)) > 0 &&
+	    *end == '\0' && (w = (time_t)secs, gmtime_r(&w, &tm)) != NULL &&
+	    strftime(out, len, "%Y-%m-%d", &tm) > 0)
+		return;
+	snprintf(out, len, "%s", v);
+}
+
+void
+tenant_note_sunset(struct tenant *t, const struct http_result *res,
+    const char *what)
+{
+	int64_t		 day = ts_now() / TICKS_PER_SEC / 86400;
+	char		 dep[120], sun[120];
+
+	if ((res->deprecation == NULL && res->sunset == NULL) ||
+	    (t->sunset_day != 0 && t->sunset_day == day))
+		return;
+	t->sunset_day = day;
+	sunset_date(res->deprecation ? res->deprecation : "", dep,
+	    sizeof(dep));
+	sunset_date(res->sunset ? res->sunset : "", sun, sizeof(sun));
+	log_tenant(LOG_WARNING, t->name, "tenant %s: the %s API says it is "
+	    "going away: %s%s%s%s%s; %s", t->name, what,
+	    res->deprecation ? "deprecated since " : "", dep,
+	    res->deprecation && res->sunset ? ", " : "",
+	    res->sunset ? "stops on " : "", sun,
+	    t->conf->source == SRC_MDE ? "plan the move to source = graph "
+	    "(alertrelay.conf(5))" : "check alertrelay's release notes");
 }
 
 /*
@@ -1076,6 +1116,8 @@ catchup_page_cb(const struct http_result *res, void *arg)
 
 	c->req = NULL;
 	count_status(t, res);
+	tenant_note_sunset(t, res, t->conf->source == SRC_GRAPH ? "Graph "
+	    "alerts" : "Defender for Endpoint alerts");
 	good = !res->failed && res->status == 200;
 	if (good && pagesplit_finish(c->split) == -1) {
 		snprintf(c->page_error, sizeof(c->page_error),
@@ -1564,6 +1606,7 @@ ireader_page_cb(const struct http_result *res, void *arg)
 
 	ir->req = NULL;
 	count_status(t, res);
+	tenant_note_sunset(t, res, "Graph incidents");
 	good = !res->failed && res->status == 200;
 	if (good && pagesplit_finish(ir->split) == -1) {
 		snprintf(ir->page_error, sizeof(ir->page_error),

@@ -179,6 +179,7 @@ token_answer(struct tenant *t, const struct http_result *res)
 	struct oauth_token ot;
 
 	t->auth_failed = false;
+	tenant_note_sunset(t, res, "Entra ID token");
 	if (res->failed) {
 		tenant_error(t, LOG_WARNING, &c, "tenant %s: token request "
 		    "to %s failed: %s", t->name, t->conf->login_url,

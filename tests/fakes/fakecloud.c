@@ -167,6 +167,7 @@ struct tenant {
 	struct iver	*iver;		/* every incident version shown */
 	size_t		 niver;
 	int		 nexpand500;	/* $expand=alerts -> 500 this often */
+	bool		 deprecated;	/* answers carry Deprecation, Sunset */
 };
 
 /* A Graph incident (POST /_control/incidents). */
@@ -1989,6 +1990,7 @@ fault_set(struct tenant *t, const char *kind, const char *arg)
 	on = arg == NULL || strcmp(arg, "0") != 0;
 	if (strcmp(kind, "clear") == 0) {
 		t->nexpand500 = 0;
+		t->deprecated = false;
 		memset(&t->api, 0, sizeof t->api);
 		memset(&t->tok, 0, sizeof t->tok);
 		t->unconsented = t->no_roles = false;
@@ -2003,6 +2005,8 @@ fault_set(struct tenant *t, const char *kind, const char *arg)
 		t->expired_secret = on;
 	else if (fs == &t->api && strcmp(kind, "string-expiry") == 0)
 		t->string_expiry = on;
+	else if (fs == &t->api && strcmp(kind, "deprecated") == 0)
+		t->deprecated = on;
 	else if (strcmp(kind, "429") == 0) {
 		if ((v = arg_int(arg, 2)) < 0)
 			return -1;
@@ -2567,6 +2571,12 @@ reply(struct call *c, int code, struct evbuffer *body)
 	if (evhttp_find_header(h, "Content-Type") == NULL)
 		evhttp_add_header(h, "Content-Type",
 		    "application/json; charset=utf-8");
+	if (c->t != NULL && c->t->deprecated && (c->api == API_MDE ||
+	    c->api == API_GRAPH)) {
+		/* RFC 9745 and RFC 8594: 2027-01-01, 2027-02-01. */
+		evhttp_add_header(h, "Deprecation", "@1798761600");
+		evhttp_add_header(h, "Sunset", "Mon, 01 Feb 2027 00:00:00 GMT");
+	}
 	if (c->badjson)
 		body = body_mangle(body);
 	reqlog_add(c, code);

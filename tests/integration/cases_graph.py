@@ -452,6 +452,15 @@ def check_switch(ctx):
     settle(ctx, "octet")
     dels = delivered(ctx, "octet")
     compare(ctx.expected(), dels)
+    # The fake sends Deprecation and Sunset on s1's answers: one warning
+    # (a day), with both dates; none for s2.
+    err = ctx.daemon.proc.stderr()
+    warns = [x for x in err.split("\n") if "going away" in x]
+    if len(warns) != 1 or "tenant s1" not in warns[0] or \
+            "2027-01-01" not in warns[0] or \
+            "01 Feb 2027" not in warns[0]:
+        raise Fail("expected one Deprecation/Sunset warning for s1 with "
+                   "both dates, got %r" % warns)
     mde_after = [x for x in (fake.log() or "").split("\n")
                  if " s1 " in x and "/api/alerts" in x]
     ctx.note("%d versions exactly once across the move (%d MDE requests, "
@@ -509,8 +518,10 @@ CASES = [
         "name": "graph_switch",
         "doc": "source mde -> graph by a reload while an MDE page is held "
                "and alerts and updates keep coming: 0 lost, 0 duplicate "
-               "versions (cursor and dedupe set kept)",
-        "fake": fake_tenants(SW_T) + ["--alerts", "30", "--seed", "145"],
+               "versions (cursor and dedupe set kept); Deprecation/Sunset "
+               "answers warned about once, with the dates",
+        "fake": fake_tenants(SW_T) + ["--alerts", "30", "--seed", "145",
+                                      "--fault", "s1:deprecated"],
         "tenants": SW_T,
         "outputs": [octet_tcp()],
         "check": check_switch,

@@ -1757,6 +1757,9 @@ ireader_abandon(struct ireader *ir)
 	if (ir == NULL)
 		return false;
 	partial = (ir->req != NULL && ir->page_n > 0) || ir->ipend > 0;
+	/* Kept incidents not yet forwarded: the cursor must not pass them. */
+	if (ir->ipend < ir->npend)
+		ir->page_sane = TICKS_NONE;
 	if (ir->req != NULL) {
 		http_cancel(ir->t->relay->http, ir->req);
 		ir->req = NULL;

@@ -1771,19 +1771,26 @@ ireader_abandon(struct ireader *ir)
 	return partial;
 }
 
-/* incidents = yes/no on a reload: make or drop the reader. */
+/*
+ * incidents = yes/no on a reload: make or drop the reader.  A reader
+ * dropped while reading ends that poll: the tenant polls again now.
+ * True if a page had been partly read (the caller forgets it).
+ */
 static bool
 tenant_incidents_reconcile(struct tenant *t)
 {
-	bool	 partial = false;
+	bool	 partial, active;
 
 	if (t->conf->incidents && t->incidents == NULL)
 		t->incidents = ireader_new(t);
-	else if (!t->conf->incidents && t->incidents != NULL) {
-		partial = ireader_abandon(t->incidents);
-		ireader_free(t->incidents);
-		t->incidents = NULL;
-	}
+	if (t->conf->incidents || t->incidents == NULL)
+		return false;
+	active = t->incidents_active;
+	partial = ireader_abandon(t->incidents);
+	ireader_free(t->incidents);
+	t->incidents = NULL;
+	if (active && t->phase != TENANT_FAILED)
+		tenant_schedule(t, TENANT_IDLE, 0);
 	return partial;
 }
 

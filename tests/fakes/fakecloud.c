@@ -4843,7 +4843,8 @@ hold_kind(struct evhttp_request *req, const char *path, char **tname)
 		return "token";
 	}
 	if (strncmp(path, "/api/", 5) != 0 &&
-	    strstr(path, "/security/alerts_v2") == NULL)
+	    strstr(path, "/security/alerts_v2") == NULL &&
+	    strstr(path, "/security/incidents") == NULL)
 		return NULL;
 	auth = evhttp_find_header(evhttp_request_get_input_headers(req),
 	    "Authorization");

@@ -468,6 +468,85 @@ def check_switch(ctx):
              % (len(dels), len(mde_after), len(graph_requests(ctx, "s1"))))
 
 
+# --------------------------------------------------------------------------
+# graph_incidents_life: the incident reader under the ownership rule: its
+# page held by the fake while a reload turns incidents off (the request is
+# given up, the other tenant carries on), back on (every version once),
+# and SIGTERM while a page is held (clean exit); a restart sends nothing
+# twice.
+
+IL_T = [{"name": "j1", "label": "Incidents life", "source": "graph",
+         "incidents": "yes"},
+        {"name": "o1", "label": "Other tenant", "source": "graph"}]
+
+
+def il_expected(ctx):
+    return ctx.expected() | incident_versions(ctx.fake, "j1",
+                                              "Incidents life")
+
+
+def il_set(ctx, on):
+    def fix(name, lines):
+        lines = [x for x in lines if not x.startswith("incidents")]
+        return lines + ["incidents = %s" % ("yes" if on else "no")] \
+            if name == "j1" else lines
+    rewrite_tenants(ctx.conf, fix)
+    rc, out, err = il_ctl(ctx, "reload")
+    if rc != 0 or "reload applied" not in out:
+        raise Fail("reload (incidents = %s): exit %d %r" % (on, rc,
+                                                            out + err))
+
+
+def il_ctl(ctx, *args):
+    from cases_lifecycle import ctl
+    return ctl(ctx, *args, sock=os.path.join(ctx.dir, "ctl.sock"))
+
+
+def check_incidents_life(ctx):
+    from cases_lifecycle import hold, release, wait_held
+    fake, sng = ctx.fake, ctx.sng
+    fake.call("POST", "/_control/incidents", {"tenant": "j1", "n": 12})
+    base = hold(ctx, "j1", "alerts", match="security/incidents")
+    ctx.daemon.start()
+    i = wait_held(ctx, base, "j1", "alerts", daemon=ctx.daemon)
+    il_set(ctx, False)
+    wait_held(ctx, i, "j1", "alerts", daemon=ctx.daemon, state="cancelled")
+    release(ctx, "j1")
+    fake.add_alerts("o1", 3)
+    snap = ctx.expected()
+    wait_delivered(ctx.suite, sng, "octet", lambda: snap, 30,
+                   daemon=ctx.daemon, what="alerts while incidents are off")
+    il_set(ctx, True)
+    snap = il_expected(ctx)
+    wait_delivered(ctx.suite, sng, "octet", lambda: snap, 30,
+                   daemon=ctx.daemon, what="incidents after turning on")
+    fake.call("POST", "/_control/incident-update", {"tenant": "j1", "id": 4})
+    snap = il_expected(ctx)
+    wait_delivered(ctx.suite, sng, "octet", lambda: snap, 30,
+                   daemon=ctx.daemon, what="an incident update")
+    base = hold(ctx, "j1", "alerts", match="security/incidents")
+    fake.call("POST", "/_control/incident-update", {"tenant": "j1", "id": 5})
+    wait_held(ctx, base, "j1", "alerts", daemon=ctx.daemon)
+    ctx.daemon.stop()		# SIGTERM with the page held: exit 0
+    release(ctx, "j1")
+    fake.call("POST", "/_control/incidents", {"tenant": "j1", "n": 2})
+    ctx.daemon.start()
+    snap = il_expected(ctx)
+    wait_delivered(ctx.suite, sng, "octet", lambda: snap, 30,
+                   daemon=ctx.daemon, what="incidents after the restart")
+    n = len([x for x in (fake.log() or "").split("\n")
+             if " j1 " in x and "/security/incidents" in x])
+    wait_for(lambda: len([x for x in (fake.log() or "").split("\n")
+                          if " j1 " in x and "/security/incidents" in x])
+             >= n + 2, 20, "two more incident polls")
+    ctx.daemon.stop()
+    settle(ctx, "octet")
+    dels = delivered(ctx, "octet")
+    compare(il_expected(ctx), dels)
+    ctx.note("%d versions exactly once over a held page cut by a reload "
+             "and by SIGTERM" % len(dels))
+
+
 CASES = [
     {
         "name": "graph_prefer_top",
@@ -525,5 +604,15 @@ CASES = [
         "tenants": SW_T,
         "outputs": [octet_tcp()],
         "check": check_switch,
+    },
+    {
+        "name": "graph_incidents_life",
+        "doc": "incident page held by the fake while a reload turns "
+               "incidents off (request given up, other tenant flows), on "
+               "again, and SIGTERM: clean exit, every version once",
+        "fake": fake_tenants(IL_T) + ["--alerts", "6", "--seed", "146"],
+        "tenants": IL_T,
+        "outputs": [octet_tcp()],
+        "check": check_incidents_life,
     },
 ]

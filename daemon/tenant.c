@@ -6,8 +6,13 @@
  * over a fixed range that never moves the cursor.  Errors back off this
  * tenant alone; the API's rate budget and Retry-After are honoured.
  *
- * Ownership: the tenant owns its token, its live catch-up and its
- * backfill; each catch-up owns its page request and timer.  Nothing
+ * With incidents = yes the tenant also reads Graph incidents after each
+ * live catch-up (the ireader, below), with their own cursor and dedupe
+ * set.
+ *
+ * Ownership: the tenant owns its token, its live catch-up, its backfill
+ * and its incident reader; each catch-up owns its page request and
+ * timer, the reader its page or alerts-list request.  Nothing
  * points at a catch-up from outside: the token's answer comes to the
  * tenant (tenant_token_cb), which serves whichever catch-ups wait for it
  * then.  A reload that disables the tenant or changes its credentials,

@@ -368,6 +368,59 @@ reload_stop_removed(struct relay *r, struct config *nc)
 			tenant_stop(r->tenants[i]);
 }
 
+#define RATE_KEEP_MS	(60 * 60 * 1000)
+
+struct rate_kept {
+	char		*name;
+	struct rate	 rate;
+	int64_t		 at;		/* mono_ms when kept */
+};
+
+static void
+rate_kept_drop(struct relay *r, size_t i)
+{
+	free(r->rates_kept[i].name);
+	r->rates_kept[i] = r->rates_kept[--r->nrates_kept];
+}
+
+/* Keep a removed tenant's rate budget (and forget those over an hour). */
+static void
+relay_rate_keep(struct relay *r, const struct tenant *t)
+{
+	int64_t	 now = mono_ms();
+	size_t	 i;
+
+	for (i = r->nrates_kept; i-- > 0;)
+		if (now - r->rates_kept[i].at > RATE_KEEP_MS)
+			rate_kept_drop(r, i);
+	r->rates_kept = xreallocarray(r->rates_kept, r->nrates_kept + 1,
+	    sizeof(*r->rates_kept));
+	r->rates_kept[r->nrates_kept].name = xstrdup(t->name);
+	r->rates_kept[r->nrates_kept].rate = t->rate;
+	r->rates_kept[r->nrates_kept].at = now;
+	r->nrates_kept++;
+}
+
+/* A tenant added by a reload takes the budget its name had. */
+static void
+relay_rate_adopt(struct relay *r, struct tenant *t)
+{
+	size_t	 i;
+
+	for (i = 0; i < r->nrates_kept; i++) {
+		if (strcmp(r->rates_kept[i].name, t->name) != 0)
+			continue;
+		if (mono_ms() - r->rates_kept[i].at <= RATE_KEEP_MS) {
+			unsigned per_minute = t->rate.per_minute;
+
+			t->rate = r->rates_kept[i].rate;
+			rate_set_limit(&t->rate, per_minute);
+		}
+		rate_kept_drop(r, i);
+		return;
+	}
+}
+
 /* Reconcile tenants by name: keep, adopt, start or stop. */
 static void
 reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
@@ -402,6 +455,7 @@ reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
 			    "started", ct->name, err);
 			continue;
 		}
+		relay_rate_adopt(r, t);
 		nt[cnt++] = t;
 		if (!nc->cluster.enabled)
 			tenant_start(t);	/* else the cluster assigns it */
@@ -413,6 +467,7 @@ reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
 			continue;
 		log_tenant(LOG_INFO, r->tenants[j]->name, "tenant %s removed",
 		    r->tenants[j]->name);
+		relay_rate_keep(r, r->tenants[j]);
 		tenant_free(r->tenants[j]);
 		n[1]++;
 	}
@@ -845,6 +900,9 @@ relay_free(struct relay *r)
 		notifier_free(r->notifiers[i]);
 	free(r->notifiers);
 	buf_clear(&r->reload_errors);
+	while (r->nrates_kept > 0)
+		rate_kept_drop(r, r->nrates_kept - 1);
+	free(r->rates_kept);
 	alert_clear(&r->alert);
 	for (i = 0; i < r->nsinks; i++)
 		sink_free(r->sinks[i]);

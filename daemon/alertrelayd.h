@@ -404,6 +404,13 @@ struct relay {
 	struct event	*expiry_timer;	/* daily credential expiry check */
 	struct event	*lag_timer;	/* lag_warning check */
 	int64_t		 tenants_added;	/* ticks: last reload adding one */
+	/*
+	 * The API rate budgets of tenants a reload removed, by name, for an
+	 * hour: removing and adding a tenant back does not reset what the
+	 * API counts against us.
+	 */
+	struct rate_kept *rates_kept;
+	size_t		 nrates_kept;
 	struct cluster	*cluster;	/* cluster.c, NULL when standalone */
 	int64_t		 stop_deadline;	/* monotonic ms */
 	struct ctl	*ctl;		/* ctl.c */

@@ -191,7 +191,10 @@ tenant_state_name(const struct tenant *t)
 	return t->state_bad ? "failed" : tenant_phase_name(t->phase);
 }
 
-/* The tenant's state word: phase, with "/failing" while failing. */
+/*
+ * The tenant's state word: phase, with "/failing" while failing and
+ * "/lagging" while no catch-up completed for lag_warning.
+ */
 static void
 fmt_state(const struct relay *r, const struct tenant *t, char *out,
     size_t len)
@@ -199,8 +202,9 @@ fmt_state(const struct relay *r, const struct tenant *t, char *out,
 	if (r->conf->cluster.enabled && !tenant_owned(t))
 		snprintf(out, len, "standby");
 	else
-		snprintf(out, len, "%s%s", tenant_state_name(t),
-		    t->failing && t->phase != TENANT_FAILED ? "/failing" : "");
+		snprintf(out, len, "%s%s%s", tenant_state_name(t),
+		    t->failing && t->phase != TENANT_FAILED ? "/failing" : "",
+		    t->lagging ? "/lagging" : "");
 }
 
 static bool
@@ -370,6 +374,24 @@ ctl_status_outputs(struct relay *r, struct buf *out)
 	table_print(&tb, right, out);
 }
 
+/* Why each output that is down is down, after the tenants' errors. */
+static void
+ctl_status_output_errors(struct relay *r, size_t nerr, struct buf *out)
+{
+	struct sink_stats ss;
+	size_t		 i;
+
+	for (i = 0; i < r->nsinks; i++) {
+		sink_stats(r->sinks[i], &ss);
+		if (ss.connected || ss.last_error[0] == '\0')
+			continue;
+		if (nerr++ == 0)
+			buf_adds(out, "\nLast errors:\n");
+		buf_addf(out, "  output %s: %s\n",
+		    sink_conf(r->sinks[i])->name, ss.last_error);
+	}
+}
+
 /* The human status: a header line, the tenant and output tables. */
 static void
 ctl_status_text(struct relay *r, int64_t now, struct buf *out)
@@ -389,6 +411,7 @@ ctl_status_text(struct relay *r, int64_t now, struct buf *out)
 		buf_addf(out, "  %s: %s\n", r->tenants[i]->name,
 		    r->tenants[i]->last_error);
 	}
+	ctl_status_output_errors(r, nerr, out);
 	if (r->cluster != NULL) {
 		buf_addc(out, '\n');
 		cluster_status(r, out, false);
@@ -425,6 +448,7 @@ ctl_status_json_tenant(const struct relay *r, const struct tenant *t,
 	json_object_set_new(o, "enabled", json_boolean(t->conf->enabled));
 	json_object_set_new(o, "state", json_string(tenant_state_name(t)));
 	json_object_set_new(o, "failing", json_boolean(t->failing));
+	json_object_set_new(o, "lagging", json_boolean(t->lagging));
 	json_object_set_new(o, "owned",
 	    json_boolean(!r->conf->cluster.enabled || tenant_owned(t)));
 	json_object_set_new(o, "cursor", json_ts(t->state.cursor));

@@ -1947,7 +1947,8 @@ tenant_reconcile(struct tenant *t, struct conf_tenant *ct)
 	t->conf = ct;
 	checkpoints_clear(t);
 	moved |= tenant_route_sinks(t);
-	rate_init(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
+	/* The budget is the API's count of our calls: a reload keeps it. */
+	rate_set_limit(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
 	tenant_top_notice(t);
 	if (tenant_incidents_reconcile(t))
 		tenant_state_reread(t);	/* a cut page is read again */

@@ -40,6 +40,14 @@ rate_init(struct rate *r, unsigned per_minute)
 	r->based = false;
 }
 
+void
+rate_set_limit(struct rate *r, unsigned per_minute)
+{
+	r->per_minute = per_minute == 0 ? 1 : per_minute;
+	if (r->per_minute > RATE_MAX_MINUTE)
+		r->per_minute = RATE_MAX_MINUTE;
+}
+
 /* Requests in the hour ending at minute m (counts older minutes out). */
 static unsigned
 rate_hour_count(const struct rate *r, int64_t m, int64_t *oldest)

@@ -39,6 +39,8 @@ struct rate {
 };
 
 void	rate_init(struct rate *, unsigned per_minute);
+/* Change the per-minute limit, keeping the requests already counted. */
+void	rate_set_limit(struct rate *, unsigned per_minute);
 /* Milliseconds to wait before one more request at time now (ms). */
 int64_t	rate_wait(const struct rate *, int64_t now);
 void	rate_note(struct rate *, int64_t now);

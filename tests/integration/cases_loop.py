@@ -13,7 +13,10 @@ loud (issue 13, SPEC section 5 "Robustness rules"):
   With the SIEM up, a stop still delivers what is queued.
 - lag_warning: a tenant whose API always fails is reported as lagging
   after [daemon] lag_warning, once, naming the tenant; the healthy one
-  is not."""
+  is not.
+- rate_reload_storm: a tenant that spent its 100 calls of the minute
+  stays within them through a storm of reloads, including one that
+  removes it and one that adds it back (budgets are kept by name)."""
 
 import json
 import os
@@ -478,6 +481,14 @@ def check_lag_warning(ctx):
                  "alertrelayctl status", "500"):
         if want not in line:
             raise Fail("the lag warning does not say %r: %s" % (want, line))
+    st = {t["name"]: t for t in status_json(ctx)["tenants"]}
+    if not st["t2"]["lagging"] or st["t1"]["lagging"]:
+        raise Fail("alertrelayctl status --json: t2 lagging=%s, t1 "
+                   "lagging=%s" % (st["t2"]["lagging"], st["t1"]["lagging"]))
+    text = ctl_ok(ctx, "status")
+    if not re.search(r"^t2 .*/lagging", text, re.M):
+        raise Fail("alertrelayctl status does not show t2 as lagging:\n%s"
+                   % text)
     wait_delivered(ctx.suite, ctx.sng, "octet",
                    lambda: ctx.expected(only=["t1"]), 15, daemon=ctx.daemon,
                    what="tenant t1's versions")
@@ -499,6 +510,59 @@ def check_lag_warning(ctx):
                    daemon=ctx.daemon, what="every version once t2 recovers")
     ctx.daemon.stop()
     ctx.note(line.strip())
+
+
+def api_calls(ctx, tenant):
+    """[(status, uri)] of the alert API calls the fake logged for tenant."""
+    out = []
+    for line in (ctx.fake.log() or "").split("\n"):
+        f = line.split(" ")
+        if len(f) >= 5 and f[1] == tenant and "/oauth2/" not in f[3]:
+            out.append((int(f[-1]), f[3]))
+    return out
+
+
+def check_rate_reload_storm(ctx):
+    ctx.fake.add_alerts("t1", 3000)
+    ctx.daemon.start()
+    # 3,000 alerts in pages of 10: t1 spends its budget at once.
+    wait_for(lambda: ctx.daemon.alive() and
+             len(api_calls(ctx, "t1")) >= 100, 30,
+             "t1 to make its 100 calls of the minute")
+    t0 = time.monotonic()
+    conf = ctx.daemon.conf
+    without = ctx.make_config(name="without-t1.conf",
+                              tenants=[two_tenants()[1]])
+    with open(conf) as f:
+        full = f.read()
+    with open(without) as f:
+        partial = f.read()
+    for text in (full, full, partial, full, full, full):
+        with open(conf, "w") as f:
+            f.write(text)
+        os.kill(ctx.daemon.proc.pid, signal.SIGHUP)
+        time.sleep(0.4)
+    time.sleep(2)
+    if not ctx.daemon.alive():
+        raise Fail("the daemon died during the reload storm:\n%s"
+                   % tail(ctx.daemon.proc.stderr()))
+    if time.monotonic() - t0 > 50:
+        raise Fail("the storm took too long to say anything about one "
+                   "minute's budget")
+    calls = api_calls(ctx, "t1")
+    throttled = [u for st, u in calls if st == 429]
+    if len(calls) > 100 or throttled:
+        raise Fail("t1 made %d API calls within a minute (%d answered 429) "
+                   "through 6 reloads; the API allows 100"
+                   % (len(calls), len(throttled)))
+    if "reload" not in ctx.daemon.proc.stderr():
+        raise Fail("no reload was logged")
+    wait_delivered(ctx.suite, ctx.sng, "octet",
+                   lambda: ctx.expected(only=["t2"]), 20, daemon=ctx.daemon,
+                   what="tenant t2's versions")
+    ctx.daemon.stop()
+    ctx.note("t1: %d calls in its first minute through 6 reloads (one "
+             "removing it, one adding it back), no 429" % len(calls))
 
 
 CASES = [
@@ -535,5 +599,16 @@ CASES = [
         "outputs": [OCTET],
         "daemon": {"lag_warning": "2s"},
         "check": check_lag_warning,
+    },
+    {
+        "name": "rate_reload_storm",
+        "doc": "a tenant that spent its 100 calls/min stays within them "
+               "through 6 reloads, one removing it and one adding it "
+               "back: no 429 from the API",
+        "fake": ["-t", "t1", "-t", "t2", "--alerts", "20", "--seed", "134"],
+        "tenants": two_tenants(),
+        "daemon": {"page_size": "10"},
+        "outputs": [OCTET],
+        "check": check_rate_reload_storm,
     },
 ]

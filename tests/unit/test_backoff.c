@@ -52,6 +52,25 @@ test_rate_minute(void **state)
 	assert_int_equal(rate_wait(&r, now + 60000), 0);
 }
 
+/* A new limit (source changed on reload) keeps the calls counted. */
+static void
+test_rate_set_limit(void **state)
+{
+	static struct rate r;
+	int64_t		 now = 1000000;
+	int		 i;
+
+	rate_init(&r, 150);
+	for (i = 0; i < 120; i++)
+		rate_note(&r, now + i);
+	assert_int_equal(rate_wait(&r, now + 120), 0);
+	rate_set_limit(&r, 100);
+	/* The 100th-newest call was at now + 20. */
+	assert_int_equal(rate_wait(&r, now + 120), 60000 - 100);
+	rate_set_limit(&r, 150);
+	assert_int_equal(rate_wait(&r, now + 120), 0);
+}
+
 /* 1,500 calls in an hour even when spread under 100/min. */
 static void
 test_rate_hour(void **state)
@@ -78,6 +97,7 @@ main(void)
 		cmocka_unit_test(test_jitter_bounds),
 		cmocka_unit_test(test_retry_after),
 		cmocka_unit_test(test_rate_minute),
+		cmocka_unit_test(test_rate_set_limit),
 		cmocka_unit_test(test_rate_hour),
 	};
 

@@ -67,18 +67,31 @@ def graph_requests(ctx, tenant):
 # graph_prefer_top: page_size 5000 against Graph's $top limit of 1000, and
 # the Prefer header, next to an MDE tenant that keeps its page_size.
 
-PT_T = [{"name": "gp", "label": "Graph prefer", "source": "graph"},
+PT_T = [{"name": "gp", "label": "Graph prefer", "source": "graph",
+         "incidents": "yes"},
         {"name": "mp", "label": "MDE tenant"}]
 
 
 def check_prefer_top(ctx):
+    ctx.fake.call("POST", "/_control/incidents", {"tenant": "gp", "n": 60})
     err = once(ctx, timeout=120)
     settle(ctx, "octet")
     dels = delivered(ctx, "octet")
-    compare(ctx.expected(), dels)
+    compare(ctx.expected() | incident_versions(ctx.fake, "gp",
+                                               "Graph prefer"), dels)
+    itops = set(urllib.parse.parse_qs(urllib.parse.urlsplit(x.split(" ")[3])
+                .query).get("$top", ["?"])[0]
+                for x in (ctx.fake.log() or "").split("\n")
+                if " gp " in x and "/security/incidents" in x)
+    if itops != {"50"}:
+        raise Fail("incident requests with page_size 5000: $top %s, "
+                   "expected 50" % sorted(itops))
     # $top: Graph never asked for more than 1000, so never answered 400.
     reqs = graph_requests(ctx, "gp")
     bad = [r for r in reqs if r[0] != 200]
+    if any("/security/incidents" in x and " 400" in x
+           for x in (ctx.fake.log() or "").split("\n")):
+        raise Fail("an incidents request was answered 400")
     tops = set(urllib.parse.parse_qs(urllib.parse.urlsplit(u).query)
                .get("$top", ["?"])[0] for _, u in reqs)
     if bad or tops != {"1000"}:
@@ -551,8 +564,9 @@ CASES = [
     {
         "name": "graph_prefer_top",
         "doc": "source = graph with page_size 5000: $top clamped to 1000 "
-               "(one notice, no 400), MDE keeps 5000; Prefer header gives "
-               "Defender for Cloud alerts their real detectionSource",
+               "(one notice, no 400), incidents to 50 (--once, 60 "
+               "incidents), MDE keeps 5000; Prefer header gives Defender "
+               "for Cloud alerts their real detectionSource",
         "fake": ["-t", "gp", "-t", "mp", "--alerts", "1100", "--seed", "141"],
         "tenants": PT_T,
         "daemon": {"page_size": "5000"},

@@ -34,6 +34,7 @@
 
 struct relay;
 struct catchup;
+struct ireader;
 struct evdns_base;
 struct cluster;
 struct ctl;
@@ -50,6 +51,8 @@ struct http_result {
 	struct buf	*body;		/* buffered body (non-2xx, or no data_cb) */
 	int64_t		 retry_after_ms; /* from Retry-After, -1 if absent */
 	const char	*location;	/* Location of a 3xx, never followed */
+	const char	*deprecation;	/* Deprecation header, or NULL */
+	const char	*sunset;	/* Sunset header, or NULL */
 	int64_t		 elapsed_ms;
 };
 
@@ -63,6 +66,8 @@ struct http_opts {
 	const char	*body;		/* POST body (form encoded) */
 	size_t		 body_len;
 	const char	*bearer;	/* access token, or NULL */
+	const char *const *headers;	/* more "Name: value" lines, NULL-
+					   terminated (copied), or NULL */
 	const char	*user_agent;
 	const char	*ca_file;	/* NULL = system CAs */
 	const char	*cert_file;	/* client certificate (mTLS), or NULL */
@@ -238,6 +243,10 @@ struct tenant {
 
 	struct catchup	*live;		/* the poller's catch-up */
 	struct catchup	*backfill;	/* running backfill, or NULL */
+	struct ireader	*incidents;	/* incidents = yes: their reader,
+					   run after each live catch-up */
+	bool		 incidents_active; /* it is reading (or waiting) */
+	bool		 incidents_done; /* read this round */
 
 	/*
 	 * Delivery checkpoints (cluster mode): after each commit, the
@@ -257,6 +266,9 @@ struct tenant {
 	char		 last_error[512];
 	int64_t		 last_success;	/* ticks */
 	bool		 lagging;	/* past lag_warning (alertrelayd.c) */
+	bool		 top_noticed;	/* the Graph $top clamp was logged */
+	int64_t		 sunset_day;	/* day (epoch) of the last
+					   Deprecation/Sunset warning */
 	uint64_t	 forwarded;
 	uint64_t	 polls;
 	uint64_t	 polls_ok;	/* catch-ups completed */
@@ -302,6 +314,12 @@ void		 tenant_own(struct tenant *, bool, int64_t delivered);
 int64_t		 tenant_delivered_cursor(struct tenant *);
 bool		 tenant_owned(const struct tenant *);
 void		 tenant_start(struct tenant *);
+/*
+ * An answer carried Deprecation or Sunset: warn, once per tenant per day,
+ * with the dates (token.c and tenant.c call it for every answer).
+ */
+void		 tenant_note_sunset(struct tenant *, const struct http_result *,
+		    const char *what);
 /* Set the tenant's last error (and log it once, with fields). */
 void		 tenant_error(struct tenant *, int prio, const struct log_ctx *,
 		    const char *, ...) __attribute__((format(printf, 4, 5)));

@@ -23,6 +23,8 @@ struct http_req {
 	struct http_opts	 opts;
 	char			*strings[4];	/* owned copies */
 	char			*location;	/* Location: of a redirect */
+	char			*deprecation;	/* Deprecation: */
+	char			*sunset;	/* Sunset: */
 	struct buf		 body;
 	size_t			 received;
 	int64_t			 retry_after_ms;
@@ -180,6 +182,8 @@ http_req_free(struct http_req *r)
 	free(r->strings[2]);
 	free(r->strings[3]);
 	free(r->location);
+	free(r->deprecation);
+	free(r->sunset);
 	free(r->url);
 	if (r->post != NULL) {
 		explicit_bzero(r->post, r->post_len);
@@ -210,6 +214,8 @@ http_finished_cb(evutil_socket_t fd, short what, void *arg)
 		res.body = &r->body;
 		res.retry_after_ms = r->retry_after_ms;
 		res.location = r->location;
+		res.deprecation = r->deprecation;
+		res.sunset = r->sunset;
 		res.elapsed_ms = mono_ms() - r->started_ms;
 		r->opts.done_cb(&res, r->opts.arg);
 		http_req_free(r);
@@ -247,6 +253,26 @@ http_write_cb(char *p, size_t sz, size_t n, void *arg)
 	return len;
 }
 
+/* A header's value, trimmed, at most 100 printable bytes. */
+static char *
+header_value(const char *p, size_t len, size_t skip)
+{
+	const char	*v = p + skip, *end = p + len;
+	char		*out;
+	size_t		 i, n;
+
+	while (v < end && isspace((unsigned char)*v))
+		v++;
+	while (end > v && isspace((unsigned char)end[-1]))
+		end--;
+	n = (size_t)(end - v) < 100 ? (size_t)(end - v) : 100;
+	out = xstrndup(v, n);
+	for (i = 0; out[i] != '\0'; i++)
+		if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
+			out[i] = '?';
+	return out;
+}
+
 static size_t
 http_header_cb(char *p, size_t sz, size_t n, void *arg)
 {
@@ -262,6 +288,16 @@ http_header_cb(char *p, size_t sz, size_t n, void *arg)
 			v++;
 		r->location = xstrndup(v, (size_t)(p + len - v));
 		r->location[strcspn(r->location, "\r\n")] = '\0';
+		return len;
+	}
+	if (len > 12 && strncasecmp(p, "Deprecation:", 12) == 0 &&
+	    r->deprecation == NULL) {
+		r->deprecation = header_value(p, len, 12);
+		return len;
+	}
+	if (len > 7 && strncasecmp(p, "Sunset:", 7) == 0 &&
+	    r->sunset == NULL) {
+		r->sunset = header_value(p, len, 7);
 		return len;
 	}
 	if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
@@ -445,6 +481,7 @@ struct http_req *
 http_request(struct http *h, const struct http_opts *o)
 {
 	struct http_req	*r;
+	size_t		 i;
 
 	r = xcalloc(1, sizeof(*r));
 	r->http = h;
@@ -469,6 +506,9 @@ http_request(struct http *h, const struct http_opts *o)
 		r->post_len = o->body_len;
 	}
 	r->opts.body = NULL;
+	for (i = 0; o->headers != NULL && o->headers[i] != NULL; i++)
+		r->headers = curl_slist_append(r->headers, o->headers[i]);
+	r->opts.headers = NULL;	/* copied into the list above */
 	r->opts.bearer = NULL;	/* copied into headers at setup */
 	if (o->bearer != NULL) {
 		/* Keep the token only inside curl's header list. */

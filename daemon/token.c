@@ -22,6 +22,8 @@
 #include "oauth.h"
 
 #define EXPIRY_WARN_DAYS	30
+/* A federated assertion this close to its exp is warned about. */
+#define ASSERTION_WARN_SEC	300
 #define JWT_BEARER	"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 void
@@ -58,6 +60,9 @@ token_fingerprint(const struct conf_tenant *ct, unsigned char *fp)
 	fp_field(md, ct->client_secret);
 	fp_field(md, ct->certificate_file);
 	fp_field(md, ct->private_key_file);
+	fp_field(md, ct->certificate_thumbprint == THUMB_SHA256 ? "sha256" :
+	    "sha1");
+	fp_field(md, ct->client_assertion_file);
 	fp_field(md, ct->login_url);
 	fp_field(md, ct->scope);
 	fp_field(md, ct->ca_file);
@@ -174,6 +179,7 @@ token_answer(struct tenant *t, const struct http_result *res)
 	struct oauth_token ot;
 
 	t->auth_failed = false;
+	tenant_note_sunset(t, res, "Entra ID token");
 	if (res->failed) {
 		tenant_error(t, LOG_WARNING, &c, "tenant %s: token request "
 		    "to %s failed: %s", t->name, t->conf->login_url,
@@ -217,11 +223,26 @@ token_done_cb(const struct http_result *res, void *arg)
 	token_finish(t, rc);
 }
 
+/* Add client_assertion_type and client_assertion (wiped) to a form. */
+static void
+form_assertion(struct buf *form, struct buf *jwt)
+{
+	buf_adds(form, "&client_assertion_type=");
+	http_urlencode(form, JWT_BEARER);
+	buf_adds(form, "&client_assertion=");
+	http_urlencode(form, jwt->data);
+	explicit_bzero(jwt->data, jwt->len);
+	buf_clear(jwt);
+}
+
 /*
  * Build a token request for these credentials: the URL and the form.  A
  * certificate's client assertion is a JWT for the token URL as audience,
  * signed with the key read afresh, so that a certificate renewed on disk
- * is used without a reload.  0, or -1 with err.
+ * is used without a reload (RS256 + x5t, or PS256 + x5t#S256 with
+ * certificate_thumbprint = sha256).  A federated assertion is the
+ * external JWT in client_assertion_file, read afresh for every request
+ * (its issuer renews it).  0, or -1 with err.
  */
 int
 token_request_build(const struct conf_tenant *ct, struct buf *url,
@@ -229,6 +250,7 @@ token_request_build(const struct conf_tenant *ct, struct buf *url,
 {
 	struct jwt_signer	*s;
 	struct buf		 jwt;
+	enum jwt_alg		 alg;
 
 	buf_addf(url, "%s/", ct->login_url);
 	http_urlencode(url, ct->tenant_id);
@@ -237,6 +259,14 @@ token_request_build(const struct conf_tenant *ct, struct buf *url,
 	http_urlencode(form, ct->client_id);
 	buf_adds(form, "&scope=");
 	http_urlencode(form, ct->scope);
+	buf_init(&jwt);
+	if (ct->client_assertion_file != NULL) {
+		if (jwt_assertion_load(ct->client_assertion_file, &jwt, err,
+		    errlen) == -1)
+			return -1;
+		form_assertion(form, &jwt);
+		return 0;
+	}
 	if (ct->certificate_file == NULL) {
 		buf_adds(form, "&client_secret=");
 		http_urlencode(form, ct->client_secret != NULL ?
@@ -246,21 +276,48 @@ token_request_build(const struct conf_tenant *ct, struct buf *url,
 	if ((s = jwt_signer_load(ct->certificate_file, ct->private_key_file,
 	    err, errlen)) == NULL)
 		return -1;
-	buf_init(&jwt);
-	if (jwt_assertion(&jwt, s, JWT_RS256, url->data, ct->client_id,
+	alg = ct->certificate_thumbprint == THUMB_SHA256 ? JWT_PS256 :
+	    JWT_RS256;
+	if (jwt_assertion(&jwt, s, alg, url->data, ct->client_id,
 	    ts_now() / TICKS_PER_SEC, err, errlen) == -1) {
 		jwt_signer_free(s);
 		buf_clear(&jwt);
 		return -1;
 	}
 	jwt_signer_free(s);
-	buf_adds(form, "&client_assertion_type=");
-	http_urlencode(form, JWT_BEARER);
-	buf_adds(form, "&client_assertion=");
-	http_urlencode(form, jwt.data);
+	form_assertion(form, &jwt);
+	return 0;
+}
+
+/*
+ * A federated assertion that has expired or is about to: the token
+ * request will fail (AADSTS700024), and the fix is on the issuer's side.
+ */
+static void
+token_assertion_warn(struct tenant *t)
+{
+	struct log_ctx	 c = { .tenant = t->name };
+	struct buf	 jwt;
+	char		 err[512], when[96];
+	int64_t		 exp, now = ts_now() / TICKS_PER_SEC;
+
+	buf_init(&jwt);
+	if (t->conf->client_assertion_file == NULL ||
+	    jwt_assertion_load(t->conf->client_assertion_file, &jwt, err,
+	    sizeof(err)) == -1) {
+		buf_clear(&jwt);
+		return;
+	}
+	exp = jwt_exp(jwt.data);
 	explicit_bzero(jwt.data, jwt.len);
 	buf_clear(&jwt);
-	return 0;
+	if (exp == -1 || exp > now + ASSERTION_WARN_SEC)
+		return;
+	ts_format(exp * TICKS_PER_SEC, when, sizeof(when));
+	log_ctx(LOG_WARNING, &c, "tenant %s: the federated assertion in %s "
+	    "%s %s (exp); the token request will fail until its issuer "
+	    "writes a fresh one", t->name, t->conf->client_assertion_file,
+	    exp <= now ? "expired at" : "expires at", when);
 }
 
 void
@@ -275,9 +332,12 @@ token_refresh(struct tenant *t)
 		return;		/* one refresh in flight per tenant */
 	buf_init(&url);
 	buf_init(&form);
+	token_assertion_warn(t);
 	if (token_request_build(ct, &url, &form, err, sizeof(err)) == -1) {
 		tenant_error(t, LOG_ERR, &(struct log_ctx){ .tenant = t->name },
-		    "tenant %s: certificate authentication: %s", t->name, err);
+		    "tenant %s: %s authentication: %s", t->name,
+		    ct->client_assertion_file != NULL ? "federated" :
+		    "certificate", err);
 		explicit_bzero(form.data, form.len);
 		buf_clear(&form);
 		buf_clear(&url);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "graph.h"
 #include "log.h"
 #include "util.h"
 
@@ -126,6 +127,9 @@ static const struct nameval facilities[] = {
 };
 static const struct nameval sources[] = {
 	{ "mde", SRC_MDE }, { "graph", SRC_GRAPH }, { NULL, 0 }
+};
+static const struct nameval thumbprints[] = {
+	{ "sha1", THUMB_SHA1 }, { "sha256", THUMB_SHA256 }, { NULL, 0 }
 };
 static const struct nameval clouds[] = {
 	{ "commercial", CLOUD_COMMERCIAL }, { "gcc", CLOUD_GCC },
@@ -616,6 +620,41 @@ key_str(struct parser *p, const struct keydef *kd, void *obj,
 {
 	char	**sp = FIELD(obj, kd->off, char *);
 
+	free(*sp);
+	*sp = xstrdup(val);
+}
+
+/*
+ * service_sources: a comma-separated list of Graph serviceSource values.
+ * A value Graph does not document is a warning, not an error: Graph adds
+ * products, and such a value is forwarded only if Graph sends it.
+ */
+static void
+key_service_sources(struct parser *p, const struct keydef *kd, void *obj,
+    const char *val)
+{
+	char	**sp = FIELD(obj, kd->off, char *);
+	char	*list, *item, *s;
+	size_t	 n;
+
+	list = xstrdup(val);
+	for (s = list; (item = strsep(&s, ",")) != NULL;) {
+		item += strspn(item, " \t");
+		for (n = strlen(item); n > 0 && (item[n - 1] == ' ' ||
+		    item[n - 1] == '\t'); n--)
+			item[n - 1] = '\0';
+		if (*item == '\0') {
+			perr(p, "%s: an empty item in \"%s\"; accepted: "
+			    "serviceSource values separated by commas, e.g. "
+			    "microsoftDefenderForEndpoint", kd->key, val);
+			break;
+		} else if (!graph_source_known(item))
+			log_warnx("%s:%d: %s: \"%s\" is not a serviceSource "
+			    "value Graph documents; alerts are forwarded for "
+			    "it only if Graph sends exactly this value",
+			    p->file, p->line, kd->key, item);
+	}
+	free(list);
 	free(*sp);
 	*sp = xstrdup(val);
 }
@@ -1144,6 +1183,11 @@ static const struct keydef tenant_keys[] = {
 	KEY("forward_updates", key_bool, T(forward_updates)),
 	KRANGE("poll_interval", key_dur, T(poll_interval_ms), SEC_MS, NO_MAX),
 	KEY("enabled", key_bool, T(enabled)),
+	KEY("service_sources", key_service_sources, T(service_sources)),
+	KEY("client_assertion_file", key_keyfile, T(client_assertion_file)),
+	KENUM("certificate_thumbprint", T(certificate_thumbprint),
+	    thumbprints),
+	KEY("incidents", key_bool, T(incidents)),
 };
 #undef T
 
@@ -1366,7 +1410,10 @@ tenant_open(struct parser *p, const char *name)
 	return t;
 }
 
-/* Exactly one credential: secret file, inline secret, or certificate. */
+/*
+ * Exactly one credential: secret file, inline secret, certificate, or a
+ * federated assertion file.
+ */
 static void
 tenant_auth(struct parser *p, struct conf_tenant *t)
 {
@@ -1374,18 +1421,24 @@ tenant_auth(struct parser *p, struct conf_tenant *t)
 	bool	 inl = key_line(p, "client_secret") != 0;
 	bool	 cert = key_line(p, "certificate_file") != 0;
 	bool	 key = key_line(p, "private_key_file") != 0;
+	bool	 fed = key_line(p, "client_assertion_file") != 0;
+	int	 thumb = key_line(p, "certificate_thumbprint");
 
-	if (file + inl + (cert || key) == 0)
+	if (file + inl + (cert || key) + fed == 0)
 		perr_at(p, p->sect_line, "%s: no credential; set "
-		    "client_secret_file, client_secret, or certificate_file "
-		    "and private_key_file", p->desc);
-	else if (file + inl + (cert || key) > 1)
+		    "client_secret_file, client_secret, client_assertion_file, "
+		    "or certificate_file and private_key_file", p->desc);
+	else if (file + inl + (cert || key) + fed > 1)
 		perr_at(p, p->sect_line, "%s: more than one credential; use "
-		    "exactly one of client_secret_file, client_secret, or "
-		    "certificate_file and private_key_file", p->desc);
+		    "exactly one of client_secret_file, client_secret, "
+		    "client_assertion_file, or certificate_file and "
+		    "private_key_file", p->desc);
 	else if (cert != key)
 		perr_at(p, p->sect_line, "%s: certificate_file and "
 		    "private_key_file go together", p->desc);
+	if (thumb != 0 && !cert)
+		perr_at(p, thumb, "%s: certificate_thumbprint needs "
+		    "certificate_file and private_key_file", p->desc);
 }
 
 /* Fill api_url, login_url and scope from cloud and source. */
@@ -1415,6 +1468,14 @@ tenant_close(struct parser *p, void *obj)
 	require(p, t->client_id, "client_id");
 	tenant_auth(p, t);
 	tenant_endpoints(t);
+	if (t->incidents && t->source != SRC_GRAPH)
+		perr_at(p, key_line(p, "incidents"), "%s: incidents = yes "
+		    "needs source = graph (incidents come from Microsoft Graph; "
+		    "permission SecurityIncident.Read.All)", p->desc);
+	if (t->service_sources != NULL && t->source != SRC_GRAPH)
+		perr_at(p, key_line(p, "service_sources"), "%s: "
+		    "service_sources needs source = graph (the MDE alerts API "
+		    "has no serviceSource)", p->desc);
 	if (t->label == NULL)
 		t->label = xstrdup(t->name);
 }
@@ -2072,11 +2133,13 @@ tenant_free(struct conf_tenant *t)
 	free(t->client_secret_file);
 	free(t->certificate_file);
 	free(t->private_key_file);
+	free(t->client_assertion_file);
 	free(t->api_url);
 	free(t->login_url);
 	free(t->scope);
 	free(t->ca_file);
 	free(t->label);
+	free(t->service_sources);
 	strv_free(t->outputs, t->noutputs);
 	free(t);
 }
@@ -2319,7 +2382,10 @@ static const char *
 tenant_auth_name(const struct conf_tenant *t)
 {
 	if (t->certificate_file != NULL)
-		return "certificate";
+		return t->certificate_thumbprint == THUMB_SHA256 ?
+		    "certificate(sha256)" : "certificate";
+	if (t->client_assertion_file != NULL)
+		return "federated";
 	if (t->client_secret_file != NULL)
 		return "secret(file)";
 	return "secret(inline)";
@@ -2352,9 +2418,13 @@ summary_tenant(const struct conf_tenant *t, FILE *f, bool all)
 	put_kv(f, "api", t->api_url);
 	put_kv(f, "login", t->login_url);
 	put_kv(f, "scope", t->scope);
+	if (t->service_sources != NULL)
+		put_kv(f, "service_sources", t->service_sources);
 	put_list(f, "outputs", t->outputs, t->noutputs);
 	fprintf(f, " min_severity=%s forward_updates=%s",
 	    severity_name(t->min_severity), t->forward_updates ? "yes" : "no");
+	if (t->incidents)
+		fprintf(f, " incidents=yes");
 	if (t->poll_interval_ms != 0)
 		put_dur(f, "poll_interval", t->poll_interval_ms);
 	fprintf(f, " enabled=%s\n", t->enabled ? "yes" : "no");

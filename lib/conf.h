@@ -13,6 +13,8 @@ enum out_header { HDR_RFC5424, HDR_RFC3164, HDR_NONE };
 enum out_framing { FRAME_NEWLINE, FRAME_OCTET };
 enum tenant_source { SRC_MDE, SRC_GRAPH };
 enum tenant_cloud { CLOUD_COMMERCIAL, CLOUD_GCC, CLOUD_GCC_HIGH, CLOUD_DOD };
+/* certificate_thumbprint: RS256 + "x5t", or PS256 + "x5t#S256". */
+enum tenant_thumbprint { THUMB_SHA1, THUMB_SHA256 };
 
 /* Alert severities in increasing order; SEV_UNSPECIFIED sorts lowest. */
 enum severity {
@@ -63,8 +65,13 @@ struct conf_tenant {
 	char		*client_secret;		/* loaded from file or inline */
 	char		*client_secret_file;
 	char		*certificate_file, *private_key_file;
+	enum tenant_thumbprint certificate_thumbprint;
+	char		*client_assertion_file;	/* federated: re-read per
+						   token request */
 	int64_t		 secret_expires;	/* epoch seconds, 0 unset */
 	enum tenant_source source;
+	char		*service_sources;	/* Graph: comma list; NULL all */
+	bool		 incidents;		/* also poll Graph incidents */
 	enum tenant_cloud cloud;
 	char		*api_url;		/* no trailing slash */
 	char		*login_url;		/* no trailing slash */

@@ -1,6 +1,11 @@
 /* jwt: Entra client-assertion JWTs signed with a certificate's RSA key. */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -348,4 +353,139 @@ fail:
 	    "client_id is not valid UTF-8");
 	buf_truncate(out, start);
 	return -1;
+}
+
+/* Is every byte of [p, p + n) in the base64url alphabet? */
+static bool
+b64url_ok(const char *p, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (!((p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= 'a' &&
+		    p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') ||
+		    p[i] == '-' || p[i] == '_'))
+			return false;
+	return n > 0;
+}
+
+/* Three base64url parts separated by dots. */
+static bool
+jwt_shaped(const char *s, size_t n)
+{
+	const char	*d1, *d2;
+
+	if ((d1 = memchr(s, '.', n)) == NULL ||
+	    (d2 = memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - s))) == NULL)
+		return false;
+	return b64url_ok(s, (size_t)(d1 - s)) &&
+	    b64url_ok(d1 + 1, (size_t)(d2 - d1 - 1)) &&
+	    b64url_ok(d2 + 1, n - (size_t)(d2 + 1 - s));
+}
+
+/* Read at most max + 1 bytes of fd into p; the count, or -1. */
+static ssize_t
+read_all(int fd, char *p, size_t max)
+{
+	size_t	 n = 0;
+	ssize_t	 r;
+
+	while (n <= max && (r = read(fd, p + n, max + 1 - n)) != 0) {
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			return -1;
+		n += (size_t)r;
+	}
+	return (ssize_t)n;
+}
+
+int
+jwt_assertion_load(const char *path, struct buf *out, char *err,
+    size_t errlen)
+{
+	struct stat	 st;
+	char		*tmp;
+	ssize_t		 n;
+	int		 fd, rc = -1;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+		snprintf(err, errlen, "client_assertion_file %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "client_assertion_file %s is not a "
+		    "regular file", path);
+		close(fd);
+		return -1;
+	}
+	if ((st.st_mode & 077) != 0) {
+		snprintf(err, errlen, "client_assertion_file %s is readable "
+		    "by group or others (mode %04o); run chmod 600 %s", path,
+		    (unsigned)(st.st_mode & 07777), path);
+		close(fd);
+		return -1;
+	}
+	tmp = xmalloc(JWT_ASSERTION_MAX + 1);
+	n = read_all(fd, tmp, JWT_ASSERTION_MAX);
+	close(fd);
+	while (n > 0 && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r' ||
+	    tmp[n - 1] == ' ' || tmp[n - 1] == '\t'))
+		n--;
+	if (n == -1)
+		snprintf(err, errlen, "client_assertion_file %s: %s", path,
+		    strerror(errno));
+	else if (n > JWT_ASSERTION_MAX)
+		snprintf(err, errlen, "client_assertion_file %s is larger "
+		    "than %d bytes", path, JWT_ASSERTION_MAX);
+	else if (!jwt_shaped(tmp, (size_t)n))
+		snprintf(err, errlen, "client_assertion_file %s does not hold "
+		    "a JWT (three base64url parts separated by dots)", path);
+	else {
+		buf_add(out, tmp, (size_t)n);
+		rc = 0;
+	}
+	explicit_bzero(tmp, JWT_ASSERTION_MAX + 1);
+	free(tmp);
+	return rc;
+}
+
+int64_t
+jwt_exp(const char *jwt)
+{
+	const char	*d1, *d2;
+	unsigned char	*raw;
+	size_t		 n, i, o = 0;
+	uint32_t	 v = 0;
+	int		 bits = 0, c;
+	json_t		*j, *e;
+	int64_t		 exp = -1;
+
+	if ((d1 = strchr(jwt, '.')) == NULL || (d2 = strchr(d1 + 1, '.')) ==
+	    NULL)
+		return -1;
+	n = (size_t)(d2 - d1 - 1);
+	raw = xmalloc(n + 1);
+	for (i = 0; i < n; i++) {
+		c = d1[1 + i];
+		c = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ?
+		    c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52 :
+		    c == '-' ? 62 : c == '_' ? 63 : -1;
+		if (c == -1)
+			break;
+		v = v << 6 | (uint32_t)c;
+		if ((bits += 6) >= 8) {
+			bits -= 8;
+			raw[o++] = (unsigned char)(v >> bits);
+		}
+	}
+	if (i == n && (j = json_loadb((const char *)raw, o,
+	    JSON_REJECT_DUPLICATES, NULL)) != NULL) {
+		if (json_is_integer(e = json_object_get(j, "exp")))
+			exp = json_integer_value(e);
+		json_decref(j);
+	}
+	free(raw);
+	return exp;
 }

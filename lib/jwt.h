@@ -56,6 +56,19 @@ struct jwt_cert_info {
 int		 jwt_cert_info(const char *cert_file, struct jwt_cert_info *,
 		    char *err, size_t errlen);
 
+/*
+ * Federated credentials: read the external JWT an OIDC issuer wrote to
+ * path (workload identity federation) into out, trailing white space
+ * dropped.  The file must be readable by its owner only and hold one
+ * JWT (three base64url parts).  0, or -1 with err, which never holds
+ * the content.
+ */
+#define JWT_ASSERTION_MAX	(64 * 1024)
+int		 jwt_assertion_load(const char *path, struct buf *out,
+		    char *err, size_t errlen);
+/* The "exp" claim (epoch seconds) of a JWT, not verified; -1 if none. */
+int64_t		 jwt_exp(const char *jwt);
+
 /* base64url without padding (RFC 7515 §2). */
 void		 jwt_b64url(struct buf *, const void *, size_t);
 /* A random (version 4) UUID, 36 characters and a NUL. */

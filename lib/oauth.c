@@ -28,9 +28,18 @@ static const struct aadsts_hint hints[] = {
 	    "cloud = gcc-high or dod" },
 	{ 700027, 1, "the client assertion signature was rejected: the "
 	    "certificate is not registered on the application" },
+	{ 700024, 0, "the client assertion is outside its valid time range: "
+	    "with client_assertion_file its issuer must write a fresh token; "
+	    "with a certificate check this host's clock" },
+	{ 700211, 1, "no federated credential of the application matches "
+	    "the issuer of the assertion in client_assertion_file" },
+	{ 700212, 1, "the audience of the assertion in client_assertion_file "
+	    "is not api://AzureADTokenExchange" },
+	{ 700213, 1, "no federated credential of the application matches "
+	    "the subject of the assertion in client_assertion_file" },
 	{ 70011, 1, "the scope is invalid: check scope =" },
-	{ 7000218, 1, "no credential was sent: set client_secret_file or "
-	    "certificate_file" },
+	{ 7000218, 1, "no credential was sent: set client_secret_file, "
+	    "client_assertion_file or certificate_file" },
 	{ 53003, 1, "blocked by the customer's Conditional Access policy" },
 	{ 90055, 0, "Entra is throttling requests for this tenant" },
 	{ 90024, 0, "Entra is temporarily unavailable" },

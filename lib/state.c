@@ -11,7 +11,14 @@
  *	<from ticks> <to ticks>				(n lines)
  *	seen <n>
  *	<16 hex digits of the id hash> <ticks>		(n lines)
+ *	incidents <ticks>|none				(optional, from here)
+ *	iseen <n>
+ *	<16 hex digits of the incident id hash> <ticks>	(n lines)
  *	crc <8 hex digits: crc32c of everything before this line>
+ *
+ * The incidents lines are written only for a tenant that has read
+ * incidents, so files of other tenants stay as older versions wrote and
+ * read them; a file without them loads with no incident state.
  *
  * Loading is strict: anything else is reported with the path and line and
  * the tenant is refused rather than guessed at.
@@ -168,6 +175,8 @@ tenant_state_init(struct tenant_state *st)
 	st->horizon = TICKS_NONE;
 	st->nranges = 0;
 	dedupe_init(&st->seen);
+	st->icursor = TICKS_NONE;
+	dedupe_init(&st->iseen);
 }
 
 bool
@@ -242,6 +251,7 @@ void
 tenant_state_clear(struct tenant_state *st)
 {
 	dedupe_clear(&st->seen);
+	dedupe_clear(&st->iseen);
 	tenant_state_init(st);
 }
 
@@ -254,10 +264,25 @@ ticks_add(struct buf *b, const char *key, int64_t t)
 		buf_addf(b, "%s %" PRId64 "\n", key, t);
 }
 
+/* A dedupe set: a count line, then one "hash ticks" line each. */
+static void
+seen_add(struct buf *b, const char *key, const struct dedupe *d)
+{
+	const struct dedupe_entry *e;
+	size_t		 i;
+
+	buf_addf(b, "%s %zu\n", key, d->n);
+	for (i = 0; i < d->cap; i++) {
+		e = &d->tab[i];
+		if (e->last_update != 0)
+			buf_addf(b, "%016" PRIx64 " %" PRId64 "\n", e->idhash,
+			    e->last_update);
+	}
+}
+
 int
 tenant_state_save(const char *path, const struct tenant_state *st)
 {
-	const struct dedupe_entry *e;
 	struct buf	 b;
 	size_t		 i;
 	int		 rc;
@@ -271,12 +296,10 @@ tenant_state_save(const char *path, const struct tenant_state *st)
 	for (i = 0; i < st->nranges; i++)
 		buf_addf(&b, "%" PRId64 " %" PRId64 "\n", st->ranges[i][0],
 		    st->ranges[i][1]);
-	buf_addf(&b, "seen %zu\n", st->seen.n);
-	for (i = 0; i < st->seen.cap; i++) {
-		e = &st->seen.tab[i];
-		if (e->last_update != 0)
-			buf_addf(&b, "%016" PRIx64 " %" PRId64 "\n", e->idhash,
-			    e->last_update);
+	seen_add(&b, "seen", &st->seen);
+	if (st->icursor != TICKS_NONE || st->iseen.n > 0) {
+		ticks_add(&b, "incidents", st->icursor);
+		seen_add(&b, "iseen", &st->iseen);
 	}
 	buf_addf(&b, "crc %08" PRIx32 "\n", crc32c(0, b.data, b.len));
 	rc = file_write_atomic(path, b.data, b.len, 0600);
@@ -448,14 +471,14 @@ parse_ranges(struct state_parse *p, struct tenant_state *st)
 
 /* The seen entries: a count line, then one "hash ticks" line each. */
 static int
-parse_seen(struct state_parse *p, struct dedupe *d)
+parse_seen(struct state_parse *p, const char *key, struct dedupe *d)
 {
 	const char	*v;
 	size_t		 vlen;
 	uint64_t	 n, i, h;
 	int64_t		 t;
 
-	if (parse_keyed(p, "seen", &v, &vlen) == -1)
+	if (parse_keyed(p, key, &v, &vlen) == -1)
 		return -1;
 	if (parse_u64(v, vlen, &n) == -1 || n > (p->len - p->off) / 19)
 		return parse_fail(p, "bad entry count");
@@ -506,7 +529,12 @@ state_parse(struct state_parse *p, struct tenant_state *st)
 	    parse_ticks_line(p, "since", &st->since) == -1 ||
 	    parse_ticks_line(p, "horizon", &st->horizon) == -1 ||
 	    parse_ranges(p, st) == -1 ||
-	    parse_seen(p, &st->seen) == -1)
+	    parse_seen(p, "seen", &st->seen) == -1)
+		return -1;
+	/* Optional: the incidents lines (older files end here). */
+	if (p->len - p->off > 10 && memcmp(p->data + p->off, "incidents ",
+	    10) == 0 && (parse_ticks_line(p, "incidents", &st->icursor) ==
+	    -1 || parse_seen(p, "iseen", &st->iseen) == -1))
 		return -1;
 	return parse_crc(p);
 }

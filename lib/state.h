@@ -49,6 +49,12 @@ struct tenant_state {
 	/* Ranges [from, to) read by backfills outside [since, cursor]. */
 	int64_t		ranges[STATE_MAX_RANGES][2];
 	unsigned	nranges;
+	/*
+	 * Graph incidents (incidents = yes): their own cursor (newest
+	 * lastUpdateDateTime read) and dedupe set of forwarded versions.
+	 */
+	int64_t		icursor;	/* TICKS_NONE */
+	struct dedupe	iseen;
 };
 
 void	tenant_state_init(struct tenant_state *);

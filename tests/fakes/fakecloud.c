@@ -45,7 +45,8 @@
 #define GRAPH_CONTEXT	\
     "https://graph.microsoft.com/v1.0/$metadata#security/alerts_v2"
 #define MDE_TOP_MAX	10000
-#define GRAPH_TOP_MAX	2000
+/* alerts_v2: "$top limit 1000" (defender-api.md 5.5). */
+#define GRAPH_TOP_MAX	1000
 #define LOG_KEEP	100000
 #define MAX_PARAMS	32
 #define NET_EPOCH	621355968000000000LL	/* .NET ticks at 1970 */
@@ -131,6 +132,8 @@ struct alert {
 	size_t		 ev_end;
 	char		*graph;
 	size_t		 glen;
+	char		*graph_np;	/* without Prefer, when different */
+	size_t		 glen_np;
 };
 
 struct version {
@@ -159,6 +162,29 @@ struct tenant {
 	struct ring	 rl_min;
 	struct ring	 rl_hour;
 	struct ring	 rl_graph;
+	struct finc	*inc;		/* Graph incidents, by number - 1 */
+	size_t		 ninc;
+	struct iver	*iver;		/* every incident version shown */
+	size_t		 niver;
+	int		 nexpand500;	/* $expand=alerts -> 500 this often */
+	bool		 deprecated;	/* answers carry Deprecation, Sunset */
+};
+
+/* A Graph incident (POST /_control/incidents). */
+struct finc {
+	unsigned	 num;		/* its id */
+	int64_t		 created;
+	int64_t		 lut;
+	int		 status;	/* index in inc_status */
+	int		 sev;		/* index in sev_graph */
+	unsigned	 redirect;	/* merged into this incident; 0 */
+	char		**alerts;	/* alert ids */
+	size_t		 nalerts;
+};
+
+struct iver {
+	unsigned	 num;
+	int64_t		 lut;
 };
 
 struct rng {
@@ -453,6 +479,28 @@ static const struct {
 	{ "AutomatedInvestigation", "automatedInvestigation" },
 	{ "ThreatExperts", "microsoftThreatExperts" },
 	{ "MTP", "microsoft365Defender" },
+};
+
+/*
+ * The Defender products behind Graph alerts: serviceSource and the
+ * detectionSource of their alerts (Endpoint: the template's).  A newer
+ * product's values follow unknownFutureValue in Graph's evolvable enums
+ * and are sent only to a client asking with Prefer:
+ * include-unknown-enum-members; to others they read unknownFutureValue.
+ */
+static const struct {
+	const char	*svc, *det;
+	bool		 newer;
+} products[] = {
+	{ "microsoftDefenderForEndpoint", NULL, false },
+	{ "microsoftDefenderForIdentity", "microsoftDefenderForIdentity",
+	  false },
+	{ "microsoftDefenderForCloudApps", "cloudAppSecurity", false },
+	{ "microsoftDefenderForOffice365", "microsoftDefenderForOffice365",
+	  false },
+	{ "azureAdIdentityProtection", "azureAdIdentityProtection", false },
+	{ "dataLossPrevention", "microsoftDataLossPrevention", false },
+	{ "microsoftDefenderForCloud", "microsoftDefenderForServers", true },
 };
 
 static const char *inv_states[] = {
@@ -989,6 +1037,8 @@ struct facts {
 	int		 ev_dig, pc_dig, ppc_dig, fe_dig, le_dig;
 	bool		 comment;
 	int		 os_build;
+	unsigned	 product;	/* index in products[] */
+	bool		 prefer;	/* render for a Prefer client */
 };
 
 static void
@@ -1031,6 +1081,11 @@ facts_make(const struct alert *a, struct facts *f)
 	f->fe_dig = rng_digits(&r);
 	f->le_dig = rng_digits(&r);
 	f->comment = rng_below(&r, 4) == 0;
+	/* Half the alerts are Endpoint's, the rest one product each. */
+	hr.s = a->seed ^ 0x5e7f1ce5a11c0debULL;
+	h = (unsigned)rng_below(&hr, 2 * (nitems(products) - 1));
+	f->product = h < nitems(products) - 1 ? 0 : h - (nitems(products) - 2);
+	f->prefer = true;
 }
 
 /* One MDE evidence entry; every key present, null when not applicable. */
@@ -1200,6 +1255,8 @@ render_mde(struct alert *a)
 	a->len = b.len;
 	free(a->graph);
 	a->graph = NULL;
+	free(a->graph_np);
+	a->graph_np = NULL;
 }
 
 /* Write a Graph value derived from an MDE override's raw JSON. */
@@ -1382,7 +1439,12 @@ graph_value(struct buf *b, const struct alert *a, const struct facts *f,
 	else if (strcmp(k, "determination") == 0)
 		json_str(b, clss[a->cls].gdet);
 	else if (strcmp(k, "serviceSource") == 0)
-		json_str(b, "microsoftDefenderForEndpoint");
+		json_str(b, products[f->product].newer && !f->prefer ?
+		    "unknownFutureValue" : products[f->product].svc);
+	else if (strcmp(k, "detectionSource") == 0 &&
+	    products[f->product].det != NULL)
+		json_str(b, products[f->product].newer && !f->prefer ?
+		    "unknownFutureValue" : products[f->product].det);
 	else if (strcmp(k, "detectionSource") == 0) {
 		for (i = 0; i < nitems(sources); i++) {
 			if (strcmp(sources[i].mde, tp->source) == 0)
@@ -1437,18 +1499,14 @@ graph_value(struct buf *b, const struct alert *a, const struct facts *f,
 		buf_adds(b, "null");
 }
 
-/* Render the Graph alerts_v2 JSON of the current version, once. */
-static void
-render_graph(struct alert *a)
+/* One Graph alerts_v2 rendering of the current version. */
+static char *
+render_graph_one(struct alert *a, const struct facts *f, size_t *len)
 {
-	struct facts	 f;
 	struct buf	 b;
 	struct jw	 w;
 	size_t		 i;
 
-	if (a->graph != NULL)
-		return;
-	facts_make(a, &f);
 	buf_init(&b);
 	buf_reserve(&b, 6144);
 	w.b = &b;
@@ -1458,11 +1516,30 @@ render_graph(struct alert *a)
 		if (strcmp(graph_keys[i].graph, "systemTags") == 0)
 			jw_extras(&w, a);
 		if (jw_gfield(&w, a, &graph_keys[i]))
-			graph_value(&b, a, &f, graph_keys[i].graph);
+			graph_value(&b, a, f, graph_keys[i].graph);
 	}
 	buf_addc(&b, '}');
-	a->graph = xrealloc(b.data, b.len + 1);
-	a->glen = b.len;
+	*len = b.len;
+	return xrealloc(b.data, b.len + 1);
+}
+
+/*
+ * Render the Graph alerts_v2 JSON of the current version, once; a newer
+ * product's alert also without the Prefer header (graph_np).
+ */
+static void
+render_graph(struct alert *a)
+{
+	struct facts	 f;
+
+	if (a->graph != NULL)
+		return;
+	facts_make(a, &f);
+	a->graph = render_graph_one(a, &f, &a->glen);
+	if (products[f.product].newer) {
+		f.prefer = false;
+		a->graph_np = render_graph_one(a, &f, &a->glen_np);
+	}
 }
 
 static void
@@ -1479,6 +1556,7 @@ alert_free(struct alert *a)
 	free(a->ovr);
 	free(a->json);
 	free(a->graph);
+	free(a->graph_np);
 	free(a);
 }
 
@@ -1759,7 +1837,7 @@ tenant_add(const char *name)
 static void
 tenant_free(struct tenant *t)
 {
-	size_t	 i;
+	size_t	 i, j, k;
 
 	for (i = 0; i < t->n; i++)
 		alert_free(t->v[i]);
@@ -1769,6 +1847,13 @@ tenant_free(struct tenant *t)
 	free(t->ver);
 	free(t->rl_min.t);
 	free(t->rl_hour.t);
+	for (k = 0; k < t->ninc; k++) {
+		for (j = 0; j < t->inc[k].nalerts; j++)
+			free(t->inc[k].alerts[j]);
+		free(t->inc[k].alerts);
+	}
+	free(t->inc);
+	free(t->iver);
 	free(t->rl_graph.t);
 	free(t->name);
 	free(t->client_id);
@@ -1904,6 +1989,8 @@ fault_set(struct tenant *t, const char *kind, const char *arg)
 	}
 	on = arg == NULL || strcmp(arg, "0") != 0;
 	if (strcmp(kind, "clear") == 0) {
+		t->nexpand500 = 0;
+		t->deprecated = false;
 		memset(&t->api, 0, sizeof t->api);
 		memset(&t->tok, 0, sizeof t->tok);
 		t->unconsented = t->no_roles = false;
@@ -1918,6 +2005,8 @@ fault_set(struct tenant *t, const char *kind, const char *arg)
 		t->expired_secret = on;
 	else if (fs == &t->api && strcmp(kind, "string-expiry") == 0)
 		t->string_expiry = on;
+	else if (fs == &t->api && strcmp(kind, "deprecated") == 0)
+		t->deprecated = on;
 	else if (strcmp(kind, "429") == 0) {
 		if ((v = arg_int(arg, 2)) < 0)
 			return -1;
@@ -1952,6 +2041,8 @@ fault_set(struct tenant *t, const char *kind, const char *arg)
 			fs->n401 = v;
 		else if (fs == &t->api && strcmp(kind, "403") == 0)
 			fs->n403 = v;
+		else if (fs == &t->api && strcmp(kind, "expand-500") == 0)
+			t->nexpand500 = v;
 		else
 			return -1;
 	}
@@ -2480,6 +2571,12 @@ reply(struct call *c, int code, struct evbuffer *body)
 	if (evhttp_find_header(h, "Content-Type") == NULL)
 		evhttp_add_header(h, "Content-Type",
 		    "application/json; charset=utf-8");
+	if (c->t != NULL && c->t->deprecated && (c->api == API_MDE ||
+	    c->api == API_GRAPH)) {
+		/* RFC 9745 and RFC 8594: 2027-01-01, 2027-02-01. */
+		evhttp_add_header(h, "Deprecation", "@1798761600");
+		evhttp_add_header(h, "Sunset", "Mon, 01 Feb 2027 00:00:00 GMT");
+	}
 	if (c->badjson)
 		body = body_mangle(body);
 	reqlog_add(c, code);
@@ -3266,10 +3363,27 @@ static struct {
 	size_t		  ncerts;
 	char		**jtis;
 	size_t		  njtis;
+	const char	 *require_alg;	/* --require-alg: only this alg */
 } AC;
 
-static void
-assertion_cert_add(const char *path)
+/*
+ * Federated credentials (workload identity federation).  With
+ * --federated ISSUER,SUBJECT an assertion without x5t/x5t#S256 is an
+ * external token: iss and sub must match, aud must be (or contain)
+ * api://AzureADTokenExchange, exp in the future, nbf not ahead, and with
+ * --federated-cert its RS256/PS256 signature must verify with that
+ * certificate's key.  Unlike certificate assertions it may be used again
+ * until it expires.
+ */
+#define FED_AUDIENCE	"api://AzureADTokenExchange"
+static struct {
+	char		*issuer;
+	char		*subject;
+	X509		*cert;
+} FED;
+
+static X509 *
+cert_read(const char *path, const char *opt)
 {
 	FILE	*f;
 	X509	*x = NULL;
@@ -3279,10 +3393,33 @@ assertion_cert_add(const char *path)
 		fclose(f);
 	}
 	if (x == NULL) {
-		fprintf(stderr, "fakecloud: --client-cert %s: no PEM "
-		    "certificate\n", path);
+		fprintf(stderr, "fakecloud: --%s %s: no PEM certificate\n",
+		    opt, path);
 		exit(64);
 	}
+	return x;
+}
+
+static void
+federated_add(const char *arg)
+{
+	const char	*comma = strchr(arg, ',');
+
+	if (comma == NULL || comma == arg || comma[1] == '\0') {
+		fprintf(stderr, "fakecloud: --federated wants ISSUER,SUBJECT\n");
+		exit(64);
+	}
+	free(FED.issuer);
+	free(FED.subject);
+	FED.issuer = xstrndup(arg, (size_t)(comma - arg));
+	FED.subject = xstrdup(comma + 1);
+}
+
+static void
+assertion_cert_add(const char *path)
+{
+	X509	*x = cert_read(path, "client-cert");
+
 	AC.certs = xreallocarray(AC.certs, AC.ncerts + 1, sizeof *AC.certs);
 	AC.certs[AC.ncerts++] = x;
 }
@@ -3298,6 +3435,9 @@ assertion_free(void)
 		free(AC.jtis[i]);
 	free(AC.certs);
 	free(AC.jtis);
+	X509_free(FED.cert);
+	free(FED.issuer);
+	free(FED.subject);
 }
 
 /* The registered certificate whose base64url md thumbprint is want. */
@@ -3458,6 +3598,129 @@ assertion_check(struct call *c, const char *a, const char *client_id,
 	return err;
 }
 
+/* Is a (a JWT) an external token rather than a certificate assertion? */
+static bool
+assertion_federated(const char *a)
+{
+	const char	*d1 = strchr(a, '.');
+	json_t		*h;
+	bool		 fed;
+
+	if (FED.issuer == NULL || d1 == NULL ||
+	    (h = assertion_json(a, (size_t)(d1 - a))) == NULL)
+		return false;
+	fed = json_object_get(h, "x5t") == NULL &&
+	    json_object_get(h, "x5t#S256") == NULL;
+	json_decref(h);
+	return fed;
+}
+
+/* Does aud (a string or an array of strings) hold want? */
+static bool
+aud_has(json_t *aud, const char *want)
+{
+	size_t	 i;
+
+	if (json_is_string(aud))
+		return strcmp(json_string_value(aud), want) == 0;
+	for (i = 0; json_is_array(aud) && i < json_array_size(aud); i++)
+		if (json_is_string(json_array_get(aud, i)) && strcmp(
+		    json_string_value(json_array_get(aud, i)), want) == 0)
+			return true;
+	return false;
+}
+
+/* The claims of a federated assertion; why not, or NULL. */
+static const char *
+federated_claims(json_t *cl, long *code)
+{
+	static char	 why[600];
+	const char	*iss = json_string_value(json_object_get(cl, "iss"));
+	const char	*sub = json_string_value(json_object_get(cl, "sub"));
+	json_int_t	 now = (json_int_t)time(NULL);
+
+	if (iss == NULL || strcmp(iss, FED.issuer) != 0) {
+		*code = 700211;
+		snprintf(why, sizeof why, "No matching federated identity "
+		    "record found for presented assertion issuer '%s'.",
+		    iss ? iss : "");
+		return why;
+	}
+	if (sub == NULL || strcmp(sub, FED.subject) != 0) {
+		*code = 700213;
+		snprintf(why, sizeof why, "No matching federated identity "
+		    "record found for presented assertion subject '%s'.",
+		    sub ? sub : "");
+		return why;
+	}
+	if (!aud_has(json_object_get(cl, "aud"), FED_AUDIENCE)) {
+		*code = 700212;
+		return "No matching federated identity record found for "
+		    "presented assertion audience.";
+	}
+	if (!json_is_integer(json_object_get(cl, "exp")) ||
+	    json_integer_value(json_object_get(cl, "exp")) <= now ||
+	    json_integer_value(json_object_get(cl, "nbf")) > now + 300) {
+		*code = 700024;
+		return "Client assertion is not within its valid time range.";
+	}
+	return NULL;
+}
+
+/* Why the external token a is not acceptable, or NULL. */
+static const char *
+federated_check(const char *a, long *code)
+{
+	const char	*d1 = strchr(a, '.'), *d2, *alg, *err;
+	json_t		*h = NULL, *cl = NULL;
+	struct buf	 sig;
+	bool		 pss;
+
+	*code = 700027;
+	if (d1 == NULL || (d2 = strchr(d1 + 1, '.')) == NULL ||
+	    (h = assertion_json(a, (size_t)(d1 - a))) == NULL ||
+	    (cl = assertion_json(d1 + 1, (size_t)(d2 - d1 - 1))) == NULL) {
+		json_decref(h);
+		return "Client assertion is not a valid JWT.";
+	}
+	alg = json_string_value(json_object_get(h, "alg"));
+	pss = alg != NULL && strcmp(alg, "PS256") == 0;
+	err = NULL;
+	if (alg == NULL || (!pss && strcmp(alg, "RS256") != 0))
+		err = "Client assertion has an unsupported alg.";
+	else if (FED.cert != NULL) {
+		buf_init(&sig);
+		if (b64_dec(d2 + 1, strlen(d2 + 1), &sig) != 0 ||
+		    !assertion_sig_ok(FED.cert, pss, a, (size_t)(d2 - a), &sig))
+			err = "Client assertion failed signature validation.";
+		buf_clear(&sig);
+	}
+	if (err == NULL)
+		err = federated_claims(cl, code);
+	json_decref(h);
+	json_decref(cl);
+	return err;
+}
+
+/* --require-alg: the alg of a certificate assertion must be this one. */
+static bool
+assertion_alg_ok(const char *a)
+{
+	const char	*d1 = strchr(a, '.');
+	json_t		*h;
+	bool		 ok;
+
+	if (AC.require_alg == NULL)
+		return true;
+	if (d1 == NULL || (h = assertion_json(a, (size_t)(d1 - a))) == NULL)
+		return false;
+	ok = json_is_string(json_object_get(h, "alg")) && strcmp(
+	    json_string_value(json_object_get(h, "alg")), AC.require_alg) ==
+	    0;
+	json_decref(h);
+	return ok;
+}
+
 /* Send the Entra error a bad request earns; false when it is good. */
 static bool
 token_reject(struct call *c, struct tenant *t, const struct form *f)
@@ -3467,6 +3730,7 @@ token_reject(struct call *c, struct tenant *t, const struct form *f)
 	const char	*why;
 	long		 code;
 	size_t		 sl = f->scope ? strlen(f->scope) : 0;
+	bool		 fed = a != NULL && assertion_federated(a);
 
 	if (f->grant == NULL || f->id == NULL || f->scope == NULL)
 		reply_entra_error(c, 400, "invalid_request", 900144, "The "
@@ -3501,7 +3765,13 @@ token_reject(struct call *c, struct tenant *t, const struct form *f)
 	    f->assertion_type == NULL || strcmp(f->assertion_type, jwt) != 0))
 		reply_entra_error(c, 401, "invalid_client", 700027, "Client "
 		    "assertion failed signature validation.");
-	else if (a != NULL && AC.ncerts > 0 &&
+	else if (fed && (why = federated_check(a, &code)) != NULL)
+		reply_entra_error(c, 401, "invalid_client", code, "%s", why);
+	else if (a != NULL && !fed && !assertion_alg_ok(a))
+		reply_entra_error(c, 401, "invalid_client", 700027, "Client "
+		    "assertion has an unsupported alg (this application "
+		    "requires %s).", AC.require_alg);
+	else if (a != NULL && !fed && AC.ncerts > 0 &&
 	    (why = assertion_check(c, a, f->id, &code)) != NULL)
 		reply_entra_error(c, 401, "invalid_client", code, "%s", why);
 	else if (a == NULL && f->secret == NULL)
@@ -3798,11 +4068,17 @@ graph_list_cb(struct call *c, const char *path, const struct query *q)
 	struct sel	 s;
 	struct buf	 link, tokb, j;
 	char		 err[512], tok[64], *extra;
+	const char	*h;
 	size_t		 i;
+	bool		 prefer;
 
 	c->api = API_GRAPH;
 	if ((t = api_enter(c)) == NULL)
 		return;
+	h = evhttp_find_header(evhttp_request_get_input_headers(c->req),
+	    "Prefer");
+	prefer = h != NULL && strstr(h, "include-unknown-enum-members") !=
+	    NULL;
 	if (odata_parse(q, API_GRAPH, &od, err, sizeof err) != NULL) {
 		reply_error(c, 400, "BadRequest", err);
 		return;
@@ -3836,11 +4112,265 @@ graph_list_cb(struct call *c, const char *path, const struct query *q)
 		if (i > 0)
 			evbuffer_add(out, ",", 1);
 		render_graph(s.v[i]);
-		evbuffer_add(out, s.v[i]->graph, s.v[i]->glen);
+		if (!prefer && s.v[i]->graph_np != NULL)
+			evbuffer_add(out, s.v[i]->graph_np,
+			    s.v[i]->glen_np);
+		else
+			evbuffer_add(out, s.v[i]->graph, s.v[i]->glen);
 	}
 	evbuffer_add(out, "]}", 2);
 	free(s.v);
 	reply(c, 200, out);
+}
+
+/*
+ * Graph incidents.  POST /_control/incidents makes them (each over up to
+ * three of the tenant's alerts), /_control/incident-update gives one a new
+ * version (status moves on; with into=M it is merged into M: status
+ * resolved, redirectIncidentId M).  GET /v1.0/security/incidents: $filter
+ * on lastUpdateDateTime/createdDateTime, $top at most 50 (more -> 400),
+ * $orderby lastUpdateDateTime asc, $expand=alerts, and @odata.nextLink
+ * with $skiptoken when more remain.  GET .../incidents/{id}/alerts lists
+ * an incident's alerts (the fallback when $expand fails: fault
+ * expand-500).
+ */
+#define INC_TOP_MAX	50
+static const char *inc_status[] = { "active", "inProgress", "resolved" };
+
+static void
+inc_version(struct tenant *t, struct finc *in)
+{
+	int64_t	 ms = TICKS_PER_SEC / 1000, now = ts_now() / ms * ms;
+
+	/* Whole milliseconds, as printed: every version its own time. */
+	in->lut = now > in->lut ? now : in->lut + ms;
+	t->iver = xreallocarray(t->iver, t->niver + 1, sizeof *t->iver);
+	t->iver[t->niver].num = in->num;
+	t->iver[t->niver].lut = in->lut;
+	t->niver++;
+}
+
+static void
+inc_new(struct tenant *t)
+{
+	struct finc	*in;
+	size_t		 k, n;
+
+	t->inc = xreallocarray(t->inc, t->ninc + 1, sizeof *t->inc);
+	in = &t->inc[t->ninc];
+	memset(in, 0, sizeof *in);
+	in->num = (unsigned)++t->ninc;
+	in->created = ts_now() / (TICKS_PER_SEC / 1000) * (TICKS_PER_SEC / 1000);
+	in->sev = 1 + (int)rng_below(&F.rng, 4);
+	n = t->n == 0 ? 0 : 1 + rng_below(&F.rng, 3);
+	in->alerts = xcalloc(n ? n : 1, sizeof *in->alerts);
+	for (k = 0; k < n; k++)
+		in->alerts[in->nalerts++] = xstrdup(
+		    t->v[rng_below(&F.rng, t->n)]->id);
+	inc_version(t, in);
+}
+
+static void
+inc_time(struct buf *b, int64_t t)
+{
+	char	 s[40];
+
+	ts_text(t, 3, s);
+	json_str(b, s);
+}
+
+static void
+inc_alerts_json(struct buf *b, const struct finc *in)
+{
+	size_t	 k;
+
+	buf_addc(b, '[');
+	for (k = 0; k < in->nalerts; k++) {
+		buf_adds(b, k > 0 ? ",{" : "{");
+		buf_adds(b, "\"@odata.type\":\"#microsoft.graph.security.alert\","
+		    "\"id\":");
+		json_str(b, in->alerts[k]);
+		buf_addf(b, ",\"incidentId\":\"%u\"}", in->num);
+	}
+	buf_addc(b, ']');
+}
+
+static void
+inc_json(struct buf *b, const struct tenant *t, const struct finc *in,
+    bool expand)
+{
+	buf_addf(b, "{\"id\":\"%u\",\"tenantId\":", in->num);
+	json_str(b, t->name);
+	buf_addf(b, ",\"displayName\":\"Multi-stage incident %u on %s\","
+	    "\"description\":\"Incident %u of tenant %s\",\"createdDateTime\":",
+	    in->num, t->name, in->num, t->name);
+	inc_time(b, in->created);
+	buf_adds(b, ",\"lastUpdateDateTime\":");
+	inc_time(b, in->lut);
+	buf_addf(b, ",\"severity\":\"%s\",\"status\":\"%s\","
+	    "\"classification\":\"unknown\",\"determination\":\"unknown\","
+	    "\"assignedTo\":null,\"incidentWebUrl\":\"https://security."
+	    "microsoft.com/incidents/%u?tid=", sev_graph[in->sev],
+	    inc_status[in->status], in->num);
+	buf_adds(b, t->name);
+	buf_adds(b, "\",\"redirectIncidentId\":");
+	if (in->redirect != 0)
+		buf_addf(b, "\"%u\"", in->redirect);
+	else
+		buf_adds(b, "null");
+	if (expand) {
+		buf_adds(b, ",\"alerts\":");
+		inc_alerts_json(b, in);
+	}
+	buf_addc(b, '}');
+}
+
+static int
+inc_cmp(const void *a, const void *b)
+{
+	const struct finc *x = *(const struct finc *const *)a;
+	const struct finc *y = *(const struct finc *const *)b;
+
+	if (x->lut != y->lut)
+		return x->lut < y->lut ? -1 : 1;
+	return x->num < y->num ? -1 : x->num > y->num;
+}
+
+/* Read the incidents query; an error message or NULL. */
+static const char *
+inc_query(const struct query *q, struct odata *od, char *err, size_t len)
+{
+	static const char	*ok[] = { "$filter", "$top", "$skip",
+	    "$skiptoken", "$orderby", "$expand" };
+	const char		*v;
+
+	memset(od, 0, sizeof *od);
+	err[0] = '\0';
+	od->top = INC_TOP_MAX;
+	if (odata_names(q, ok, nitems(ok), err, len) != 0)
+		return err;
+	if ((v = query_get(q, "$filter")) != NULL && odata_filter(v,
+	    "lastUpdateDateTime", "createdDateTime", od, err, len) != 0)
+		return err;
+	if ((v = query_get(q, "$top")) != NULL && (odata_size(v, &od->top) !=
+	    0 || od->top > INC_TOP_MAX || od->top == 0)) {
+		snprintf(err, len, "The limit of '%d' for Top query has been "
+		    "exceeded. The value from the incoming request is '%s'.",
+		    INC_TOP_MAX, v);
+		return err;
+	}
+	if ((v = query_get(q, "$orderby")) != NULL &&
+	    strcmp(v, "lastUpdateDateTime asc") != 0) {
+		snprintf(err, len, "Unsupported $orderby '%s'.", v);
+		return err;
+	}
+	if ((v = query_get(q, "$expand")) != NULL && strcmp(v, "alerts") != 0) {
+		snprintf(err, len, "Unsupported $expand '%s'.", v);
+		return err;
+	}
+	od->expand = v != NULL;
+	if ((v = query_get(q, "$skip")) != NULL && odata_size(v, &od->skip)) {
+		snprintf(err, len, "Invalid value '%s' for $skip.", v);
+		return err;
+	}
+	if ((v = query_get(q, "$skiptoken")) != NULL &&
+	    skiptoken_parse(v, od) != 0) {
+		snprintf(err, len, "Invalid $skiptoken.");
+		return err;
+	}
+	return NULL;
+}
+
+/* GET /v1.0/security/incidents/{id}/alerts */
+static void
+inc_alerts_cb(struct call *c, struct tenant *t, const char *id)
+{
+	struct buf	 b;
+	size_t		 i;
+
+	for (i = 0; i < t->ninc; i++)
+		if ((unsigned)strtoul(id, NULL, 10) == t->inc[i].num &&
+		    t->inc[i].num != 0)
+			break;
+	if (i == t->ninc) {
+		reply_error(c, 404, "NotFound", "Incident not found.");
+		return;
+	}
+	buf_init(&b);
+	buf_adds(&b, "{\"value\":");
+	inc_alerts_json(&b, &t->inc[i]);
+	buf_addc(&b, '}');
+	reply(c, 200, buf_to_evbuffer(&b));
+}
+
+/* GET /v1.0/security/incidents[/{id}/alerts] */
+static void
+inc_list_cb(struct call *c, const char *path, const struct query *q)
+{
+	struct tenant	 *t;
+	struct odata	  od;
+	struct finc	**v;
+	struct buf	  b, link, tokb;
+	char		  err[512], tok[64], *extra;
+	const char	 *rest;
+	size_t		  i, n = 0, end;
+
+	c->api = API_GRAPH;
+	if ((t = api_enter(c)) == NULL)
+		return;
+	rest = path + strlen("/v1.0/security/incidents");
+	if (*rest == '/') {
+		char *id = xstrndup(rest + 1, strcspn(rest + 1, "/"));
+
+		if (strcmp(rest + 1 + strlen(id), "/alerts") == 0)
+			inc_alerts_cb(c, t, id);
+		else
+			reply_error(c, 404, "NotFound", "No such resource.");
+		free(id);
+		return;
+	}
+	if (inc_query(q, &od, err, sizeof err) != NULL) {
+		reply_error(c, 400, "BadRequest", err);
+		return;
+	}
+	if (od.expand && t->nexpand500 > 0) {
+		t->nexpand500--;
+		reply_error(c, 500, "generalException", "An unexpected error "
+		    "occurred while expanding alerts.");
+		return;
+	}
+	v = xcalloc(t->ninc + 1, sizeof *v);
+	for (i = 0; i < t->ninc; i++)
+		if (bound_match(&od.lut, t->inc[i].lut) &&
+		    bound_match(&od.created, t->inc[i].created))
+			v[n++] = &t->inc[i];
+	qsort(v, n, sizeof *v, inc_cmp);
+	end = od.skip + od.top < n ? od.skip + od.top : n;
+	buf_init(&b);
+	buf_adds(&b, "{\"@odata.context\":\"https://graph.microsoft.com/v1.0/"
+	    "$metadata#security/incidents\"");
+	if (end < n) {
+		snprintf(tok, sizeof tok, "fc1:%zu:0", end);
+		buf_init(&tokb);
+		b64u_enc(&tokb, tok, strlen(tok));
+		xasprintf(&extra, "$skiptoken=%.*s", (int)tokb.len, tokb.data);
+		buf_init(&link);
+		next_link(&link, c, q, path, extra, NULL);
+		buf_adds(&b, ",\"@odata.nextLink\":");
+		json_str(&b, link.data);
+		buf_clear(&link);
+		buf_clear(&tokb);
+		free(extra);
+	}
+	buf_adds(&b, ",\"value\":[");
+	for (i = od.skip; i < end; i++) {
+		if (i > od.skip)
+			buf_addc(&b, ',');
+		inc_json(&b, t, v[i], od.expand);
+	}
+	buf_adds(&b, "]}");
+	free(v);
+	reply(c, 200, buf_to_evbuffer(&b));
 }
 
 /*
@@ -4193,6 +4723,89 @@ ctl_versions(struct call *c, const struct query *q)
 	reply_text(c, 200, "application/json", &b);
 }
 
+/* POST /_control/incidents?tenant=T&n=N: N new incidents. */
+static void
+ctl_incidents(struct call *c, const struct query *q)
+{
+	struct tenant	**ts;
+	struct buf	 b;
+	size_t		 nt, i, k;
+	int		 n;
+
+	if ((n = arg_int(query_get(q, "n"), 1)) < 0) {
+		reply_ctl_error(c, 400, "bad n");
+		return;
+	}
+	if ((ts = ctl_tenants(c, q, &nt)) == NULL)
+		return;
+	buf_init(&b);
+	buf_adds(&b, "{\"created\":[");
+	for (i = 0; i < nt; i++)
+		for (k = 0; k < (size_t)n; k++) {
+			inc_new(ts[i]);
+			buf_addf(&b, "%s\"%u\"", i + k > 0 ? "," : "",
+			    ts[i]->inc[ts[i]->ninc - 1].num);
+		}
+	free(ts);
+	buf_adds(&b, "]}");
+	reply_text(c, 200, "application/json", &b);
+}
+
+/* POST /_control/incident-update?tenant=T&id=N[&into=M] */
+static void
+ctl_incident_update(struct call *c, const struct query *q)
+{
+	struct tenant	*t;
+	struct finc	*in;
+	struct buf	 b;
+	unsigned	 id = (unsigned)arg_int(query_get(q, "id"), 0);
+	unsigned	 into = (unsigned)arg_int(query_get(q, "into"), 0);
+
+	if ((t = tenant_find(query_get(q, "tenant") ?: "")) == NULL ||
+	    id == 0 || id > t->ninc || into > t->ninc || into == id) {
+		reply_ctl_error(c, 404, "unknown tenant or incident");
+		return;
+	}
+	in = &t->inc[id - 1];
+	if (into != 0) {
+		in->redirect = into;
+		in->status = 2;
+	} else if (in->status < 2)
+		in->status++;
+	inc_version(t, in);
+	buf_init(&b);
+	buf_addf(&b, "{\"id\":\"%u\",\"lastUpdateDateTime\":", id);
+	inc_time(&b, in->lut);
+	buf_addc(&b, '}');
+	reply_text(c, 200, "application/json", &b);
+}
+
+/*
+ * GET /_control/incident-versions?tenant=T: every [id,
+ * lastUpdateDateTime] shown, in order.
+ */
+static void
+ctl_incident_versions(struct call *c, const struct query *q)
+{
+	struct tenant	*t;
+	struct buf	 b;
+	size_t		 i;
+
+	if ((t = tenant_find(query_get(q, "tenant") ?: "")) == NULL) {
+		reply_ctl_error(c, 404, "unknown tenant");
+		return;
+	}
+	buf_init(&b);
+	buf_addc(&b, '[');
+	for (i = 0; i < t->niver; i++) {
+		buf_addf(&b, "%s[\"%u\",", i > 0 ? "," : "", t->iver[i].num);
+		inc_time(&b, t->iver[i].lut);
+		buf_addc(&b, ']');
+	}
+	buf_addc(&b, ']');
+	reply_text(c, 200, "application/json", &b);
+}
+
 /*
  * Held requests.  POST /_control/hold arms a hold for the next N token or
  * alerts requests of a tenant; such a request gets no answer until POST
@@ -4230,7 +4843,8 @@ hold_kind(struct evhttp_request *req, const char *path, char **tname)
 		return "token";
 	}
 	if (strncmp(path, "/api/", 5) != 0 &&
-	    strstr(path, "/security/alerts_v2") == NULL)
+	    strstr(path, "/security/alerts_v2") == NULL &&
+	    strstr(path, "/security/incidents") == NULL)
 		return NULL;
 	auth = evhttp_find_header(evhttp_request_get_input_headers(req),
 	    "Authorization");
@@ -4443,6 +5057,12 @@ control_cb(struct call *c, const char *what, const struct query *q)
 		ctl_log(c, q);
 	else if (!post && strcmp(what, "versions") == 0)
 		ctl_versions(c, q);
+	else if (post && strcmp(what, "incidents") == 0)
+		ctl_incidents(c, q);
+	else if (post && strcmp(what, "incident-update") == 0)
+		ctl_incident_update(c, q);
+	else if (!post && strcmp(what, "incident-versions") == 0)
+		ctl_incident_versions(c, q);
 	else if (post && strcmp(what, "hold") == 0)
 		ctl_hold(c, q);
 	else if (post && strcmp(what, "release") == 0)
@@ -4504,6 +5124,9 @@ request_cb(struct evhttp_request *req, void *arg)
 	} else if (strcmp(path, "/v1.0/security/alerts_v2") == 0 ||
 	    strcmp(path, "/beta/security/alerts_v2") == 0)
 		graph_list_cb(&c, path, &q);
+	else if (strncmp(path, "/v1.0/security/incidents", 24) == 0 &&
+	    (path[24] == '\0' || path[24] == '/'))
+		inc_list_cb(&c, path, &q);
 	else if ((rest = strchr(path + 1, '/')) != NULL &&
 	    strcmp(rest, "/oauth2/v2.0/token") == 0) {
 		n = rest - path - 1;
@@ -4596,7 +5219,8 @@ usage(void)
 "       [--rate R] [--update-rate R] [--late-fraction F] [--late-delay DUR]\n"
 "       [--seed S] [--fault NAME:KIND[:ARG]]... [--nextlink] [--link-page N]\n"
 "       [--no-rate-limit] [--limit-minute N] [--limit-hour N]\n"
-"       [--limit-graph N] [--token-log FILE]\n");
+"       [--limit-graph N] [--token-log FILE]\n"
+"       [--federated ISSUER,SUBJECT] [--federated-cert FILE] [--require-alg ALG]\n");
 	exit(64);
 }
 
@@ -4676,7 +5300,7 @@ enum {
 	OPT_ALERTS, OPT_SPREAD, OPT_RATE, OPT_UPDATE_RATE, OPT_LATE_FRACTION,
 	OPT_LATE_DELAY, OPT_SEED, OPT_FAULT, OPT_NEXTLINK, OPT_LINK_PAGE, OPT_NO_LIMIT,
 	OPT_CLIENT_CERT, OPT_LIMIT_MIN, OPT_LIMIT_HOUR, OPT_LIMIT_GRAPH,
-	OPT_TOKEN_LOG,
+	OPT_TOKEN_LOG, OPT_FEDERATED, OPT_FEDERATED_CERT, OPT_REQUIRE_ALG,
 };
 
 static const struct option longopts[] = {
@@ -4688,6 +5312,9 @@ static const struct option longopts[] = {
 	{ "tenants", required_argument, NULL, OPT_TENANTS },
 	{ "client-id", required_argument, NULL, OPT_CLIENT_ID },
 	{ "client-cert", required_argument, NULL, OPT_CLIENT_CERT },
+	{ "federated", required_argument, NULL, OPT_FEDERATED },
+	{ "federated-cert", required_argument, NULL, OPT_FEDERATED_CERT },
+	{ "require-alg", required_argument, NULL, OPT_REQUIRE_ALG },
 	{ "token-lifetime", required_argument, NULL, OPT_LIFETIME },
 	{ "alerts", required_argument, NULL, OPT_ALERTS },
 	{ "spread", required_argument, NULL, OPT_SPREAD },
@@ -4742,6 +5369,15 @@ parse_args(int argc, char **argv, char ***faults, size_t *nfaults)
 			break;
 		case OPT_CLIENT_CERT:
 			assertion_cert_add(optarg);
+			break;
+		case OPT_FEDERATED:
+			federated_add(optarg);
+			break;
+		case OPT_FEDERATED_CERT:
+			FED.cert = cert_read(optarg, "federated-cert");
+			break;
+		case OPT_REQUIRE_ALG:
+			AC.require_alg = optarg;
 			break;
 		case OPT_LIFETIME:
 			F.token_lifetime = (int)opt_int(optarg,

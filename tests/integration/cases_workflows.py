@@ -478,7 +478,7 @@ def setup_cert_case(ctx):
 def graph_alerts(fake, tenant):
     tok = token(fake, tenant, "https://graph.microsoft.com/.default")
     url = "%s/v1.0/security/alerts_v2?%s" % (fake.url, urllib.parse.urlencode(
-        {"$top": 2000}))
+        {"$top": 1000}))
     out = {}
     while url:
         req = urllib.request.Request(

@@ -438,7 +438,8 @@ test_errors_collected(void **state)
 	    "client_secret, certificate_file, private_key_file, "
 	    "secret_expires, source, cloud, api_url, login_url, scope, "
 	    "ca_file, label, outputs, min_severity, forward_updates, "
-	    "poll_interval, enabled");
+	    "poll_interval, enabled, service_sources, client_assertion_file, "
+	    "certificate_thumbprint, incidents");
 	assert_error(&e, "t.conf:14: enabled: \"maybe\" is not a boolean; "
 	    "accepted: yes, no, true, false, on, off, 1, 0");
 	assert_error(&e, "t.conf:15: outputs: \"nope\" is not a defined "
@@ -449,8 +450,8 @@ test_errors_collected(void **state)
 	assert_error(&e, "t.conf:12: [tenant \"x\"]: tenant_id is required");
 	assert_error(&e, "t.conf:12: [tenant \"x\"]: client_id is required");
 	assert_error(&e, "t.conf:12: [tenant \"x\"]: no credential; set "
-	    "client_secret_file, client_secret, or certificate_file and "
-	    "private_key_file");
+	    "client_secret_file, client_secret, client_assertion_file, or "
+	    "certificate_file and private_key_file");
 	assert_error(&e, "t.conf:17: unknown section [bogus]; accepted: "
 	    "[daemon], [output \"NAME\"], [tenant \"NAME\"], "
 	    "[notify \"NAME\"], [cluster]");
@@ -585,6 +586,50 @@ test_tenant_values(void **state)
 	    "a GUID or domain name");
 }
 
+/*
+ * service_sources: Graph only; kept as written for graph_source_pass; an
+ * undocumented value is accepted (a warning), an empty item is an error.
+ */
+static void
+test_service_sources(void **state)
+{
+	struct config	*c;
+	char		*t;
+
+	t = with_tenant("source = graph\nservice_sources = "
+	    "microsoftDefenderForEndpoint, microsoftDefenderForToasters\n");
+	c = parse_ok(t);
+	assert_string_equal(c->tenants[0]->service_sources,
+	    "microsoftDefenderForEndpoint, microsoftDefenderForToasters");
+	conf_free(c);
+	free(t);
+	t = with_tenant("source = graph\n");
+	c = parse_ok(t);
+	assert_null(c->tenants[0]->service_sources);
+	conf_free(c);
+	free(t);
+	t = with_tenant("source = graph\nincidents = yes\n");
+	c = parse_ok(t);
+	assert_true(c->tenants[0]->incidents);
+	conf_free(c);
+	free(t);
+	t = with_tenant("incidents = yes\n");
+	parse_fails(t, "t.conf:7: [tenant \"x\"]: incidents = yes needs "
+	    "source = graph (incidents come from Microsoft Graph; permission "
+	    "SecurityIncident.Read.All)");
+	free(t);
+	t = with_tenant("service_sources = microsoftDefenderForEndpoint\n");
+	parse_fails(t, "t.conf:7: [tenant \"x\"]: service_sources needs "
+	    "source = graph (the MDE alerts API has no serviceSource)");
+	free(t);
+	t = with_tenant("source = graph\nservice_sources = "
+	    "microsoftDefenderForEndpoint,,\n");
+	parse_fails(t, "t.conf:8: service_sources: an empty item in "
+	    "\"microsoftDefenderForEndpoint,,\"; accepted: serviceSource "
+	    "values separated by commas, e.g. microsoftDefenderForEndpoint");
+	free(t);
+}
+
 /* Durations and dates beyond 100 years, and overflowing ones. */
 static void
 test_century_bound(void **state)
@@ -711,7 +756,9 @@ test_include_errors(void **state)
 	    "tenant_id, client_id, client_secret_file, client_secret, "
 	    "certificate_file, private_key_file, secret_expires, source, "
 	    "cloud, api_url, login_url, scope, ca_file, label, outputs, "
-	    "min_severity, forward_updates, poll_interval, enabled", sub);
+	    "min_severity, forward_updates, poll_interval, enabled, "
+	    "service_sources, client_assertion_file, certificate_thumbprint, "
+	    "incidents", sub);
 	assert_error(&e, msg);
 	free(msg);
 	/* The include ended [daemon]: page_size is outside any section. */
@@ -892,8 +939,9 @@ test_credentials(void **state)
 
 	t = with_tenant("client_secret = inline\n");
 	parse_fails(t, "t.conf:3: [tenant \"x\"]: more than one credential; "
-	    "use exactly one of client_secret_file, client_secret, or "
-	    "certificate_file and private_key_file");
+	    "use exactly one of client_secret_file, client_secret, "
+	    "client_assertion_file, or certificate_file and "
+	    "private_key_file");
 	free(t);
 	t = fmt(OUT "[tenant \"x\"]\ntenant_id = t\nclient_id = c\n"
 	    "certificate_file = %s/cert\n", tmpdir);
@@ -903,6 +951,61 @@ test_credentials(void **state)
 	/* An inline secret is accepted (with a warning in the log). */
 	conf_free(parse_ok(OUT "[tenant \"x\"]\ntenant_id = t\n"
 	    "client_id = c\nclient_secret = \"#not-a-comment\"\n"));
+}
+
+/*
+ * Secretless sign-in: a federated assertion file (owner-only, like a
+ * secret file; its content is read per token request, not here) and the
+ * SHA-256 certificate thumbprint.
+ */
+static void
+test_secretless(void **state)
+{
+	struct config	*c;
+	char		*t, *msg;
+
+	put_file("assertion", 0600, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln\n");
+	put_file("assertion-644", 0644, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln\n");
+	t = fmt(OUT "[tenant \"x\"]\ntenant_id = t\nclient_id = c\n"
+	    "client_assertion_file = %s/assertion\n", tmpdir);
+	c = parse_ok(t);
+	assert_non_null(c->tenants[0]->client_assertion_file);
+	assert_null(c->tenants[0]->client_secret);
+	conf_free(c);
+	free(t);
+	t = fmt(OUT "[tenant \"x\"]\ntenant_id = t\nclient_id = c\n"
+	    "client_assertion_file = %s/assertion-644\n", tmpdir);
+	msg = fmt("t.conf:6: client_assertion_file %1$s/assertion-644 is "
+	    "readable by group or others (mode 0644); run chmod 600 "
+	    "%1$s/assertion-644", tmpdir);
+	parse_fails(t, msg);
+	free(msg);
+	free(t);
+	msg = fmt("client_assertion_file = %s/assertion\n", tmpdir);
+	t = with_tenant(msg);
+	free(msg);
+	parse_fails(t, "t.conf:3: [tenant \"x\"]: more than one credential; "
+	    "use exactly one of client_secret_file, client_secret, "
+	    "client_assertion_file, or certificate_file and "
+	    "private_key_file");
+	free(t);
+	t = fmt(OUT "[tenant \"x\"]\ntenant_id = t\nclient_id = c\n"
+	    "certificate_file = %1$s/cert\nprivate_key_file = %1$s/key\n"
+	    "certificate_thumbprint = sha256\n", tmpdir);
+	c = parse_ok(t);
+	assert_int_equal(c->tenants[0]->certificate_thumbprint, THUMB_SHA256);
+	conf_free(c);
+	free(t);
+	t = with_tenant("certificate_thumbprint = sha256\n");
+	parse_fails(t, "t.conf:7: [tenant \"x\"]: certificate_thumbprint "
+	    "needs certificate_file and private_key_file");
+	free(t);
+	t = fmt(OUT "[tenant \"x\"]\ntenant_id = t\nclient_id = c\n"
+	    "certificate_file = %1$s/cert\nprivate_key_file = %1$s/key\n"
+	    "certificate_thumbprint = md5\n", tmpdir);
+	parse_fails(t, "t.conf:8: certificate_thumbprint: \"md5\" is not "
+	    "valid; accepted: sha1, sha256");
+	free(t);
 }
 
 static void
@@ -1239,7 +1342,7 @@ test_example_config(void **state)
 		dump(&e);
 	assert_non_null(c);
 	assert_int_equal(c->noutputs, 4);
-	assert_int_equal(c->ntenants, 3);
+	assert_int_equal(c->ntenants, 4);
 	assert_int_equal(c->nnotifies, 1);
 	assert_true(c->cluster.enabled);
 	assert_false(conf_tenant_find(c, "northwind")->enabled);
@@ -1304,6 +1407,8 @@ main(void)
 		cmocka_unit_test(test_cluster_defaults),
 		cmocka_unit_test(test_too_many_errors),
 		cmocka_unit_test(test_century_bound),
+		cmocka_unit_test(test_service_sources),
+		cmocka_unit_test(test_secretless),
 		cmocka_unit_test(test_example_config),
 	};
 

@@ -487,6 +487,59 @@ test_b64url(void **state)
 	buf_clear(&b);
 }
 
+/* Write text to dir/name with mode; the path in out. */
+static void
+put(const char *dir, const char *name, int mode, const char *text,
+    char *out, size_t len)
+{
+	FILE	*f;
+
+	snprintf(out, len, "%s/%s", dir, name);
+	assert_non_null(f = fopen(out, "w"));
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chmod(out, (mode_t)mode), 0);
+}
+
+/* A federated assertion file: owner-only, one JWT; exp read from it. */
+static void
+test_assertion_file(void **state)
+{
+	struct fixture	*fx = *state;
+	struct buf	 b, claims;
+	char		 path[600], err[700];
+
+	/* {"iss":"https://issuer.example","exp":1999999999} */
+	buf_init(&claims);
+	jwt_b64url(&claims, "{\"iss\":\"https://issuer.example\","
+	    "\"exp\":1999999999}", 49);
+	buf_init(&b);
+	buf_addf(&b, "eyJhbGciOiJSUzI1NiJ9.%s.c2ln\n", claims.data);
+	put(fx->dir, "fed", 0600, b.data, path, sizeof(path));
+	buf_reset(&b);
+	assert_int_equal(jwt_assertion_load(path, &b, err, sizeof(err)), 0);
+	assert_int_equal(strchr(b.data, '\n') == NULL, 1);
+	assert_int_equal(jwt_exp(b.data), 1999999999);
+	assert_int_equal(jwt_exp("a.b.c"), -1);
+	assert_int_equal(jwt_exp("eyJhbGciOiJSUzI1NiJ9.e30.c2ln"), -1);
+	/* Readable by others: refused, content not in the message. */
+	assert_int_equal(chmod(path, 0644), 0);
+	buf_reset(&b);
+	assert_int_equal(jwt_assertion_load(path, &b, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "readable by group or others"));
+	assert_null(strstr(err, "eyJ"));
+	unlink(path);
+	put(fx->dir, "fed", 0600, "not a jwt\n", path, sizeof(path));
+	assert_int_equal(jwt_assertion_load(path, &b, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "does not hold a JWT"));
+	assert_null(strstr(err, "not a jwt"));
+	unlink(path);
+	assert_int_equal(jwt_assertion_load(path, &b, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "No such file"));
+	buf_clear(&b);
+	buf_clear(&claims);
+}
+
 int
 main(void)
 {
@@ -498,6 +551,7 @@ main(void)
 		cmocka_unit_test(test_not_after),
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_b64url),
+		cmocka_unit_test(test_assertion_file),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

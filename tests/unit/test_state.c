@@ -259,6 +259,71 @@ test_state_corrupt(void **state)
 	tenant_state_clear(&b);
 }
 
+/*
+ * Incident state (issue 14): its own cursor and dedupe set, written only
+ * when used; a file written before incidents existed still loads.
+ */
+static void
+test_state_incidents(void **state)
+{
+	struct fixture		*f = *state;
+	struct tenant_state	 a, b;
+	struct buf		 file;
+	char			 err[256], id[16];
+	size_t			 i, n;
+
+	/* A version-1 file as older daemons wrote it. */
+	buf_init(&file);
+	buf_adds(&file, "alertrelay-state 1\ncursor 170\nsince 100\n"
+	    "horizon none\nranges 0\nseen 1\n00000000000000aa 150\n");
+	buf_addf(&file, "crc %08x\n", crc32c(0, file.data, file.len));
+	assert_int_equal(file_write_atomic(f->path, file.data, file.len,
+	    0600), 0);
+	tenant_state_init(&b);
+	assert_int_equal(tenant_state_load(f->path, &b, err, sizeof(err)), 0);
+	assert_true(b.cursor == 170 && b.seen.n == 1);
+	assert_true(b.icursor == TICKS_NONE && b.iseen.n == 0);
+	/* Saved again without incident state: no incidents lines. */
+	assert_int_equal(tenant_state_save(f->path, &b), 0);
+	buf_reset(&file);
+	assert_int_equal(file_read_all(f->path, 1 << 20, &file), 0);
+	assert_null(strstr(file.data, "incidents"));
+
+	/* With incidents: both sets survive, kept apart. */
+	fill_state(&a, 10);
+	a.icursor = a.cursor - 5;
+	for (i = 0; i < 60; i++) {
+		n = (size_t)snprintf(id, sizeof(id), "%zu", i + 1);
+		dedupe_put(&a.iseen, id, n, a.since + (int64_t)i);
+	}
+	assert_int_equal(tenant_state_save(f->path, &a), 0);
+	assert_int_equal(tenant_state_load(f->path, &b, err, sizeof(err)), 0);
+	assert_true(b.icursor == a.icursor && b.cursor == a.cursor);
+	assert_int_equal(b.seen.n, 10);
+	assert_int_equal(b.iseen.n, 60);
+	assert_int_equal(dedupe_check(&b.iseen, "7", 1, a.since + 6),
+	    DEDUPE_DUP);
+	assert_int_equal(dedupe_check(&b.iseen, "7", 1, a.since + 7),
+	    DEDUPE_NEWER);
+	assert_int_equal(dedupe_check(&b.seen, "7", 1, a.since),
+	    DEDUPE_NEW);
+
+	/* A damaged incidents part fails the load like any other. */
+	buf_reset(&file);
+	assert_int_equal(file_read_all(f->path, 1 << 20, &file), 0);
+	for (i = 0; i < file.len; i++) {
+		file.data[i] ^= 0x01;
+		assert_int_equal(file_write_atomic(f->path, file.data,
+		    file.len, 0600), 0);
+		file.data[i] ^= 0x01;
+		if (tenant_state_load(f->path, &b, err, sizeof(err)) != -1)
+			fail_msg("flipped byte %zu not detected", i);
+	}
+	buf_clear(&file);
+	tenant_state_clear(&a);
+	tenant_state_clear(&b);
+}
+
 /* In a child: try to lock dir, report the result through a pipe. */
 static int
 lock_in_child(const char *dir, char *err, size_t errlen)
@@ -380,6 +445,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_state_dir_lock,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_ranges,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_incidents,
 		    setup, teardown),
 	};
 

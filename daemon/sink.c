@@ -165,6 +165,11 @@ sink_conf_copy(struct conf_output *dst, const struct conf_output *src)
 	dst->key_file = sink_strdup(src->key_file);
 	dst->tls_server_name = sink_strdup(src->tls_server_name);
 	dst->file = sink_strdup(src->file);
+	dst->brokers = sink_strdup(src->brokers);
+	dst->topic = sink_strdup(src->topic);
+	dst->sasl_username = sink_strdup(src->sasl_username);
+	dst->sasl_password_file = sink_strdup(src->sasl_password_file);
+	dst->sasl_password = sink_strdup(src->sasl_password);
 }
 
 static void
@@ -179,6 +184,13 @@ sink_conf_clear(struct conf_output *c)
 	free(c->key_file);
 	free(c->tls_server_name);
 	free((char *)c->file);
+	free(c->brokers);
+	free(c->topic);
+	free(c->sasl_username);
+	free(c->sasl_password_file);
+	if (c->sasl_password != NULL)
+		explicit_bzero(c->sasl_password, strlen(c->sasl_password));
+	free(c->sasl_password);
 }
 
 static bool
@@ -1257,6 +1269,12 @@ sink_new(struct event_base *base, const struct conf_output *c,
 	buf_init(&s->rec);
 	buf_init(&s->frame);
 	sink_conf_copy(&s->conf, c);
+	if (c->transport == OUT_RELP || c->transport == OUT_KAFKA) {
+		snprintf(err, errlen, "output %s: transport %s is not "
+		    "available in this build yet", c->name,
+		    conf_transport_name(c->transport));
+		goto fail;
+	}
 	if (c->transport == OUT_TLS &&
 	    (s->ssl_ctx = sink_ssl_ctx(c, err, errlen)) == NULL)
 		goto fail;

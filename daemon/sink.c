@@ -32,6 +32,7 @@
 
 #include "alertrelayd.h"
 #include "backoff.h"
+#include "kafka.h"
 
 /* Framed bytes kept outside the kernel, and batch sizes per loop pass. */
 #define SINK_HIWAT		(256 * 1024)
@@ -138,6 +139,8 @@ struct sink {
 
 	uint64_t		 sent;
 	uint64_t		 reconnects;
+	uint64_t		 resends;	/* records sent again */
+	struct kafka		*kafka;		/* kafka outputs: producer */
 };
 
 static void	sink_connect(struct sink *);
@@ -206,6 +209,8 @@ sink_target(const struct sink *s)
 {
 	if (s->conf.transport == OUT_STDOUT)
 		return "standard output";
+	if (s->conf.transport == OUT_KAFKA)
+		return s->conf.brokers;
 	return s->conf.address != NULL ? s->conf.address : "(none)";
 }
 
@@ -335,6 +340,9 @@ sink_close_conn(struct sink *s)
 		freeaddrinfo(s->ai);
 	s->ai = s->ai_cur = NULL;
 	evbuffer_drain(s->out, evbuffer_get_length(s->out));
+	s->resends += s->nrecs - s->recs_first;
+	if (s->kafka != NULL)
+		s->resends += kafka_reset(s->kafka);
 	s->queued = s->written = s->peer_acked = 0;
 	s->recs_first = s->recs_tcp = s->nrecs = 0;
 	s->marks_first = s->nmarks = 0;
@@ -657,6 +665,11 @@ sink_connect(struct sink *s)
 		sink_open_local(s);
 		return;
 	}
+	if (s->kafka != NULL) {
+		/* librdkafka connects on its own: produce from the head. */
+		sink_up(s);
+		return;
+	}
 	if (s->ai == NULL && sink_resolve(s, reason, sizeof reason) == -1) {
 		sink_fail(s, "cannot connect to", "%s", reason);
 		return;
@@ -929,6 +942,8 @@ static int
 sink_fill(struct sink *s)
 {
 	enum out_framing framing = s->conf.framing;
+	const char	*key, *msg;
+	size_t		 keylen, len;
 	int		 r;
 
 	if (sink_is_local(s))
@@ -942,7 +957,9 @@ sink_fill(struct sink *s)
 			return -1;
 		}
 		buf_reset(&s->frame);
-		frame_message(&s->frame, framing, s->rec.data, s->rec.len);
+		kafka_record_split(s->rec.data, s->rec.len, &key, &keylen,
+		    &msg, &len);
+		frame_message(&s->frame, framing, msg, len);
 		if (evbuffer_add(s->out, s->frame.data, s->frame.len) == -1)
 			fatalx("evbuffer_add");
 		s->queued += s->frame.len;
@@ -1113,6 +1130,54 @@ sink_pump_udp(struct sink *s)
 		sink_spool_ack(s, &s->sendpos, n);
 }
 
+/*
+ * Kafka: produce spool records while the producer's window has room.
+ * Acknowledgements come back through sink_kafka_acked_cb.
+ */
+static void
+sink_pump_kafka(struct sink *s)
+{
+	struct spool_pos pos;
+	char		 reason[256];
+	int		 i, r;
+
+	for (i = 0; i < SINK_UDP_BATCH && kafka_room(s->kafka); i++) {
+		pos = s->sendpos;
+		if ((r = spool_read(s->spool, &pos, &s->rec)) == 0)
+			return;
+		if (r == -1) {
+			sink_fail(s, "cannot send to", "cannot read the spool: "
+			    "%s", strerror(errno));
+			return;
+		}
+		if (kafka_send(s->kafka, s->rec.data, s->rec.len, &pos, reason,
+		    sizeof reason) == -1) {
+			sink_fail(s, "cannot send to", "%s", reason);
+			return;
+		}
+		s->sendpos = pos;
+	}
+	if (i == SINK_UDP_BATCH)
+		sink_kick(s, 0);
+}
+
+static void
+sink_kafka_acked_cb(void *arg, const struct spool_pos *pos, uint64_t n)
+{
+	struct sink	*s = arg;
+
+	s->progressed = true;
+	sink_spool_ack(s, pos, n);
+	if (s->state == SINK_UP)
+		sink_kick(s, 0);
+}
+
+static void
+sink_kafka_failed_cb(void *arg, const char *reason)
+{
+	sink_fail(arg, "cannot deliver to", "%s", reason);
+}
+
 /* Move records from the spool towards the SIEM while it takes them. */
 static void
 sink_pump(struct sink *s)
@@ -1124,6 +1189,10 @@ sink_pump(struct sink *s)
 	if (s->conf.transport == OUT_UDP) {
 		event_del(s->ev_write);
 		sink_pump_udp(s);
+		return;
+	}
+	if (s->kafka != NULL) {
+		sink_pump_kafka(s);
 		return;
 	}
 	for (i = 0; i < SINK_ROUNDS; i++) {
@@ -1269,7 +1338,15 @@ sink_new(struct event_base *base, const struct conf_output *c,
 	buf_init(&s->rec);
 	buf_init(&s->frame);
 	sink_conf_copy(&s->conf, c);
-	if (c->transport == OUT_RELP || c->transport == OUT_KAFKA) {
+	if (c->transport == OUT_KAFKA) {
+		struct kafka_cbs cbs = { sink_kafka_acked_cb,
+		    sink_kafka_failed_cb, s };
+
+		if ((s->kafka = kafka_new(base, &s->conf, &cbs, err,
+		    errlen)) == NULL)
+			goto fail;
+	}
+	if (c->transport == OUT_RELP) {
 		snprintf(err, errlen, "output %s: transport %s is not "
 		    "available in this build yet", c->name,
 		    conf_transport_name(c->transport));
@@ -1308,6 +1385,7 @@ sink_free(struct sink *s)
 		sink_ack(s, true);
 	if (s->out != NULL)
 		sink_close_conn(s);
+	kafka_free(s->kafka);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->kick != NULL)
@@ -1334,6 +1412,21 @@ const struct conf_output *
 sink_conf(const struct sink *s)
 {
 	return &s->conf;
+}
+
+/*
+ * Queue one event of an alert: kafka outputs keep its message key
+ * TENANT/ALERT_ID in the spool record; the others the event alone.
+ */
+int
+sink_enqueue_alert(struct sink *s, const char *tenant, const char *id,
+    size_t idlen, const char *msg, size_t len)
+{
+	if (s->kafka == NULL)
+		return sink_enqueue(s, msg, len);
+	buf_reset(&s->frame);
+	kafka_record_build(&s->frame, tenant, id, idlen, msg, len);
+	return sink_enqueue(s, s->frame.data, s->frame.len);
 }
 
 int
@@ -1370,11 +1463,15 @@ sink_drained(const struct sink *s)
 void
 sink_stats(const struct sink *s, struct sink_stats *st)
 {
-	st->connected = s->state == SINK_UP;
+	st->connected = s->kafka != NULL ? s->state == SINK_UP &&
+	    kafka_connected(s->kafka) : s->state == SINK_UP;
 	st->spool_bytes = spool_bytes(s->spool);
 	st->spool_records = spool_records(s->spool);
 	st->sent = s->sent;
 	st->reconnects = s->reconnects;
+	st->inflight = s->kafka != NULL ? kafka_inflight(s->kafka) :
+	    s->nrecs - s->recs_first;
+	st->resends = s->resends;
 }
 
 void

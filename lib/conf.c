@@ -1369,6 +1369,10 @@ output_tls(struct parser *p, struct conf_output *o)
 		}
 		return;
 	}
+	if (o->transport == OUT_KAFKA &&
+	    (line = key_line(p, "tls_server_name")) != 0)
+		perr_at(p, line, "tls_server_name: not used with transport "
+		    "kafka (brokers are verified against their own names)");
 	if ((key_line(p, "cert_file") == 0) != (key_line(p, "key_file") == 0))
 		perr_at(p, p->sect_line, "%s: cert_file and key_file go "
 		    "together (client certificate)", p->desc);

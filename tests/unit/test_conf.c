@@ -1161,7 +1161,7 @@ test_example_config(void **state)
 	if (c == NULL)
 		dump(&e);
 	assert_non_null(c);
-	assert_int_equal(c->noutputs, 4);
+	assert_int_equal(c->noutputs, 6);
 	assert_int_equal(c->ntenants, 3);
 	assert_int_equal(c->nnotifies, 1);
 	assert_true(c->cluster.enabled);
@@ -1273,6 +1273,10 @@ test_kafka_relp(void **state)
 	parse_fails(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
 	    "topic = t\nframing = newline\n", "t.conf:7: framing: not used "
 	    "with transport kafka (one message per event)");
+	parse_fails(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
+	    "topic = t\nkafka_security = ssl\ntls_server_name = k\n",
+	    "t.conf:8: tls_server_name: not used with transport kafka "
+	    "(brokers are verified against their own names)");
 	parse_fails(OUT "[output \"s\"]\naddress = h:1\ntopic = t\n",
 	    "t.conf:5: topic: only used with transport kafka");
 

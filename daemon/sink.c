@@ -33,6 +33,7 @@
 #include "alertrelayd.h"
 #include "backoff.h"
 #include "kafka.h"
+#include "relp.h"
 
 /* Framed bytes kept outside the kernel, and batch sizes per loop pass. */
 #define SINK_HIWAT		(256 * 1024)
@@ -76,6 +77,7 @@ struct sink_rec {
 	struct spool_pos	 end;		/* spool position after it */
 	uint64_t		 end_off;	/* s->queued after it */
 	int64_t			 acked_at;	/* mono_ms of its ack, or 0 */
+	uint32_t		 txnr;		/* relp: its transaction */
 };
 
 /* TLS: after a successful SSL_write, plaintext and socket byte counts. */
@@ -141,11 +143,17 @@ struct sink {
 	uint64_t		 reconnects;
 	uint64_t		 resends;	/* records sent again */
 	struct kafka		*kafka;		/* kafka outputs: producer */
+	uint32_t		 relp_txnr;	/* relp: last one sent */
+	struct buf		 relp_in;	/* relp: unparsed responses */
+	int64_t			 relp_rsp_at;	/* relp: mono_ms, last rsp */
 };
 
 static void	sink_connect(struct sink *);
 static void	sink_pump(struct sink *);
 static void	sink_io_cb(evutil_socket_t, short, void *);
+static void	sink_relp_open(struct sink *);
+static void	sink_relp_release(struct sink *);
+static int	sink_relp_input(struct sink *, const char *, size_t);
 
 /* xstrdup that passes NULL through. */
 static char *
@@ -194,6 +202,24 @@ sink_conf_clear(struct conf_output *c)
 	if (c->sasl_password != NULL)
 		explicit_bzero(c->sasl_password, strlen(c->sasl_password));
 	free(c->sasl_password);
+}
+
+/* RELP's records are acknowledged by its responses (see sink_relp_input). */
+#define SINK_RELP_WINDOW	1024
+#define SINK_RELP_TIMEOUT_MS	60000
+
+static bool
+sink_is_relp(const struct sink *s)
+{
+	return s->conf.transport == OUT_RELP;
+}
+
+/* Does the connection speak TLS (tls, or relp with tls = yes)? */
+static bool
+sink_uses_tls(const struct sink *s)
+{
+	return s->conf.transport == OUT_TLS || (sink_is_relp(s) &&
+	    s->conf.tls);
 }
 
 static bool
@@ -346,6 +372,7 @@ sink_close_conn(struct sink *s)
 	s->queued = s->written = s->peer_acked = 0;
 	s->recs_first = s->recs_tcp = s->nrecs = 0;
 	s->marks_first = s->nmarks = 0;
+	buf_reset(&s->relp_in);
 	s->tls_retry = 0;
 	s->tls_wants_read = false;
 	evtimer_del(s->timer);
@@ -471,6 +498,8 @@ sink_up(struct sink *s)
 	s->down = false;
 	s->ever_up = true;
 	spool_head(s->spool, &s->sendpos);
+	if (sink_is_relp(s))
+		sink_relp_open(s);
 	sink_kick(s, 0);
 }
 
@@ -564,7 +593,7 @@ sink_connected(struct sink *s)
 		return;
 	}
 	event_del(s->ev_write);
-	if (s->conf.transport == OUT_TLS) {
+	if (sink_uses_tls(s)) {
 		sink_tls_start(s);
 		return;
 	}
@@ -792,7 +821,7 @@ sink_delivered(struct sink *s)
 	if (ioctl(s->fd, SIOCOUTQ, &outq) == -1 || outq < 0)
 		return s->peer_acked;
 #endif
-	if (s->conf.transport != OUT_TLS) {
+	if (!sink_uses_tls(s)) {
 		if ((uint64_t)outq <= s->written &&
 		    s->written - (uint64_t)outq > s->peer_acked)
 			s->peer_acked = s->written - (uint64_t)outq;
@@ -866,9 +895,14 @@ static void
 sink_ack(struct sink *s, bool all)
 {
 	struct sink_rec	*last = NULL, *r;
-	uint64_t	 done = sink_delivered(s), n = 0;
+	uint64_t	 done, n = 0;
 	int64_t		 now = mono_ms();
 
+	if (sink_is_relp(s)) {
+		sink_relp_release(s);
+		return;
+	}
+	done = sink_delivered(s);
 	if (sink_is_local(s))
 		all = true;
 	while (s->recs_tcp < s->nrecs && s->recs[s->recs_tcp].end_off <= done) {
@@ -896,6 +930,8 @@ sink_ackpoll_arm(struct sink *s)
 {
 	struct timeval	 tv = { 0, SINK_ACK_POLL_MS * 1000 };
 
+	if (sink_is_relp(s))
+		tv.tv_usec = 0, tv.tv_sec = 1;	/* response timeout only */
 	if (s->state != SINK_UP || sink_is_local(s) ||
 	    s->conf.transport == OUT_UDP) {
 		evtimer_del(s->ackpoll);
@@ -912,8 +948,121 @@ sink_ackpoll_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (s->state != SINK_UP)
 		return;
+	if (sink_is_relp(s) && s->recs_first < s->nrecs &&
+	    mono_ms() - s->relp_rsp_at > SINK_RELP_TIMEOUT_MS) {
+		sink_fail(s, "lost connection to", "no RELP response for "
+		    "%ds", SINK_RELP_TIMEOUT_MS / 1000);
+		return;
+	}
 	sink_ack(s, false);
 	sink_ackpoll_arm(s);
+}
+
+/* RELP: the next transaction number (1..999999999, then 1 again). */
+static uint32_t
+sink_relp_next(struct sink *s)
+{
+	if (++s->relp_txnr > RELP_TXNR_MAX)
+		s->relp_txnr = 1;
+	return s->relp_txnr;
+}
+
+/* A new RELP session: "open" goes first; records may follow at once. */
+static void
+sink_relp_open(struct sink *s)
+{
+	s->relp_txnr = 0;
+	s->relp_rsp_at = mono_ms();
+	buf_reset(&s->frame);
+	relp_frame(&s->frame, sink_relp_next(s), "open", RELP_OFFERS,
+	    strlen(RELP_OFFERS));
+	if (evbuffer_add(s->out, s->frame.data, s->frame.len) == -1)
+		fatalx("evbuffer_add");
+	s->queued += s->frame.len;
+}
+
+/* One record as a "syslog" command, into s->frame. */
+static void
+sink_relp_frame(struct sink *s, const char *msg, size_t len)
+{
+	if (s->nrecs == s->recs_first)
+		s->relp_rsp_at = mono_ms();	/* the timeout starts now */
+	relp_frame(&s->frame, sink_relp_next(s), "syslog", msg, len);
+}
+
+/* Acknowledge in the spool the records answered "200", in order. */
+static void
+sink_relp_release(struct sink *s)
+{
+	struct sink_rec	*last = NULL;
+	uint64_t	 n = 0;
+
+	while (s->recs_first < s->nrecs &&
+	    s->recs[s->recs_first].acked_at != 0) {
+		last = &s->recs[s->recs_first++];
+		n++;
+	}
+	if (s->recs_first == s->nrecs)
+		s->recs_first = s->recs_tcp = s->nrecs = 0;
+	if (last != NULL) {
+		s->progressed = true;
+		sink_spool_ack(s, &last->end, n);
+	}
+}
+
+/* A response: mark its record (or the open) answered; -1 after failing. */
+static int
+sink_relp_rsp(struct sink *s, const struct relp_msg *m)
+{
+	size_t	 i;
+	int	 tl = (int)(m->textlen > 200 ? 200 : m->textlen);
+
+	s->relp_rsp_at = mono_ms();
+	for (i = s->recs_first; i < s->nrecs; i++) {
+		if (s->recs[i].txnr == m->txnr)
+			break;
+	}
+	if (m->code != 200) {
+		sink_fail(s, "lost connection to", "RELP server answered "
+		    "%d %.*s to %s", m->code, tl, m->text, i < s->nrecs ?
+		    "a record" : "the session's open");
+		return -1;
+	}
+	if (i < s->nrecs)
+		s->recs[i].acked_at = s->relp_rsp_at;
+	return 0;
+}
+
+/* Bytes from a RELP server: responses acknowledge records. */
+static int
+sink_relp_input(struct sink *s, const char *data, size_t len)
+{
+	struct relp_msg	 m;
+	const char	*why = NULL;
+	long		 n;
+	size_t		 off = 0;
+
+	buf_add(&s->relp_in, data, len);
+	while ((n = relp_parse(s->relp_in.data + off, s->relp_in.len - off,
+	    &m, &why)) > 0) {
+		off += (size_t)n;
+		if (strcmp(m.cmd, "serverclose") == 0) {
+			sink_relp_release(s);
+			sink_fail(s, "lost connection to", "the RELP server "
+			    "closed the session");
+			return -1;
+		}
+		if (strcmp(m.cmd, "rsp") == 0 && sink_relp_rsp(s, &m) == -1)
+			return -1;
+	}
+	if (n == -1) {
+		sink_fail(s, "lost connection to", "%s", why);
+		return -1;
+	}
+	memmove(s->relp_in.data, s->relp_in.data + off, s->relp_in.len - off);
+	s->relp_in.len -= off;
+	sink_relp_release(s);
+	return 0;
 }
 
 /* Remember a record that now sits in the output buffer. */
@@ -934,6 +1083,7 @@ sink_rec_push(struct sink *s)
 	s->recs[s->nrecs].end = s->sendpos;
 	s->recs[s->nrecs].end_off = s->queued;
 	s->recs[s->nrecs].acked_at = 0;
+	s->recs[s->nrecs].txnr = s->relp_txnr;
 	s->nrecs++;
 }
 
@@ -949,6 +1099,9 @@ sink_fill(struct sink *s)
 	if (sink_is_local(s))
 		framing = FRAME_NEWLINE;
 	while (evbuffer_get_length(s->out) < SINK_HIWAT) {
+		if (sink_is_relp(s) && s->nrecs - s->recs_first >=
+		    SINK_RELP_WINDOW)
+			break;
 		if ((r = spool_read(s->spool, &s->sendpos, &s->rec)) == 0)
 			break;
 		if (r == -1) {
@@ -959,7 +1112,10 @@ sink_fill(struct sink *s)
 		buf_reset(&s->frame);
 		kafka_record_split(s->rec.data, s->rec.len, &key, &keylen,
 		    &msg, &len);
-		frame_message(&s->frame, framing, msg, len);
+		if (sink_is_relp(s))
+			sink_relp_frame(s, msg, len);
+		else
+			frame_message(&s->frame, framing, msg, len);
 		if (evbuffer_add(s->out, s->frame.data, s->frame.len) == -1)
 			fatalx("evbuffer_add");
 		s->queued += s->frame.len;
@@ -1200,7 +1356,7 @@ sink_pump(struct sink *s)
 			return;
 		if (evbuffer_get_length(s->out) == 0)
 			break;
-		if (s->conf.transport == OUT_TLS)
+		if (sink_uses_tls(s))
 			r = sink_flush_tls(s);
 		else
 			r = sink_flush_fd(s);
@@ -1264,11 +1420,15 @@ sink_read(struct sink *s)
 	int	 i, r;
 
 	for (i = 0; i < 16; i++) {
-		if (s->conf.transport == OUT_TLS) {
+		if (sink_uses_tls(s)) {
 			ERR_clear_error();
 			errno = 0;
-			if ((r = SSL_read(s->ssl, scratch, sizeof scratch)) > 0)
+			if ((r = SSL_read(s->ssl, scratch, sizeof scratch)) > 0) {
+				if (sink_is_relp(s) &&
+				    sink_relp_input(s, scratch, r) == -1)
+					return;
 				continue;
+			}
 			switch (SSL_get_error(s->ssl, r)) {
 			case SSL_ERROR_WANT_READ:
 			case SSL_ERROR_WANT_WRITE:
@@ -1280,8 +1440,12 @@ sink_read(struct sink *s)
 			sink_fail(s, "lost connection to", "%s", reason);
 			return;
 		}
-		if ((n = recv(s->fd, scratch, sizeof scratch, 0)) > 0)
+		if ((n = recv(s->fd, scratch, sizeof scratch, 0)) > 0) {
+			if (sink_is_relp(s) &&
+			    sink_relp_input(s, scratch, n) == -1)
+				return;
 			continue;
+		}
 		if (n == 0) {
 			sink_ack(s, true);
 			sink_fail(s, "lost connection to",
@@ -1337,6 +1501,7 @@ sink_new(struct event_base *base, const struct conf_output *c,
 	s->backoff_ms = SINK_BACKOFF_MIN_MS;
 	buf_init(&s->rec);
 	buf_init(&s->frame);
+	buf_init(&s->relp_in);
 	sink_conf_copy(&s->conf, c);
 	if (c->transport == OUT_KAFKA) {
 		struct kafka_cbs cbs = { sink_kafka_acked_cb,
@@ -1346,13 +1511,7 @@ sink_new(struct event_base *base, const struct conf_output *c,
 		    errlen)) == NULL)
 			goto fail;
 	}
-	if (c->transport == OUT_RELP) {
-		snprintf(err, errlen, "output %s: transport %s is not "
-		    "available in this build yet", c->name,
-		    conf_transport_name(c->transport));
-		goto fail;
-	}
-	if (c->transport == OUT_TLS &&
+	if ((c->transport == OUT_TLS || (c->transport == OUT_RELP && c->tls)) &&
 	    (s->ssl_ctx = sink_ssl_ctx(c, err, errlen)) == NULL)
 		goto fail;
 	if ((s->spool = sink_spool_open(c, state_dir, err, errlen)) == NULL)
@@ -1404,6 +1563,7 @@ sink_free(struct sink *s)
 	free(s->marks);
 	buf_clear(&s->rec);
 	buf_clear(&s->frame);
+	buf_clear(&s->relp_in);
 	sink_conf_clear(&s->conf);
 	free(s);
 }

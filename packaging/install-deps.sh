@@ -2,8 +2,8 @@
 # Install the Debian packages needed to build, demo and test alertrelay.
 set -e
 PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev
-libevent-dev libssl-dev libsystemd-dev librdkafka-dev librelp-dev
-librdkafka1 librelp0 kcat libcmocka-dev openssl curl
+libevent-dev libssl-dev libsystemd-dev librdkafka-dev librdkafka1 kcat
+libcmocka-dev openssl curl
 syslog-ng-core liblognorm-utils python3 clang etcd-server
 valgrind debhelper dpkg-dev fakeroot systemd man-db groff-base"
 missing=""

@@ -21,6 +21,14 @@ import harness
 from harness import (Daemon, Delivery, Fail, Proc, cef_parse, free_port,
                      tail, wait_for)
 
+# RELP over TLS: the client must present a certificate of our CA whose
+# name is alertrelay-forwarder (mTLS).
+RSYSLOG_TLS = """input(type="imrelp" address="127.0.0.1" port="{relptls}"
+      ruleset="relptls" tls="on"
+      tls.cacert="{pki}/ca.pem" tls.mycert="{pki}/server.pem"
+      tls.myprivkey="{pki}/server.key" tls.authmode="name"
+      tls.permittedpeer=["alertrelay-forwarder"])"""
+
 RSYSLOG_CONF = """global(workDirectory="{dir}" maxMessageSize="64k")
 main_queue(queue.type="Direct")
 module(load="{mods}/imrelp.so")
@@ -28,9 +36,13 @@ module(load="{mods}/imtcp.so")
 input(type="imrelp" address="127.0.0.1" port="{relp}" maxDataSize="128k"
       ruleset="relp")
 input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
+{tls}
 template(name="raw" type="string" string="%rawmsg%\\n")
 ruleset(name="relp") {{
   action(type="omfile" file="{dir}/relp.log" template="raw")
+}}
+ruleset(name="relptls") {{
+  action(type="omfile" file="{dir}/relptls.log" template="raw")
 }}
 ruleset(name="tcp") {{
   action(type="omfile" file="{dir}/tcp.log" template="raw")
@@ -80,8 +92,9 @@ def rsyslog_root(build):
 
 
 class Rsyslog:
-    def __init__(self, ctx):
+    def __init__(self, ctx, tls=False):
         self.ctx = ctx
+        self.tls = tls
         self.exe, self.mods = rsyslog_root(ctx.suite.build)
         self.dir = os.path.join(ctx.dir, "rsyslog")
         os.makedirs(self.dir, exist_ok=True)
@@ -95,9 +108,13 @@ class Rsyslog:
         for attempt in range(5):
             if self.ports is None or (attempt > 0 and self.starts == 1):
                 self.ports = {"relp": free_port(), "tcp": free_port()}
+                if self.tls:
+                    self.ports["relptls"] = free_port()
+            tls = RSYSLOG_TLS.format(pki=self.ctx.suite.pki, **self.ports) \
+                if self.tls else ""
             with open(os.path.join(self.dir, "rsyslog.conf"), "w") as f:
                 f.write(RSYSLOG_CONF.format(dir=self.dir, mods=self.mods,
-                                            **self.ports))
+                                            tls=tls, **self.ports))
             self.starts += 1
             pid = os.path.join(self.dir, "pid")
             if os.path.exists(pid):
@@ -163,8 +180,16 @@ def tally(expected, later, dels):
     return missing, extra, unexpected
 
 
-def config(ctx, rs, relp=True, tcp=False):
+def config(ctx, rs, relp=True, tcp=False, tls=None):
     outs = []
+    if tls is not None:
+        o = {"name": "relptls", "transport": "relp", "tls": "yes",
+             "address": "127.0.0.1:%d" % rs.ports["relptls"],
+             "ca_file": os.path.join(ctx.suite.pki, tls)}
+        if tls == "ca.pem":
+            o["cert_file"] = os.path.join(ctx.suite.pki, "client.pem")
+            o["key_file"] = os.path.join(ctx.suite.pki, "client.key")
+        outs.append(o)
     if relp:
         outs.append({"name": "relp", "transport": "relp",
                      "address": "127.0.0.1:%d" % rs.ports["relp"]})
@@ -187,6 +212,32 @@ def check_once(ctx):
     dels = parse(ctx, rs.lines("relp"))
     harness.compare(exp, dels)
     ctx.note("%d versions over RELP to rsyslogd, each once" % len(exp))
+
+
+def check_tls(ctx):
+    """RELP over TLS with mTLS: everything once; a server certificate of
+    another CA is refused (nothing sent, the reason in the journal)."""
+    ctx.suite.setup_pki()
+    rs = Rsyslog(ctx, tls=True)
+    rs.start()
+    config(ctx, rs, relp=False, tls="ca.pem")
+    rc, out, err = ctx.daemon.run("--once", timeout=120)
+    if rc != 0:
+        raise Fail("alertrelayd --once exited %d; stderr:\n%s"
+                   % (rc, tail(err)))
+    exp = ctx.expected()
+    harness.compare(exp, parse(ctx, rs.lines("relptls")))
+    n = len(rs.lines("relptls"))
+    config(ctx, rs, relp=False, tls="otherca.pem")
+    ctx.daemon.start()
+    wait_for(lambda: "certificate verify failed" in
+             ctx.daemon.proc.stderr(), 30,
+             "the daemon to refuse the server certificate")
+    ctx.daemon.stop()
+    if len(rs.lines("relptls")) != n:
+        raise Fail("records arrived over an unverified TLS session")
+    ctx.note("%d versions over RELP/TLS with a client certificate, each "
+             "once; a server of another CA refused" % len(exp))
 
 
 def check_kill9(ctx):
@@ -261,6 +312,15 @@ CASES = [
         "tenants": T3,
         "syslog_ng": False,
         "check": check_once,
+    },
+    {
+        "name": "relp_tls",
+        "doc": "relp with tls = yes and a client certificate to rsyslogd: "
+               "every version once; a server of another CA refused",
+        "fake": fake_args(T3, "--alerts", "50", "--seed", "33"),
+        "tenants": T3,
+        "syslog_ng": False,
+        "check": check_tls,
     },
     {
         "name": "relp_kill9",

@@ -69,6 +69,7 @@ $(B)/tests/fakes/%: $(B)/tests/fakes/%.o $(LIBA)
 # test_sink includes daemon/sink.c, which calls the kafka producer and
 # the RELP framing.
 $(B)/tests/unit/test_sink: $(B)/daemon/kafka.o $(B)/daemon/relp.o
+$(B)/tests/unit/test_relp: $(B)/daemon/kafka.o $(B)/daemon/relp.o
 
 $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS) -lm

@@ -1383,6 +1383,7 @@ output_tls(struct parser *p, struct conf_output *o)
 /*
  * Kafka keys: brokers and topic required, SASL with sasl_ssl only; the
  * value is the event without syslog header unless syslog_header is set.
+ * Neither kafka nor relp takes framing.
  */
 static void
 output_kafka(struct parser *p, struct conf_output *o)
@@ -1405,6 +1406,9 @@ output_kafka(struct parser *p, struct conf_output *o)
 			perr_at(p, line, "%s: only used with kafka_security "
 			    "= sasl_ssl", kafka_keys[i]);
 	}
+	if (o->transport == OUT_RELP && (line = key_line(p, "framing")) != 0)
+		perr_at(p, line, "framing: not used with transport relp (RELP "
+		    "frames every record itself)");
 	if (o->transport != OUT_KAFKA)
 		return;
 	require(p, o->brokers, "brokers");

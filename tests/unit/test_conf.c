@@ -1296,6 +1296,9 @@ test_kafka_relp(void **state)
 	parse_fails(OUT "[output \"r\"]\ntransport = relp\naddress = r:1\n"
 	    "tls = maybe\n", "t.conf:6: tls: \"maybe\" is not a boolean; "
 	    "accepted: yes, no, true, false, on, off, 1, 0");
+	parse_fails(OUT "[output \"r\"]\ntransport = relp\naddress = r:1\n"
+	    "framing = octet-counting\n", "t.conf:6: framing: not used with "
+	    "transport relp (RELP frames every record itself)");
 	parse_fails(OUT "[output \"s\"]\naddress = h:1\ntls = yes\n",
 	    "t.conf:5: tls: only used with transport relp (use transport tls "
 	    "for syslog over TLS)");

@@ -1215,12 +1215,17 @@ sink_flush_tls(struct sink *s)
 static int
 sink_send_udp(struct sink *s, int *refused)
 {
-	if (send(s->fd, s->rec.data, s->rec.len, MSG_NOSIGNAL) != -1)
+	const char	*key, *msg;
+	size_t		 keylen, len;
+
+	/* A record spooled while the output was kafka: without its key. */
+	kafka_record_split(s->rec.data, s->rec.len, &key, &keylen, &msg, &len);
+	if (send(s->fd, msg, len, MSG_NOSIGNAL) != -1)
 		return 0;
 	if (errno != ECONNREFUSED)
 		return -1;
 	(*refused)++;
-	if (send(s->fd, s->rec.data, s->rec.len, MSG_NOSIGNAL) != -1 ||
+	if (send(s->fd, msg, len, MSG_NOSIGNAL) != -1 ||
 	    errno == ECONNREFUSED)
 		return 0;
 	return -1;

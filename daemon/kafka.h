@@ -45,7 +45,7 @@ int		 kafka_send(struct kafka *, const char *rec, size_t len,
 /*
  * Forget the window after a failure; returns how many records were in
  * it (they are sent again).  A producer that hit a fatal error is made
- * anew.  0, or -1 with reason.
+ * anew (if that fails, it is logged and tried again on the next reset).
  */
 uint64_t	 kafka_reset(struct kafka *);
 bool		 kafka_connected(const struct kafka *);

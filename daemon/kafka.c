@@ -67,6 +67,8 @@ struct kafka {
 	bool			 up;		/* a report succeeded lately */
 	bool			 down;		/* announced as down */
 	char			 reason[256];
+	char			 warned[256];	/* last error logged */
+	char			 lasterr[256];	/* last error reported */
 };
 
 static void	kafka_serve(struct kafka *);
@@ -119,6 +121,7 @@ kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 			log_output(LOG_INFO, k->conf.name, "output %s: the "
 			    "brokers take records again", k->conf.name);
 		k->down = false;
+		k->warned[0] = '\0';
 		return;
 	}
 	sl->state = SLOT_FAILED;
@@ -143,12 +146,26 @@ kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
 		if (!k->down)
 			log_output(LOG_WARNING, k->conf.name, "output %s: "
-			    "all brokers are down (%s); alerts are kept in "
-			    "the spool", k->conf.name, r);
+			    "all brokers are down (%s%s%s); alerts are kept in "
+			    "the spool", k->conf.name, r, k->lasterr[0] != '\0' ?
+			    "; last error: " : "", k->lasterr);
 		k->up = false;
 		k->down = true;
 		return;
 	}
+	/* What the operator must fix is said once per distinct reason. */
+	if ((err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+	    err == RD_KAFKA_RESP_ERR__SSL ||
+	    err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+	    err == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
+	    err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) &&
+	    strcmp(k->warned, r) != 0) {
+		memcpy(k->warned, r, sizeof k->warned);
+		log_output(LOG_WARNING, k->conf.name, "output %s: %s; alerts "
+		    "are kept in the spool", k->conf.name, r);
+		return;
+	}
+	memcpy(k->lasterr, r, sizeof k->lasterr);
 	log_debug("output %s: kafka: %s: %s", k->conf.name,
 	    rd_kafka_err2name(err), r);
 }

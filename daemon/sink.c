@@ -1030,6 +1030,8 @@ sink_relp_rsp(struct sink *s, const struct relp_msg *m)
 	}
 	if (i < s->nrecs)
 		s->recs[i].acked_at = s->relp_rsp_at;
+	else
+		s->progressed = true;	/* the session opened: a link */
 	return 0;
 }
 

@@ -967,10 +967,17 @@ sink_relp_next(struct sink *s)
 	return s->relp_txnr;
 }
 
-/* A new RELP session: "open" goes first; records may follow at once. */
+/*
+ * A new RELP session: "open" goes first; records may follow at once.
+ * The server took the connection: for the reconnect backoff that is a
+ * working link (as the peer's TCP acknowledgement is for tcp), even if
+ * it is reset before an answer could be read (a reset discards unread
+ * responses).
+ */
 static void
 sink_relp_open(struct sink *s)
 {
+	s->progressed = true;
 	s->relp_txnr = 0;
 	s->relp_rsp_at = mono_ms();
 	buf_reset(&s->frame);
@@ -1030,8 +1037,6 @@ sink_relp_rsp(struct sink *s, const struct relp_msg *m)
 	}
 	if (i < s->nrecs)
 		s->recs[i].acked_at = s->relp_rsp_at;
-	else
-		s->progressed = true;	/* the session opened: a link */
 	return 0;
 }
 

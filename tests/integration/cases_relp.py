@@ -260,8 +260,12 @@ def check_kill9(ctx):
         def grew():
             ctx.daemon.alive()
             return rs.size("relp") > base
-        wait_for(grew, 60, "the outputs to deliver to rsyslogd (after %d "
-                 "kills)" % kills, interval=0.002)
+        try:
+            wait_for(grew, 60, "the outputs to deliver to rsyslogd (after "
+                     "%d kills)" % kills, interval=0.002)
+        except Fail as e:
+            raise Fail("%s\n    daemon stderr (tail):\n%s"
+                       % (e, tail(ctx.daemon.proc.stderr(), 12)))
         rs.kill9()
         kills += 1
         rs.start()

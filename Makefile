@@ -13,7 +13,7 @@ UNITDIR	?= /lib/systemd/system
 
 B	?= build
 CC	?= cc
-PKGS	 = libcurl jansson libevent libsystemd openssl
+PKGS	 = libcurl jansson libevent libsystemd openssl rdkafka
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
@@ -66,6 +66,11 @@ $(B)/alertrelayctl: $(B)/daemon/alertrelayctl.o $(LIBA)
 
 $(B)/tests/fakes/%: $(B)/tests/fakes/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+# test_sink includes daemon/sink.c, which calls the kafka producer and
+# the RELP framing.
+$(B)/tests/unit/test_sink: $(B)/daemon/kafka.o $(B)/daemon/relp.o
+$(B)/tests/unit/test_relp: $(B)/daemon/kafka.o $(B)/daemon/relp.o
 
 $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS) -lm

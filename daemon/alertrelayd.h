@@ -122,9 +122,11 @@ struct sink_stats {
 	bool		 connected;
 	uint64_t	 spool_bytes;
 	uint64_t	 spool_records;
-	uint64_t	 sent;
+	uint64_t	 sent;		/* acknowledged (see sink_delivered) */
 	uint64_t	 reconnects;
 	char		 last_error[512]; /* why it is down; "" when up */
+	uint64_t	 inflight;	/* sent, acknowledgement pending */
+	uint64_t	 resends;	/* sent again after a broken link */
 };
 
 /* Open the output's spool under state_dir/spool/NAME and start sending. */
@@ -147,6 +149,9 @@ void		 sink_free(struct sink *);
 const struct conf_output *sink_conf(const struct sink *);
 /* Queue one encoded syslog message (no framing). 0 or -1 (errno). */
 int		 sink_enqueue(struct sink *, const char *, size_t);
+/* The same for one alert's event: TENANT/ALERT_ID keys kafka messages. */
+int		 sink_enqueue_alert(struct sink *, const char *tenant,
+		    const char *id, size_t idlen, const char *, size_t);
 /* Make queued messages durable and hand them to the sender. 0 or -1. */
 int		 sink_sync(struct sink *);
 bool		 sink_full(const struct sink *);

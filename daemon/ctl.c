@@ -368,7 +368,8 @@ ctl_status_outputs(struct relay *r, struct buf *out)
 		    (unsigned long long)ss.reconnects);
 		snprintf(addr, sizeof(addr), "%s %s",
 		    conf_transport_name(co->transport),
-		    co->address != NULL ? co->address : "-");
+		    co->address != NULL ? co->address : co->brokers != NULL ?
+		    co->brokers : "-");
 		table_row(&tb, row);
 	}
 	table_print(&tb, right, out);
@@ -500,6 +501,14 @@ ctl_status_json_output(struct sink *s)
 	    json_integer((json_int_t)ss.reconnects));
 	json_object_set_new(o, "last_error", ss.last_error[0] == '\0' ?
 	    json_null() : json_string(ss.last_error));
+	json_object_set_new(o, "messages_in_flight",
+	    json_integer((json_int_t)ss.inflight));
+	json_object_set_new(o, "resends",
+	    json_integer((json_int_t)ss.resends));
+	if (co->transport == OUT_KAFKA) {
+		json_object_set_new(o, "brokers", json_string(co->brokers));
+		json_object_set_new(o, "topic", json_string(co->topic));
+	}
 	return o;
 }
 

@@ -267,6 +267,12 @@ metrics_outputs(struct relay *r, struct buf *b)
 		    "Messages sent to the output." },
 		{ "output_reconnects_total", "counter",
 		    "Connections to the output re-established after a loss." },
+		{ "output_messages_in_flight", "gauge",
+		    "Messages sent and waiting for the receiver's "
+		    "acknowledgement." },
+		{ "output_resends_total", "counter",
+		    "Messages sent again after a broken connection or a "
+		    "failed delivery." },
 	};
 	struct sink_stats ss;
 	uint64_t	 v[nitems(fam)];
@@ -283,6 +289,8 @@ metrics_outputs(struct relay *r, struct buf *b)
 			v[3] = ss.spool_records;
 			v[4] = ss.sent;
 			v[5] = ss.reconnects;
+			v[6] = ss.inflight;
+			v[7] = ss.resends;
 			metrics_sample(b, fam[j].name, "output",
 			    sink_conf(r->sinks[i])->name, NULL, NULL,
 			    num_u(n, sizeof(n), v[j]));

@@ -34,6 +34,8 @@
 
 #include "alertrelayd.h"
 #include "backoff.h"
+#include "kafka.h"
+#include "relp.h"
 
 /* Framed bytes kept outside the kernel, and batch sizes per loop pass. */
 #define SINK_HIWAT		(256 * 1024)
@@ -79,6 +81,7 @@ struct sink_rec {
 	struct spool_pos	 end;		/* spool position after it */
 	uint64_t		 end_off;	/* s->queued after it */
 	int64_t			 acked_at;	/* mono_ms of its ack, or 0 */
+	uint32_t		 txnr;		/* relp: its transaction */
 };
 
 /* TLS: after a successful SSL_write, plaintext and socket byte counts. */
@@ -145,11 +148,19 @@ struct sink {
 	uint64_t		 sent;
 	uint64_t		 reconnects;
 	char			 last_error[512]; /* why it is down (status) */
+	uint64_t		 resends;	/* records sent again */
+	struct kafka		*kafka;		/* kafka outputs: producer */
+	uint32_t		 relp_txnr;	/* relp: last one sent */
+	struct buf		 relp_in;	/* relp: unparsed responses */
+	int64_t			 relp_rsp_at;	/* relp: mono_ms, last rsp */
 };
 
 static void	sink_connect(struct sink *);
 static void	sink_pump(struct sink *);
 static void	sink_io_cb(evutil_socket_t, short, void *);
+static void	sink_relp_open(struct sink *);
+static void	sink_relp_release(struct sink *);
+static int	sink_relp_input(struct sink *, const char *, size_t);
 
 /* xstrdup that passes NULL through. */
 static char *
@@ -172,6 +183,11 @@ sink_conf_copy(struct conf_output *dst, const struct conf_output *src)
 	dst->key_file = sink_strdup(src->key_file);
 	dst->tls_server_name = sink_strdup(src->tls_server_name);
 	dst->file = sink_strdup(src->file);
+	dst->brokers = sink_strdup(src->brokers);
+	dst->topic = sink_strdup(src->topic);
+	dst->sasl_username = sink_strdup(src->sasl_username);
+	dst->sasl_password_file = sink_strdup(src->sasl_password_file);
+	dst->sasl_password = sink_strdup(src->sasl_password);
 }
 
 static void
@@ -186,6 +202,31 @@ sink_conf_clear(struct conf_output *c)
 	free(c->key_file);
 	free(c->tls_server_name);
 	free((char *)c->file);
+	free(c->brokers);
+	free(c->topic);
+	free(c->sasl_username);
+	free(c->sasl_password_file);
+	if (c->sasl_password != NULL)
+		explicit_bzero(c->sasl_password, strlen(c->sasl_password));
+	free(c->sasl_password);
+}
+
+/* RELP's records are acknowledged by its responses (see sink_relp_input). */
+#define SINK_RELP_WINDOW	1024
+#define SINK_RELP_TIMEOUT_MS	60000
+
+static bool
+sink_is_relp(const struct sink *s)
+{
+	return s->conf.transport == OUT_RELP;
+}
+
+/* Does the connection speak TLS (tls, or relp with tls = yes)? */
+static bool
+sink_uses_tls(const struct sink *s)
+{
+	return s->conf.transport == OUT_TLS || (sink_is_relp(s) &&
+	    s->conf.tls);
 }
 
 static bool
@@ -201,6 +242,8 @@ sink_target(const struct sink *s)
 {
 	if (s->conf.transport == OUT_STDOUT)
 		return "standard output";
+	if (s->conf.transport == OUT_KAFKA)
+		return s->conf.brokers;
 	return s->conf.address != NULL ? s->conf.address : "(none)";
 }
 
@@ -335,9 +378,13 @@ sink_close_conn(struct sink *s)
 		evutil_freeaddrinfo(s->ai);	/* getaddrinfo's or evdns's */
 	s->ai = s->ai_cur = NULL;
 	evbuffer_drain(s->out, evbuffer_get_length(s->out));
+	s->resends += s->nrecs - s->recs_first;
+	if (s->kafka != NULL)
+		s->resends += kafka_reset(s->kafka);
 	s->queued = s->written = s->peer_acked = 0;
 	s->recs_first = s->recs_tcp = s->nrecs = 0;
 	s->marks_first = s->nmarks = 0;
+	buf_reset(&s->relp_in);
 	s->tls_retry = 0;
 	s->tls_wants_read = false;
 	evtimer_del(s->timer);
@@ -465,6 +512,8 @@ sink_up(struct sink *s)
 	s->ever_up = true;
 	s->last_error[0] = '\0';
 	spool_head(s->spool, &s->sendpos);
+	if (sink_is_relp(s))
+		sink_relp_open(s);
 	sink_kick(s, 0);
 }
 
@@ -558,7 +607,7 @@ sink_connected(struct sink *s)
 		return;
 	}
 	event_del(s->ev_write);
-	if (s->conf.transport == OUT_TLS) {
+	if (sink_uses_tls(s)) {
 		sink_tls_start(s);
 		return;
 	}
@@ -692,6 +741,11 @@ sink_connect(struct sink *s)
 		sink_open_local(s);
 		return;
 	}
+	if (s->kafka != NULL) {
+		/* librdkafka connects on its own: produce from the head. */
+		sink_up(s);
+		return;
+	}
 	if (s->ai == NULL) {
 		sink_resolve(s);	/* comes back here once resolved */
 		return;
@@ -818,7 +872,7 @@ sink_delivered(struct sink *s)
 	if (ioctl(s->fd, SIOCOUTQ, &outq) == -1 || outq < 0)
 		return s->peer_acked;
 #endif
-	if (s->conf.transport != OUT_TLS) {
+	if (!sink_uses_tls(s)) {
 		if ((uint64_t)outq <= s->written &&
 		    s->written - (uint64_t)outq > s->peer_acked)
 			s->peer_acked = s->written - (uint64_t)outq;
@@ -892,9 +946,14 @@ static void
 sink_ack(struct sink *s, bool all)
 {
 	struct sink_rec	*last = NULL, *r;
-	uint64_t	 done = sink_delivered(s), n = 0;
+	uint64_t	 done, n = 0;
 	int64_t		 now = mono_ms();
 
+	if (sink_is_relp(s)) {
+		sink_relp_release(s);
+		return;
+	}
+	done = sink_delivered(s);
 	if (sink_is_local(s))
 		all = true;
 	while (s->recs_tcp < s->nrecs && s->recs[s->recs_tcp].end_off <= done) {
@@ -922,6 +981,8 @@ sink_ackpoll_arm(struct sink *s)
 {
 	struct timeval	 tv = { 0, SINK_ACK_POLL_MS * 1000 };
 
+	if (sink_is_relp(s))
+		tv.tv_usec = 0, tv.tv_sec = 1;	/* response timeout only */
 	if (s->state != SINK_UP || sink_is_local(s) ||
 	    s->conf.transport == OUT_UDP) {
 		evtimer_del(s->ackpoll);
@@ -938,8 +999,128 @@ sink_ackpoll_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (s->state != SINK_UP)
 		return;
+	if (sink_is_relp(s) && s->recs_first < s->nrecs &&
+	    mono_ms() - s->relp_rsp_at > SINK_RELP_TIMEOUT_MS) {
+		sink_fail(s, "lost connection to", "no RELP response for "
+		    "%ds", SINK_RELP_TIMEOUT_MS / 1000);
+		return;
+	}
 	sink_ack(s, false);
 	sink_ackpoll_arm(s);
+}
+
+/* RELP: the next transaction number (1..999999999, then 1 again). */
+static uint32_t
+sink_relp_next(struct sink *s)
+{
+	if (++s->relp_txnr > RELP_TXNR_MAX)
+		s->relp_txnr = 1;
+	return s->relp_txnr;
+}
+
+/*
+ * A new RELP session: "open" goes first; records may follow at once.
+ * The server took the connection: for the reconnect backoff that is a
+ * working link (as the peer's TCP acknowledgement is for tcp), even if
+ * it is reset before an answer could be read (a reset discards unread
+ * responses).
+ */
+static void
+sink_relp_open(struct sink *s)
+{
+	s->progressed = true;
+	s->relp_txnr = 0;
+	s->relp_rsp_at = mono_ms();
+	buf_reset(&s->frame);
+	relp_frame(&s->frame, sink_relp_next(s), "open", RELP_OFFERS,
+	    strlen(RELP_OFFERS));
+	if (evbuffer_add(s->out, s->frame.data, s->frame.len) == -1)
+		fatalx("evbuffer_add");
+	s->queued += s->frame.len;
+}
+
+/* One record as a "syslog" command, into s->frame. */
+static void
+sink_relp_frame(struct sink *s, const char *msg, size_t len)
+{
+	if (s->nrecs == s->recs_first)
+		s->relp_rsp_at = mono_ms();	/* the timeout starts now */
+	relp_frame(&s->frame, sink_relp_next(s), "syslog", msg, len);
+}
+
+/* Acknowledge in the spool the records answered "200", in order. */
+static void
+sink_relp_release(struct sink *s)
+{
+	struct sink_rec	*last = NULL;
+	uint64_t	 n = 0;
+
+	while (s->recs_first < s->nrecs &&
+	    s->recs[s->recs_first].acked_at != 0) {
+		last = &s->recs[s->recs_first++];
+		n++;
+	}
+	if (s->recs_first == s->nrecs)
+		s->recs_first = s->recs_tcp = s->nrecs = 0;
+	if (last != NULL) {
+		s->progressed = true;
+		sink_spool_ack(s, &last->end, n);
+	}
+}
+
+/* A response: mark its record (or the open) answered; -1 after failing. */
+static int
+sink_relp_rsp(struct sink *s, const struct relp_msg *m)
+{
+	size_t	 i;
+	int	 tl = (int)(m->textlen > 200 ? 200 : m->textlen);
+
+	s->relp_rsp_at = mono_ms();
+	for (i = s->recs_first; i < s->nrecs; i++) {
+		if (s->recs[i].txnr == m->txnr)
+			break;
+	}
+	if (m->code != 200) {
+		sink_fail(s, "lost connection to", "RELP server answered "
+		    "%d %.*s to %s", m->code, tl, m->text, i < s->nrecs ?
+		    "a record" : "the session's open");
+		return -1;
+	}
+	if (i < s->nrecs)
+		s->recs[i].acked_at = s->relp_rsp_at;
+	return 0;
+}
+
+/* Bytes from a RELP server: responses acknowledge records. */
+static int
+sink_relp_input(struct sink *s, const char *data, size_t len)
+{
+	struct relp_msg	 m;
+	const char	*why = NULL;
+	long		 n;
+	size_t		 off = 0;
+
+	buf_add(&s->relp_in, data, len);
+	while ((n = relp_parse(s->relp_in.data + off, s->relp_in.len - off,
+	    &m, &why)) > 0) {
+		off += (size_t)n;
+		if (strcmp(m.cmd, "serverclose") == 0) {
+			sink_relp_release(s);
+			sink_fail(s, "lost connection to", "the RELP server "
+			    "closed the session");
+			return -1;
+		}
+		if (strcmp(m.cmd, "rsp") == 0 && sink_relp_rsp(s, &m) == -1)
+			return -1;
+	}
+	if (n == -1) {
+		sink_fail(s, "lost connection to", "%s", why);
+		return -1;
+	}
+	memmove(s->relp_in.data, s->relp_in.data + off, s->relp_in.len - off);
+	s->relp_in.len -= off;
+	sink_relp_release(s);
+	return 0;
 }
 
 /* Remember a record that now sits in the output buffer. */
@@ -960,6 +1141,7 @@ sink_rec_push(struct sink *s)
 	s->recs[s->nrecs].end = s->sendpos;
 	s->recs[s->nrecs].end_off = s->queued;
 	s->recs[s->nrecs].acked_at = 0;
+	s->recs[s->nrecs].txnr = s->relp_txnr;
 	s->nrecs++;
 }
 
@@ -968,11 +1150,16 @@ static int
 sink_fill(struct sink *s)
 {
 	enum out_framing framing = s->conf.framing;
+	const char	*key, *msg;
+	size_t		 keylen, len;
 	int		 r;
 
 	if (sink_is_local(s))
 		framing = FRAME_NEWLINE;
 	while (evbuffer_get_length(s->out) < SINK_HIWAT) {
+		if (sink_is_relp(s) && s->nrecs - s->recs_first >=
+		    SINK_RELP_WINDOW)
+			break;
 		if ((r = spool_read(s->spool, &s->sendpos, &s->rec)) == 0)
 			break;
 		if (r == -1) {
@@ -981,7 +1168,12 @@ sink_fill(struct sink *s)
 			return -1;
 		}
 		buf_reset(&s->frame);
-		frame_message(&s->frame, framing, s->rec.data, s->rec.len);
+		kafka_record_split(s->rec.data, s->rec.len, &key, &keylen,
+		    &msg, &len);
+		if (sink_is_relp(s))
+			sink_relp_frame(s, msg, len);
+		else
+			frame_message(&s->frame, framing, msg, len);
 		if (evbuffer_add(s->out, s->frame.data, s->frame.len) == -1)
 			fatalx("evbuffer_add");
 		s->queued += s->frame.len;
@@ -1081,12 +1273,17 @@ sink_flush_tls(struct sink *s)
 static int
 sink_send_udp(struct sink *s, int *refused)
 {
-	if (send(s->fd, s->rec.data, s->rec.len, MSG_NOSIGNAL) != -1)
+	const char	*key, *msg;
+	size_t		 keylen, len;
+
+	/* A record spooled while the output was kafka: without its key. */
+	kafka_record_split(s->rec.data, s->rec.len, &key, &keylen, &msg, &len);
+	if (send(s->fd, msg, len, MSG_NOSIGNAL) != -1)
 		return 0;
 	if (errno != ECONNREFUSED)
 		return -1;
 	(*refused)++;
-	if (send(s->fd, s->rec.data, s->rec.len, MSG_NOSIGNAL) != -1 ||
+	if (send(s->fd, msg, len, MSG_NOSIGNAL) != -1 ||
 	    errno == ECONNREFUSED)
 		return 0;
 	return -1;
@@ -1152,6 +1349,54 @@ sink_pump_udp(struct sink *s)
 		sink_spool_ack(s, &s->sendpos, n);
 }
 
+/*
+ * Kafka: produce spool records while the producer's window has room.
+ * Acknowledgements come back through sink_kafka_acked_cb.
+ */
+static void
+sink_pump_kafka(struct sink *s)
+{
+	struct spool_pos pos;
+	char		 reason[256];
+	int		 i, r;
+
+	for (i = 0; i < SINK_UDP_BATCH && kafka_room(s->kafka); i++) {
+		pos = s->sendpos;
+		if ((r = spool_read(s->spool, &pos, &s->rec)) == 0)
+			return;
+		if (r == -1) {
+			sink_fail(s, "cannot send to", "cannot read the spool: "
+			    "%s", strerror(errno));
+			return;
+		}
+		if (kafka_send(s->kafka, s->rec.data, s->rec.len, &pos, reason,
+		    sizeof reason) == -1) {
+			sink_fail(s, "cannot send to", "%s", reason);
+			return;
+		}
+		s->sendpos = pos;
+	}
+	if (i == SINK_UDP_BATCH)
+		sink_kick(s, 0);
+}
+
+static void
+sink_kafka_acked_cb(void *arg, const struct spool_pos *pos, uint64_t n)
+{
+	struct sink	*s = arg;
+
+	s->progressed = true;
+	sink_spool_ack(s, pos, n);
+	if (s->state == SINK_UP)
+		sink_kick(s, 0);
+}
+
+static void
+sink_kafka_failed_cb(void *arg, const char *reason)
+{
+	sink_fail(arg, "cannot deliver to", "%s", reason);
+}
+
 /* Move records from the spool towards the SIEM while it takes them. */
 static void
 sink_pump(struct sink *s)
@@ -1165,12 +1410,16 @@ sink_pump(struct sink *s)
 		sink_pump_udp(s);
 		return;
 	}
+	if (s->kafka != NULL) {
+		sink_pump_kafka(s);
+		return;
+	}
 	for (i = 0; i < SINK_ROUNDS; i++) {
 		if (sink_fill(s) == -1)
 			return;
 		if (evbuffer_get_length(s->out) == 0)
 			break;
-		if (s->conf.transport == OUT_TLS)
+		if (sink_uses_tls(s))
 			r = sink_flush_tls(s);
 		else
 			r = sink_flush_fd(s);
@@ -1234,11 +1483,15 @@ sink_read(struct sink *s)
 	int	 i, r;
 
 	for (i = 0; i < 16; i++) {
-		if (s->conf.transport == OUT_TLS) {
+		if (sink_uses_tls(s)) {
 			ERR_clear_error();
 			errno = 0;
-			if ((r = SSL_read(s->ssl, scratch, sizeof scratch)) > 0)
+			if ((r = SSL_read(s->ssl, scratch, sizeof scratch)) > 0) {
+				if (sink_is_relp(s) &&
+				    sink_relp_input(s, scratch, r) == -1)
+					return;
 				continue;
+			}
 			switch (SSL_get_error(s->ssl, r)) {
 			case SSL_ERROR_WANT_READ:
 			case SSL_ERROR_WANT_WRITE:
@@ -1250,8 +1503,12 @@ sink_read(struct sink *s)
 			sink_fail(s, "lost connection to", "%s", reason);
 			return;
 		}
-		if ((n = recv(s->fd, scratch, sizeof scratch, 0)) > 0)
+		if ((n = recv(s->fd, scratch, sizeof scratch, 0)) > 0) {
+			if (sink_is_relp(s) &&
+			    sink_relp_input(s, scratch, n) == -1)
+				return;
 			continue;
+		}
 		if (n == 0) {
 			sink_ack(s, true);
 			sink_fail(s, "lost connection to",
@@ -1312,8 +1569,17 @@ sink_build(struct event_base *base, const struct conf_output *c,
 	s->backoff_ms = SINK_BACKOFF_MIN_MS;
 	buf_init(&s->rec);
 	buf_init(&s->frame);
+	buf_init(&s->relp_in);
 	sink_conf_copy(&s->conf, c);
-	if (c->transport == OUT_TLS &&
+	if (c->transport == OUT_KAFKA) {
+		struct kafka_cbs cbs = { sink_kafka_acked_cb,
+		    sink_kafka_failed_cb, s };
+
+		if ((s->kafka = kafka_new(base, &s->conf, &cbs, err,
+		    errlen)) == NULL)
+			goto fail;
+	}
+	if ((c->transport == OUT_TLS || (c->transport == OUT_RELP && c->tls)) &&
 	    (s->ssl_ctx = sink_ssl_ctx(c, err, errlen)) == NULL)
 		goto fail;
 	if (from == NULL && (s->spool = sink_spool_open(c, state_dir, err,
@@ -1423,6 +1689,7 @@ sink_free(struct sink *s)
 	/* Shutting down, the peer alive: what it acknowledged is its. */
 	if (s->out != NULL)
 		sink_hangup(s);
+	kafka_free(s->kafka);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->kick != NULL)
@@ -1441,6 +1708,7 @@ sink_free(struct sink *s)
 	free(s->marks);
 	buf_clear(&s->rec);
 	buf_clear(&s->frame);
+	buf_clear(&s->relp_in);
 	sink_conf_clear(&s->conf);
 	free(s);
 }
@@ -1449,6 +1717,21 @@ const struct conf_output *
 sink_conf(const struct sink *s)
 {
 	return &s->conf;
+}
+
+/*
+ * Queue one event of an alert: kafka outputs keep its message key
+ * TENANT/ALERT_ID in the spool record; the others the event alone.
+ */
+int
+sink_enqueue_alert(struct sink *s, const char *tenant, const char *id,
+    size_t idlen, const char *msg, size_t len)
+{
+	if (s->kafka == NULL)
+		return sink_enqueue(s, msg, len);
+	buf_reset(&s->frame);
+	kafka_record_build(&s->frame, tenant, id, idlen, msg, len);
+	return sink_enqueue(s, s->frame.data, s->frame.len);
 }
 
 int
@@ -1485,12 +1768,16 @@ sink_drained(const struct sink *s)
 void
 sink_stats(const struct sink *s, struct sink_stats *st)
 {
-	st->connected = s->state == SINK_UP;
+	st->connected = s->kafka != NULL ? s->state == SINK_UP &&
+	    kafka_connected(s->kafka) : s->state == SINK_UP;
 	st->spool_bytes = spool_bytes(s->spool);
 	st->spool_records = spool_records(s->spool);
 	st->sent = s->sent;
 	st->reconnects = s->reconnects;
 	snprintf(st->last_error, sizeof st->last_error, "%s", s->last_error);
+	st->inflight = s->kafka != NULL ? kafka_inflight(s->kafka) :
+	    s->nrecs - s->recs_first;
+	st->resends = s->resends;
 }
 
 void

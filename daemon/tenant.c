@@ -714,7 +714,8 @@ tenant_forward(struct catchup *c, const struct alert *a, int updated)
 		if (event_encode(&msg, sink_conf(t->sinks[i]), a, &m,
 		    r->hostname, r->pid) == -1)
 			continue;	/* cannot happen at sane sizes */
-		if (sink_enqueue(t->sinks[i], msg.data, msg.len) == -1) {
+		if (sink_enqueue_alert(t->sinks[i], t->name, a->id.p,
+		    a->id.len, msg.data, msg.len) == -1) {
 			snprintf(c->page_error, sizeof(c->page_error),
 			    "output %s: cannot queue alert in spool: %s",
 			    sink_conf(t->sinks[i])->name, strerror(errno));

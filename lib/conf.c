@@ -102,7 +102,16 @@ struct parser {
 
 static const struct nameval transports[] = {
 	{ "udp", OUT_UDP }, { "tcp", OUT_TCP }, { "tls", OUT_TLS },
-	{ "file", OUT_FILE }, { "stdout", OUT_STDOUT }, { NULL, 0 }
+	{ "file", OUT_FILE }, { "stdout", OUT_STDOUT }, { "relp", OUT_RELP },
+	{ "kafka", OUT_KAFKA }, { NULL, 0 }
+};
+static const struct nameval kafka_securities[] = {
+	{ "plaintext", KAFKA_PLAINTEXT }, { "ssl", KAFKA_SSL },
+	{ "sasl_ssl", KAFKA_SASL_SSL }, { NULL, 0 }
+};
+static const struct nameval sasl_mechanisms[] = {
+	{ "plain", SASL_PLAIN }, { "scram-sha-256", SASL_SCRAM_SHA_256 },
+	{ "scram-sha-512", SASL_SCRAM_SHA_512 }, { NULL, 0 }
 };
 static const struct nameval formats[] = {
 	{ "cef", FMT_CEF }, { "leef", FMT_LEEF }, { "json", FMT_JSON },
@@ -1115,6 +1124,46 @@ key_prefix(struct parser *p, const struct keydef *kd, void *obj,
 	key_str(p, kd, obj, val);
 }
 
+/* brokers = HOST:PORT, ... (Kafka bootstrap servers), kept as written. */
+static void
+key_brokers(struct parser *p, const struct keydef *kd, void *obj,
+    const char *val)
+{
+	char		**v = NULL;
+	const char	 *why;
+	size_t		  i, n = 0;
+	bool		  ok = true;
+
+	if (list_split(p, kd->key, val, &v, &n) != 0)
+		return;
+	for (i = 0; i < n; i++) {
+		if ((why = hostport_parse(v[i], NULL, NULL)) != NULL) {
+			perr(p, "%s: \"%s\" %s", kd->key, v[i], why);
+			ok = false;
+		}
+	}
+	strv_free(v, n);
+	if (ok)
+		key_str(p, kd, obj, val);
+}
+
+/* topic = NAME: Kafka's legal topic names, 1..249 of [A-Za-z0-9._-]. */
+static void
+key_topic(struct parser *p, const struct keydef *kd, void *obj,
+    const char *val)
+{
+	size_t	 len = strlen(val);
+
+	if (len == 0 || len > 249 || strspn(val, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789._-") != len ||
+	    strcmp(val, ".") == 0 || strcmp(val, "..") == 0) {
+		perr(p, "%s: \"%s\" is not a Kafka topic name; accepted: 1 "
+		    "to 249 of A-Z a-z 0-9 . _ -", kd->key, val);
+		return;
+	}
+	key_str(p, kd, obj, val);
+}
+
 /* ---- key tables ---- */
 
 #define KEY(k, f, o)		{ k, f, o, 0, 0, 0, NULL, NULL }
@@ -1158,6 +1207,14 @@ static const struct keydef output_keys[] = {
 	    16 * 1024 * 1024),
 	KRANGE("spool_max_bytes", key_size64, O(spool_max_bytes), 1024 * 1024,
 	    NO_MAX),
+	KEY("tls", key_bool, O(tls)),
+	KEY("brokers", key_brokers, O(brokers)),
+	KEY("topic", key_topic, O(topic)),
+	KENUM("kafka_security", O(kafka_security), kafka_securities),
+	KENUM("sasl_mechanism", O(sasl_mechanism), sasl_mechanisms),
+	KEY("sasl_username", key_str, O(sasl_username)),
+	KEY2("sasl_password_file", key_secretfile, O(sasl_password_file),
+	    O(sasl_password)),
 };
 #undef O
 
@@ -1297,10 +1354,11 @@ output_address(struct parser *p, struct conf_output *o)
 	const char	*why;
 	int		 line = key_line(p, "address");
 
-	if (o->transport == OUT_STDOUT) {
+	if (o->transport == OUT_STDOUT || o->transport == OUT_KAFKA) {
 		if (line != 0)
 			perr_at(p, line, "address: not used with transport "
-			    "stdout");
+			    "%s%s", tname, o->transport == OUT_KAFKA ?
+			    " (brokers = HOST:PORT, ...)" : "");
 		return;
 	}
 	if (line == 0) {
@@ -1316,6 +1374,15 @@ output_address(struct parser *p, struct conf_output *o)
 		perr_at(p, line, "address: \"%s\" %s", o->address, why);
 }
 
+/* Does this output speak TLS (tls, relp with tls, kafka over SSL)? */
+static bool
+output_uses_tls(const struct conf_output *o)
+{
+	return o->transport == OUT_TLS || (o->transport == OUT_RELP &&
+	    o->tls) || (o->transport == OUT_KAFKA &&
+	    o->kafka_security != KAFKA_PLAINTEXT);
+}
+
 /* TLS-only keys on other transports are mistakes worth reporting. */
 static void
 output_tls(struct parser *p, struct conf_output *o)
@@ -1326,19 +1393,72 @@ output_tls(struct parser *p, struct conf_output *o)
 	size_t	 i;
 	int	 line;
 
-	if (o->transport != OUT_TLS) {
+	if ((line = key_line(p, "tls")) != 0 && o->transport != OUT_RELP)
+		perr_at(p, line, "tls: only used with transport relp (use "
+		    "transport tls for syslog over TLS)");
+	if (!output_uses_tls(o)) {
 		for (i = 0; i < nitems(tls_keys); i++) {
 			if ((line = key_line(p, tls_keys[i])) != 0)
-				perr_at(p, line, "%s: only used with "
-				    "transport tls", tls_keys[i]);
+				perr_at(p, line, "%s: only used with TLS "
+				    "(transport tls, relp with tls = yes, "
+				    "kafka_security = ssl or sasl_ssl)",
+				    tls_keys[i]);
 		}
 		return;
 	}
+	if (o->transport == OUT_KAFKA &&
+	    (line = key_line(p, "tls_server_name")) != 0)
+		perr_at(p, line, "tls_server_name: not used with transport "
+		    "kafka (brokers are verified against their own names)");
 	if ((key_line(p, "cert_file") == 0) != (key_line(p, "key_file") == 0))
 		perr_at(p, p->sect_line, "%s: cert_file and key_file go "
 		    "together (client certificate)", p->desc);
 	if (o->tls_server_name == NULL && o->host != NULL)
 		o->tls_server_name = xstrdup(o->host);
+}
+
+/*
+ * Kafka keys: brokers and topic required, SASL with sasl_ssl only; the
+ * value is the event without syslog header unless syslog_header is set.
+ * Neither kafka nor relp takes framing.
+ */
+static void
+output_kafka(struct parser *p, struct conf_output *o)
+{
+	static const char *kafka_keys[] = {
+		"brokers", "topic", "kafka_security", "sasl_mechanism",
+		"sasl_username", "sasl_password_file"
+	};
+	size_t	 i;
+	int	 line;
+	bool	 sasl = o->kafka_security == KAFKA_SASL_SSL;
+
+	for (i = 0; i < nitems(kafka_keys); i++) {
+		if ((line = key_line(p, kafka_keys[i])) == 0)
+			continue;
+		if (o->transport != OUT_KAFKA)
+			perr_at(p, line, "%s: only used with transport kafka",
+			    kafka_keys[i]);
+		else if (i >= 3 && !sasl)
+			perr_at(p, line, "%s: only used with kafka_security "
+			    "= sasl_ssl", kafka_keys[i]);
+	}
+	if (o->transport == OUT_RELP && (line = key_line(p, "framing")) != 0)
+		perr_at(p, line, "framing: not used with transport relp (RELP "
+		    "frames every record itself)");
+	if (o->transport != OUT_KAFKA)
+		return;
+	require(p, o->brokers, "brokers");
+	require(p, o->topic, "topic");
+	if (sasl) {
+		require(p, o->sasl_username, "sasl_username");
+		require(p, o->sasl_password_file, "sasl_password_file");
+	}
+	if ((line = key_line(p, "framing")) != 0)
+		perr_at(p, line, "framing: not used with transport kafka "
+		    "(one message per event)");
+	if (key_line(p, "syslog_header") == 0)
+		o->header = HDR_NONE;
 }
 
 /* Close [output]: address, TLS, and the transport-dependent defaults. */
@@ -1350,6 +1470,7 @@ output_close(struct parser *p, void *obj)
 
 	output_address(p, o);
 	output_tls(p, o);
+	output_kafka(p, o);
 	if (key_line(p, "framing") == 0)
 		o->framing = o->transport == OUT_TLS ? FRAME_OCTET :
 		    FRAME_NEWLINE;
@@ -2119,6 +2240,11 @@ output_free(struct conf_output *o)
 	free(o->cert_file);
 	free(o->key_file);
 	free(o->tls_server_name);
+	free(o->brokers);
+	free(o->topic);
+	free(o->sasl_username);
+	free(o->sasl_password_file);
+	secret_free(o->sasl_password);
 	free(o);
 }
 
@@ -2368,7 +2494,20 @@ summary_output(const struct conf_output *o, FILE *f, bool all)
 	fprintf(f, " max_message_bytes=%zu spool_max_bytes=%s",
 	    o->max_message_bytes,
 	    size_fmt(o->spool_max_bytes, tmp, sizeof(tmp)));
-	if (o->transport == OUT_TLS) {
+	if (o->transport == OUT_KAFKA) {
+		put_kv(f, "brokers", o->brokers);
+		put_kv(f, "topic", o->topic);
+		put_kv(f, "kafka_security", nv_name(kafka_securities,
+		    (int)o->kafka_security));
+		if (o->kafka_security == KAFKA_SASL_SSL) {
+			put_kv(f, "sasl_mechanism", nv_name(sasl_mechanisms,
+			    (int)o->sasl_mechanism));
+			put_kv(f, "sasl_username", o->sasl_username);
+		}
+	}
+	if (o->transport == OUT_RELP)
+		put_kv(f, "tls", o->tls ? "yes" : "no");
+	if (output_uses_tls(o)) {
 		put_kv(f, "tls_server_name", o->tls_server_name);
 		put_kv(f, "ca_file", o->ca_file != NULL ? o->ca_file :
 		    "system");
@@ -2506,7 +2645,13 @@ conf_output_equal(const struct conf_output *a, const struct conf_output *b)
 	    str_same(a->key_file, b->key_file) &&
 	    str_same(a->tls_server_name, b->tls_server_name) &&
 	    a->max_message_bytes == b->max_message_bytes &&
-	    a->spool_max_bytes == b->spool_max_bytes;
+	    a->spool_max_bytes == b->spool_max_bytes && a->tls == b->tls &&
+	    str_same(a->brokers, b->brokers) && str_same(a->topic, b->topic) &&
+	    a->kafka_security == b->kafka_security &&
+	    a->sasl_mechanism == b->sasl_mechanism &&
+	    str_same(a->sasl_username, b->sasl_username) &&
+	    str_same(a->sasl_password_file, b->sasl_password_file) &&
+	    str_same(a->sasl_password, b->sasl_password);
 }
 
 /*

@@ -7,7 +7,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum out_transport { OUT_UDP, OUT_TCP, OUT_TLS, OUT_FILE, OUT_STDOUT };
+enum out_transport { OUT_UDP, OUT_TCP, OUT_TLS, OUT_FILE, OUT_STDOUT,
+    OUT_RELP, OUT_KAFKA };
+enum kafka_security { KAFKA_PLAINTEXT, KAFKA_SSL, KAFKA_SASL_SSL };
+enum sasl_mechanism { SASL_PLAIN, SASL_SCRAM_SHA_256, SASL_SCRAM_SHA_512 };
 enum out_format { FMT_CEF, FMT_LEEF, FMT_JSON };
 enum out_header { HDR_RFC5424, HDR_RFC3164, HDR_NONE };
 enum out_framing { FRAME_NEWLINE, FRAME_OCTET };
@@ -54,6 +57,14 @@ struct conf_output {
 	char		*tls_server_name;	/* defaults to host */
 	size_t		 max_message_bytes;
 	uint64_t	 spool_max_bytes;
+	bool		 tls;		/* relp: RELP over TLS */
+	char		*brokers;	/* kafka: "host:port,..." */
+	char		*topic;		/* kafka */
+	enum kafka_security kafka_security;
+	enum sasl_mechanism sasl_mechanism;
+	char		*sasl_username;
+	char		*sasl_password_file;
+	char		*sasl_password;	/* secret: loaded from the file */
 	const char	*file;		/* where it was defined */
 	int		 line;
 };

@@ -4,7 +4,8 @@
 # make check-systemd, which boots the .deb in a minimal Debian.
 set -e
 PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev
-libevent-dev libssl-dev libsystemd-dev libcmocka-dev openssl curl
+libevent-dev libssl-dev libsystemd-dev librdkafka-dev librdkafka1 kcat
+libcmocka-dev openssl curl
 syslog-ng-core liblognorm-utils python3 clang etcd-server prometheus
 valgrind debhelper dpkg-dev fakeroot systemd man-db groff-base
 mmdebstrap gpg systemd-container"

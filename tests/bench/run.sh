@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run alertrelay's benchmarks: encode, backfill, latency, fleet and reload.
 # Usage: tests/bench/run.sh [BUILD_DIR] [--short] [BENCH...]
-#   BENCH: encode parse backfill latency fleet reload backlog (default: all; fleet
+#   BENCH: encode parse backfill latency fleet reload backlog transports
+#   (default: all; fleet
 #   and reload share one 10,000-tenant daemon).  --short (or BENCH_SHORT=1
 #   in the environment, e.g. "make bench BENCH_SHORT=1") is the CI size.
 # Figures are printed, never asserted: the status is non-zero only when a
@@ -14,14 +15,14 @@ BENCHES=""
 for arg in "$@"; do
 	case "$arg" in
 	--short) SHORT=--short ;;
-	encode|parse|backfill|latency|fleet|reload|backlog)
+	encode|parse|backfill|latency|fleet|reload|backlog|transports)
 		BENCHES="$BENCHES $arg" ;;
 	-*) echo "usage: $0 [BUILD_DIR] [--short] [BENCH...]" >&2; exit 64 ;;
 	*) B=$arg ;;
 	esac
 done
 [ -n "$BENCHES" ] ||
-    BENCHES="encode parse backfill latency fleet reload backlog"
+    BENCHES="encode parse backfill latency fleet reload backlog transports"
 HERE=$(dirname "$0")
 OUT=${BENCH_RESULTS:-$B/bench-results.txt}
 : >"$OUT"
@@ -63,6 +64,11 @@ for b in $BENCHES; do
 		else
 			run "$B/tests/bench/bench_parse" || rc=1
 		fi
+		;;
+	transports)
+		echo "== transports"
+		run python3 -B "$HERE/bench_transports.py" --build "$B" \
+		    ${SHORT:+--alerts 500} || rc=1
 		;;
 	backlog)
 		echo "== backlog"

@@ -428,7 +428,7 @@ test_errors_collected(void **state)
 	assert_error(&e, "t.conf:7: duplicate key \"page_size\" in [daemon]; "
 	    "first set at line 3");
 	assert_error(&e, "t.conf:9: transport: \"pigeon\" is not valid; "
-	    "accepted: udp, tcp, tls, file, stdout");
+	    "accepted: udp, tcp, tls, file, stdout, relp, kafka");
 	assert_error(&e, "t.conf:8: [output \"o\"]: address is required for "
 	    "transport tcp (HOST:PORT)");
 	assert_error(&e, "t.conf:11: duplicate section [output \"o\"]; first "
@@ -498,7 +498,8 @@ test_more_errors(void **state)
 	parse_fails(OUT "[output \"f\"]\ntransport = file\n", "t.conf:3: "
 	    "[output \"f\"]: address is required for transport file (a path)");
 	parse_fails(OUT "[output \"s\"]\naddress = h:1\ntls_server_name = h\n",
-	    "t.conf:5: tls_server_name: only used with transport tls");
+	    "t.conf:5: tls_server_name: only used with TLS (transport tls, "
+	    "relp with tls = yes, kafka_security = ssl or sasl_ssl)");
 	parse_fails(OUT "[output \"s\"]\ntransport = udp\naddress = h:1\n"
 	    "max_message_bytes = 65536\n", "t.conf:6: max_message_bytes: "
 	    "65536 does not fit in a UDP datagram; accepted: 480..65507 for "
@@ -1341,7 +1342,7 @@ test_example_config(void **state)
 	if (c == NULL)
 		dump(&e);
 	assert_non_null(c);
-	assert_int_equal(c->noutputs, 4);
+	assert_int_equal(c->noutputs, 6);
 	assert_int_equal(c->ntenants, 4);
 	assert_int_equal(c->nnotifies, 1);
 	assert_true(c->cluster.enabled);
@@ -1379,6 +1380,111 @@ group_teardown(void **state)
 	return nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* transport = kafka and relp: their keys, defaults and mistakes. */
+static void
+test_kafka_relp(void **state)
+{
+	struct config	*c;
+	char		*t, *msg, *p = tpath("kpw");
+
+	c = parse_ok(OUT "[output \"k\"]\ntransport = kafka\n"
+	    "brokers = k1:9092, [::1]:9093\ntopic = siem.alerts\n");
+	assert_int_equal(c->outputs[1]->transport, OUT_KAFKA);
+	assert_string_equal(c->outputs[1]->brokers, "k1:9092, [::1]:9093");
+	assert_string_equal(c->outputs[1]->topic, "siem.alerts");
+	assert_int_equal(c->outputs[1]->kafka_security, KAFKA_PLAINTEXT);
+	assert_int_equal(c->outputs[1]->header, HDR_NONE);
+	conf_free(c);
+	c = parse_ok(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
+	    "topic = t\nsyslog_header = rfc3164\n");
+	assert_int_equal(c->outputs[1]->header, HDR_RFC3164);
+	conf_free(c);
+
+	put_file("kpw", 0600, "s3cret\n");
+	t = fmt(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
+	    "topic = t\nkafka_security = sasl_ssl\nsasl_mechanism = "
+	    "scram-sha-512\nsasl_username = u\nsasl_password_file = %s\n"
+	    "ca_file = %s/cert\n", p, tmpdir);
+	c = parse_ok(t);
+	assert_int_equal(c->outputs[1]->kafka_security, KAFKA_SASL_SSL);
+	assert_int_equal(c->outputs[1]->sasl_mechanism, SASL_SCRAM_SHA_512);
+	assert_string_equal(c->outputs[1]->sasl_password, "s3cret");
+	conf_free(c);
+	free(t);
+
+	put_file("kpw", 0640, "s3cret\n");
+	t = fmt(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
+	    "topic = t\nkafka_security = sasl_ssl\nsasl_username = u\n"
+	    "sasl_password_file = %s\n", p);
+	msg = fmt("t.conf:9: sasl_password_file %s is readable by group or "
+	    "others (mode 0640); run chmod 600 %s", p, p);
+	parse_fails(t, msg);
+	free(t);
+	free(msg);
+	free(p);
+
+	parse_fails(OUT "[output \"k\"]\ntransport = kafka\ntopic = t\n",
+	    "t.conf:3: [output \"k\"]: brokers is required");
+	parse_fails(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n",
+	    "t.conf:3: [output \"k\"]: topic is required");
+	parse_fails(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1, k2\n"
+	    "topic = t\n", "t.conf:5: brokers: \"k2\" is not HOST:PORT");
+	parse_fails(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
+	    "topic = a/b\n", "t.conf:6: topic: \"a/b\" is not a Kafka topic "
+	    "name; accepted: 1 to 249 of A-Z a-z 0-9 . _ -");
+	parse_fails(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
+	    "topic = t\naddress = k:1\n", "t.conf:7: address: not used with "
+	    "transport kafka (brokers = HOST:PORT, ...)");
+	parse_fails(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
+	    "topic = t\nkafka_security = sasl\n", "t.conf:7: kafka_security: "
+	    "\"sasl\" is not valid; accepted: plaintext, ssl, sasl_ssl");
+	parse_fails(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
+	    "topic = t\nsasl_username = u\n", "t.conf:7: sasl_username: only "
+	    "used with kafka_security = sasl_ssl");
+	parse_fails(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
+	    "topic = t\nkafka_security = sasl_ssl\nsasl_username = u\n",
+	    "t.conf:3: [output \"k\"]: sasl_password_file is required");
+	t = fmt(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
+	    "topic = t\nkafka_security = sasl_ssl\nsasl_username = u\n"
+	    "sasl_password_file = %s/secret\nsasl_mechanism = gssapi\n",
+	    tmpdir);
+	parse_fails(t, "t.conf:10: sasl_mechanism: \"gssapi\" is not valid; "
+	    "accepted: plain, scram-sha-256, scram-sha-512");
+	free(t);
+	parse_fails(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
+	    "topic = t\nframing = newline\n", "t.conf:7: framing: not used "
+	    "with transport kafka (one message per event)");
+	parse_fails(OUT "[output \"k\"]\ntransport = kafka\nbrokers = k:1\n"
+	    "topic = t\nkafka_security = ssl\ntls_server_name = k\n",
+	    "t.conf:8: tls_server_name: not used with transport kafka "
+	    "(brokers are verified against their own names)");
+	parse_fails(OUT "[output \"s\"]\naddress = h:1\ntopic = t\n",
+	    "t.conf:5: topic: only used with transport kafka");
+
+	c = parse_ok(OUT "[output \"r\"]\ntransport = relp\naddress = r:2514\n"
+	    "tls = yes\ntls_server_name = siem.example\n");
+	assert_int_equal(c->outputs[1]->transport, OUT_RELP);
+	assert_true(c->outputs[1]->tls);
+	assert_string_equal(c->outputs[1]->host, "r");
+	conf_free(c);
+	parse_fails(OUT "[output \"r\"]\ntransport = relp\n", "t.conf:3: "
+	    "[output \"r\"]: address is required for transport relp "
+	    "(HOST:PORT)");
+	parse_fails(OUT "[output \"r\"]\ntransport = relp\naddress = r:1\n"
+	    "tls_server_name = x\n", "t.conf:6: tls_server_name: only used "
+	    "with TLS (transport tls, relp with tls = yes, kafka_security = "
+	    "ssl or sasl_ssl)");
+	parse_fails(OUT "[output \"r\"]\ntransport = relp\naddress = r:1\n"
+	    "tls = maybe\n", "t.conf:6: tls: \"maybe\" is not a boolean; "
+	    "accepted: yes, no, true, false, on, off, 1, 0");
+	parse_fails(OUT "[output \"r\"]\ntransport = relp\naddress = r:1\n"
+	    "framing = octet-counting\n", "t.conf:6: framing: not used with "
+	    "transport relp (RELP frames every record itself)");
+	parse_fails(OUT "[output \"s\"]\naddress = h:1\ntls = yes\n",
+	    "t.conf:5: tls: only used with transport relp (use transport tls "
+	    "for syslog over TLS)");
+}
+
 int
 main(void)
 {
@@ -1410,6 +1516,7 @@ main(void)
 		cmocka_unit_test(test_service_sources),
 		cmocka_unit_test(test_secretless),
 		cmocka_unit_test(test_example_config),
+		cmocka_unit_test(test_kafka_relp),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

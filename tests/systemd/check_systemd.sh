@@ -104,6 +104,11 @@ if [ -z "$deb" ]; then
 fi
 [ -f "$deb" ] || { fail "no package at $deb"; finish; }
 ok "package built: ${deb##*/} ($(since "$t")s)"
+# Whatever the package depends on goes into the root too (the first of
+# alternatives, without versions), so a new library needs no edit here.
+deps=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//' |
+    tr -d ' ' | grep -v '^$' | sort -u | paste -sd, -)
+[ -n "$deps" ] && pkgs=$pkgs,$deps
 
 t=$(now)
 root_cache || finish

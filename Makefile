@@ -60,7 +60,7 @@ $(LIBA): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/alertrelayd: $(D_OBJ) $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $(D_OBJ) $(LIBA) $(PKG_LIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $(D_OBJ) $(LIBA) $(PKG_LIBS) -lm -pthread
 
 $(B)/alertrelayctl: $(B)/daemon/alertrelayctl.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -69,7 +69,7 @@ $(B)/tests/fakes/%: $(B)/tests/fakes/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS) -lm -pthread
 
 $(B)/tests/bench/%: $(B)/tests/bench/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm

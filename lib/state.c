@@ -254,13 +254,12 @@ ticks_add(struct buf *b, const char *key, int64_t t)
 		buf_addf(b, "%s %" PRId64 "\n", key, t);
 }
 
-int
-tenant_state_save(const char *path, const struct tenant_state *st)
+void
+tenant_state_format(const struct tenant_state *st, struct buf *out)
 {
 	const struct dedupe_entry *e;
 	struct buf	 b;
 	size_t		 i;
-	int		 rc;
 
 	buf_init(&b);
 	buf_adds(&b, STATE_VERSION_LINE "\n");
@@ -279,6 +278,18 @@ tenant_state_save(const char *path, const struct tenant_state *st)
 			    e->last_update);
 	}
 	buf_addf(&b, "crc %08" PRIx32 "\n", crc32c(0, b.data, b.len));
+	buf_clear(out);
+	*out = b;
+}
+
+int
+tenant_state_save(const char *path, const struct tenant_state *st)
+{
+	struct buf	 b;
+	int		 rc;
+
+	buf_init(&b);
+	tenant_state_format(st, &b);
 	rc = file_write_atomic(path, b.data, b.len, 0600);
 	buf_clear(&b);
 	return rc;

@@ -2,7 +2,9 @@
  * slowsync.so: an LD_PRELOAD shim that makes fsync() and fdatasync() slow,
  * as on a loaded or network-backed disk, and counts them.
  *
- *	SLOWSYNC_MS=N		sleep N ms before every real fsync/fdatasync
+ *	SLOWSYNC_MS=N		sleep N ms before every real fsync/fdatasync;
+ *				-1: skip them (an upper bound for profiling:
+ *				what the run would take if syncs were free)
  *	SLOWSYNC_STATS=FILE	at exit, append one line to FILE:
  *	    "slowsync pid=P calls=C main=M ms=T main_ms=U"
  *	  calls and ms over every thread; main and main_ms those made by the
@@ -36,19 +38,23 @@ now_ns(void)
 	    (unsigned long long)ts.tv_nsec;
 }
 
-static void
+/* Sleep SLOWSYNC_MS; 1 when the real call is to be skipped. */
+static int
 slow_delay(void)
 {
 	const char	*s = getenv("SLOWSYNC_MS");
 	struct timespec	 ts;
 	long		 ms;
 
-	if (s == NULL || (ms = strtol(s, NULL, 10)) <= 0)
-		return;
+	if (s == NULL || (ms = strtol(s, NULL, 10)) == 0)
+		return 0;
+	if (ms < 0)
+		return 1;
 	ts.tv_sec = ms / 1000;
 	ts.tv_nsec = (ms % 1000) * 1000000L;
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		;
+	return 0;
 }
 
 /* Delay, call the real function, count. */
@@ -63,8 +69,7 @@ slow_call(const char *name, int fd)
 		errno = ENOSYS;
 		return -1;
 	}
-	slow_delay();
-	rc = real(fd);
+	rc = slow_delay() ? 0 : real(fd);
 	saved = errno;
 	dt = now_ns() - t0;
 	calls++;

@@ -2,12 +2,13 @@
 # Run alertrelay's benchmarks: encode, backfill, commit, latency, fleet and
 # reload.
 # Usage: tests/bench/run.sh [BUILD_DIR] [--short] [BENCH...]
-#   BENCH: encode parse backfill commit latency fleet reload backlog (default:
-#   all; fleet and reload share one 10,000-tenant daemon).  --short (or
+#   BENCH: encode parse backfill commit latency fleet reload backlog slowdisk
+#   (default: all; fleet and reload share one 10,000-tenant daemon).  --short (or
 #   BENCH_SHORT=1 in the environment, e.g. "make bench BENCH_SHORT=1") is the
 #   CI size.  BENCH_REF=DIR (a reference build, e.g. main's) makes commit run
 #   that daemon and this one alternately, 3 times each, and print the ratio;
-#   BENCH_SLOW_SYNC=MS delays the daemon's fsyncs (LD_PRELOAD slowsync.so).
+#   BENCH_SLOW_SYNC=MS delays the daemon's fsyncs (LD_PRELOAD slowsync.so) in
+#   commit and backfill, and sets slowdisk's delay (default 500 ms).
 # Figures are printed, never asserted: the status is non-zero only when a
 # benchmark could not run.  RESULT lines are also kept in
 # $BENCH_RESULTS (default build/bench-results.txt).
@@ -18,14 +19,14 @@ BENCHES=""
 for arg in "$@"; do
 	case "$arg" in
 	--short) SHORT=--short ;;
-	encode|parse|backfill|commit|latency|fleet|reload|backlog)
+	encode|parse|backfill|commit|latency|fleet|reload|backlog|slowdisk)
 		BENCHES="$BENCHES $arg" ;;
 	-*) echo "usage: $0 [BUILD_DIR] [--short] [BENCH...]" >&2; exit 64 ;;
 	*) B=$arg ;;
 	esac
 done
 [ -n "$BENCHES" ] ||
-    BENCHES="encode parse backfill commit latency fleet reload backlog"
+    BENCHES="encode parse backfill commit latency fleet reload backlog slowdisk"
 HERE=$(dirname "$0")
 OUT=${BENCH_RESULTS:-$B/bench-results.txt}
 : >"$OUT"
@@ -67,6 +68,11 @@ for b in $BENCHES; do
 		else
 			run "$B/tests/bench/bench_parse" || rc=1
 		fi
+		;;
+	slowdisk)
+		echo "== slowdisk"
+		run python3 -B "$HERE/bench_slowdisk.py" --build "$B" \
+		    --ms "${BENCH_SLOW_SYNC:-500}" || rc=1
 		;;
 	backlog)
 		echo "== backlog"

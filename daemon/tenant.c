@@ -693,6 +693,18 @@ tenant_classify(struct catchup *c, const struct alert *a)
 	return 0;
 }
 
+/* What every event of this tenant carries besides the alert or incident. */
+static void
+tenant_event_meta(const struct tenant *t, int updated, struct event_meta *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->tenant_name = t->name;
+	m->tenant_label = t->conf->label;
+	m->tenant_id = t->conf->tenant_id;
+	m->updated = updated;
+	m->forwarded_at = ts_now();
+}
+
 /* Encode one alert version for every routed output and queue it. */
 static int
 tenant_forward(struct catchup *c, const struct alert *a, int updated)
@@ -703,12 +715,7 @@ tenant_forward(struct catchup *c, const struct alert *a, int updated)
 	struct event_meta	 m;
 	size_t			 i;
 
-	memset(&m, 0, sizeof(m));
-	m.tenant_name = t->name;
-	m.tenant_label = t->conf->label;
-	m.tenant_id = t->conf->tenant_id;
-	m.updated = updated;
-	m.forwarded_at = ts_now();
+	tenant_event_meta(t, updated, &m);
 	for (i = 0; i < t->nsinks; i++) {
 		buf_reset(&msg);
 		if (event_encode(&msg, sink_conf(t->sinks[i]), a, &m,
@@ -1429,12 +1436,7 @@ ireader_forward(struct ireader *ir, const struct incident *in, int updated)
 	struct event_meta	 m;
 	size_t			 i;
 
-	memset(&m, 0, sizeof(m));
-	m.tenant_name = t->name;
-	m.tenant_label = t->conf->label;
-	m.tenant_id = t->conf->tenant_id;
-	m.updated = updated;
-	m.forwarded_at = ts_now();
+	tenant_event_meta(t, updated, &m);
 	for (i = 0; i < t->nsinks; i++) {
 		buf_reset(&msg);
 		if (incident_encode(&msg, sink_conf(t->sinks[i]), in, &m,

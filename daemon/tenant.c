@@ -1442,7 +1442,8 @@ ireader_forward(struct ireader *ir, const struct incident *in, int updated)
 		if (incident_encode(&msg, sink_conf(t->sinks[i]), in, &m,
 		    r->hostname, r->pid) == -1)
 			continue;
-		if (sink_enqueue(t->sinks[i], msg.data, msg.len) == -1) {
+		if (sink_enqueue_alert(t->sinks[i], t->name, in->id.p,
+		    in->id.len, msg.data, msg.len) == -1) {
 			snprintf(ir->page_error, sizeof(ir->page_error),
 			    "output %s: cannot queue incident in spool: %s",
 			    sink_conf(t->sinks[i])->name, strerror(errno));

@@ -99,7 +99,8 @@ incident_add_alert(struct incident *inc, const char *id, size_t len)
 	inc->alerts_known = true;
 	if (inc->alert_count < UINT_MAX)
 		inc->alert_count++;
-	if (len == 0 || inc->alert_ids_n >= INCIDENT_MAX_ALERT_IDS)
+	if (id == NULL || len == 0 ||
+	    inc->alert_ids_n >= INCIDENT_MAX_ALERT_IDS)
 		return;
 	if (b->len > 0)
 		buf_addc(b, ',');
@@ -120,7 +121,8 @@ alert_id(struct jscan *js, struct jstr *id)
 		return -1;
 	while ((r = jscan_member(js, &n, &key)) == 1) {
 		if (jstr_eq(&key, "id", 2)) {
-			id->p = NULL;	/* a later duplicate wins */
+			/* a later duplicate wins, even when it is no string */
+			memset(id, 0, sizeof *id);
 			if (jscan_peek(js) == '"') {
 				if (jscan_string(js, id) != 0)
 					return -1;

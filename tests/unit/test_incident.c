@@ -360,6 +360,17 @@ test_parse_errors(void **state)
 	assert_astr(&inc.id, "42");
 	assert_string_equal(inc.alert_ids.data, "b,c");
 	assert_int_equal(inc.alert_count, 2);
+	/*
+	 * A string id replaced by a later non-string one leaves the alert
+	 * counted without an id (the fuzzer found the old length kept
+	 * with a NULL pointer).
+	 */
+	parse_str(&inc, "{\"id\":\"i\",\"lastUpdateDateTime\":"
+	    "\"2024-01-01T00:00:00Z\",\"alerts\":[{\"id\":\"abc\",\"id\":5},"
+	    "{\"id\":\"d\"}]}");
+	assert_int_equal(inc.alert_count, 2);
+	assert_int_equal(inc.alert_ids_n, 1);
+	assert_string_equal(inc.alert_ids.data, "d");
 	incident_clear(&inc);
 }
 

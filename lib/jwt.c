@@ -19,6 +19,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "b64.h"
 #include "jwt.h"
 #include "log.h"
 
@@ -29,34 +30,6 @@ struct jwt_signer {
 	char		 x5t[32];	/* 20 bytes -> 27 characters */
 	char		 x5t_s256[48];	/* 32 bytes -> 43 characters */
 };
-
-void
-jwt_b64url(struct buf *b, const void *p, size_t n)
-{
-	static const char	 tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "abcdefghijklmnopqrstuvwxyz0123456789-_";
-	const unsigned char	*s = p;
-	uint32_t		 v;
-	size_t			 i;
-
-	for (i = 0; i + 2 < n; i += 3) {
-		v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-		buf_addc(b, tab[v >> 18 & 63]);
-		buf_addc(b, tab[v >> 12 & 63]);
-		buf_addc(b, tab[v >> 6 & 63]);
-		buf_addc(b, tab[v & 63]);
-	}
-	if (n - i == 1) {
-		v = (uint32_t)s[i] << 16;
-		buf_addc(b, tab[v >> 18 & 63]);
-		buf_addc(b, tab[v >> 12 & 63]);
-	} else if (n - i == 2) {
-		v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8;
-		buf_addc(b, tab[v >> 18 & 63]);
-		buf_addc(b, tab[v >> 12 & 63]);
-		buf_addc(b, tab[v >> 6 & 63]);
-	}
-}
 
 void
 jwt_uuid(char out[37])
@@ -191,7 +164,7 @@ thumbprint(X509 *x, const EVP_MD *md, char *out, size_t len)
 	if (X509_digest(x, md, d, &n) != 1)
 		return -1;
 	buf_init(&b);
-	jwt_b64url(&b, d, n);
+	b64_encode(&b, d, n, B64_URL);
 	snprintf(out, len, "%s", b.data);
 	buf_clear(&b);
 	return 0;
@@ -268,7 +241,7 @@ b64_json(struct buf *out, json_t *j)
 	json_decref(j);
 	if (s == NULL)
 		return -1;
-	jwt_b64url(out, s, strlen(s));
+	b64_encode(out, s, strlen(s), B64_URL);
 	free(s);
 	return 0;
 }
@@ -345,7 +318,7 @@ jwt_assertion(struct buf *out, const struct jwt_signer *s, enum jwt_alg alg,
 		return -1;
 	}
 	buf_addc(out, '.');
-	jwt_b64url(out, sig, siglen);
+	b64_encode(out, sig, siglen, B64_URL);
 	free(sig);
 	return 0;
 fail:

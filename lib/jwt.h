@@ -69,8 +69,6 @@ int		 jwt_assertion_load(const char *path, struct buf *out,
 /* The "exp" claim (epoch seconds) of a JWT, not verified; -1 if none. */
 int64_t		 jwt_exp(const char *jwt);
 
-/* base64url without padding (RFC 7515 §2). */
-void		 jwt_b64url(struct buf *, const void *, size_t);
 /* A random (version 4) UUID, 36 characters and a NUL. */
 void		 jwt_uuid(char out[37]);
 

@@ -22,6 +22,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "b64.h"
 #include "jwt.h"
 #include "util.h"
 
@@ -232,7 +233,7 @@ der_thumb(X509 *x, const EVP_MD *md, struct buf *out)
 	assert_true(len > 0);
 	assert_int_equal(EVP_Digest(der, (size_t)len, d, &n, md, NULL), 1);
 	OPENSSL_free(der);
-	jwt_b64url(out, d, n);
+	b64_encode(out, d, n, B64_URL);
 }
 
 static const char *
@@ -478,11 +479,11 @@ test_b64url(void **state)
 	for (i = 0; i < nitems(v); i++) {
 		buf_reset(&b);
 		buf_adds(&b, "");
-		jwt_b64url(&b, v[i].in, strlen(v[i].in));
+		b64_encode(&b, v[i].in, strlen(v[i].in), B64_URL);
 		assert_string_equal(b.data, v[i].out);
 	}
 	buf_reset(&b);
-	jwt_b64url(&b, sha1, sizeof(sha1));
+	b64_encode(&b, sha1, sizeof(sha1), B64_URL);
 	assert_string_equal(b.data, "hOBcHZi846VCHSJbFAs26Go9VTQ");
 	buf_clear(&b);
 }
@@ -511,8 +512,8 @@ test_assertion_file(void **state)
 
 	/* {"iss":"https://issuer.example","exp":1999999999} */
 	buf_init(&claims);
-	jwt_b64url(&claims, "{\"iss\":\"https://issuer.example\","
-	    "\"exp\":1999999999}", 49);
+	b64_encode(&claims, "{\"iss\":\"https://issuer.example\","
+	    "\"exp\":1999999999}", 49, B64_URL);
 	buf_init(&b);
 	buf_addf(&b, "eyJhbGciOiJSUzI1NiJ9.%s.c2ln\n", claims.data);
 	put(fx->dir, "fed", 0600, b.data, path, sizeof(path));

@@ -39,8 +39,10 @@ FAKE_SRC := $(sort $(wildcard tests/fakes/*.c))
 FAKES	 := $(FAKE_SRC:tests/fakes/%.c=$(B)/tests/fakes/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNITS	 := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
-BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
+BENCH_SRC := $(filter-out tests/bench/slowsync.c,$(sort $(wildcard tests/bench/*.c)))
 BENCHES	 := $(BENCH_SRC:tests/bench/%.c=$(B)/tests/bench/%)
+# An LD_PRELOAD shim that slows fsync/fdatasync down (tests/bench/slowsync.c).
+SLOWSYNC := $(B)/tests/bench/slowsync.so
 
 PROGS	 = $(B)/alertrelayd $(if $(CTL_SRC),$(B)/alertrelayctl)
 
@@ -48,7 +50,7 @@ PROGS	 = $(B)/alertrelayd $(if $(CTL_SRC),$(B)/alertrelayctl)
 	check-prometheus \
 	demo install clean bench fuzz
 
-all: $(PROGS) $(FAKES) $(UNITS) $(BENCHES)
+all: $(PROGS) $(FAKES) $(UNITS) $(BENCHES) $(SLOWSYNC)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -77,6 +79,11 @@ $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBA)
 
 $(B)/tests/bench/%: $(B)/tests/bench/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+# Never sanitised: it is preloaded into programs that may not be.
+$(SLOWSYNC): tests/bench/slowsync.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) -O2 -g -shared -fPIC -o $@ $< -ldl
 
 # The integration suite runs last: its "N passed, M failed, K skipped"
 # closes the run.

@@ -2,8 +2,9 @@
 """End-to-end benchmarks of alertrelayd against the fake cloud and the
 counting TCP sink, all on loopback: backfill, fleet (+ reload), latency.
 
-Usage: bench.py [--build DIR] [--short] [--json FILE] BENCH...
-  BENCH: backfill | fleet | latency | reload | fleet+reload
+Usage: bench.py [--build DIR] [--short] [--json FILE] [--ref DIR]
+                [--slow-sync MS] BENCH...
+  BENCH: backfill | commit | fleet | latency | reload | fleet+reload
 Each bench prints human-readable lines and one "RESULT name k=v ..." line.
 Figures are printed, never asserted (the exit status is 0 unless a bench
 could not run at all).
@@ -332,12 +333,16 @@ def tenant_names(n):
 
 
 PROGRAMS = ("alertrelayd", "tests/fakes/fakecloud", "tests/bench/sink")
+OPTIONAL = ("tests/bench/slowsync.so",)
 
 
-def snapshot(build):
+def snapshot(build, programs=PROGRAMS):
     """Copy the programs once: others may relink them while we run."""
     d = tempfile.mkdtemp(prefix="alertrelay-bench-bin.")
-    for rel in PROGRAMS:
+    for rel in OPTIONAL:
+        if programs is PROGRAMS and os.path.exists(os.path.join(build, rel)):
+            shutil.copy2(os.path.join(build, rel), d)
+    for rel in programs:
         src = os.path.join(build, rel)
         for i in range(600):
             try:
@@ -494,15 +499,21 @@ class LoopLag:
                 "lag_status": "met" if ok else "NOT-MET"}
 
 
-def bench_backfill(a, workdir):
+def bench_backfill(a, workdir, name="backfill", shape=None, build=None):
+    """--once over every tenant's history: (tenants, alerts, page_size)."""
     ntenants, nalerts = (10, 2000) if a.short else (100, 10000)
+    page_size = 10000
+    if shape is not None:
+        ntenants, nalerts, page_size = shape
     if a.tenants:
         ntenants = a.tenants
     if a.alerts:
         nalerts = a.alerts
+    build = build or a.build
     total = ntenants * nalerts
-    log("backfill: %d tenants x %d alerts = %d, page_size = 10000, "
-        "--once" % (ntenants, nalerts, total))
+    log("%s: %d tenants x %d alerts = %d, page_size = %d, --once%s" % (
+        name, ntenants, nalerts, total, page_size,
+        "" if build == a.build else " (reference binary)"))
     fake = Fake(a.build, workdir, ["--tenants", str(ntenants), "--alerts",
                 str(nalerts), "--spread", "1h", "--no-rate-limit",
                 "--seed", "1"], startup_timeout=30 + total / 20000)
@@ -512,13 +523,14 @@ def bench_backfill(a, workdir):
     lag = LoopLag(free_tcp_port())
     conf = write_config(workdir, fake.port, sink.port,
                         tenant_names(ntenants),
-                        {"page_size": 10000, "first_fetch": "2h",
+                        {"page_size": page_size, "first_fetch": "2h",
                          "poll_interval": "60s",
                          "metrics_listen": "127.0.0.1:%d" % lag.port})
     fake_cpu0, sink_cpu0 = fake.proc.cpu(), sink.proc.cpu()
     hwm = 0.0
     t0 = mono()
-    d = start_daemon(a.build, workdir, conf, once=True)
+    d = start_daemon(build, workdir, conf, once=True,
+                     env_extra=slowsync_env(a))
     prof = start_profile(a, workdir, d.pid)
     rc = None
     limit = 120 + total / 2000.0
@@ -565,6 +577,8 @@ def bench_backfill(a, workdir):
     sink.stop()
     fake.stop()
     met = rate >= 25000 and peak <= 64 and got == total
+    if name != "backfill":
+        met = peak <= 64 and got == total
     res = dict(lagres)
     res.update({"alerts": got, "expected": total, "wall_s": wall,
            "alerts_per_s": rate, "cpu_s": cpu,
@@ -574,9 +588,61 @@ def bench_backfill(a, workdir):
            "alerts_per_cpu_s": got / cpu if cpu else 0,
            "fake_cpu_s": fake_cpu,
            "sink_cpu_s": sink_cpu, "exit": rc,
-           "target": "alerts_per_s>=25000,peak_rss_mb<=64",
+           "target": "alerts_per_s>=25000,peak_rss_mb<=64"
+           if name == "backfill" else "peak_rss_mb<=64",
            "status": "met" if met else "NOT-MET"})
-    result("backfill", res)
+    if build != a.build:
+        res["binary"] = "reference"
+    result(name, res)
+    return res
+
+
+def slowsync_env(a):
+    """--slow-sync MS: the daemon's fsync/fdatasync take MS longer."""
+    if not a.slow_sync:
+        return None
+    return {"LD_PRELOAD": os.path.join(a.build, "slowsync.so"),
+            "SLOWSYNC_MS": str(a.slow_sync)}
+
+
+def bench_commit(a, workdir):
+    """Many small pages: 20 tenants x 5,000 alerts at page_size = 1000,
+    a page commit (spool syncs, state save) every 1,000 alerts.  With
+    --ref DIR, the reference build (e.g. main's) runs alternately with
+    this one, a.runs times each, and the ratio of medians is printed."""
+    shape = (20, 5000, 1000)
+    if not a.ref:
+        return bench_backfill(a, workdir, "commit", shape)
+    runs = {"new": [], "ref": []}
+    for i in range(a.runs):
+        for which, build in (("ref", a.ref), ("new", a.build)):
+            w = tempfile.mkdtemp(prefix="alertrelay-bench-commit.",
+                                 dir=workdir)
+            try:
+                runs[which].append(bench_backfill(
+                    a, w, "commit", shape, build))
+            finally:
+                for p in RUNNING:
+                    p.stop(signal.SIGKILL)
+                del RUNNING[:]
+
+    def med(which, k):
+        xs = sorted(r[k] for r in runs[which])
+        return xs[len(xs) // 2]
+    ratio = med("new", "alerts_per_s") / max(med("ref", "alerts_per_s"), 1)
+    log("  commit, %d alternating runs each: this build %.0f alerts/s "
+        "(median), reference %.0f alerts/s: %.2fx" % (
+            a.runs, med("new", "alerts_per_s"), med("ref", "alerts_per_s"),
+            ratio))
+    res = {"runs": a.runs, "alerts_per_s": med("new", "alerts_per_s"),
+           "ref_alerts_per_s": med("ref", "alerts_per_s"), "ratio": ratio,
+           "wall_s": med("new", "wall_s"), "ref_wall_s": med("ref", "wall_s"),
+           "cpu_s": med("new", "cpu_s"), "ref_cpu_s": med("ref", "cpu_s"),
+           "peak_rss_mb": max(r["peak_rss_mb"] for r in runs["new"]),
+           "target": "ratio>=1.5,peak_rss_mb<=64",
+           "status": "met" if ratio >= 1.5 and all(
+               r["status"] == "met" for r in runs["new"]) else "NOT-MET"}
+    result("commit-vs-ref", res)
     return res
 
 
@@ -896,17 +962,26 @@ def main():
     ap.add_argument("--jitter", choices=["pinned", "real"], default="pinned")
     ap.add_argument("--profile", action="store_true",
                     help="backfill, reload: profile the daemon with perf")
+    ap.add_argument("--ref", help="commit: a reference build directory "
+                    "(e.g. main's) run alternately with this one")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="commit with --ref: runs of each binary")
+    ap.add_argument("--slow-sync", type=int, default=0, metavar="MS",
+                    help="backfill, commit: delay the daemon's fsync and "
+                    "fdatasync by MS (LD_PRELOAD slowsync.so)")
     ap.add_argument("--json", help="append results as JSON lines here")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work directories")
     ap.add_argument("bench", nargs="+",
-                    choices=["backfill", "fleet", "latency", "reload",
-                             "fleet+reload"])
+                    choices=["backfill", "commit", "fleet", "latency",
+                             "reload", "fleet+reload"])
     a = ap.parse_args()
     # SIGTERM ends the run through the finally below (children stopped).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     log("machine: %s" % machine())
     a.build = snapshot(a.build)     # from here on, a directory of copies
+    if a.ref:
+        a.ref = snapshot(a.ref, ("alertrelayd",))
     rc = 0
     for b in a.bench:
         workdir = tempfile.mkdtemp(prefix="alertrelay-bench-%s." % b)
@@ -914,6 +989,8 @@ def main():
         try:
             if b == "backfill":
                 res = {"backfill": bench_backfill(a, workdir)}
+            elif b == "commit":
+                res = {"commit": bench_commit(a, workdir)}
             elif b == "fleet":
                 res = {"fleet": bench_fleet(a, workdir)[0]}
             elif b == "fleet+reload":
@@ -939,6 +1016,8 @@ def main():
         if not a.keep:
             subprocess.call(["rm", "-rf", workdir])
     shutil.rmtree(a.build, ignore_errors=True)
+    if a.ref:
+        shutil.rmtree(a.ref, ignore_errors=True)
     return rc
 
 

@@ -1,10 +1,15 @@
 #!/bin/sh
-# Run alertrelay's benchmarks: encode, backfill, latency, fleet and reload.
+# Run alertrelay's benchmarks: encode, backfill, commit, latency, fleet and
+# reload.
 # Usage: tests/bench/run.sh [BUILD_DIR] [--short] [BENCH...]
-#   BENCH: encode parse backfill latency fleet reload backlog transports
-#   (default: all; fleet
-#   and reload share one 10,000-tenant daemon).  --short (or BENCH_SHORT=1
-#   in the environment, e.g. "make bench BENCH_SHORT=1") is the CI size.
+#   BENCH: encode parse backfill commit latency fleet reload backlog
+#   transports slowdisk (default: all; fleet and reload share one
+#   10,000-tenant daemon).  --short (or BENCH_SHORT=1 in the environment,
+#   e.g. "make bench BENCH_SHORT=1") is the CI size.  BENCH_REF=DIR (a
+#   reference build, e.g. an older commit's) makes commit run that daemon
+#   and this one alternately, 3 times each, and print the ratio;
+#   BENCH_SLOW_SYNC=MS delays the daemon's fsyncs (LD_PRELOAD slowsync.so)
+#   in commit and backfill, and sets slowdisk's delay (default 500 ms).
 # Figures are printed, never asserted: the status is non-zero only when a
 # benchmark could not run.  RESULT lines are also kept in
 # $BENCH_RESULTS (default build/bench-results.txt).
@@ -15,14 +20,14 @@ BENCHES=""
 for arg in "$@"; do
 	case "$arg" in
 	--short) SHORT=--short ;;
-	encode|parse|backfill|latency|fleet|reload|backlog|transports)
+	encode|parse|backfill|commit|latency|fleet|reload|backlog|transports|slowdisk)
 		BENCHES="$BENCHES $arg" ;;
 	-*) echo "usage: $0 [BUILD_DIR] [--short] [BENCH...]" >&2; exit 64 ;;
 	*) B=$arg ;;
 	esac
 done
 [ -n "$BENCHES" ] ||
-    BENCHES="encode parse backfill latency fleet reload backlog transports"
+    BENCHES="encode parse backfill commit latency fleet reload backlog transports slowdisk"
 HERE=$(dirname "$0")
 OUT=${BENCH_RESULTS:-$B/bench-results.txt}
 : >"$OUT"
@@ -70,6 +75,11 @@ for b in $BENCHES; do
 		run python3 -B "$HERE/bench_transports.py" --build "$B" \
 		    ${SHORT:+--alerts 500} || rc=1
 		;;
+	slowdisk)
+		echo "== slowdisk"
+		run python3 -B "$HERE/bench_slowdisk.py" --build "$B" \
+		    --ms "${BENCH_SLOW_SYNC:-500}" || rc=1
+		;;
 	backlog)
 		echo "== backlog"
 		run python3 "$HERE/bench_backlog.py" --build "$B" \
@@ -95,7 +105,9 @@ done
 for b in $py; do
 	echo "== $b"
 	# Unquoted on purpose: empty or one flag.
-	run python3 -B "$HERE/bench.py" --build "$B" $SHORT "$b" || rc=1
+	run python3 -B "$HERE/bench.py" --build "$B" $SHORT \
+	    ${BENCH_REF:+--ref "$BENCH_REF"} \
+	    ${BENCH_SLOW_SYNC:+--slow-sync "$BENCH_SLOW_SYNC"} "$b" || rc=1
 done
 rm -f "$OUT.log" "$OUT.rc"
 echo "== results (also in $OUT)"

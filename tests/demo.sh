@@ -1,6 +1,7 @@
 #!/bin/sh
 # make demo: a local fake cloud with three demo tenants producing alerts
-# over time; alertrelayd polls them and prints CEF on this terminal.
+# and incidents over time; alertrelayd polls them and prints CEF on this
+# terminal.
 # DEMO_SECONDS=N stops after N seconds (default 60; 0 runs until Ctrl-C).
 set -e
 B=${1:-build}
@@ -15,7 +16,7 @@ trap cleanup EXIT INT TERM
 
 "$B/tests/fakes/fakecloud" -p 0 --port-file "$D/port" \
     -t contoso -t fabrikam -t tailspin --alerts 4 --spread 30m \
-    --rate 0.5 --update-rate 0.2 --seed 7 >"$D/fake.out" 2>"$D/fake.err" &
+    --rate 0.5 --update-rate 0.2 --incident-rate 0.2 --seed 7 >"$D/fake.out" 2>"$D/fake.err" &
 FAKE_PID=$!
 i=0
 while [ ! -s "$D/port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
@@ -41,11 +42,14 @@ transport = stdout
 format = cef
 syslog_header = none
 
+# Contoso is read through Microsoft Graph, with its incidents.
 [tenant "contoso"]
 label = Contoso Ltd
 tenant_id = contoso
 client_id = 00000000-0000-0000-0000-0000000000c1
 client_secret_file = $D/contoso.secret
+source = graph
+incidents = yes
 api_url = http://127.0.0.1:$PORT
 login_url = http://127.0.0.1:$PORT
 

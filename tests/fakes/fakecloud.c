@@ -284,6 +284,7 @@ static struct {
 	int64_t			 spread_ms;
 	double			 rate;
 	double			 update_rate;
+	double			 incident_rate;	/* new incidents/s, any tenant */
 	double			 late_fraction;
 	int64_t			 late_delay_ms;
 	uint64_t		 seed;
@@ -5184,10 +5185,21 @@ update_one(void)
 		alert_bump(t->v[rng_below(&F.rng, t->n)]);
 }
 
+/* A new incident over some alerts of the next tenant (--incident-rate). */
+static void
+incident_one(void)
+{
+	static size_t	 next;
+	struct tenant	*t = F.tenants[next++ % F.ntenants];
+
+	if (t->n > 0)
+		inc_new(t);
+}
+
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	static uint64_t	 ngen, nupd;
+	static uint64_t	 ngen, nupd, ninc;
 	double		 secs = (double)(mono_ms() - F.start_ms) / 1000.0;
 	uint64_t	 due;
 
@@ -5197,6 +5209,9 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	due = (uint64_t)(secs * F.update_rate);
 	for (; nupd < due; nupd++)
 		update_one();
+	due = (uint64_t)(secs * F.incident_rate);
+	for (; ninc < due; ninc++)
+		incident_one();
 	pending_publish();
 	held_poll();
 }
@@ -5216,7 +5231,8 @@ usage(void)
 "       [--tenants N]"
 "       [--client-id ID] [--client-cert FILE]... [--token-lifetime SECS]\n"
 "       [--alerts N] [--spread DUR]\n"
-"       [--rate R] [--update-rate R] [--late-fraction F] [--late-delay DUR]\n"
+"       [--rate R] [--update-rate R] [--incident-rate R]\n"
+"       [--late-fraction F] [--late-delay DUR]\n"
 "       [--seed S] [--fault NAME:KIND[:ARG]]... [--nextlink] [--link-page N]\n"
 "       [--no-rate-limit] [--limit-minute N] [--limit-hour N]\n"
 "       [--limit-graph N] [--token-log FILE]\n"
@@ -5297,7 +5313,8 @@ opt_fault(const char *spec)
 
 enum {
 	OPT_PORT_FILE = 256, OPT_TENANTS, OPT_CLIENT_ID, OPT_LIFETIME,
-	OPT_ALERTS, OPT_SPREAD, OPT_RATE, OPT_UPDATE_RATE, OPT_LATE_FRACTION,
+	OPT_ALERTS, OPT_SPREAD, OPT_RATE, OPT_UPDATE_RATE, OPT_INCIDENT_RATE,
+	OPT_LATE_FRACTION,
 	OPT_LATE_DELAY, OPT_SEED, OPT_FAULT, OPT_NEXTLINK, OPT_LINK_PAGE, OPT_NO_LIMIT,
 	OPT_CLIENT_CERT, OPT_LIMIT_MIN, OPT_LIMIT_HOUR, OPT_LIMIT_GRAPH,
 	OPT_TOKEN_LOG, OPT_FEDERATED, OPT_FEDERATED_CERT, OPT_REQUIRE_ALG,
@@ -5320,6 +5337,7 @@ static const struct option longopts[] = {
 	{ "spread", required_argument, NULL, OPT_SPREAD },
 	{ "rate", required_argument, NULL, OPT_RATE },
 	{ "update-rate", required_argument, NULL, OPT_UPDATE_RATE },
+	{ "incident-rate", required_argument, NULL, OPT_INCIDENT_RATE },
 	{ "late-fraction", required_argument, NULL, OPT_LATE_FRACTION },
 	{ "late-delay", required_argument, NULL, OPT_LATE_DELAY },
 	{ "seed", required_argument, NULL, OPT_SEED },
@@ -5394,6 +5412,9 @@ parse_args(int argc, char **argv, char ***faults, size_t *nfaults)
 			break;
 		case OPT_UPDATE_RATE:
 			F.update_rate = opt_double(optarg, "update-rate");
+			break;
+		case OPT_INCIDENT_RATE:
+			F.incident_rate = opt_double(optarg, "incident-rate");
 			break;
 		case OPT_LATE_FRACTION:
 			F.late_fraction = opt_double(optarg, "late-fraction");

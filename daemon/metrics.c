@@ -22,9 +22,12 @@
  * The server is small on purpose: one request per connection (the
  * answer says Connection: close), a head of at most 16 KiB parsed by
  * lib/httpreq.c, 10 s to send it, at most METRICS_MAX_CONN connections
- * at once (more are closed at accept).  When accept() runs out of
- * descriptors the listener pauses for a second instead of spinning, and
- * a spare descriptor lets it take the waiting connection off the queue.
+ * at once and never more than an eighth of the open-files limit (more
+ * are closed at accept), so idle clients cannot take the descriptors the
+ * daemon's own work needs.  When accept() still runs out of descriptors
+ * the listener pauses for a second instead of spinning (one warning per
+ * minute at most), and a spare descriptor lets it take the waiting
+ * connection off the queue.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -35,6 +38,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -49,6 +53,7 @@
 #define METRICS_TIMEOUT_S	10
 #define METRICS_MAX_CONN	64
 #define METRICS_PAUSE_MS	1000
+#define METRICS_WARN_MS		60000	/* EMFILE warning at most this often */
 #define METRICS_CONTENT_TYPE	"text/plain; version=0.0.4; charset=utf-8"
 #define LOOPLAG_INTERVAL_US	100000
 
@@ -66,7 +71,8 @@ struct metrics {
 	unsigned		 nconns;
 	uint64_t		 refused;	/* over METRICS_MAX_CONN */
 	struct event		*pause;		/* accept paused (EMFILE) */
-	bool			 paused_logged;
+	int64_t			 warned_ms;	/* last EMFILE warning; 0 none */
+	unsigned		 max_conn;	/* see the top of this file */
 	int			 spare_fd;	/* for EMFILE, see above */
 	char			*listen;
 	struct event		*lag_timer;	/* the loop-lag probe */
@@ -499,12 +505,11 @@ metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	struct mconn	*c;
 	struct timeval	 tv = { METRICS_TIMEOUT_S, 0 };
 
-	if (m->nconns >= METRICS_MAX_CONN) {
+	if (m->nconns >= m->max_conn) {
 		m->refused++;
 		close(fd);
 		return;
 	}
-	m->paused_logged = false;
 	c = xcalloc(1, sizeof(*c));
 	c->m = m;
 	c->bev = bufferevent_socket_new(m->relay->base, fd,
@@ -548,11 +553,12 @@ metrics_accept_error_cb(struct evconnlistener *l, void *arg)
 		log_debug("metrics: accept: %s", strerror(e));
 		return;
 	}
-	if (!m->paused_logged)
+	if (m->warned_ms == 0 || mono_ms() - m->warned_ms >= METRICS_WARN_MS) {
 		log_warnx("metrics on %s: cannot accept a connection: %s; "
 		    "pausing the listener (raise LimitNOFILE= if this "
 		    "repeats)", m->listen, strerror(e));
-	m->paused_logged = true;
+		m->warned_ms = mono_ms();
+	}
 	if (m->spare_fd != -1) {
 		close(m->spare_fd);
 		m->spare_fd = -1;
@@ -561,6 +567,19 @@ metrics_accept_error_cb(struct evconnlistener *l, void *arg)
 	}
 	evconnlistener_disable(l);
 	evtimer_add(m->pause, &tv);
+}
+
+/* Connections at once: METRICS_MAX_CONN, at most nofile / 8, at least 2. */
+static unsigned
+metrics_max_conn(void)
+{
+	struct rlimit	 rl;
+	rlim_t		 n = METRICS_MAX_CONN;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 8 < n)
+		n = rl.rlim_cur / 8;
+	return n < 2 ? 2 : (unsigned)n;
 }
 
 /* Split "HOST:PORT" or "[V6]:PORT"; host and port point into buf. */
@@ -673,6 +692,7 @@ metrics_start(struct relay *r, char *err, size_t elen)
 		free(m->listen);
 	}
 	m->listener = l;
+	m->max_conn = metrics_max_conn();
 	evconnlistener_set_cb(l, metrics_accept_cb, m);
 	evconnlistener_set_error_cb(l, metrics_accept_error_cb);
 	m->listen = xstrdup(listen);

@@ -155,15 +155,19 @@ le32dec(const void *vp)
 	    (uint32_t)p[3] << 24;
 }
 
-/* pread exactly n bytes; a short file is EIO. */
+/*
+ * pread (write false) or pwrite exactly n bytes at off, through EINTR and
+ * short transfers; reading past the end of the file is EIO.
+ */
 static int
-pread_full(int fd, void *vp, size_t n, uint64_t off)
+pio_full(int fd, void *vp, size_t n, uint64_t off, bool write)
 {
 	char	*p = vp;
 	ssize_t	 r;
 
 	while (n > 0) {
-		r = pread(fd, p, n, (off_t)off);
+		r = write ? pwrite(fd, p, n, (off_t)off) :
+		    pread(fd, p, n, (off_t)off);
 		if (r == -1 && errno == EINTR)
 			continue;
 		if (r == -1)
@@ -179,24 +183,16 @@ pread_full(int fd, void *vp, size_t n, uint64_t off)
 	return 0;
 }
 
-/* pwrite all n bytes. */
 static int
-pwrite_full(int fd, const void *vp, size_t n, uint64_t off)
+pread_full(int fd, void *p, size_t n, uint64_t off)
 {
-	const char	*p = vp;
-	ssize_t		 r;
+	return pio_full(fd, p, n, off, false);
+}
 
-	while (n > 0) {
-		r = pwrite(fd, p, n, (off_t)off);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
+static int
+pwrite_full(int fd, const void *p, size_t n, uint64_t off)
+{
+	return pio_full(fd, (void *)(uintptr_t)p, n, off, true);
 }
 
 static void

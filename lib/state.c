@@ -96,15 +96,14 @@ dedupe_rehash(struct dedupe *d, size_t cap, int64_t horizon)
 void
 dedupe_init(struct dedupe *d)
 {
-	d->tab = NULL;
-	d->cap = d->n = 0;
+	memset(d, 0, sizeof(*d));
 }
 
 void
 dedupe_clear(struct dedupe *d)
 {
 	free(d->tab);
-	dedupe_init(d);
+	memset(d, 0, sizeof(*d));
 }
 
 enum dedupe_result

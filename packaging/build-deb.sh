@@ -7,10 +7,7 @@
 #   packaging/build-deb.sh [OUTDIR]
 set -eu
 
-top=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$top/build/pkg}
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
+. "$(dirname "$0")/outdir.sh"
 
 need=""
 command -v dpkg-buildpackage >/dev/null 2>&1 || need="$need dpkg-dev"

@@ -6,10 +6,7 @@
 #   packaging/build-rpm.sh [OUTDIR]
 set -eu
 
-top=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$top/build/pkg}
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
+. "$(dirname "$0")/outdir.sh"
 spec="$top/packaging/rpm/alertrelay.spec"
 
 if ! command -v rpmbuild >/dev/null 2>&1; then

@@ -1,5 +1,6 @@
 /*
- * Unit tests for daemon/ctl.c (the control socket and its commands) and
+ * Unit tests for daemon/ctl.c (the control socket and its commands), its
+ * ctlstatus.c and check.c, and
  * daemon/metrics.c (the Prometheus exposition), on a relay built by hand
  * with stubs for the tenant, sink and http functions they call.
  */
@@ -21,6 +22,8 @@
 #include <cmocka.h>
 
 #include "../../daemon/ctl.c"
+#include "../../daemon/ctlstatus.c"
+#include "../../daemon/check.c"
 #include "../../daemon/metrics.c"
 
 #define SECRET	"S3cr3t-never-shown"
@@ -399,8 +402,9 @@ test_formatting(void **state)
 	assert_string_equal(s, "-");
 }
 
+/* check-tenant's judgement of a token's claims (decoding: test_jwt). */
 static void
-test_jwt_claims(void **state)
+test_check_claims(void **state)
 {
 	/* {"tid":"abc","roles":["Alert.Read.All"]} as base64url. */
 	const char	*jwt = "eyJhbGciOiJIUzI1NiJ9."
@@ -409,14 +413,10 @@ test_jwt_claims(void **state)
 
 	p = jwt_payload(jwt);
 	assert_non_null(p);
-	assert_string_equal(json_string_value(json_object_get(p, "tid")),
-	    "abc");
 	assert_true(roles_can_read(json_object_get(p, "roles"), SRC_MDE));
 	assert_false(roles_can_read(json_object_get(p, "roles"), SRC_GRAPH));
 	assert_false(roles_can_read(json_object_get(p, "nope"), SRC_MDE));
 	json_decref(p);
-	assert_null(jwt_payload("not-a-jwt"));
-	assert_null(jwt_payload("a.!!!.c"));
 	assert_true(is_guid("11111111-2222-3333-4444-55555555555a"));
 	assert_false(is_guid("contoso.onmicrosoft.com"));
 }
@@ -837,7 +837,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_formatting),
-		cmocka_unit_test(test_jwt_claims),
+		cmocka_unit_test(test_check_claims),
 		cmocka_unit_test_setup_teardown(test_status_text, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_status_json, setup,

@@ -22,7 +22,25 @@
 #include "jwt.h"
 #include "oauth.h"
 
-/* check-tenant: its own token request and one $top=1 call. */
+enum check_consent {
+	CONSENT_MDE,		/* /api/alerts */
+	CONSENT_GRAPH,		/* Graph alerts_v2 */
+	CONSENT_INCIDENTS,	/* Graph incidents */
+	CONSENT_N,
+};
+
+enum check_grant {
+	GRANT_UNCHECKED,
+	GRANT_YES,		/* HTTP 200 */
+	GRANT_NO,		/* HTTP 401 or 403 */
+	GRANT_UNKNOWN,		/* another answer, or no token */
+};
+
+/*
+ * check-tenant: its own token request and one $top=1 call, then the
+ * consent report: the other source's API (a token for its scope) and,
+ * for Graph tenants or incidents = yes, Graph incidents.
+ */
 struct check {
 	struct relay		*relay;
 	struct check_report	 rep;
@@ -39,9 +57,33 @@ struct check {
 	char			*user_agent;
 	int64_t			 timeout_ms;
 	enum tenant_source	 source;
+	char			*assertion_file; /* federated */
+	enum tenant_thumbprint	 thumbprint;
+	char			*secret;	/* secret: client_secret */
+	bool			 incidents;	/* incidents = yes */
 	char			*token;		/* secret */
 	unsigned		 problems;
 	bool			 no_permission;	/* said already */
+	/* The consent report: the other API, and what each API answered. */
+	char			*other_api;
+	char			*other_scope;
+	char			*other_token;	/* secret */
+	enum check_consent	 probe;		/* the call in flight */
+	enum check_grant	 grant[CONSENT_N];
+	int			 grant_status[CONSENT_N];
+};
+
+/* The APIs the consent report covers and the permission each needs. */
+static const struct {
+	const char	*label;
+	const char	*perm;
+} consent_names[CONSENT_N] = {
+	[CONSENT_MDE] = { "Defender for Endpoint alerts",
+	    "WindowsDefenderATP Alert.Read.All" },
+	[CONSENT_GRAPH] = { "Graph alerts",
+	    "Microsoft Graph SecurityAlert.Read.All" },
+	[CONSENT_INCIDENTS] = { "Graph incidents",
+	    "Microsoft Graph SecurityIncident.Read.All" },
 };
 
 /* Print one line of the diagnosis. */
@@ -317,6 +359,24 @@ check_done(struct check *k)
 	check_free(k);
 }
 
+/* Record what an API answered for the consent report. */
+static void
+check_grant_set(struct check *k, enum check_consent which,
+    const struct http_result *res)
+{
+	k->grant_status[which] = res->failed ? 0 : res->status;
+	if (res->failed)
+		k->grant[which] = GRANT_UNKNOWN;
+	else if (res->status == 200)
+		k->grant[which] = GRANT_YES;
+	else if (res->status == 401 || res->status == 403)
+		k->grant[which] = GRANT_NO;
+	else
+		k->grant[which] = GRANT_UNKNOWN;
+}
+
+static void	check_next(struct check *);
+
 static void
 check_api_cb(const struct http_result *res, void *arg)
 {
@@ -346,30 +406,221 @@ check_api_cb(const struct http_result *res, void *arg)
 			    "" : "s", (long long)res->elapsed_ms);
 		json_decref(o);
 	}
-	check_done(k);
+	check_grant_set(k, k->source == SRC_GRAPH ? CONSENT_GRAPH :
+	    CONSENT_MDE, res);
+	check_next(k);
+}
+
+/* GET url with token, answered to cb. */
+static void
+check_get(struct check *k, const char *url, const char *token,
+    http_done_cb cb)
+{
+	struct http_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.method = "GET";
+	o.url = url;
+	o.bearer = token;
+	o.user_agent = k->user_agent;
+	o.ca_file = k->ca_file;
+	o.timeout_ms = k->timeout_ms;
+	o.max_body = 16 * 1024 * 1024;
+	o.done_cb = cb;
+	o.arg = k;
+	k->req = http_request(k->relay->http, &o);
 }
 
 static void
 check_api(struct check *k)
 {
-	struct http_opts o;
 	struct buf	 url;
 
 	buf_init(&url);
 	graph_alerts_url(&url, k->api_url, k->source == SRC_GRAPH);
 	buf_adds(&url, "?$top=1");
+	check_get(k, url.data, k->token, check_api_cb);
+	buf_clear(&url);
+}
+
+static void
+check_probe_cb(const struct http_result *res, void *arg)
+{
+	struct check *k = arg;
+
+	k->req = NULL;
+	check_grant_set(k, k->probe, res);
+	check_next(k);
+}
+
+/* One $top=1 call of the consent report. */
+static void
+check_probe(struct check *k, enum check_consent which, const char *base,
+    const char *token)
+{
+	struct buf	 url;
+
+	buf_init(&url);
+	if (which == CONSENT_INCIDENTS)
+		buf_addf(&url, "%s%s", base, graph_path(GRAPH_INCIDENTS));
+	else
+		graph_alerts_url(&url, base, which == CONSENT_GRAPH);
+	buf_adds(&url, "?$top=1");
+	k->probe = which;
+	check_get(k, url.data, token, check_probe_cb);
+	buf_clear(&url);
+}
+
+/* Request a token for scope with the tenant's credential; 0 or -1. */
+static int
+check_token(struct check *k, const char *scope, http_done_cb cb)
+{
+	struct http_opts o;
+	struct conf_tenant ct;
+	struct buf	 url, form;
+	char		 err[512];
+
+	memset(&ct, 0, sizeof(ct));
+	ct.login_url = k->login_url;
+	ct.tenant_id = k->tenant_id;
+	ct.client_id = k->client_id;
+	ct.scope = (char *)scope;
+	ct.client_secret = k->secret;
+	ct.certificate_file = k->cert_file;
+	ct.private_key_file = k->key_file;
+	ct.certificate_thumbprint = k->thumbprint;
+	ct.client_assertion_file = k->assertion_file;
+	buf_init(&url);
+	buf_init(&form);
+	if (token_request_build(&ct, &url, &form, err, sizeof(err)) == -1) {
+		check_send(k, "token: FAILED: %s", err);
+		buf_clear(&form);
+		buf_clear(&url);
+		return -1;
+	}
 	memset(&o, 0, sizeof(o));
-	o.method = "GET";
+	o.method = "POST";
 	o.url = url.data;
-	o.bearer = k->token;
+	o.body = form.data;
+	o.body_len = form.len;
 	o.user_agent = k->user_agent;
 	o.ca_file = k->ca_file;
 	o.timeout_ms = k->timeout_ms;
-	o.max_body = 16 * 1024 * 1024;
-	o.done_cb = check_api_cb;
+	o.max_body = 1024 * 1024;
+	o.done_cb = cb;
 	o.arg = k;
 	k->req = http_request(k->relay->http, &o);
+	explicit_bzero(form.data, form.len);
+	buf_clear(&form);
 	buf_clear(&url);
+	return 0;
+}
+
+/* The token for the other source's API: the report goes on either way. */
+static void
+check_other_token_cb(const struct http_result *res, void *arg)
+{
+	struct check	*k = arg;
+	struct oauth_token ot;
+	struct oauth_error e;
+	char		 err[256];
+
+	k->req = NULL;
+	if (!res->failed && res->status == 200 &&
+	    oauth_token_parse(res->body->data ? res->body->data : "",
+	    res->body->len, &ot, err, sizeof(err)) == 0)
+		k->other_token = ot.access_token;
+	else {
+		if (res->failed || oauth_error_parse(res->body->data ?
+		    res->body->data : "", res->body->len, &e) == -1)
+			memset(&e, 0, sizeof(e));
+		check_send(k, "token for scope %s: FAILED: HTTP %d, "
+		    "AADSTS%ld", k->other_scope, res->failed ? 0 : res->status,
+		    e.aadsts);
+		k->grant[k->source == SRC_GRAPH ? CONSENT_MDE :
+		    CONSENT_GRAPH] = GRANT_UNKNOWN;
+		if (k->grant[CONSENT_INCIDENTS] == GRANT_UNCHECKED)
+			k->grant[CONSENT_INCIDENTS] = GRANT_UNKNOWN;
+	}
+	if (res->body != NULL && res->body->data != NULL)
+		explicit_bzero(res->body->data, res->body->len);
+	check_next(k);
+}
+
+/* One line of the consent report. */
+static void
+check_grant_line(struct check *k, enum check_consent which)
+{
+	const char	*word;
+	char		 st[32] = "";
+
+	if (k->grant_status[which] != 0)
+		snprintf(st, sizeof(st), " (HTTP %d)", k->grant_status[which]);
+	word = k->grant[which] == GRANT_YES ? "granted" :
+	    k->grant[which] == GRANT_NO ? "NOT granted" : "not known";
+	check_send(k, "consent: %s (%s): %s%s", consent_names[which].label,
+	    consent_names[which].perm, word, k->grant[which] == GRANT_YES ?
+	    "" : st);
+}
+
+/* Which APIs the consent covers, and what to ask the customer for. */
+static void
+check_consent_report(struct check *k)
+{
+	enum check_consent	 i;
+
+	for (i = 0; i < CONSENT_N; i++)
+		if (k->grant[i] != GRANT_UNCHECKED)
+			check_grant_line(k, i);
+	for (i = 0; i < CONSENT_N; i++) {
+		if (k->grant[i] != GRANT_NO)
+			continue;
+		check_send(k, "consent: for %s, ask the customer to grant %s: "
+		    "add it to application %s (API permissions, type "
+		    "Application), then a Global Administrator of the customer "
+		    "opens %s/%s/adminconsent?client_id=%s",
+		    consent_names[i].label, consent_names[i].perm,
+		    k->client_id, k->login_url, k->tenant_id, k->client_id);
+	}
+	if (k->incidents && k->grant[CONSENT_INCIDENTS] == GRANT_NO)
+		check_problem(k, "permission missing", "  fix: incidents = yes "
+		    "needs %s: ask the customer to grant it (above)",
+		    consent_names[CONSENT_INCIDENTS].perm);
+}
+
+/*
+ * The consent report's next call: Graph incidents on a Graph token, the
+ * other source's API on a token of its own; then the report and the end.
+ */
+static void
+check_next(struct check *k)
+{
+	bool			 graph = k->source == SRC_GRAPH;
+	bool			 inc = k->incidents || graph;
+	enum check_consent	 other = graph ? CONSENT_MDE : CONSENT_GRAPH;
+
+	if (k->token == NULL)
+		;		/* the tenant's own token failed */
+	else if (inc && graph && k->grant[CONSENT_INCIDENTS] ==
+	    GRANT_UNCHECKED) {
+		check_probe(k, CONSENT_INCIDENTS, k->api_url, k->token);
+		return;
+	} else if (k->grant[other] == GRANT_UNCHECKED && k->other_token ==
+	    NULL) {
+		if (check_token(k, k->other_scope, check_other_token_cb) == 0)
+			return;
+		k->grant[other] = GRANT_UNKNOWN;
+	} else if (k->grant[other] == GRANT_UNCHECKED) {
+		check_probe(k, other, k->other_api, k->other_token);
+		return;
+	} else if (inc && k->grant[CONSENT_INCIDENTS] == GRANT_UNCHECKED &&
+	    k->other_token != NULL) {
+		check_probe(k, CONSENT_INCIDENTS, k->other_api,
+		    k->other_token);
+		return;
+	}
+	check_consent_report(k);
+	check_done(k);
 }
 
 static void	check_token_answer(struct check *,
@@ -422,50 +673,6 @@ check_token_answer(struct check *k, const struct http_result *res)
 	check_api(k);
 }
 
-/* Request a token of our own (the tenant's cache is not touched). */
-static int
-check_token(struct check *k, const char *secret)
-{
-	struct http_opts o;
-	struct conf_tenant ct;
-	struct buf	 url, form;
-	char		 err[512];
-
-	memset(&ct, 0, sizeof(ct));
-	ct.login_url = k->login_url;
-	ct.tenant_id = k->tenant_id;
-	ct.client_id = k->client_id;
-	ct.scope = k->scope;
-	ct.client_secret = (char *)secret;
-	ct.certificate_file = k->cert_file;
-	ct.private_key_file = k->key_file;
-	buf_init(&url);
-	buf_init(&form);
-	if (token_request_build(&ct, &url, &form, err, sizeof(err)) == -1) {
-		check_send(k, "token: FAILED: %s", err);
-		explicit_bzero(form.data, form.len);
-		buf_clear(&form);
-		buf_clear(&url);
-		return -1;
-	}
-	memset(&o, 0, sizeof(o));
-	o.method = "POST";
-	o.url = url.data;
-	o.body = form.data;
-	o.body_len = form.len;
-	o.user_agent = k->user_agent;
-	o.ca_file = k->ca_file;
-	o.timeout_ms = k->timeout_ms;
-	o.max_body = 1024 * 1024;
-	o.done_cb = check_token_cb;
-	o.arg = k;
-	k->req = http_request(k->relay->http, &o);
-	explicit_bzero(form.data, form.len);
-	buf_clear(&form);
-	buf_clear(&url);
-	return 0;
-}
-
 void
 check_free(struct check *k)
 {
@@ -474,6 +681,8 @@ check_free(struct check *k)
 	if (k->req != NULL)
 		http_cancel(k->relay->http, k->req);
 	secret_free(k->token);
+	secret_free(k->other_token);
+	secret_free(k->secret);
 	free(k->name);
 	free(k->tenant_id);
 	free(k->client_id);
@@ -483,7 +692,10 @@ check_free(struct check *k)
 	free(k->ca_file);
 	free(k->cert_file);
 	free(k->key_file);
+	free(k->assertion_file);
 	free(k->user_agent);
+	free(k->other_api);
+	free(k->other_scope);
 	free(k);
 }
 
@@ -520,15 +732,52 @@ check_intro(const struct conf_tenant *ct, const struct check_report *rep)
 	struct buf	 b;
 
 	buf_init(&b);
-	buf_addf(&b, "tenant %s: tenant_id %s, client_id %s, source %s",
+	buf_addf(&b, "tenant %s: tenant_id %s, client_id %s, source %s%s",
 	    ct->name, ct->tenant_id, ct->client_id,
-	    ct->source == SRC_GRAPH ? "graph" : "mde");
+	    ct->source == SRC_GRAPH ? "graph" : "mde",
+	    ct->incidents ? ", incidents" : "");
 	rep->line_cb(rep->arg, b.data);
 	buf_reset(&b);
 	buf_addf(&b, "login %s, api %s, scope %s%s", ct->login_url,
 	    ct->api_url, ct->scope, ct->enabled ? "" : " (tenant disabled)");
 	rep->line_cb(rep->arg, b.data);
 	buf_clear(&b);
+}
+
+/* Is url's host Microsoft's (rather than a proxy or a local fake)? */
+static bool
+check_ms_host(const char *url)
+{
+	const char	*h, *e;
+	size_t		 n;
+
+	if ((h = strstr(url, "://")) == NULL)
+		return false;
+	h += 3;
+	e = h + strcspn(h, ":/?#");
+	n = (size_t)(e - h);
+	return (n > 14 && strncasecmp(e - 14, ".microsoft.com", 14) == 0) ||
+	    (n > 13 && strncasecmp(e - 13, ".microsoft.us", 13) == 0);
+}
+
+/*
+ * The other source's API and scope, from the tenant's cloud; when api_url
+ * is not a Microsoft host (a proxy, a fake) it serves both APIs.
+ */
+static void
+check_other_api(struct check *k, const struct conf_tenant *ct)
+{
+	struct buf	 api, scope;
+
+	buf_init(&api);
+	buf_init(&scope);
+	conf_cloud_api(ct->cloud, ct->source == SRC_GRAPH ? SRC_MDE :
+	    SRC_GRAPH, &api, &scope);
+	k->other_api = xstrdup(check_ms_host(ct->api_url) ? api.data :
+	    ct->api_url);
+	k->other_scope = xstrdup(scope.data);
+	buf_clear(&api);
+	buf_clear(&scope);
 }
 
 static struct check *
@@ -549,10 +798,28 @@ check_new(struct relay *r, const struct conf_tenant *ct,
 	k->ca_file = xstrdup_or_null(ct->ca_file);
 	k->cert_file = xstrdup_or_null(ct->certificate_file);
 	k->key_file = xstrdup_or_null(ct->private_key_file);
+	k->assertion_file = xstrdup_or_null(ct->client_assertion_file);
+	k->thumbprint = ct->certificate_thumbprint;
+	k->secret = xstrdup_or_null(ct->client_secret);
+	k->incidents = ct->incidents;
 	k->user_agent = xstrdup_or_null(r->conf->daemon.user_agent);
 	k->timeout_ms = r->conf->daemon.request_timeout_ms;
 	k->source = ct->source;
+	check_other_api(k, ct);
 	return k;
+}
+
+/* The credential the daemon signs in with, as check-tenant names it. */
+static const char *
+check_credential(const struct conf_tenant *ct)
+{
+	if (ct->client_assertion_file != NULL)
+		return "federated assertion (client_assertion_file)";
+	if (ct->certificate_file != NULL)
+		return ct->certificate_thumbprint == THUMB_SHA256 ?
+		    "certificate (PS256, x5t#S256)" :
+		    "certificate (RS256, x5t)";
+	return "client secret";
 }
 
 struct check *
@@ -565,15 +832,20 @@ check_start(struct relay *r, const char *name, const struct check_report *rep)
 		return check_refuse(rep, "no tenant %s in the configuration",
 		    name);
 	check_intro(ct, rep);
-	if (ct->client_secret == NULL && ct->certificate_file == NULL)
-		return check_refuse(rep, "check-tenant %s: no client secret "
-		    "or certificate configured", ct->name);
+	if (ct->client_secret == NULL && ct->certificate_file == NULL &&
+	    ct->client_assertion_file == NULL)
+		return check_refuse(rep, "check-tenant %s: no client secret, "
+		    "certificate or client_assertion_file configured",
+		    ct->name);
 	k = check_new(r, ct, rep);
-	check_send(k, "credential: %s", ct->certificate_file != NULL ?
-	    "certificate" : "client secret");
-	if (check_token(k, ct->client_secret) == -1) {
-		check_problem(k, "certificate unusable", "  fix: check "
-		    "certificate_file and private_key_file");
+	check_send(k, "credential: %s", check_credential(ct));
+	if (check_token(k, k->scope, check_token_cb) == -1) {
+		if (k->assertion_file != NULL)
+			check_problem(k, "assertion unusable", "  fix: check "
+			    "client_assertion_file (owner-only, one JWT)");
+		else
+			check_problem(k, "certificate unusable", "  fix: check "
+			    "certificate_file and private_key_file");
 		check_done(k);
 		return NULL;
 	}

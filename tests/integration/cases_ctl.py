@@ -518,6 +518,86 @@ def check_ctl_check_tenant(ctx):
 
 
 # --------------------------------------------------------------------------
+# ctl_check_credentials: check-tenant signs in with every credential the
+# daemon supports (a federated client_assertion_file, a certificate with
+# certificate_thumbprint = sha256 against a PS256-only fake) and tells
+# which API (Defender for Endpoint, Graph alerts, Graph incidents) the
+# consent covers and what to ask the customer for.
+
+CRED_T = [{"name": "f1", "label": "Federated", "source": "graph",
+           "incidents": "yes"},
+          {"name": "p1", "label": "PS256 cert"}]
+MDE_OK = ("consent: Defender for Endpoint alerts (WindowsDefenderATP "
+          "Alert.Read.All): granted")
+GRAPH_OK = ("consent: Graph alerts (Microsoft Graph SecurityAlert.Read.All): "
+            "granted")
+INC = "consent: Graph incidents (Microsoft Graph SecurityIncident.Read.All): "
+
+
+def check_credentials_case(ctx, name, want_rc, *needles):
+    rc, out, err = ctl(ctx, "check-tenant", name)
+    both = out + err
+    if rc != want_rc:
+        raise Fail("check-tenant %s exited %d, expected %d:\n%s"
+                   % (name, rc, want_rc, tail(both)))
+    for n in needles:
+        if n not in both:
+            raise Fail("check-tenant %s does not say %r:\n%s"
+                       % (name, n, tail(both)))
+    for j in ctx.case["_jwts"]:
+        if j in both or j.split(".")[2] in both:
+            raise Fail("check-tenant %s printed the federated assertion"
+                       % name)
+    return both
+
+
+def _check_credentials(ctx):
+    ctx.daemon.start()
+    sock = os.path.join(ctx.dir, "ctl.sock")
+    wait_for(lambda: ctx.daemon.alive() and os.path.exists(sock) and
+             ctl(ctx, "status")[0] == 0, 15,
+             "the control socket %s to answer" % sock)
+    check_credentials_case(ctx, "f1", 0, "credential: federated assertion",
+                           "token: ok", GRAPH_OK, INC + "granted", MDE_OK,
+                           "all checks passed")
+    out = check_credentials_case(ctx, "p1", 0, "credential: certificate "
+                                 "(PS256, x5t#S256)", "token: ok", MDE_OK,
+                                 GRAPH_OK, "all checks passed")
+    if "Graph incidents" in out:
+        raise Fail("check-tenant p1 (mde, no incidents) probed incidents:"
+                   "\n%s" % tail(out))
+    # Graph refuses alerts and incidents (the next two API calls answer
+    # 403); Defender for Endpoint still answers.
+    ctx.fake.fault("f1", "403", "2")
+    check_credentials_case(
+        ctx, "f1", 1, "consent: Graph alerts (Microsoft Graph "
+        "SecurityAlert.Read.All): NOT granted (HTTP 403)",
+        INC + "NOT granted (HTTP 403)", MDE_OK,
+        "ask the customer to grant Microsoft Graph "
+        "SecurityIncident.Read.All", "adminconsent?client_id=",
+        "incidents = yes needs", "2 problems found")
+    ctx.fake.fault("f1", "clear")
+    ctx.daemon.stop()
+    err = ctx.daemon.proc.stderr()
+    for j in ctx.case["_jwts"]:
+        if j in err or j.split(".")[2] in err:
+            raise Fail("a federated assertion appeared in the log")
+    ctx.note("federated and PS256 check-tenant pass; consent report: "
+             "mde/graph/incidents granted, then graph refused with the "
+             "grant to ask for")
+
+
+def check_ctl_check_credentials(ctx):
+    from cases_graph import setup_secretless
+    from cases_workflows import with_setup
+    # Write the configuration with the control socket, then give the
+    # tenants their secretless credentials (the fake restarts with them).
+    start(ctx)
+    ctx.daemon.stop()
+    with_setup(setup_secretless, _check_credentials)(ctx)
+
+
+# --------------------------------------------------------------------------
 # ctl_cursor_backfill
 
 OLD_ALERTS = 4
@@ -678,6 +758,17 @@ CASES = [
              "secret": "secret-t1"}],
         "outputs": OCTET,
         "check": check_ctl_check_tenant,
+    },
+    {
+        "name": "ctl_check_credentials",
+        "doc": "check-tenant signs in with client_assertion_file and "
+               "certificate_thumbprint = sha256 (PS256-only fake); tells "
+               "which of mde/graph alerts/graph incidents the consent "
+               "covers and what to ask the customer to grant",
+        "fake": ["-t", "f1", "-t", "p1", "--alerts", "3", "--seed", "26"],
+        "tenants": CRED_T,
+        "outputs": OCTET,
+        "check": check_ctl_check_credentials,
     },
     {
         "name": "ctl_cursor_backfill",

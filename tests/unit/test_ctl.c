@@ -704,7 +704,22 @@ test_check_tenant(void **state)
 	    "$top=1");
 	assert_non_null(stub_opts.bearer);
 	http_reply(429, "{}", 7000);
+	/* The consent report: a token for Graph, whose alerts say 403. */
+	assert_non_null(strstr(stub_body, "scope=https%3A%2F%2Fgraph."
+	    "microsoft.com%2F.default"));
+	assert_non_null(strstr(stub_body, "&client_secret=" SECRET));
+	http_reply(200, tok, -1);
+	assert_string_equal(stub_opts.url, "http://127.0.0.1:9/v1.0/security/"
+	    "alerts_v2?$top=1");
+	http_reply(403, "{}", -1);
 	a = answer_until(f, fd, "x ");
+	assert_non_null(strstr(a, "o consent: Defender for Endpoint alerts "
+	    "(WindowsDefenderATP Alert.Read.All): not known (HTTP 429)\n"));
+	assert_non_null(strstr(a, "o consent: Graph alerts (Microsoft Graph "
+	    "SecurityAlert.Read.All): NOT granted (HTTP 403)\n"));
+	assert_non_null(strstr(a, "o consent: for Graph alerts, ask the "
+	    "customer to grant Microsoft Graph SecurityAlert.Read.All"));
+	assert_null(strstr(a, "Graph incidents"));
 	assert_non_null(strstr(a, "o token: roles: (none)\n"));
 	assert_non_null(strstr(a, "o   diagnosis: permission missing\n"));
 	assert_non_null(strstr(a, "o   diagnosis: wrong tenant\n"));

@@ -14,7 +14,7 @@
  *	cursor set NAME TIME
  *	backfill NAME FROM TO
  *
- * TIME, FROM and TO are ISO 8601 UTC ("2026-11-01T00:00:00Z", fractions
+ * (lib/ctlproto.c parses the line.)  TIME, FROM and TO are ISO 8601 UTC ("2026-11-01T00:00:00Z", fractions
  * allowed) or a bare date ("2026-11-01", midnight UTC).  The daemon
  * answers with lines "TAG TEXT", where TAG is
  *
@@ -57,9 +57,8 @@
 #include <jansson.h>
 
 #include "alertrelayd.h"
+#include "ctlproto.h"
 
-#define CTL_MAX_REQUEST	4096
-#define CTL_MAX_WORDS	8
 #define CTL_REQUEST_S	10
 #define CTL_WRITE_S	30
 
@@ -104,20 +103,6 @@ struct ctl {
 static struct ctl_client *ctl_current;
 
 static void	ctl_client_free(struct ctl_client *);
-
-/* Parse an operator's time: ISO 8601 UTC or a bare YYYY-MM-DD. */
-static int
-ctl_parse_time(const char *s, int64_t *out)
-{
-	char	 tmp[32];
-	size_t	 len = strlen(s);
-
-	if (len == 10 && s[4] == '-' && s[7] == '-') {
-		snprintf(tmp, sizeof(tmp), "%sT00:00:00Z", s);
-		return ts_parse(tmp, strlen(tmp), out);
-	}
-	return ts_parse(s, len, out);
-}
 
 /* Client I/O. */
 
@@ -276,7 +261,7 @@ cmd_cursor(struct ctl_client *c, int argc, char **argv)
 		ctl_finish(c, CTL_EXIT_OK);
 		return;
 	}
-	if (ctl_parse_time(argv[3], &ticks) == -1) {
+	if (ctlproto_time(argv[3], &ticks) == -1) {
 		ctl_fail(c, CTL_EXIT_USAGE, "cursor set: \"%s\" is not a time; "
 		    "use ISO 8601 UTC such as 2026-11-01T00:00:00Z", argv[3]);
 		return;
@@ -343,8 +328,8 @@ cmd_backfill(struct ctl_client *c, int argc, char **argv)
 		ctl_fail(c, CTL_EXIT_USAGE, "usage: backfill NAME FROM TO");
 		return;
 	}
-	if (ctl_parse_time(argv[2], &from) == -1 ||
-	    ctl_parse_time(argv[3], &to) == -1) {
+	if (ctlproto_time(argv[2], &from) == -1 ||
+	    ctlproto_time(argv[3], &to) == -1) {
 		ctl_fail(c, CTL_EXIT_USAGE, "backfill: FROM and TO must be "
 		    "ISO 8601 UTC times such as 2026-11-01T00:00:00Z");
 		return;
@@ -405,48 +390,30 @@ cmd_check_tenant(struct ctl_client *c, int argc, char **argv)
 	c->check = check_start(c->relay, argv[1], &rep);
 }
 
+/* Run the request line (len bytes, without its LF). */
 static void
-ctl_dispatch(struct ctl_client *c, char *line)
+ctl_dispatch(struct ctl_client *c, const char *line, size_t len)
 {
-	static const struct {
-		const char	*name;
-		void		(*fn)(struct ctl_client *, int, char **);
-	} cmds[] = {
-		{ "status", cmd_status },
-		{ "reload", cmd_reload },
-		{ "check-tenant", cmd_check_tenant },
-		{ "cursor", cmd_cursor },
-		{ "backfill", cmd_backfill },
+	static void (*const cmds[])(struct ctl_client *, int, char **) = {
+		[CTLPROTO_STATUS] = cmd_status,
+		[CTLPROTO_RELOAD] = cmd_reload,
+		[CTLPROTO_CHECK_TENANT] = cmd_check_tenant,
+		[CTLPROTO_CURSOR] = cmd_cursor,
+		[CTLPROTO_BACKFILL] = cmd_backfill,
 	};
-	char	*argv[CTL_MAX_WORDS + 1], *p;
-	int	 argc = 0;
-	size_t	 i;
+	struct ctlproto_req	*req;
+	char			 err[128];
 
-	while ((p = strsep(&line, " \t\r")) != NULL) {
-		if (*p == '\0')
-			continue;
-		if (argc == CTL_MAX_WORDS) {
-			ctl_fail(c, CTL_EXIT_USAGE, "too many words in the "
-			    "request");
-			return;
-		}
-		argv[argc++] = p;
-	}
-	argv[argc] = NULL;
-	if (argc == 0) {
-		ctl_fail(c, CTL_EXIT_USAGE, "empty request");
-		return;
-	}
-	for (i = 0; i < nitems(cmds); i++) {
-		if (strcmp(argv[0], cmds[i].name) != 0)
-			continue;
-		log_debug("control socket: %s", argv[0]);
+	req = xmalloc(sizeof(*req));
+	if (ctlproto_parse(line, len, req, err, sizeof(err)) == -1)
+		ctl_fail(c, CTL_EXIT_USAGE, "%s", err);
+	else {
+		log_debug("control socket: %s", req->argv[0]);
 		ctl_current = c;
-		cmds[i].fn(c, argc, argv);
+		cmds[req->cmd](c, req->argc, req->argv);
 		ctl_current = NULL;
-		return;
 	}
-	ctl_fail(c, CTL_EXIT_USAGE, "unknown command \"%s\"", argv[0]);
+	free(req);
 }
 
 /* Connection handling. */
@@ -465,19 +432,14 @@ ctl_read_cb(struct bufferevent *bev, void *arg)
 	}
 	line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
 	if (line == NULL) {
-		if (evbuffer_get_length(in) > CTL_MAX_REQUEST)
+		if (evbuffer_get_length(in) > CTLPROTO_MAX_REQUEST)
 			ctl_fail(c, CTL_EXIT_USAGE, "request longer than %d "
-			    "bytes", CTL_MAX_REQUEST);
+			    "bytes", CTLPROTO_MAX_REQUEST);
 		return;
 	}
-	if (len > CTL_MAX_REQUEST)
-		ctl_fail(c, CTL_EXIT_USAGE, "request longer than %d bytes",
-		    CTL_MAX_REQUEST);
-	else {
-		/* Now only end of file matters (it cancels the command). */
-		bufferevent_set_timeouts(bev, NULL, NULL);
-		ctl_dispatch(c, line);
-	}
+	/* Now only end of file matters (it cancels the command). */
+	bufferevent_set_timeouts(bev, NULL, NULL);
+	ctl_dispatch(c, line, len);
 	free(line);
 }
 
@@ -539,7 +501,7 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	TAILQ_INSERT_TAIL(&ctl->clients, c, entry);
 	bufferevent_setcb(c->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_MAX_REQUEST + 2);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CTLPROTO_MAX_REQUEST + 2);
 	bufferevent_set_timeouts(c->bev, &rtv, &wtv);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	if (!allowed) {

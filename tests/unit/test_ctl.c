@@ -390,14 +390,14 @@ test_formatting(void **state)
 	assert_string_equal(s, "2d04h");
 	fmt_dur(-5, s, sizeof(s));
 	assert_string_equal(s, "0s");
-	assert_int_equal(ctl_parse_time("2026-11-01", &t), 0);
+	assert_int_equal(ctlproto_time("2026-11-01", &t), 0);
 	fmt_iso(t, s, sizeof(s));
 	assert_string_equal(s, "2026-11-01T00:00:00Z");
-	assert_int_equal(ctl_parse_time("2026-11-01T10:20:30.5Z", &t), 0);
+	assert_int_equal(ctlproto_time("2026-11-01T10:20:30.5Z", &t), 0);
 	fmt_iso(t, s, sizeof(s));
 	assert_string_equal(s, "2026-11-01T10:20:30Z");
-	assert_int_equal(ctl_parse_time("yesterday", &t), -1);
-	assert_int_equal(ctl_parse_time("2026-13-01", &t), -1);
+	assert_int_equal(ctlproto_time("yesterday", &t), -1);
+	assert_int_equal(ctlproto_time("2026-13-01", &t), -1);
 	fmt_iso(TICKS_NONE, s, sizeof(s));
 	assert_string_equal(s, "-");
 }

@@ -27,13 +27,20 @@
  * and then closes the connection.  The client keeps its end open until
  * it has read the "x" line: end of file from the client cancels the
  * command (a running backfill stops).  The request must arrive within
- * CTL_REQUEST_S seconds; a client that stops reading for CTL_WRITE_S
+ * CTL_REQUEST_S seconds (an idle client is dropped then); a client that
+ * stops reading for CTL_WRITE_S
  * seconds is dropped.  Secrets are never part of any answer.
  *
  * Access.  The socket is created mode 0600, so only the daemon's own
  * user (and root) can connect; in addition the peer's credentials
  * (SO_PEERCRED) must be uid 0 or the daemon's uid.  A stale socket file
  * left by a dead daemon is replaced; a live one is refused.
+ *
+ * Limits.  At most CTL_MAX_CLIENTS clients at once (more are told "busy"
+ * and closed, logged once per busy spell); the request timeout drops idle
+ * ones.  When accept() runs out of descriptors the listener pauses for
+ * CTL_PAUSE_MS instead of spinning, and a spare descriptor takes the
+ * waiting connection off the queue (as metrics.c does).
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -43,6 +50,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +69,8 @@
 
 #define CTL_REQUEST_S	10
 #define CTL_WRITE_S	30
+#define CTL_MAX_CLIENTS	32		/* at once; more are refused */
+#define CTL_PAUSE_MS	1000		/* accept paused when out of fds */
 
 #define CTL_EXIT_OK	0
 #define CTL_EXIT_FAIL	1
@@ -97,6 +107,11 @@ struct ctl {
 	ino_t			 ino;
 	struct evconnlistener	*listener;
 	struct ctl_clients	 clients;
+	unsigned		 nclients;
+	bool			 full_logged;	/* since it was last not full */
+	struct event		*pause;		/* accept paused (EMFILE) */
+	bool			 paused_logged;
+	int			 spare_fd;	/* for EMFILE */
 };
 
 /* The client whose command is running (reload may stop the socket). */
@@ -477,6 +492,68 @@ ctl_peer_allowed(int fd, uid_t *uid)
 	return cr.uid == 0 || cr.uid == geteuid();
 }
 
+/*
+ * CTL_MAX_CLIENTS are connected: tell the new client why (a best-effort
+ * write to a fresh socket) and close it.  Logged once per busy spell.
+ */
+static void
+ctl_refuse(struct ctl *ctl, int fd)
+{
+	static const char msg[] = "e control socket busy: too many clients "
+	    "connected, try again\nx 1\n";
+
+	if (!ctl->full_logged)
+		log_warnx("control socket %s: refusing connections: %d "
+		    "clients already connected (the most allowed); idle "
+		    "ones are dropped after %ds", ctl->path, CTL_MAX_CLIENTS,
+		    CTL_REQUEST_S);
+	ctl->full_logged = true;
+	(void)send(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	close(fd);
+}
+
+static void
+ctl_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl	*ctl = arg;
+
+	if (ctl->spare_fd == -1)
+		ctl->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	evconnlistener_enable(ctl->listener);
+}
+
+/*
+ * accept() failed.  Out of descriptors: take the waiting connection off
+ * the queue with the spare one (so the listener is not woken for it
+ * again), and pause accepting for a moment instead of spinning.
+ */
+static void
+ctl_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct ctl	*ctl = arg;
+	int		 e = EVUTIL_SOCKET_ERROR(), fd;
+	struct timeval	 tv = { 0, CTL_PAUSE_MS * 1000 };
+
+	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+		log_debug("control socket: accept: %s", strerror(e));
+		return;
+	}
+	if (!ctl->paused_logged)
+		log_warnx("control socket %s: cannot accept a connection: %s; "
+		    "refusing connections for %d ms at a time (raise "
+		    "LimitNOFILE= if this repeats)", ctl->path, strerror(e),
+		    CTL_PAUSE_MS);
+	ctl->paused_logged = true;
+	if (ctl->spare_fd != -1) {
+		close(ctl->spare_fd);
+		ctl->spare_fd = -1;
+		if ((fd = accept(evconnlistener_get_fd(l), NULL, NULL)) != -1)
+			close(fd);
+	}
+	evconnlistener_disable(l);
+	evtimer_add(ctl->pause, &tv);
+}
+
 static void
 ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -488,6 +565,12 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	uid_t			 uid = (uid_t)-1;
 	bool			 allowed;
 
+	if (ctl->nclients >= CTL_MAX_CLIENTS) {
+		ctl_refuse(ctl, fd);
+		return;
+	}
+	ctl->full_logged = false;
+	ctl->paused_logged = false;
 	allowed = ctl_peer_allowed(fd, &uid);
 	c = xcalloc(1, sizeof(*c));
 	c->ctl = ctl;
@@ -500,6 +583,7 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	TAILQ_INSERT_TAIL(&ctl->clients, c, entry);
+	ctl->nclients++;
 	bufferevent_setcb(c->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, CTLPROTO_MAX_REQUEST + 2);
 	bufferevent_set_timeouts(c->bev, &rtv, &wtv);
@@ -528,8 +612,10 @@ ctl_client_free(struct ctl_client *c)
 	}
 	ctl_backfill_end(c);
 	check_free(c->check);
-	if (c->ctl != NULL)
+	if (c->ctl != NULL) {
 		TAILQ_REMOVE(&c->ctl->clients, c, entry);
+		c->ctl->nclients--;
+	}
 	bufferevent_free(c->bev);
 	free(c->bf_name);
 	free(c);
@@ -671,6 +757,9 @@ ctl_start(struct relay *r, char *err, size_t elen)
 		free(ctl);
 		return -1;
 	}
+	evconnlistener_set_error_cb(ctl->listener, ctl_accept_error_cb);
+	ctl->pause = evtimer_new(r->base, ctl_resume_cb, ctl);
+	ctl->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	r->ctl = ctl;
 	log_debug("control socket on %s", path);
 	return 0;
@@ -697,6 +786,9 @@ ctl_stop(struct relay *r)
 		if (c != ctl_current)
 			ctl_client_free(c);
 	}
+	event_free(ctl->pause);
+	if (ctl->spare_fd != -1)
+		close(ctl->spare_fd);
 	free(ctl->path);
 	free(ctl);
 }

@@ -548,6 +548,37 @@ test_socket(void **state)
 	assert_int_equal(stat(f->path, &st), 0);
 }
 
+/* At most CTL_MAX_CLIENTS at once: the next is told why; room comes back. */
+static void
+test_client_cap(void **state)
+{
+	struct fixture	*f = *state;
+	char		 err[256], *a;
+	int		 fds[CTL_MAX_CLIENTS], fd, i;
+
+	assert_int_equal(ctl_start(&f->r, err, sizeof(err)), 0);
+	for (i = 0; i < CTL_MAX_CLIENTS; i++)
+		fds[i] = client(f, NULL);	/* idle: no request */
+	spin(f);
+	assert_int_equal(f->r.ctl->nclients, CTL_MAX_CLIENTS);
+	fd = client(f, "status\n");
+	a = answer_until(f, fd, "x ");
+	assert_string_equal(a, "e control socket busy: too many clients "
+	    "connected, try again\nx 1\n");
+	free(a);
+	close(fd);
+	assert_int_equal(f->r.ctl->nclients, CTL_MAX_CLIENTS);
+	/* The idle ones leave: a new client is served again. */
+	for (i = 0; i < CTL_MAX_CLIENTS; i++)
+		close(fds[i]);
+	spin(f);
+	assert_int_equal(f->r.ctl->nclients, 0);
+	a = request(f, "status\n");
+	assert_non_null(strstr(a, "\nx 0\n"));
+	free(a);
+	assert_false(f->r.ctl->full_logged);	/* logged again next time */
+}
+
 static void
 test_requests(void **state)
 {
@@ -858,6 +889,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_status_json, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_socket, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_cap, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_requests, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_backfill, setup,

@@ -370,6 +370,22 @@ void		 cluster_status(struct relay *, struct buf *, bool json);
 /* ctl.c: the control socket that alertrelayctl talks to. */
 int		 ctl_start(struct relay *, char *, size_t);
 void		 ctl_stop(struct relay *);
+/* ctlstatus.c: alertrelayctl status, text (appended) or JSON (freed). */
+void		 ctl_status_text(struct relay *, int64_t, struct buf *);
+char		*ctl_status_json(struct relay *, int64_t);
+/* check.c: check-tenant, reporting only through these callbacks. */
+struct check;
+struct check_report {
+	void	(*line_cb)(void *, const char *);	/* for stdout */
+	/* The end: exit status and a last line for stderr (or NULL). */
+	void	(*done_cb)(void *, int, const char *);
+	void	*arg;
+};
+/* NULL when the check ended at once (done_cb has been called). */
+struct check	*check_start(struct relay *, const char *,
+		    const struct check_report *);
+/* Cancel a running check without calling back; NULL is a no-op. */
+void		 check_free(struct check *);
 
 /* metrics.c: Prometheus text at /metrics on metrics_listen. */
 int		 metrics_start(struct relay *, char *, size_t);

@@ -564,8 +564,8 @@ catchup_url(struct catchup *c, struct buf *url)
 		return;
 	}
 	ts_format(c->pg.from, ts, sizeof(ts));
-	buf_addf(url, "%s%s?$filter=%s+ge+%s", ct->api_url,
-	    graph ? "/v1.0/security/alerts_v2" : "/api/alerts", field, ts);
+	graph_alerts_url(url, ct->api_url, graph);
+	buf_addf(url, "?$filter=%s+ge+%s", field, ts);
 	if (c->to != TICKS_NONE) {
 		ts_format(c->to, ts, sizeof(ts));
 		buf_addf(url, "+and+%s+lt+%s", field, ts);

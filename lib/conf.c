@@ -1562,21 +1562,36 @@ tenant_auth(struct parser *p, struct conf_tenant *t)
 		    "certificate_file and private_key_file", p->desc);
 }
 
+void
+conf_cloud_api(enum tenant_cloud cloud, enum tenant_source src,
+    struct buf *api, struct buf *scope)
+{
+	const struct cloud_def	*cd = &cloud_defs[cloud];
+
+	buf_adds(api, src == SRC_GRAPH ? cd->graph : cd->api);
+	if (src == SRC_GRAPH)
+		buf_addf(scope, "%s/.default", cd->graph);
+	else
+		buf_adds(scope, cd->scope);
+}
+
 /* Fill api_url, login_url and scope from cloud and source. */
 static void
 tenant_endpoints(struct conf_tenant *t)
 {
-	const struct cloud_def	*cd = &cloud_defs[t->cloud];
-	bool			 graph = t->source == SRC_GRAPH;
+	struct buf	 api, scope;
 
+	buf_init(&api);
+	buf_init(&scope);
+	conf_cloud_api(t->cloud, t->source, &api, &scope);
 	if (t->login_url == NULL)
-		t->login_url = xstrdup(cd->login);
+		t->login_url = xstrdup(cloud_defs[t->cloud].login);
 	if (t->api_url == NULL)
-		t->api_url = xstrdup(graph ? cd->graph : cd->api);
-	if (t->scope == NULL && graph)
-		xasprintf(&t->scope, "%s/.default", cd->graph);
-	else if (t->scope == NULL)
-		t->scope = xstrdup(cd->scope);
+		t->api_url = xstrdup(api.data);
+	if (t->scope == NULL)
+		t->scope = xstrdup(scope.data);
+	buf_clear(&api);
+	buf_clear(&scope);
 }
 
 /* Close [tenant]: required keys, credential, derived defaults. */

@@ -165,6 +165,13 @@ void		 conf_errors_clear(struct conf_errors *);
 /* Lookups. */
 struct conf_output *conf_output_find(const struct config *, const char *);
 struct conf_tenant *conf_tenant_find(const struct config *, const char *);
+struct buf;
+/*
+ * Append a cloud's default API base URL and OAuth2 scope for a source
+ * (Defender for Endpoint or Graph) to api and scope.
+ */
+void		 conf_cloud_api(enum tenant_cloud, enum tenant_source,
+		    struct buf *api, struct buf *scope);
 /* Same settings (a changed output is rebuilt on reload)? */
 bool		 conf_output_equal(const struct conf_output *,
 		    const struct conf_output *);

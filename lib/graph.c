@@ -41,6 +41,13 @@ graph_path(enum graph_endpoint ep)
 	return endpoints[ep].path;
 }
 
+void
+graph_alerts_url(struct buf *url, const char *api_url, bool graph)
+{
+	buf_addf(url, "%s%s", api_url, graph ? graph_path(GRAPH_ALERTS_V2) :
+	    "/api/alerts");
+}
+
 unsigned
 graph_top_max(enum graph_endpoint ep)
 {

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "util.h"
+
 enum graph_endpoint {
 	GRAPH_ALERTS_V2,	/* /v1.0/security/alerts_v2 */
 	GRAPH_INCIDENTS,	/* /v1.0/security/incidents */
@@ -15,6 +17,13 @@ enum graph_endpoint {
 
 /* The endpoint's path below api_url, e.g. "/v1.0/security/incidents". */
 const char	*graph_path(enum graph_endpoint);
+/*
+ * Append the alerts list URL below api_url, without a query: Graph's
+ * alerts_v2 (graph) or the Defender for Endpoint API's /api/alerts.  The
+ * poller and check-tenant both start from it.
+ */
+void		 graph_alerts_url(struct buf *url, const char *api_url,
+		    bool graph);
 /* The largest $top the endpoint accepts. */
 unsigned	 graph_top_max(enum graph_endpoint);
 /*

@@ -424,41 +424,41 @@ jwt_assertion_load(const char *path, struct buf *out, char *err,
 	return rc;
 }
 
+json_t *
+jwt_payload(const char *jwt)
+{
+	const char	*d1, *d2;
+	struct buf	 b;
+	json_t		*o;
+
+	if ((d1 = strchr(jwt, '.')) == NULL ||
+	    (d2 = strchr(d1 + 1, '.')) == NULL)
+		return NULL;
+	buf_init(&b);
+	if (b64_decode(&b, d1 + 1, (size_t)(d2 - d1 - 1), B64_URL) == -1) {
+		buf_clear(&b);
+		return NULL;
+	}
+	o = json_loadb(b.data != NULL ? b.data : "", b.len,
+	    JSON_REJECT_DUPLICATES, NULL);
+	buf_clear(&b);
+	if (o != NULL && !json_is_object(o)) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 int64_t
 jwt_exp(const char *jwt)
 {
-	const char	*d1, *d2;
-	unsigned char	*raw;
-	size_t		 n, i, o = 0;
-	uint32_t	 v = 0;
-	int		 bits = 0, c;
 	json_t		*j, *e;
 	int64_t		 exp = -1;
 
-	if ((d1 = strchr(jwt, '.')) == NULL || (d2 = strchr(d1 + 1, '.')) ==
-	    NULL)
+	if ((j = jwt_payload(jwt)) == NULL)
 		return -1;
-	n = (size_t)(d2 - d1 - 1);
-	raw = xmalloc(n + 1);
-	for (i = 0; i < n; i++) {
-		c = d1[1 + i];
-		c = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ?
-		    c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52 :
-		    c == '-' ? 62 : c == '_' ? 63 : -1;
-		if (c == -1)
-			break;
-		v = v << 6 | (uint32_t)c;
-		if ((bits += 6) >= 8) {
-			bits -= 8;
-			raw[o++] = (unsigned char)(v >> bits);
-		}
-	}
-	if (i == n && (j = json_loadb((const char *)raw, o,
-	    JSON_REJECT_DUPLICATES, NULL)) != NULL) {
-		if (json_is_integer(e = json_object_get(j, "exp")))
-			exp = json_integer_value(e);
-		json_decref(j);
-	}
-	free(raw);
+	if (json_is_integer(e = json_object_get(j, "exp")))
+		exp = json_integer_value(e);
+	json_decref(j);
 	return exp;
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "util.h"
 
 enum jwt_alg {
@@ -66,6 +68,12 @@ int		 jwt_cert_info(const char *cert_file, struct jwt_cert_info *,
 #define JWT_ASSERTION_MAX	(64 * 1024)
 int		 jwt_assertion_load(const char *path, struct buf *out,
 		    char *err, size_t errlen);
+/*
+ * The claims of a JWT (its second part, base64url JSON) as a new object
+ * reference, the signature not verified; NULL when it is not a JWT or the
+ * part is not a JSON object.
+ */
+json_t		*jwt_payload(const char *jwt);
 /* The "exp" claim (epoch seconds) of a JWT, not verified; -1 if none. */
 int64_t		 jwt_exp(const char *jwt);
 

@@ -7,44 +7,66 @@
 #include "oauth.h"
 #include "util.h"
 
+/*
+ * The one AADSTS table: the daemon's log line and check-tenant's diagnosis
+ * both print these words.  title names the problem, what says the fix.
+ */
 static const struct aadsts_hint hints[] = {
-	{ 7000215, 1, "invalid client secret: check that client_secret_file "
-	    "holds the secret's value (not its ID)" },
-	{ 7000222, 1, "the client secret has expired: create a new secret "
-	    "for the application and update client_secret_file" },
-	{ 700016, 1, "the application is not known in this tenant: the "
-	    "customer has not consented to it (send the admin consent "
-	    "link), or tenant_id/client_id is wrong" },
-	{ 65001, 1, "the customer has not granted consent to the "
-	    "application" },
-	{ 500011, 1, "the API's service principal is missing in the "
-	    "tenant: Defender for Endpoint is not provisioned there, or "
-	    "scope/cloud is wrong" },
-	{ 650052, 1, "the tenant has no subscription for the requested API "
-	    "(Defender for Endpoint not enabled)" },
-	{ 90002, 1, "tenant not found: check tenant_id, or the tenant is in "
-	    "another cloud (set cloud =)" },
-	{ 90038, 1, "the tenant belongs to another national cloud: set "
-	    "cloud = gcc-high or dod" },
-	{ 700027, 1, "the client assertion signature was rejected: the "
-	    "certificate is not registered on the application" },
-	{ 700024, 0, "the client assertion is outside its valid time range: "
-	    "with client_assertion_file its issuer must write a fresh token; "
-	    "with a certificate check this host's clock" },
-	{ 700211, 1, "no federated credential of the application matches "
-	    "the issuer of the assertion in client_assertion_file" },
-	{ 700212, 1, "the audience of the assertion in client_assertion_file "
-	    "is not api://AzureADTokenExchange" },
-	{ 700213, 1, "no federated credential of the application matches "
-	    "the subject of the assertion in client_assertion_file" },
-	{ 70011, 1, "the scope is invalid: check scope =" },
-	{ 7000218, 1, "no credential was sent: set client_secret_file, "
+	{ 7000215, 1, AADSTS_SECRET, "bad client secret",
+	    "invalid client secret: check that client_secret_file holds the "
+	    "secret's value (not its ID)" },
+	{ 7000222, 1, AADSTS_SECRET, "expired client secret",
+	    "the client secret has expired: create a new secret for the "
+	    "application and update client_secret_file" },
+	{ 700016, 1, AADSTS_CONSENT, "consent missing",
+	    "the application is not known in this tenant: the customer has "
+	    "not consented to it (send the admin consent link), or "
+	    "tenant_id/client_id is wrong" },
+	{ 65001, 1, AADSTS_CONSENT, "consent missing",
+	    "the customer has not granted consent to the application" },
+	{ 500011, 1, AADSTS_CONSENT, "API not provisioned",
+	    "the API's service principal is missing in the tenant: Defender "
+	    "for Endpoint is not provisioned there, or scope/cloud is wrong" },
+	{ 650052, 1, AADSTS_CONSENT, "API not provisioned",
+	    "the tenant has no subscription for the requested API (Defender "
+	    "for Endpoint not enabled)" },
+	{ 90002, 1, AADSTS_CLOUD, "wrong cloud (or tenant_id)",
+	    "tenant not found: check tenant_id, or the tenant is in another "
+	    "cloud (set cloud =)" },
+	{ 90038, 1, AADSTS_CLOUD, "wrong cloud (or tenant_id)",
+	    "the tenant belongs to another national cloud: set cloud = "
+	    "gcc-high or dod" },
+	{ 700027, 1, AADSTS_CERT, "certificate not accepted",
+	    "the client assertion signature was rejected: the certificate is "
+	    "not registered on the application" },
+	{ 700024, 0, AADSTS_CERT, "assertion expired",
+	    "the client assertion is outside its valid time range: with "
+	    "client_assertion_file its issuer must write a fresh token; with a "
+	    "certificate check this host's clock" },
+	{ 700211, 1, AADSTS_FEDERATED, "federated credential not accepted",
+	    "no federated credential of the application matches the issuer "
+	    "of the assertion in client_assertion_file" },
+	{ 700212, 1, AADSTS_FEDERATED, "federated credential not accepted",
+	    "the audience of the assertion in client_assertion_file is not "
+	    "api://AzureADTokenExchange" },
+	{ 700213, 1, AADSTS_FEDERATED, "federated credential not accepted",
+	    "no federated credential of the application matches the subject "
+	    "of the assertion in client_assertion_file" },
+	{ 70011, 1, AADSTS_OTHER, "bad scope",
+	    "the scope is invalid: check scope =" },
+	{ 7000218, 1, AADSTS_OTHER, "no credential",
+	    "no credential was sent: set client_secret_file, "
 	    "client_assertion_file or certificate_file" },
-	{ 53003, 1, "blocked by the customer's Conditional Access policy" },
-	{ 90055, 0, "Entra is throttling requests for this tenant" },
-	{ 90024, 0, "Entra is temporarily unavailable" },
-	{ 90006, 0, "Entra is temporarily unavailable" },
-	{ 90033, 0, "Entra is temporarily unavailable" },
+	{ 53003, 1, AADSTS_OTHER, "blocked by Conditional Access",
+	    "blocked by the customer's Conditional Access policy" },
+	{ 90055, 0, AADSTS_THROTTLED, "throttled",
+	    "Entra is throttling requests for this tenant" },
+	{ 90024, 0, AADSTS_OTHER, "Entra is failing",
+	    "Entra is temporarily unavailable" },
+	{ 90006, 0, AADSTS_OTHER, "Entra is failing",
+	    "Entra is temporarily unavailable" },
+	{ 90033, 0, AADSTS_OTHER, "Entra is failing",
+	    "Entra is temporarily unavailable" },
 };
 
 const struct aadsts_hint *

@@ -39,11 +39,24 @@ struct api_error {
 /* Parse an API error body; fields stay empty when absent.  0 or -1. */
 int	api_error_parse(const char *, size_t, struct api_error *);
 
+/* What kind of problem an AADSTS code is (what else to tell about it). */
+enum aadsts_kind {
+	AADSTS_OTHER,
+	AADSTS_SECRET,		/* client_secret_file */
+	AADSTS_CONSENT,		/* the admin consent link helps */
+	AADSTS_CLOUD,		/* tenant_id or cloud */
+	AADSTS_CERT,		/* certificate_file (or the assertion's time) */
+	AADSTS_FEDERATED,	/* client_assertion_file */
+	AADSTS_THROTTLED,	/* retry later */
+};
+
 /* What an AADSTS code means, and whether retrying can help. */
 struct aadsts_hint {
 	long		 code;
 	int		 permanent;
-	const char	*what;
+	enum aadsts_kind kind;
+	const char	*title;		/* "bad client secret" */
+	const char	*what;		/* what to fix */
 };
 
 const struct aadsts_hint *aadsts_hint(long code);

@@ -48,6 +48,7 @@ fuzz_dict() {	# the dictionary of target $1
 	fuzz_state) echo tests/fuzz/dict/state.dict ;;
 	fuzz_spool) echo tests/fuzz/dict/spool.dict ;;
 	fuzz_incident) echo tests/fuzz/dict/incident.dict ;;
+	fuzz_ctl) echo tests/fuzz/dict/ctl.dict ;;
 	*) echo tests/fuzz/dict/json.dict ;;
 	esac
 }

@@ -518,6 +518,204 @@ def check_ctl_check_tenant(ctx):
 
 
 # --------------------------------------------------------------------------
+# ctl_check_credentials: check-tenant signs in with every credential the
+# daemon supports (a federated client_assertion_file, a certificate with
+# certificate_thumbprint = sha256 against a PS256-only fake) and tells
+# which API (Defender for Endpoint, Graph alerts, Graph incidents) the
+# consent covers and what to ask the customer for.
+
+CRED_T = [{"name": "f1", "label": "Federated", "source": "graph",
+           "incidents": "yes"},
+          {"name": "p1", "label": "PS256 cert"}]
+MDE_OK = ("consent: Defender for Endpoint alerts (WindowsDefenderATP "
+          "Alert.Read.All): granted")
+GRAPH_OK = ("consent: Graph alerts (Microsoft Graph SecurityAlert.Read.All): "
+            "granted")
+INC = "consent: Graph incidents (Microsoft Graph SecurityIncident.Read.All): "
+
+
+def check_credentials_case(ctx, name, want_rc, *needles):
+    rc, out, err = ctl(ctx, "check-tenant", name)
+    both = out + err
+    if rc != want_rc:
+        raise Fail("check-tenant %s exited %d, expected %d:\n%s"
+                   % (name, rc, want_rc, tail(both)))
+    for n in needles:
+        if n not in both:
+            raise Fail("check-tenant %s does not say %r:\n%s"
+                       % (name, n, tail(both)))
+    for j in ctx.case["_jwts"]:
+        if j in both or j.split(".")[2] in both:
+            raise Fail("check-tenant %s printed the federated assertion"
+                       % name)
+    return both
+
+
+def _check_credentials(ctx):
+    ctx.daemon.start()
+    sock = os.path.join(ctx.dir, "ctl.sock")
+    wait_for(lambda: ctx.daemon.alive() and os.path.exists(sock) and
+             ctl(ctx, "status")[0] == 0, 15,
+             "the control socket %s to answer" % sock)
+    check_credentials_case(ctx, "f1", 0, "credential: federated assertion",
+                           "token: ok", GRAPH_OK, INC + "granted", MDE_OK,
+                           "all checks passed")
+    out = check_credentials_case(ctx, "p1", 0, "credential: certificate "
+                                 "(PS256, x5t#S256)", "token: ok", MDE_OK,
+                                 GRAPH_OK, "all checks passed")
+    if "Graph incidents" in out:
+        raise Fail("check-tenant p1 (mde, no incidents) probed incidents:"
+                   "\n%s" % tail(out))
+    # Graph refuses alerts and incidents (the next two API calls answer
+    # 403); Defender for Endpoint still answers.
+    ctx.fake.fault("f1", "403", "2")
+    check_credentials_case(
+        ctx, "f1", 1, "consent: Graph alerts (Microsoft Graph "
+        "SecurityAlert.Read.All): NOT granted (HTTP 403)",
+        INC + "NOT granted (HTTP 403)", MDE_OK,
+        "ask the customer to grant Microsoft Graph "
+        "SecurityIncident.Read.All", "adminconsent?client_id=",
+        "incidents = yes needs", "2 problems found")
+    ctx.fake.fault("f1", "clear")
+    ctx.daemon.stop()
+    err = ctx.daemon.proc.stderr()
+    for j in ctx.case["_jwts"]:
+        if j in err or j.split(".")[2] in err:
+            raise Fail("a federated assertion appeared in the log")
+    ctx.note("federated and PS256 check-tenant pass; consent report: "
+             "mde/graph/incidents granted, then graph refused with the "
+             "grant to ask for")
+
+
+def check_ctl_check_credentials(ctx):
+    from cases_graph import setup_secretless
+    from cases_workflows import with_setup
+    # Write the configuration with the control socket, then give the
+    # tenants their secretless credentials (the fake restarts with them).
+    start(ctx)
+    ctx.daemon.stop()
+    with_setup(setup_secretless, _check_credentials)(ctx)
+
+
+# --------------------------------------------------------------------------
+# ctl_flood: with a low descriptor limit, many idle control connections.
+# The daemon caps its control clients (32), refuses the rest with a log
+# line naming the control socket, keeps descriptors for its own work (it
+# goes on delivering), does not spin on accept(), and answers a fresh
+# alertrelayctl once the flood ends.
+
+CTL_MAX_CLIENTS = 32
+FLOOD = 200
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a process, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def flood_open(sock, n):
+    """Open up to n idle (request-less) connections; those the daemon
+    does not take stay in its backlog or are refused: both count."""
+    conns = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.connect(sock)
+        except OSError:
+            pass
+        conns.append(s)
+    return conns
+
+
+def flood_seen(conns, seen):
+    """Read what the daemon sent each connection; seen[i] becomes the
+    bytes read, or ends with b"<EOF>" once it closed."""
+    for i, c in enumerate(conns):
+        if seen[i].endswith((b"<EOF>", b"<ERR>")):
+            continue
+        try:
+            d = c.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            continue
+        except OSError:		# its connect() failed: not a client
+            seen[i] += b"<ERR>"
+            continue
+        seen[i] += d if d else b"<EOF>"
+    return seen
+
+
+def check_ctl_flood(ctx):
+    import resource
+    sock = start(ctx)
+    wait_delivered(ctx.suite, ctx.sng, "octet", ctx.expected, 30,
+                   daemon=ctx.daemon, what="the first alerts")
+    pid = ctx.daemon.proc.pid
+    nfd = len(os.listdir("/proc/%d/fd" % pid))
+    # Room for the capped control clients and the daemon's own work; a
+    # daemon without a cap runs out at once.
+    limit = nfd + CTL_MAX_CLIENTS + 24
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
+    cpu0, t0 = proc_cpu_s(pid), time.monotonic()
+    conns = flood_open(sock, FLOOD)
+    try:
+        # More connections while the first ones are held: still capped.
+        conns += flood_open(sock, FLOOD)
+        used = len(os.listdir("/proc/%d/fd" % pid))
+        if used >= limit:
+            raise Fail("the daemon uses %d of %d descriptors under the "
+                       "flood: none left for its own work" % (used, limit))
+        ctx.fake.add_alerts("t1", 6)
+        exp = ctx.expected()
+        wait_delivered(ctx.suite, ctx.sng, "octet", lambda: exp, 30,
+                       daemon=ctx.daemon, what="alerts during the flood")
+        # Held until the daemon drops idle clients (request timeout,
+        # 10 s): closed without a word, while the refused ones were told.
+        seen = [b""] * len(conns)
+        wait_for(lambda: any(x == b"<EOF>" for x in
+                             flood_seen(conns, seen)), 30,
+                 "the daemon to drop an idle control client")
+        told = sum(1 for x in seen if b"control socket busy" in x)
+        if told == 0:
+            raise Fail("no refused client was told why")
+        cpu = proc_cpu_s(pid) - cpu0
+        wall = time.monotonic() - t0
+        if cpu > 0.5 * wall + 0.5:
+            raise Fail("the daemon used %.1f s of CPU in %.1f s of flood: "
+                       "it spins" % (cpu, wall))
+        wait_for(lambda: "refusing connections" in
+                 ctx.daemon.proc.stderr(), 15,
+                 "the daemon to log that it refuses control connections")
+    finally:
+        for c in conns:
+            c.close()
+    err = ctx.daemon.proc.stderr()
+    line = [x for x in err.split("\n") if "refusing connections" in x]
+    if not line or "control socket" not in line[0]:
+        raise Fail("no log line names the refused control connections:\n%s"
+                   % tail(err))
+    if err.count("refusing connections") > 3:
+        raise Fail("the refusal was logged %d times (once per busy spell "
+                   "expected)" % err.count("refusing connections"))
+    wait_for(lambda: ctl(ctx, "status")[0] == 0, 15,
+             "alertrelayctl status to answer after the flood")
+    ctx.fake.add_alerts("t1", 3)
+    exp = ctx.expected()
+    wait_delivered(ctx.suite, ctx.sng, "octet", lambda: exp, 30,
+                   daemon=ctx.daemon, what="alerts after the flood")
+    ctx.daemon.stop()
+    settle(ctx)
+    compare(ctx.expected(), delivered(ctx))
+    ctx.note("%d+%d idle control connections under nofile=%d: capped at "
+             "%d (%d refused clients told why), refusal logged once, idle "
+             "ones dropped, %.2f s CPU in %.1f s, alerts delivered during "
+             "and after, status answers after"
+             % (FLOOD, FLOOD, limit, CTL_MAX_CLIENTS, told, cpu, wall))
+
+
+# --------------------------------------------------------------------------
 # ctl_cursor_backfill
 
 OLD_ALERTS = 4
@@ -678,6 +876,27 @@ CASES = [
              "secret": "secret-t1"}],
         "outputs": OCTET,
         "check": check_ctl_check_tenant,
+    },
+    {
+        "name": "ctl_check_credentials",
+        "doc": "check-tenant signs in with client_assertion_file and "
+               "certificate_thumbprint = sha256 (PS256-only fake); tells "
+               "which of mde/graph alerts/graph incidents the consent "
+               "covers and what to ask the customer to grant",
+        "fake": ["-t", "f1", "-t", "p1", "--alerts", "3", "--seed", "26"],
+        "tenants": CRED_T,
+        "outputs": OCTET,
+        "check": check_ctl_check_credentials,
+    },
+    {
+        "name": "ctl_flood",
+        "doc": "idle control connections under a low nofile limit: "
+               "capped and refused with one log line, no accept() spin, "
+               "alerts delivered during the flood, status answers after",
+        "fake": ["-t", "t1", "--alerts", "10", "--seed", "27"],
+        "tenants": _tenants(1),
+        "outputs": OCTET,
+        "check": check_ctl_flood,
     },
     {
         "name": "ctl_cursor_backfill",

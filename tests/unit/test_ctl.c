@@ -1,5 +1,6 @@
 /*
- * Unit tests for daemon/ctl.c (the control socket and its commands) and
+ * Unit tests for daemon/ctl.c (the control socket and its commands), its
+ * ctlstatus.c and check.c, and
  * daemon/metrics.c (the Prometheus exposition), on a relay built by hand
  * with stubs for the tenant, sink and http functions they call.
  */
@@ -21,6 +22,8 @@
 #include <cmocka.h>
 
 #include "../../daemon/ctl.c"
+#include "../../daemon/ctlstatus.c"
+#include "../../daemon/check.c"
 #include "../../daemon/metrics.c"
 
 #define SECRET	"S3cr3t-never-shown"
@@ -387,20 +390,21 @@ test_formatting(void **state)
 	assert_string_equal(s, "2d04h");
 	fmt_dur(-5, s, sizeof(s));
 	assert_string_equal(s, "0s");
-	assert_int_equal(ctl_parse_time("2026-11-01", &t), 0);
+	assert_int_equal(ctlproto_time("2026-11-01", &t), 0);
 	fmt_iso(t, s, sizeof(s));
 	assert_string_equal(s, "2026-11-01T00:00:00Z");
-	assert_int_equal(ctl_parse_time("2026-11-01T10:20:30.5Z", &t), 0);
+	assert_int_equal(ctlproto_time("2026-11-01T10:20:30.5Z", &t), 0);
 	fmt_iso(t, s, sizeof(s));
 	assert_string_equal(s, "2026-11-01T10:20:30Z");
-	assert_int_equal(ctl_parse_time("yesterday", &t), -1);
-	assert_int_equal(ctl_parse_time("2026-13-01", &t), -1);
+	assert_int_equal(ctlproto_time("yesterday", &t), -1);
+	assert_int_equal(ctlproto_time("2026-13-01", &t), -1);
 	fmt_iso(TICKS_NONE, s, sizeof(s));
 	assert_string_equal(s, "-");
 }
 
+/* check-tenant's judgement of a token's claims (decoding: test_jwt). */
 static void
-test_jwt_claims(void **state)
+test_check_claims(void **state)
 {
 	/* {"tid":"abc","roles":["Alert.Read.All"]} as base64url. */
 	const char	*jwt = "eyJhbGciOiJIUzI1NiJ9."
@@ -409,14 +413,10 @@ test_jwt_claims(void **state)
 
 	p = jwt_payload(jwt);
 	assert_non_null(p);
-	assert_string_equal(json_string_value(json_object_get(p, "tid")),
-	    "abc");
 	assert_true(roles_can_read(json_object_get(p, "roles"), SRC_MDE));
 	assert_false(roles_can_read(json_object_get(p, "roles"), SRC_GRAPH));
 	assert_false(roles_can_read(json_object_get(p, "nope"), SRC_MDE));
 	json_decref(p);
-	assert_null(jwt_payload("not-a-jwt"));
-	assert_null(jwt_payload("a.!!!.c"));
 	assert_true(is_guid("11111111-2222-3333-4444-55555555555a"));
 	assert_false(is_guid("contoso.onmicrosoft.com"));
 }
@@ -546,6 +546,37 @@ test_socket(void **state)
 	assert_int_equal(ctl_start(&f->r, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "not a socket"));
 	assert_int_equal(stat(f->path, &st), 0);
+}
+
+/* At most CTL_MAX_CLIENTS at once: the next is told why; room comes back. */
+static void
+test_client_cap(void **state)
+{
+	struct fixture	*f = *state;
+	char		 err[256], *a;
+	int		 fds[CTL_MAX_CLIENTS], fd, i;
+
+	assert_int_equal(ctl_start(&f->r, err, sizeof(err)), 0);
+	for (i = 0; i < CTL_MAX_CLIENTS; i++)
+		fds[i] = client(f, NULL);	/* idle: no request */
+	spin(f);
+	assert_int_equal(f->r.ctl->nclients, CTL_MAX_CLIENTS);
+	fd = client(f, "status\n");
+	a = answer_until(f, fd, "x ");
+	assert_string_equal(a, "e control socket busy: too many clients "
+	    "connected, try again\nx 1\n");
+	free(a);
+	close(fd);
+	assert_int_equal(f->r.ctl->nclients, CTL_MAX_CLIENTS);
+	/* The idle ones leave: a new client is served again. */
+	for (i = 0; i < CTL_MAX_CLIENTS; i++)
+		close(fds[i]);
+	spin(f);
+	assert_int_equal(f->r.ctl->nclients, 0);
+	a = request(f, "status\n");
+	assert_non_null(strstr(a, "\nx 0\n"));
+	free(a);
+	assert_false(f->r.ctl->full_logged);	/* logged again next time */
 }
 
 static void
@@ -704,7 +735,22 @@ test_check_tenant(void **state)
 	    "$top=1");
 	assert_non_null(stub_opts.bearer);
 	http_reply(429, "{}", 7000);
+	/* The consent report: a token for Graph, whose alerts say 403. */
+	assert_non_null(strstr(stub_body, "scope=https%3A%2F%2Fgraph."
+	    "microsoft.com%2F.default"));
+	assert_non_null(strstr(stub_body, "&client_secret=" SECRET));
+	http_reply(200, tok, -1);
+	assert_string_equal(stub_opts.url, "http://127.0.0.1:9/v1.0/security/"
+	    "alerts_v2?$top=1");
+	http_reply(403, "{}", -1);
 	a = answer_until(f, fd, "x ");
+	assert_non_null(strstr(a, "o consent: Defender for Endpoint alerts "
+	    "(WindowsDefenderATP Alert.Read.All): not known (HTTP 429)\n"));
+	assert_non_null(strstr(a, "o consent: Graph alerts (Microsoft Graph "
+	    "SecurityAlert.Read.All): NOT granted (HTTP 403)\n"));
+	assert_non_null(strstr(a, "o consent: for Graph alerts, ask the "
+	    "customer to grant Microsoft Graph SecurityAlert.Read.All"));
+	assert_null(strstr(a, "Graph incidents"));
 	assert_non_null(strstr(a, "o token: roles: (none)\n"));
 	assert_non_null(strstr(a, "o   diagnosis: permission missing\n"));
 	assert_non_null(strstr(a, "o   diagnosis: wrong tenant\n"));
@@ -837,12 +883,14 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_formatting),
-		cmocka_unit_test(test_jwt_claims),
+		cmocka_unit_test(test_check_claims),
 		cmocka_unit_test_setup_teardown(test_status_text, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_status_json, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_socket, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_cap, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_requests, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_backfill, setup,

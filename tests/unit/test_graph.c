@@ -98,6 +98,22 @@ test_source_known(void **state)
 	assert_false(graph_source_known(""));
 }
 
+/* One alerts URL for the poller and check-tenant. */
+static void
+test_alerts_url(void **state)
+{
+	struct buf	 b;
+
+	buf_init(&b);
+	graph_alerts_url(&b, "https://api.example", false);
+	assert_string_equal(b.data, "https://api.example/api/alerts");
+	buf_reset(&b);
+	graph_alerts_url(&b, "https://graph.example", true);
+	assert_string_equal(b.data,
+	    "https://graph.example/v1.0/security/alerts_v2");
+	buf_clear(&b);
+}
+
 int
 main(void)
 {
@@ -106,6 +122,7 @@ main(void)
 		cmocka_unit_test(test_source_pass),
 		cmocka_unit_test(test_alert_source),
 		cmocka_unit_test(test_source_known),
+		cmocka_unit_test(test_alerts_url),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -541,6 +541,40 @@ test_assertion_file(void **state)
 	buf_clear(&claims);
 }
 
+/* The claims of a token, read without a signature check. */
+static void
+test_payload(void **state)
+{
+	/* {"tid":"abc","roles":["Alert.Read.All"]} as base64url. */
+	const char	*jwt = "eyJhbGciOiJIUzI1NiJ9."
+	    "eyJ0aWQiOiJhYmMiLCJyb2xlcyI6WyJBbGVydC5SZWFkLkFsbCJdfQ.c2ln";
+	json_t		*p;
+
+	(void)state;
+	p = jwt_payload(jwt);
+	assert_non_null(p);
+	assert_string_equal(json_string_value(json_object_get(p, "tid")),
+	    "abc");
+	assert_string_equal(json_string_value(json_array_get(
+	    json_object_get(p, "roles"), 0)), "Alert.Read.All");
+	json_decref(p);
+	/* Padded form ("e30=" is {}) is accepted too. */
+	p = jwt_payload("eyJhbGciOiJub25lIn0.e30=.x");
+	assert_non_null(p);
+	assert_int_equal(json_object_size(p), 0);
+	json_decref(p);
+	assert_null(jwt_payload("not-a-jwt"));
+	assert_null(jwt_payload("a.!!!.c"));
+	assert_null(jwt_payload("a.b.c"));		/* not base64url */
+	/* [1] (WzFd) and "x" (Ingi): JSON, but not an object. */
+	assert_null(jwt_payload("a.WzFd.c"));
+	assert_null(jwt_payload("a.Ingi.c"));
+	/* {"a":1,"a":2}: duplicate keys are refused. */
+	assert_null(jwt_payload("a.eyJhIjoxLCJhIjoyfQ.c"));
+	assert_null(jwt_payload(""));
+	assert_null(jwt_payload("a.."));
+}
+
 int
 main(void)
 {
@@ -553,6 +587,7 @@ main(void)
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_b64url),
 		cmocka_unit_test(test_assertion_file),
+		cmocka_unit_test(test_payload),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -118,6 +118,49 @@ test_hints(void **state)
 	assert_non_null(strstr(aadsts_hint(90038)->what, "cloud"));
 	assert_false(aadsts_hint(90055)->permanent);
 	assert_null(aadsts_hint(12345));
+	assert_null(aadsts_hint(0));
+}
+
+/*
+ * One table for the daemon's log and check-tenant: every code has a title
+ * and a fix, the kinds check-tenant adds to are right, and codes with the
+ * same meaning share the title.
+ */
+static void
+test_hint_table(void **state)
+{
+	static const long codes[] = { 7000215, 7000222, 700016, 65001,
+	    500011, 650052, 90002, 90038, 700027, 700024, 700211, 700212,
+	    700213, 70011, 7000218, 53003, 90055, 90024, 90006, 90033 };
+	const struct aadsts_hint *h;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		h = aadsts_hint(codes[i]);
+		assert_non_null(h);
+		assert_int_equal(h->code, codes[i]);
+		assert_true(h->title != NULL && h->title[0] != '\0');
+		assert_true(h->what != NULL && strlen(h->what) > 10);
+	}
+	assert_string_equal(aadsts_hint(7000215)->title, "bad client secret");
+	assert_int_equal(aadsts_hint(7000215)->kind, AADSTS_SECRET);
+	assert_non_null(strstr(aadsts_hint(7000215)->what,
+	    "client_secret_file"));
+	assert_string_equal(aadsts_hint(7000222)->title,
+	    "expired client secret");
+	assert_int_equal(aadsts_hint(700016)->kind, AADSTS_CONSENT);
+	assert_int_equal(aadsts_hint(65001)->kind, AADSTS_CONSENT);
+	assert_string_equal(aadsts_hint(700016)->title,
+	    aadsts_hint(65001)->title);
+	assert_int_equal(aadsts_hint(90002)->kind, AADSTS_CLOUD);
+	assert_string_equal(aadsts_hint(90002)->title,
+	    aadsts_hint(90038)->title);
+	assert_int_equal(aadsts_hint(700027)->kind, AADSTS_CERT);
+	assert_int_equal(aadsts_hint(700211)->kind, AADSTS_FEDERATED);
+	assert_int_equal(aadsts_hint(90055)->kind, AADSTS_THROTTLED);
+	assert_true(aadsts_hint(700027)->permanent);
+	assert_false(aadsts_hint(700024)->permanent);
+	assert_false(aadsts_hint(90024)->permanent);
 }
 
 static void
@@ -138,6 +181,7 @@ main(void)
 		cmocka_unit_test(test_error_body),
 		cmocka_unit_test(test_api_error_body),
 		cmocka_unit_test(test_hints),
+		cmocka_unit_test(test_hint_table),
 		cmocka_unit_test(test_refresh_margin),
 	};
 

@@ -204,18 +204,30 @@ ctl_status_tenants(struct relay *r, int64_t now, struct buf *out)
 	table_print(&tb, right, out);
 }
 
+/* A count for a table cell (32 bytes), or "-" where it does not apply. */
+static void
+num_cell(char *cell, uint64_t v, bool applies)
+{
+	if (applies)
+		snprintf(cell, 32, "%llu", (unsigned long long)v);
+	else
+		snprintf(cell, 32, "-");
+}
+
 static void
 ctl_status_outputs(struct relay *r, struct buf *out)
 {
 	static const char *head[] = { "OUTPUT", "STATE", "SPOOLED",
-	    "SPOOL BYTES", "SENT", "RECONNECTS", "ADDRESS" };
-	static const bool right[] = { 0, 0, 1, 1, 1, 1, 0 };
+	    "SPOOL BYTES", "SENT", "IN FLIGHT", "RESENDS", "RECONNECTS",
+	    "ADDRESS" };
+	static const bool right[] = { 0, 0, 1, 1, 1, 1, 1, 1, 0 };
 	struct table	 tb;
 	struct sink_stats ss;
 	const struct conf_output *co;
-	char		 n[4][32], addr[300];
-	const char	*row[7] = { NULL, NULL, n[0], n[1], n[2], n[3],
-	    addr };
+	char		 n[6][32], addr[300];
+	const char	*row[9] = { NULL, NULL, n[0], n[1], n[2], n[3], n[4],
+	    n[5], addr };
+	bool		 acked;
 	size_t		 i;
 
 	table_init(&tb, nitems(head));
@@ -223,16 +235,16 @@ ctl_status_outputs(struct relay *r, struct buf *out)
 	for (i = 0; i < r->nsinks; i++) {
 		co = sink_conf(r->sinks[i]);
 		sink_stats(r->sinks[i], &ss);
+		/* Only RELP and Kafka have records awaiting their receipt. */
+		acked = co->transport == OUT_RELP || co->transport == OUT_KAFKA;
 		row[0] = co->name;
 		row[1] = ss.connected ? "connected" : "down";
-		snprintf(n[0], sizeof(n[0]), "%llu",
-		    (unsigned long long)ss.spool_records);
-		snprintf(n[1], sizeof(n[1]), "%llu",
-		    (unsigned long long)ss.spool_bytes);
-		snprintf(n[2], sizeof(n[2]), "%llu",
-		    (unsigned long long)ss.sent);
-		snprintf(n[3], sizeof(n[3]), "%llu",
-		    (unsigned long long)ss.reconnects);
+		num_cell(n[0], ss.spool_records, true);
+		num_cell(n[1], ss.spool_bytes, true);
+		num_cell(n[2], ss.sent, true);
+		num_cell(n[3], ss.inflight, acked);
+		num_cell(n[4], ss.resends, acked);
+		num_cell(n[5], ss.reconnects, true);
 		snprintf(addr, sizeof(addr), "%s %s",
 		    conf_transport_name(co->transport),
 		    co->address != NULL ? co->address : co->brokers != NULL ?

@@ -12,12 +12,14 @@ acknowledged survives its kill -9.
 Loaded by harness.py next to cases.py (every cases_*.py exports CASES)."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
 
 import harness
+from cases_ctl import ctl_ok
 from harness import (Daemon, Delivery, Fail, Proc, cef_parse, free_port,
                      tail, wait_for)
 
@@ -301,6 +303,41 @@ def check_kill9(ctx):
     if rx > kills * 1024:
         raise Fail("%d duplicates over RELP: more than the window (1024) "
                    "per kill" % rx)
+    check_status_table(ctx, kills)
+
+
+def check_status_table(ctx, kills):
+    """alertrelayctl status shows, per output, the records in flight and
+    the resends: numbers for RELP (resends after the kills), "-" for
+    plain TCP, which has no receipts."""
+    out = ctl_ok(ctx, "status")
+    lines = out.splitlines()
+    try:
+        i = next(n for n, ln in enumerate(lines) if ln.startswith("OUTPUT"))
+    except StopIteration:
+        raise Fail("status has no output table:\n%s" % out)
+    head = re.split(r"  +", lines[i].strip())
+    rows = {}
+    for ln in lines[i + 1:]:
+        if not ln.strip():
+            break
+        cells = re.split(r"  +", ln.strip())
+        rows[cells[0]] = dict(zip(head, cells))
+    for col in ("IN FLIGHT", "RESENDS"):
+        if col not in head:
+            raise Fail("status output table has no %s column: %s"
+                       % (col, head))
+    relp, tcp = rows.get("relp", {}), rows.get("tcp", {})
+    if not relp.get("RESENDS", "").isdigit() or \
+            not relp.get("IN FLIGHT", "").isdigit():
+        raise Fail("status: relp row %r lacks in-flight/resend counts" % relp)
+    if int(relp["RESENDS"]) == 0:
+        raise Fail("status: no resends counted over RELP after %d kills"
+                   % kills)
+    if tcp.get("IN FLIGHT") != "-" or tcp.get("RESENDS") != "-":
+        raise Fail("status: tcp row %r should show - (no receipts)" % tcp)
+    ctx.note("status: relp %s in flight, %s resends; tcp - -"
+             % (relp["IN FLIGHT"], relp["RESENDS"]))
 
 
 T3 = [{"name": "r%d" % i, "label": "Relp customer %d" % i}

@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "alertrelayd.h"
+#include "mime.h"
 
 #define NOTIFY_SPOOL_MAX	(64ULL * 1024 * 1024)
 #define TITLE_MAX		300		/* bytes, in records */
@@ -289,130 +290,11 @@ rsev(json_t *r)
 	    sev_display[v] : sev_display[0];
 }
 
-/* One line of text: controls (CR, LF, TAB...) become spaces. */
-static void
-one_line(struct buf *out, const char *s, size_t max)
-{
-	struct buf	 b;
-	size_t		 i, len;
-
-	buf_init(&b);
-	sanitize_utf8(&b, s, strlen(s));
-	len = b.len > max ? utf8_prefix(b.data, b.len, max) : b.len;
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)b.data[i];
-
-		buf_addc(out, c < 0x20 || c == 0x7f ? ' ' : (char)c);
-	}
-	if (len < b.len)
-		buf_adds(out, "\xe2\x80\xa6");
-	buf_clear(&b);
-}
-
-static void
-b64_std(struct buf *out, const unsigned char *p, size_t n)
-{
-	static const char	 tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "abcdefghijklmnopqrstuvwxyz0123456789+/";
-	uint32_t		 v;
-	size_t			 i;
-
-	for (i = 0; i < n; i += 3) {
-		v = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			v |= p[i + 2];
-		buf_addc(out, tab[v >> 18 & 63]);
-		buf_addc(out, tab[v >> 12 & 63]);
-		buf_addc(out, i + 1 < n ? tab[v >> 6 & 63] : '=');
-		buf_addc(out, i + 2 < n ? tab[v & 63] : '=');
-	}
-}
-
-/* "Name: value" with value already one line; RFC 2047 when not ASCII. */
-static void
-header(struct buf *out, const char *name, const char *value)
-{
-	const char	*p;
-	size_t		 len = strlen(value), n;
-	bool		 ascii = true;
-
-	for (p = value; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x80)
-			ascii = false;
-	buf_addf(out, "%s: ", name);
-	if (ascii) {
-		buf_add(out, value, len);
-		buf_adds(out, "\r\n");
-		return;
-	}
-	/* Encoded words of at most 45 bytes (75 characters), folded. */
-	for (p = value; len > 0; p += n, len -= n) {
-		if ((n = utf8_prefix(p, len, 45)) == 0)
-			n = len < 45 ? len : 45;
-		if (p != value)
-			buf_adds(out, "\r\n ");
-		buf_adds(out, "=?UTF-8?B?");
-		b64_std(out, (const unsigned char *)p, n);
-		buf_adds(out, "?=");
-	}
-	buf_adds(out, "\r\n");
-}
-
-/* Quoted-printable (RFC 2045 §6.7) of text with LF line ends. */
-static void
-qp_body(struct buf *out, const char *s, size_t len)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t		 i, col = 0, w;
-	unsigned char	 c;
-	bool		 eol;
-
-	for (i = 0; i < len; i++) {
-		c = (unsigned char)s[i];
-		if (c == '\n') {
-			buf_adds(out, "\r\n");
-			col = 0;
-			continue;
-		}
-		eol = i + 1 == len || s[i + 1] == '\n';
-		w = (c >= 33 && c <= 126 && c != '=') ||
-		    ((c == ' ' || c == '\t') && !eol) ? 1 : 3;
-		if (col + w > 75) {
-			buf_adds(out, "=\r\n");
-			col = 0;
-		}
-		if (w == 1)
-			buf_addc(out, (char)c);
-		else {
-			buf_addc(out, '=');
-			buf_addc(out, hex[c >> 4]);
-			buf_addc(out, hex[c & 15]);
-		}
-		col += w;
-	}
-	buf_adds(out, "\r\n");
-}
-
-/* The bare address of "Name <addr>" or "addr". */
-static char *
-bare_address(const char *s)
-{
-	const char	*lt = strrchr(s, '<'), *gt;
-
-	if (lt != NULL && (gt = strchr(lt, '>')) != NULL)
-		return xstrndup(lt + 1, (size_t)(gt - lt - 1));
-	while (*s == ' ')
-		s++;
-	return xstrdup(s);
-}
-
 /* Message-ID domain: the sender's, letters, digits, dots, hyphens only. */
 static void
 msgid_domain(const struct notifier *n, struct buf *out)
 {
-	char		*a = bare_address(n->conf->from);
+	char		*a = mime_bare_address(n->conf->from);
 	const char	*at = strrchr(a, '@'), *p;
 	size_t		 start = out->len;
 
@@ -443,22 +325,6 @@ message_id(const struct notifier *n, const struct buf *key, struct buf *out)
 	buf_addc(out, '>');
 }
 
-static void
-rfc5322_date(struct buf *out)
-{
-	static const char *days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri",
-	    "Sat" };
-	static const char *mons[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-	    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	time_t		 now = time(NULL);
-	struct tm	 tm;
-
-	gmtime_r(&now, &tm);
-	buf_addf(out, "%s, %02d %s %04d %02d:%02d:%02d +0000",
-	    days[tm.tm_wday], tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900,
-	    tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
 /* From, To, Date, Message-ID, MIME headers; subject given. */
 static void
 mail_headers(const struct notifier *n, struct buf *out, const char *subject,
@@ -468,30 +334,30 @@ mail_headers(const struct notifier *n, struct buf *out, const char *subject,
 	size_t		 i;
 
 	buf_init(&v);
-	one_line(&v, n->conf->from, FIELD_MAX);
-	header(out, "From", v.data);
+	mime_one_line(&v, n->conf->from, FIELD_MAX);
+	mime_header(out, "From", v.data);
 	buf_reset(&v);
 	for (i = 0; i < n->conf->nto; i++) {
 		if (i > 0)
 			buf_adds(&v, ", ");
-		one_line(&v, n->conf->to[i], FIELD_MAX);
+		mime_one_line(&v, n->conf->to[i], FIELD_MAX);
 	}
-	header(out, "To", v.data != NULL ? v.data : "");
-	header(out, "Subject", subject);
+	mime_header(out, "To", v.data != NULL ? v.data : "");
+	mime_header(out, "Subject", subject);
 	buf_reset(&v);
-	rfc5322_date(&v);
-	header(out, "Date", v.data);
+	mime_date(&v, time(NULL));
+	mime_header(out, "Date", v.data);
 	buf_reset(&v);
 	message_id(n, idkey, &v);
-	header(out, "Message-ID", v.data);
-	header(out, "MIME-Version", "1.0");
-	header(out, "Content-Type", "text/plain; charset=UTF-8");
-	header(out, "Content-Transfer-Encoding", "quoted-printable");
-	header(out, "Auto-Submitted", "auto-generated");
+	mime_header(out, "Message-ID", v.data);
+	mime_header(out, "MIME-Version", "1.0");
+	mime_header(out, "Content-Type", "text/plain; charset=UTF-8");
+	mime_header(out, "Content-Transfer-Encoding", "quoted-printable");
+	mime_header(out, "Auto-Submitted", "auto-generated");
 	if (tenant != NULL) {
 		buf_reset(&v);
-		one_line(&v, tenant, FIELD_MAX);
-		header(out, "X-Alertrelay-Tenant", v.data);
+		mime_one_line(&v, tenant, FIELD_MAX);
+		mime_header(out, "X-Alertrelay-Tenant", v.data);
 	}
 	buf_adds(out, "\r\n");
 	buf_clear(&v);
@@ -513,7 +379,7 @@ body_field(struct buf *b, const char *name, const char *v)
 	if (v == NULL)
 		return;
 	buf_addf(b, "%-13s", name);
-	one_line(b, v, FIELD_MAX);
+	mime_one_line(b, v, FIELD_MAX);
 	buf_addc(b, '\n');
 }
 
@@ -547,15 +413,15 @@ mail_single(const struct notifier *n, json_t *r, struct buf *out)
 	buf_init(&key);
 	buf_init(&s);
 	buf_addf(&subj, "[alertrelay] %s: ", rsev(r));
-	one_line(&subj, rget(r, "title") ? rget(r, "title") : "-",
+	mime_one_line(&subj, rget(r, "title") ? rget(r, "title") : "-",
 	    SUBJECT_TITLE_MAX);
 	buf_adds(&subj, " \xe2\x80\x94 ");	/* em dash */
-	one_line(&subj, rlabel(r), FIELD_MAX);
+	mime_one_line(&subj, rlabel(r), FIELD_MAX);
 	idkey_add(&key, r);
 	mail_headers(n, out, subj.data, &key, rget(r, "tenant"));
 
 	buf_addf(&body, "A new %s alert for ", rsev(r));
-	one_line(&body, rlabel(r), FIELD_MAX);
+	mime_one_line(&body, rlabel(r), FIELD_MAX);
 	buf_adds(&body, ".\n\n");
 	body_field(&body, "Customer:", rlabel(r));
 	body_field(&body, "Tenant:", rget(r, "tenant"));
@@ -580,7 +446,7 @@ mail_single(const struct notifier *n, json_t *r, struct buf *out)
 	}
 	buf_addf(&body, "\n-- \nalertrelayd on %s, [notify \"%s\"]\n",
 	    n->relay->hostname, n->name);
-	qp_body(out, body.data, body.len);
+	mime_qp(out, body.data, body.len);
 	buf_clear(&subj);
 	buf_clear(&body);
 	buf_clear(&key);
@@ -614,7 +480,7 @@ mail_digest(const struct notifier *n, json_t **rs, size_t nr,
 	for (j = 0; j < nlabels; j++) {
 		if (j > 0)
 			buf_adds(&subj, ", ");
-		one_line(&subj, labels[j], 80);
+		mime_one_line(&subj, labels[j], 80);
 	}
 	if (more)
 		buf_adds(&subj, ", \xe2\x80\xa6");
@@ -625,17 +491,17 @@ mail_digest(const struct notifier *n, json_t **rs, size_t nr,
 	    n->conf->max_per_hour);
 	for (i = 0; i < nr; i++) {
 		buf_addf(&body, "\n%zu. [%s] ", i + 1, rsev(rs[i]));
-		one_line(&body, rget(rs[i], "title") ? rget(rs[i], "title") :
+		mime_one_line(&body, rget(rs[i], "title") ? rget(rs[i], "title") :
 		    "-", SUBJECT_TITLE_MAX);
 		buf_adds(&body, "\n   Customer: ");
-		one_line(&body, rlabel(rs[i]), FIELD_MAX);
+		mime_one_line(&body, rlabel(rs[i]), FIELD_MAX);
 		if (rget(rs[i], "host") != NULL) {
 			buf_adds(&body, "; machine: ");
-			one_line(&body, rget(rs[i], "host"), FIELD_MAX);
+			mime_one_line(&body, rget(rs[i], "host"), FIELD_MAX);
 		}
 		if (rget(rs[i], "status") != NULL) {
 			buf_adds(&body, "; status: ");
-			one_line(&body, rget(rs[i], "status"), FIELD_MAX);
+			mime_one_line(&body, rget(rs[i], "status"), FIELD_MAX);
 		}
 		buf_adds(&body, "\n   ");
 		portal_link(&body, rs[i]);
@@ -643,7 +509,7 @@ mail_digest(const struct notifier *n, json_t **rs, size_t nr,
 	}
 	buf_addf(&body, "\n-- \nalertrelayd on %s, [notify \"%s\"]\n",
 	    n->relay->hostname, n->name);
-	qp_body(out, body.data, body.len);
+	mime_qp(out, body.data, body.len);
 	buf_clear(&subj);
 	buf_clear(&body);
 	buf_clear(&key);
@@ -670,10 +536,10 @@ notifier_submit(struct notifier *n, const struct buf *mail)
 		xasprintf(&url, "%s/%s", c->smtp_url, n->relay->hostname);
 	else
 		url = xstrdup(c->smtp_url);
-	from = bare_address(c->from);
+	from = mime_bare_address(c->from);
 	rcpt = xcalloc(c->nto, sizeof(*rcpt));
 	for (i = 0; i < c->nto; i++)
-		rcpt[i] = bare_address(c->to[i]);
+		rcpt[i] = mime_bare_address(c->to[i]);
 	memset(&o, 0, sizeof(o));
 	o.url = url;
 	o.mail_from = from;

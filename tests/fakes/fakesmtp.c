@@ -23,8 +23,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <openssl/evp.h>
-
+#include "b64.h"
 #include "log.h"
 #include "util.h"
 
@@ -98,26 +97,13 @@ conn_free(struct conn *c)
 	free(c);
 }
 
-/* Decode base64 into out (NUL-terminated); -1 if it is not base64. */
+/* Decode base64 into out (NUL-terminated); -1 if empty or not base64. */
 static int
-b64_decode(const char *s, struct buf *out)
+decode64(const char *s, struct buf *out)
 {
-	size_t	 len = strlen(s);
-	int	 n, pad = 0;
-
-	if (len == 0 || len % 4 != 0)
+	if (*s == '\0' || b64_decode(out, s, strlen(s), B64_STD) == -1)
 		return -1;
-	buf_reserve(out, len);
-	if ((n = EVP_DecodeBlock((unsigned char *)out->data + out->len,
-	    (const unsigned char *)s, (int)len)) < 0)
-		return -1;
-	if (s[len - 1] == '=')
-		pad++;
-	if (s[len - 2] == '=')
-		pad++;
-	out->len += (size_t)n - (size_t)pad;
-	out->data[out->len] = '\0';
-	return 0;
+	return out->data != NULL ? 0 : -1;
 }
 
 static bool
@@ -148,7 +134,7 @@ auth_plain(struct conn *c, const char *resp)
 	const char	*user = NULL, *pass = NULL, *z;
 
 	buf_init(&b);
-	if (strcmp(resp, "*") == 0 || b64_decode(resp, &b) == -1) {
+	if (strcmp(resp, "*") == 0 || decode64(resp, &b) == -1) {
 		buf_clear(&b);
 		c->state = S_CMD;
 		say(c, "501 5.5.2 Cannot decode response");
@@ -169,7 +155,7 @@ auth_login(struct conn *c, const char *resp)
 	struct buf	 b;
 
 	buf_init(&b);
-	if (b64_decode(resp, &b) == -1) {
+	if (decode64(resp, &b) == -1) {
 		buf_clear(&b);
 		c->state = S_CMD;
 		say(c, "501 5.5.2 Cannot decode response");

@@ -354,6 +354,12 @@ bool		 notifier_drained(const struct notifier *);
 /* Adopt the [notify] section of a reloaded config (same NAME). */
 void		 notifier_reconcile(struct notifier *,
 		    const struct conf_notify *);
+/*
+ * Queue and sync the mail of one incident version on every notifier whose
+ * events, min_severity and tenants want it (best effort: logged).
+ */
+void		 notifiers_incident(struct notifier **, size_t,
+		    const struct incident *, const struct event_meta *);
 
 /*
  * cluster.c: several collectors sharing the tenants through etcd

@@ -27,6 +27,7 @@
 #define SMTP_TIMEOUT_MS		(2 * 60 * 1000)
 #define HOUR_S			3600
 #define PORTAL			"https://security.microsoft.com/alerts/"
+#define PORTAL_INCIDENTS	"https://security.microsoft.com/incidents/"
 
 struct notifier {
 	struct relay		*relay;
@@ -172,15 +173,17 @@ rec_time(json_t *o, const char *k, int64_t t)
 	json_object_set_new(o, k, json_string(ts));
 }
 
-bool
-notifier_wants(const struct notifier *n, const char *tenant,
-    const struct alert *a)
+/* Does n mail events of this kind, tenant and severity? */
+static bool
+notifier_wants_event(const struct notifier *n, enum conf_notify_events kind,
+    const char *tenant, enum severity sev)
 {
 	const struct conf_notify *c = n->conf;
 	size_t		 i;
 
-	if (c->min_severity > SEV_INFORMATIONAL &&
-	    a->severity < c->min_severity)
+	if ((c->events & kind) == 0)
+		return false;
+	if (c->min_severity > SEV_INFORMATIONAL && sev < c->min_severity)
 		return false;
 	if (c->tenants == NULL)
 		return true;
@@ -188,6 +191,60 @@ notifier_wants(const struct notifier *n, const char *tenant,
 		if (strcmp(c->tenants[i], tenant) == 0)
 			return true;
 	return false;
+}
+
+bool
+notifier_wants(const struct notifier *n, const char *tenant,
+    const struct alert *a)
+{
+	return notifier_wants_event(n, NOTIFY_ALERTS, tenant, a->severity);
+}
+
+/* Append record o (consumed) to the spool; dropped while it is full. */
+static int
+record_append(struct notifier *n, json_t *o)
+{
+	char		*s;
+	int		 rc;
+
+	if (spool_full(n->spool)) {
+		if (!n->spool_full_warned)
+			log_warnx("notify %s: %llu mails are waiting for the "
+			    "SMTP server; new notifications are dropped until "
+			    "it takes them", n->name, (unsigned long long)
+			    spool_records(n->spool));
+		n->spool_full_warned = true;
+		json_decref(o);
+		return 0;
+	}
+	n->spool_full_warned = false;
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	rc = spool_append(n->spool, s, strlen(s));
+	free(s);
+	return rc;
+}
+
+/* The record fields every event has: whose it is. */
+static json_t *
+record_new(const char *kind, const struct event_meta *m,
+    const struct astr *tid)
+{
+	json_t		*o = json_object();
+
+	if (kind != NULL)
+		json_object_set_new(o, "kind", json_string(kind));
+	rec_str(o, "tenant", m->tenant_name);
+	rec_str(o, "label", m->tenant_label);
+	if (tid->p != NULL && tid->len > 0)
+		rec_astr(o, "tid", tid, FIELD_MAX);
+	else
+		rec_str(o, "tid", m->tenant_id);
+	return o;
 }
 
 /*
@@ -199,28 +256,10 @@ notifier_enqueue(struct notifier *n, const struct alert *a,
     const struct event_meta *m)
 {
 	json_t		*o;
-	char		*s;
-	int		 rc;
 
 	if (m->updated)
 		return 0;
-	if (spool_full(n->spool)) {
-		if (!n->spool_full_warned)
-			log_warnx("notify %s: %llu mails are waiting for the "
-			    "SMTP server; new notifications are dropped until "
-			    "it takes them", n->name, (unsigned long long)
-			    spool_records(n->spool));
-		n->spool_full_warned = true;
-		return 0;
-	}
-	n->spool_full_warned = false;
-	o = json_object();
-	rec_str(o, "tenant", m->tenant_name);
-	rec_str(o, "label", m->tenant_label);
-	if (a->aad_tenant_id.p != NULL && a->aad_tenant_id.len > 0)
-		rec_astr(o, "tid", &a->aad_tenant_id, FIELD_MAX);
-	else
-		rec_str(o, "tid", m->tenant_id);
+	o = record_new(NULL, m, &a->aad_tenant_id);
 	rec_astr(o, "id", &a->id, FIELD_MAX);
 	rec_astr(o, "title", &a->title, TITLE_MAX);
 	json_object_set_new(o, "sev", json_integer(a->severity));
@@ -231,15 +270,49 @@ notifier_enqueue(struct notifier *n, const struct alert *a,
 	rec_astr(o, "host", &a->computer_dns_name, FIELD_MAX);
 	rec_astr(o, "user", &a->user_name, FIELD_MAX);
 	rec_astr(o, "desc", &a->description, DESC_MAX);
-	s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (s == NULL) {
-		errno = ENOMEM;
-		return -1;
+	return record_append(n, o);
+}
+
+/* Queue the record of one incident version (created ones only). */
+static int
+notifier_enqueue_incident(struct notifier *n, const struct incident *in,
+    const struct event_meta *m)
+{
+	json_t		*o;
+
+	if (m->updated)
+		return 0;
+	o = record_new("incident", m, &in->tenant_id);
+	rec_astr(o, "id", &in->id, FIELD_MAX);
+	rec_astr(o, "title", &in->display_name, TITLE_MAX);
+	json_object_set_new(o, "sev", json_integer(in->severity));
+	rec_astr(o, "status", &in->status, FIELD_MAX);
+	rec_time(o, "lut", in->last_update);
+	rec_time(o, "created", in->created);
+	rec_astr(o, "url", &in->web_url, FIELD_MAX);
+	if (in->alerts_known)
+		json_object_set_new(o, "alerts",
+		    json_integer(in->alert_count));
+	rec_astr(o, "desc", &in->description, DESC_MAX);
+	return record_append(n, o);
+}
+
+void
+notifiers_incident(struct notifier **ns, size_t nn,
+    const struct incident *in, const struct event_meta *m)
+{
+	size_t		 i;
+
+	for (i = 0; i < nn; i++) {
+		if (!notifier_wants_event(ns[i], NOTIFY_INCIDENTS,
+		    m->tenant_name, in->severity))
+			continue;
+		if (notifier_enqueue_incident(ns[i], in, m) == -1 ||
+		    notifier_sync(ns[i]) == -1)
+			log_tenant(LOG_WARNING, m->tenant_name, "tenant %s: "
+			    "notify %s: cannot queue the incident's mail: %s",
+			    m->tenant_name, ns[i]->name, strerror(errno));
 	}
-	rc = spool_append(n->spool, s, strlen(s));
-	free(s);
-	return rc;
 }
 
 int
@@ -363,11 +436,29 @@ mail_headers(const struct notifier *n, struct buf *out, const char *subject,
 	buf_clear(&v);
 }
 
-/* The alert's portal link, its parts percent-encoded. */
+static bool
+is_incident(json_t *r)
+{
+	const char	*k = rget(r, "kind");
+
+	return k != NULL && strcmp(k, "incident") == 0;
+}
+
+/*
+ * The event's portal link: an incident's incidentWebUrl when it is an
+ * https URL, else the portal's page for the id, percent-encoded.
+ */
 static void
 portal_link(struct buf *out, json_t *r)
 {
-	buf_adds(out, PORTAL);
+	const char	*url = rget(r, "url");
+
+	if (is_incident(r) && url != NULL &&
+	    strncmp(url, "https://", 8) == 0) {
+		mime_one_line(out, url, FIELD_MAX);
+		return;
+	}
+	buf_adds(out, is_incident(r) ? PORTAL_INCIDENTS : PORTAL);
 	http_urlencode(out, rget(r, "id") ? rget(r, "id") : "");
 	buf_adds(out, "?tid=");
 	http_urlencode(out, rget(r, "tid") ? rget(r, "tid") : "");
@@ -386,6 +477,8 @@ body_field(struct buf *b, const char *name, const char *v)
 static void
 idkey_add(struct buf *key, json_t *r)
 {
+	if (is_incident(r))
+		buf_adds(key, "incident\n");
 	buf_adds(key, rget(r, "tenant") ? rget(r, "tenant") : "");
 	buf_addc(key, '\n');
 	buf_adds(key, rget(r, "id") ? rget(r, "id") : "");
@@ -401,18 +494,48 @@ rlabel(json_t *r)
 	    rget(r, "tenant") ? rget(r, "tenant") : "-";
 }
 
-/* The mail for one alert. */
+/* The facts of one alert or incident, one per line. */
+static void
+body_fields(struct buf *body, json_t *r)
+{
+	json_t		*na = json_object_get(r, "alerts");
+	char		 count[32];
+
+	body_field(body, "Customer:", rlabel(r));
+	body_field(body, "Tenant:", rget(r, "tenant"));
+	body_field(body, is_incident(r) ? "Incident:" : "Alert:",
+	    rget(r, "title"));
+	body_field(body, "Severity:", rsev(r));
+	body_field(body, "Status:", rget(r, "status"));
+	if (json_is_integer(na)) {
+		snprintf(count, sizeof(count), "%lld",
+		    (long long)json_integer_value(na));
+		body_field(body, "Alerts:", count);
+	}
+	body_field(body, "Category:", rget(r, "category"));
+	body_field(body, "Machine:", rget(r, "host"));
+	body_field(body, "User:", rget(r, "user"));
+	body_field(body, "Created:", rget(r, "created"));
+	body_field(body, "Last update:", rget(r, "lut"));
+	body_field(body, is_incident(r) ? "Incident ID:" : "Alert ID:",
+	    rget(r, "id"));
+	body_field(body, "Tenant ID:", rget(r, "tid"));
+}
+
+/* The mail for one alert or incident. */
 static void
 mail_single(const struct notifier *n, json_t *r, struct buf *out)
 {
 	struct buf	 subj, body, key, s;
 	const char	*desc = rget(r, "desc");
+	const char	*what = is_incident(r) ? "incident" : "alert";
 
 	buf_init(&subj);
 	buf_init(&body);
 	buf_init(&key);
 	buf_init(&s);
-	buf_addf(&subj, "[alertrelay] %s: ", rsev(r));
+	buf_addf(&subj, "[alertrelay] %s%s: ", rsev(r),
+	    is_incident(r) ? " incident" : "");
 	mime_one_line(&subj, rget(r, "title") ? rget(r, "title") : "-",
 	    SUBJECT_TITLE_MAX);
 	buf_adds(&subj, " \xe2\x80\x94 ");	/* em dash */
@@ -420,21 +543,10 @@ mail_single(const struct notifier *n, json_t *r, struct buf *out)
 	idkey_add(&key, r);
 	mail_headers(n, out, subj.data, &key, rget(r, "tenant"));
 
-	buf_addf(&body, "A new %s alert for ", rsev(r));
+	buf_addf(&body, "A new %s %s for ", rsev(r), what);
 	mime_one_line(&body, rlabel(r), FIELD_MAX);
 	buf_adds(&body, ".\n\n");
-	body_field(&body, "Customer:", rlabel(r));
-	body_field(&body, "Tenant:", rget(r, "tenant"));
-	body_field(&body, "Alert:", rget(r, "title"));
-	body_field(&body, "Severity:", rsev(r));
-	body_field(&body, "Status:", rget(r, "status"));
-	body_field(&body, "Category:", rget(r, "category"));
-	body_field(&body, "Machine:", rget(r, "host"));
-	body_field(&body, "User:", rget(r, "user"));
-	body_field(&body, "Created:", rget(r, "created"));
-	body_field(&body, "Last update:", rget(r, "lut"));
-	body_field(&body, "Alert ID:", rget(r, "id"));
-	body_field(&body, "Tenant ID:", rget(r, "tid"));
+	body_fields(&body, r);
 	buf_adds(&body, "\nOpen in Microsoft Defender:\n");
 	portal_link(&body, r);
 	buf_adds(&body, "\n");
@@ -453,14 +565,37 @@ mail_single(const struct notifier *n, json_t *r, struct buf *out)
 	buf_clear(&s);
 }
 
+/* Entry k of a digest: severity, title, customer, machine, status, link. */
+static void
+digest_item(struct buf *body, size_t k, json_t *r)
+{
+	buf_addf(body, "\n%zu. [%s] %s", k, rsev(r),
+	    is_incident(r) ? "Incident: " : "");
+	mime_one_line(body, rget(r, "title") ? rget(r, "title") : "-",
+	    SUBJECT_TITLE_MAX);
+	buf_adds(body, "\n   Customer: ");
+	mime_one_line(body, rlabel(r), FIELD_MAX);
+	if (rget(r, "host") != NULL) {
+		buf_adds(body, "; machine: ");
+		mime_one_line(body, rget(r, "host"), FIELD_MAX);
+	}
+	if (rget(r, "status") != NULL) {
+		buf_adds(body, "; status: ");
+		mime_one_line(body, rget(r, "status"), FIELD_MAX);
+	}
+	buf_adds(body, "\n   ");
+	portal_link(body, r);
+	buf_addc(body, '\n');
+}
+
 /* The digest of the records rs[0..nr). */
 static void
 mail_digest(const struct notifier *n, json_t **rs, size_t nr,
     struct buf *out)
 {
 	struct buf	 subj, body, key;
-	size_t		 i, j, nlabels = 0;
-	const char	*labels[3];
+	size_t		 i, j, nlabels = 0, nin = 0;
+	const char	*labels[3], *noun;
 	bool		 more = false, seen;
 
 	buf_init(&subj);
@@ -468,6 +603,7 @@ mail_digest(const struct notifier *n, json_t **rs, size_t nr,
 	buf_init(&key);
 	for (i = 0; i < nr; i++) {
 		idkey_add(&key, rs[i]);
+		nin += is_incident(rs[i]);
 		for (seen = false, j = 0; j < nlabels; j++)
 			seen |= strcmp(labels[j], rlabel(rs[i])) == 0;
 		if (!seen && nlabels < nitems(labels))
@@ -475,8 +611,9 @@ mail_digest(const struct notifier *n, json_t **rs, size_t nr,
 		else if (!seen)
 			more = true;
 	}
-	buf_addf(&subj, "[alertrelay] Digest: %zu alert%s \xe2\x80\x94 ", nr,
-	    nr == 1 ? "" : "s");
+	noun = nin == 0 ? "alert" : nin == nr ? "incident" : "event";
+	buf_addf(&subj, "[alertrelay] Digest: %zu %s%s \xe2\x80\x94 ", nr,
+	    noun, nr == 1 ? "" : "s");
 	for (j = 0; j < nlabels; j++) {
 		if (j > 0)
 			buf_adds(&subj, ", ");
@@ -486,27 +623,11 @@ mail_digest(const struct notifier *n, json_t **rs, size_t nr,
 		buf_adds(&subj, ", \xe2\x80\xa6");
 	mail_headers(n, out, subj.data, &key, NULL);
 
-	buf_addf(&body, "%zu alert%s arrived after the limit of %u single "
-	    "mails per hour was reached:\n", nr, nr == 1 ? "" : "s",
+	buf_addf(&body, "%zu %s%s arrived after the limit of %u single "
+	    "mails per hour was reached:\n", nr, noun, nr == 1 ? "" : "s",
 	    n->conf->max_per_hour);
-	for (i = 0; i < nr; i++) {
-		buf_addf(&body, "\n%zu. [%s] ", i + 1, rsev(rs[i]));
-		mime_one_line(&body, rget(rs[i], "title") ? rget(rs[i], "title") :
-		    "-", SUBJECT_TITLE_MAX);
-		buf_adds(&body, "\n   Customer: ");
-		mime_one_line(&body, rlabel(rs[i]), FIELD_MAX);
-		if (rget(rs[i], "host") != NULL) {
-			buf_adds(&body, "; machine: ");
-			mime_one_line(&body, rget(rs[i], "host"), FIELD_MAX);
-		}
-		if (rget(rs[i], "status") != NULL) {
-			buf_adds(&body, "; status: ");
-			mime_one_line(&body, rget(rs[i], "status"), FIELD_MAX);
-		}
-		buf_adds(&body, "\n   ");
-		portal_link(&body, rs[i]);
-		buf_addc(&body, '\n');
-	}
+	for (i = 0; i < nr; i++)
+		digest_item(&body, i + 1, rs[i]);
 	buf_addf(&body, "\n-- \nalertrelayd on %s, [notify \"%s\"]\n",
 	    n->relay->hostname, n->name);
 	mime_qp(out, body.data, body.len);

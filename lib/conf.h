@@ -99,6 +99,13 @@ struct conf_tenant {
 	int		 line;
 };
 
+/* What a [notify] section mails (events =): a bit set. */
+enum conf_notify_events {
+	NOTIFY_ALERTS = 1,
+	NOTIFY_INCIDENTS = 2,
+	NOTIFY_BOTH = NOTIFY_ALERTS | NOTIFY_INCIDENTS,
+};
+
 struct conf_notify {
 	char		*name;
 	char		*smtp_url;
@@ -113,6 +120,7 @@ struct conf_notify {
 	size_t		 ntenants;
 	unsigned	 max_per_hour;
 	int64_t		 digest_interval_ms;
+	enum conf_notify_events events;		/* default NOTIFY_ALERTS */
 	const char	*file;
 	int		 line;
 };

@@ -115,6 +115,16 @@ struct http_smtp_opts {
  */
 struct http_req	*http_smtp(struct http *, const struct http_smtp_opts *);
 
+/*
+ * smtp.c: the same transfer on a worker thread (libcurl blocks the loop
+ * while it waits for the reply to the end of DATA).  done_cb is called
+ * from the loop (status, failed, error, elapsed_ms are set); smtp_cancel
+ * gives the transaction up at once and never calls back.
+ */
+struct smtp_job;
+struct smtp_job	*smtp_submit(struct event_base *, const struct http_smtp_opts *);
+void		 smtp_cancel(struct smtp_job *);
+
 /* sink.c: one output's spool and its connection to the SIEM. */
 struct sink;
 

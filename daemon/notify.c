@@ -36,7 +36,7 @@ struct notifier {
 	char			*budget_path;
 	struct spool		*spool;
 	struct event		*timer;
-	struct http_req		*req;		/* SMTP transfer in flight */
+	struct smtp_job		*req;		/* SMTP transfer in flight */
 	struct spool_pos	 inflight_end;	/* ack up to here on success */
 	unsigned		 inflight_n;
 	bool			 inflight_digest;
@@ -325,9 +325,39 @@ notifier_sync(struct notifier *n)
 	return 0;
 }
 
+/*
+ * Give the mail in flight up; it stays first in the spool.  A server that
+ * had already taken it but not said so yet will get it again: SMTP has no
+ * way around that.
+ */
+static void
+notifier_give_up(struct notifier *n, const char *why, const char *then)
+{
+	uint64_t	 left = spool_records(n->spool);
+
+	smtp_cancel(n->req);
+	n->req = NULL;
+	log_info("notify %s: the %s in flight to %s is given up: %s; %llu "
+	    "alert%s %s", n->name, n->inflight_digest ? "digest mail" :
+	    "mail", n->conf->smtp_url, why, (unsigned long long)left,
+	    left == 1 ? "" : "s", then);
+}
+
+/*
+ * A mail in flight when the server, sender, recipients or credentials
+ * change is given up and sent again with the new settings: it never goes
+ * to recipients the reload removed.
+ */
 void
 notifier_reconcile(struct notifier *n, const struct conf_notify *c)
 {
+	if (n->req != NULL && !conf_notify_same_delivery(n->conf, c)) {
+		notifier_give_up(n, "the reload changed the server, sender, "
+		    "recipients or credentials", "waiting; sending it again "
+		    "with the new settings");
+		n->retry_at = 0;
+		n->failures = 0;
+	}
 	n->conf = c;
 	if (n->req == NULL && spool_records(n->spool) > 0)
 		notifier_schedule(n, 0);
@@ -673,7 +703,7 @@ notifier_submit(struct notifier *n, const struct buf *mail)
 	o.timeout_ms = SMTP_TIMEOUT_MS;
 	o.done_cb = notifier_sent_cb;
 	o.arg = n;
-	n->req = http_smtp(n->relay->http, &o);
+	n->req = smtp_submit(n->relay->base, &o);
 	for (i = 0; i < c->nto; i++)
 		free(rcpt[i]);
 	free(rcpt);
@@ -874,8 +904,12 @@ notifier_free(struct notifier *n)
 {
 	if (n == NULL)
 		return;
-	if (n->req != NULL)
-		http_cancel(n->relay->http, n->req);	/* resent later */
+	if (n->req != NULL && n->relay->stopping)
+		notifier_give_up(n, "alertrelayd is stopping", "stay queued "
+		    "for the next start");
+	else if (n->req != NULL)
+		notifier_give_up(n, "the reload removed its [notify] section",
+		    "stay in its spool");
 	if (n->timer != NULL)
 		event_free(n->timer);
 	spool_close(n->spool);

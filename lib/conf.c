@@ -2643,6 +2643,23 @@ str_same(const char *a, const char *b)
 }
 
 bool
+conf_notify_same_delivery(const struct conf_notify *a,
+    const struct conf_notify *b)
+{
+	size_t	 i;
+
+	if (!str_same(a->smtp_url, b->smtp_url) ||
+	    !str_same(a->from, b->from) ||
+	    !str_same(a->username, b->username) ||
+	    !str_same(a->password, b->password) || a->nto != b->nto)
+		return false;
+	for (i = 0; i < a->nto; i++)
+		if (strcmp(a->to[i], b->to[i]) != 0)
+			return false;
+	return true;
+}
+
+bool
 conf_output_equal(const struct conf_output *a, const struct conf_output *b)
 {
 	return str_same(a->name, b->name) && a->transport == b->transport &&

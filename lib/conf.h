@@ -186,6 +186,9 @@ enum conf_reload_action {
 /* old: the running output of the same name, or NULL. */
 enum conf_reload_action conf_output_action(const struct conf_output *old,
 		    const struct conf_output *nw);
+/* Same SMTP server, sender, recipients and credentials? */
+bool		 conf_notify_same_delivery(const struct conf_notify *,
+		    const struct conf_notify *);
 /* Does tenant t route to output o? */
 bool		 conf_tenant_routes(const struct conf_tenant *,
 		    const struct conf_output *);

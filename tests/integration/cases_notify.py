@@ -10,9 +10,9 @@ import re
 import signal
 import time
 
-from harness import Fail, Proc, wait_for, wait_delivered
-from cases import octet_tcp, settle, delivered
-from cases_workflows import FakeSmtp, mail_ids
+from harness import Fail, Proc, compare, tail, wait_delivered, wait_for
+from cases import delivered, octet_tcp, settle
+from cases_workflows import FakeSmtp, mail_ids, rewrite_tenants
 
 INC_LINK = "https://security.microsoft.com/incidents/%s?tid=%s"
 
@@ -170,6 +170,141 @@ def check_events(ctx):
              "both: %d" % (len(alerts), len(incs), len(alerts) + len(incs)))
 
 
+# --------------------------------------------------------------------------
+# notify_life_*: the lifecycle matrix's SMTP row (issue 12).  A mail's
+# SMTP transaction is held by fakesmtp after DATA while (a) a reload
+# changes the section's recipients, (b) a reload removes the tenant whose
+# alert the mail is about, (c) SIGTERM comes.  Decided and documented in
+# alertrelay.conf(5): (a) the held transaction is given up (logged) and
+# the mail sent again to the new recipients only; (b) mails already queued
+# for a removed tenant are still sent, once; (c) the transaction is given
+# up (logged), the daemon exits within 1 s and the next start sends the
+# mail, once.  In every cell each alert reaches syslog exactly once.
+
+LIFE_T = [{"name": "v", "label": "Victim customer"},
+          {"name": "o", "label": "Other customer"}]
+OLD_TO, NEW_TO = "old@mssp.example", "new@mssp.example"
+
+
+class LifeCell:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.smtp = HoldSmtp(ctx)
+        with open(ctx.conf, "a") as f:
+            f.write(notify_section("soc", self.smtp.port, OLD_TO))
+        self.ids = {t["name"]: ctx.fake.add_alerts(
+            t["name"], 1, {"severity": "High"})["ids"] for t in LIFE_T}
+        self.smtp.hold()
+        self.d = ctx.daemon
+        self.d.start()
+        self.smtp.wait_held(1, self.d)
+        # Every alert forwarded (so queued for mail) before the transition.
+        snap = ctx.expected()
+        wait_delivered(ctx.suite, ctx.sng, "octet", lambda: snap, 30,
+                       daemon=self.d, what="both tenants' alerts")
+
+    def all_ids(self):
+        return sorted(i for v in self.ids.values() for i in v)
+
+    def reload(self, edit):
+        n = self.d.proc.stderr().count("reload applied")
+        edit()
+        self.d.proc.p.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.d.alive() and
+                 self.d.proc.stderr().count("reload applied") > n, 20,
+                 "the reload to be applied")
+
+    def given_up(self, why):
+        """The daemon gave the held transaction up: the fake saw the
+        connection go with the message unanswered."""
+        wait_for(lambda: self.d.alive() and
+                 self.smtp.count("discarded") >= 1, 15, why)
+
+    def wait_mailed(self, ids):
+        def done():
+            self.d.alive()
+            got = [i for m in self.smtp.mails() for i in mail_ids(m)]
+            return all(i in got for i in ids)
+        wait_for(done, 30, "the mails of %s" % ids)
+
+    def syslog_once(self):
+        settle(self.ctx, "octet")
+        compare(self.ctx.expected(), delivered(self.ctx, "octet"))
+
+    def mails_once(self, ids, to):
+        ms = self.smtp.mails()
+        got = sorted(i for m in ms for i in mail_ids(m))
+        if got != sorted(ids):
+            raise Fail("mailed %s, expected each of %s once" % (got, ids))
+        bad = [(m["X-Envelope-To"], m["To"]) for m in ms
+               if m["X-Envelope-To"] != to or to not in m["To"]]
+        if bad:
+            raise Fail("mails went to %s, expected only %s" % (bad, to))
+
+
+def check_life_reconfig(ctx):
+    c = ctx.cell = LifeCell(ctx)
+
+    def new_recipients():
+        text = open(ctx.conf).read()
+        with open(ctx.conf, "w") as f:
+            f.write(text.replace("to = " + OLD_TO, "to = " + NEW_TO))
+    c.reload(new_recipients)
+    c.given_up("the mail in flight to the old recipients to be given up "
+               "after the reload changed them")
+    if "sending it again with the new settings" not in c.d.proc.stderr():
+        raise Fail("no log line says the mail in flight was given up for "
+                   "the new settings:\n%s" % tail(c.d.proc.stderr()))
+    c.smtp.wait_held(2, c.d)       # sent again, under the new settings
+    c.smtp.release()
+    c.wait_mailed(c.all_ids())
+    c.syslog_once()
+    c.d.stop()
+    c.mails_once(c.all_ids(), NEW_TO)
+    ctx.note("held mail given up on the reload, sent once to the new "
+             "recipients only; syslog exactly once")
+
+
+def check_life_remove(ctx):
+    c = ctx.cell = LifeCell(ctx)
+    c.reload(lambda: rewrite_tenants(
+        ctx.conf, lambda name, lines: [] if name == "v" else lines))
+    c.smtp.release()
+    c.wait_mailed(c.all_ids())
+    c.syslog_once()
+    c.d.stop()
+    c.mails_once(c.all_ids(), OLD_TO)
+    ctx.note("the mail queued for the removed tenant was sent once; "
+             "syslog exactly once")
+
+
+def check_life_sigterm(ctx):
+    c = ctx.cell = LifeCell(ctx)
+    settle(ctx, "octet")
+    t0 = time.monotonic()
+    c.d.stop()
+    took = time.monotonic() - t0
+    if took > 1.0:
+        raise Fail("SIGTERM with an SMTP transaction held took %.1fs "
+                   "(more than 1 s)" % took)
+    err = c.d.proc.stderr()
+    if not re.search(r"notify soc: .*given up: alertrelayd is stopping", err):
+        raise Fail("no log line says the mail in flight was given up on "
+                   "SIGTERM:\n%s" % tail(err))
+    wait_for(lambda: c.smtp.count("discarded") >= 1, 10,
+             "fakesmtp to see the held transaction go")
+    c.smtp.release()
+    if c.smtp.mails():
+        raise Fail("a mail given up on SIGTERM was stored")
+    c.d.start()
+    c.wait_mailed(c.all_ids())
+    c.syslog_once()
+    c.d.stop()
+    c.mails_once(c.all_ids(), OLD_TO)
+    ctx.note("SIGTERM in %.2fs with an SMTP transaction held; the mail "
+             "sent once after the restart; syslog exactly once" % took)
+
+
 CASES = [
     {
         "name": "notify_events",
@@ -180,5 +315,33 @@ CASES = [
         "tenants": EV_T,
         "outputs": [octet_tcp()],
         "check": check_events,
+    },
+    {
+        "name": "notify_life_reconfig",
+        "doc": "an SMTP transaction held after DATA while a reload changes "
+               "the recipients: given up (logged), sent once to the new "
+               "recipients only; syslog exactly once",
+        "fake": ["-t", "v", "-t", "o"],
+        "tenants": LIFE_T,
+        "outputs": [octet_tcp()],
+        "check": check_life_reconfig,
+    },
+    {
+        "name": "notify_life_remove",
+        "doc": "an SMTP transaction held while a reload removes the "
+               "tenant: the queued mail is still sent, once",
+        "fake": ["-t", "v", "-t", "o"],
+        "tenants": LIFE_T,
+        "outputs": [octet_tcp()],
+        "check": check_life_remove,
+    },
+    {
+        "name": "notify_life_sigterm",
+        "doc": "an SMTP transaction held at SIGTERM: exit within 1 s, "
+               "given up with a log line, sent once after the restart",
+        "fake": ["-t", "v", "-t", "o"],
+        "tenants": LIFE_T,
+        "outputs": [octet_tcp()],
+        "check": check_life_sigterm,
     },
 ]

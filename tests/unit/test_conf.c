@@ -1161,6 +1161,38 @@ test_notify_events(void **state)
 		conf_free(c);
 		free(t);
 	}
+	/* What a reload compares to give a mail in flight up. */
+	{
+		struct config	*a, *b;
+		static const char *changed[] = {
+			"smtp_url = smtp://other\nfrom = a@b\nto = c@d, e@f\n",
+			"smtp_url = smtp://mail\nfrom = x@b\nto = c@d, e@f\n",
+			"smtp_url = smtp://mail\nfrom = a@b\nto = c@d\n",
+			"smtp_url = smtp://mail\nfrom = a@b\nto = c@d, x@f\n",
+		};
+
+		t = fmt(OUT "[notify \"n\"]\nsmtp_url = smtp://mail\n"
+		    "from = a@b\nto = c@d, e@f\nevents = both\n"
+		    "min_severity = low\n");
+		a = parse_ok(t);
+		free(t);
+		t = fmt(OUT "[notify \"n\"]\nsmtp_url = smtp://mail\n"
+		    "from = a@b\nto = c@d, e@f\n");
+		b = parse_ok(t);
+		free(t);
+		assert_true(conf_notify_same_delivery(a->notifies[0],
+		    b->notifies[0]));
+		conf_free(b);
+		for (i = 0; i < nitems(changed); i++) {
+			t = fmt(OUT "[notify \"n\"]\n%s", changed[i]);
+			b = parse_ok(t);
+			free(t);
+			assert_false(conf_notify_same_delivery(a->notifies[0],
+			    b->notifies[0]));
+			conf_free(b);
+		}
+		conf_free(a);
+	}
 	parse_fails(OUT "[notify \"n\"]\nsmtp_url = smtp://mail\nfrom = a@b\n"
 	    "to = c@d\nevents = all\n", "t.conf:7: events: \"all\" is not "
 	    "valid; accepted: alerts, incidents, both");

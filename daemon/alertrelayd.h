@@ -91,8 +91,8 @@ int		 http_check_async_dns(char *, size_t);
 /* URL-encode s for a form body or query. */
 void		 http_urlencode(struct buf *, const char *);
 
-/* One mail submission over SMTP (notify.c), on the same multi handle. */
-struct http_smtp_opts {
+/* smtp.c: one mail submission over SMTP (notify.c). */
+struct smtp_opts {
 	const char	*url;		/* smtp[s]://HOST:PORT[/EHLO-NAME] */
 	const char	*mail_from;	/* bare address */
 	const char *const *rcpt;	/* bare addresses */
@@ -108,21 +108,16 @@ struct http_smtp_opts {
 };
 
 /*
- * Queue an SMTP transfer; everything is copied.  smtp:// uses STARTTLS,
- * required unless the host is loopback (then only when offered); smtps://
- * is TLS from the start.  Certificates are always verified.  done_cb is
- * called later, never from here; http_cancel works as for requests.
- */
-struct http_req	*http_smtp(struct http *, const struct http_smtp_opts *);
-
-/*
- * smtp.c: the same transfer on a worker thread (libcurl blocks the loop
- * while it waits for the reply to the end of DATA).  done_cb is called
- * from the loop (status, failed, error, elapsed_ms are set); smtp_cancel
- * gives the transaction up at once and never calls back.
+ * Queue the SMTP transfer on a worker thread (libcurl would block
+ * the loop while it waits for the reply to the end of DATA); everything is
+ * copied.  smtp:// uses STARTTLS, required unless the host is loopback
+ * (then only when offered); smtps:// is TLS from the start.  Certificates
+ * are always verified.  done_cb is called later from the loop, never from
+ * here (status, failed, error, elapsed_ms are set); smtp_cancel gives the
+ * transaction up at once and never calls back.
  */
 struct smtp_job;
-struct smtp_job	*smtp_submit(struct event_base *, const struct http_smtp_opts *);
+struct smtp_job	*smtp_submit(struct event_base *, const struct smtp_opts *);
 void		 smtp_cancel(struct smtp_job *);
 
 /* sink.c: one output's spool and its connection to the SIEM. */

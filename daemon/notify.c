@@ -677,7 +677,7 @@ static void
 notifier_submit(struct notifier *n, const struct buf *mail)
 {
 	const struct conf_notify *c = n->conf;
-	struct http_smtp_opts	 o;
+	struct smtp_opts	 o;
 	char			**rcpt, *from, *url;
 	const char		*path;
 	size_t			 i;

@@ -189,9 +189,7 @@ smtp_job_free(struct smtp_job *j)
 	close(j->pipe[1]);
 	pthread_mutex_destroy(&j->mtx);
 	curl_slist_free_all(j->rcpt);
-	if (j->password != NULL)
-		explicit_bzero(j->password, strlen(j->password));
-	free(j->password);
+	secret_free(j->password);
 	free(j->username);
 	free(j->ca_file);
 	free(j->mail_from);
@@ -221,7 +219,7 @@ smtp_done_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Copy what the transaction needs into a new job. */
 static struct smtp_job *
-smtp_job_new(const struct http_smtp_opts *o)
+smtp_job_new(const struct smtp_opts *o)
 {
 	struct smtp_job	*j = xcalloc(1, sizeof(*j));
 	char		*to;
@@ -252,7 +250,7 @@ smtp_job_new(const struct http_smtp_opts *o)
 }
 
 struct smtp_job *
-smtp_submit(struct event_base *base, const struct http_smtp_opts *o)
+smtp_submit(struct event_base *base, const struct smtp_opts *o)
 {
 	struct smtp_job	*j = smtp_job_new(o);
 	sigset_t	 all, old;

@@ -91,35 +91,6 @@ int		 http_check_async_dns(char *, size_t);
 /* URL-encode s for a form body or query. */
 void		 http_urlencode(struct buf *, const char *);
 
-/* smtp.c: one mail submission over SMTP (notify.c). */
-struct smtp_opts {
-	const char	*url;		/* smtp[s]://HOST:PORT[/EHLO-NAME] */
-	const char	*mail_from;	/* bare address */
-	const char *const *rcpt;	/* bare addresses */
-	size_t		 nrcpt;
-	const char	*username;	/* NULL: no AUTH */
-	const char	*password;
-	const char	*ca_file;	/* NULL = system CAs */
-	const char	*body;		/* the whole message, CRLF lines */
-	size_t		 body_len;
-	int64_t		 timeout_ms;
-	http_done_cb	 done_cb;	/* status: the last SMTP reply code */
-	void		*arg;
-};
-
-/*
- * Queue the SMTP transfer on a worker thread (libcurl would block
- * the loop while it waits for the reply to the end of DATA); everything is
- * copied.  smtp:// uses STARTTLS, required unless the host is loopback
- * (then only when offered); smtps:// is TLS from the start.  Certificates
- * are always verified.  done_cb is called later from the loop, never from
- * here (status, failed, error, elapsed_ms are set); smtp_cancel gives the
- * transaction up at once and never calls back.
- */
-struct smtp_job;
-struct smtp_job	*smtp_submit(struct event_base *, const struct smtp_opts *);
-void		 smtp_cancel(struct smtp_job *);
-
 /* sink.c: one output's spool and its connection to the SIEM. */
 struct sink;
 

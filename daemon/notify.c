@@ -17,6 +17,7 @@
 
 #include "alertrelayd.h"
 #include "mime.h"
+#include "smtp.h"
 
 #define NOTIFY_SPOOL_MAX	(64ULL * 1024 * 1024)
 #define TITLE_MAX		300		/* bytes, in records */
@@ -670,7 +671,7 @@ mail_digest(const struct notifier *n, json_t **rs, size_t nr,
  * Sending.
  */
 
-static void	notifier_sent_cb(const struct http_result *, void *);
+static void	notifier_sent_cb(const struct smtp_result *, void *);
 
 /* Hand a composed mail to SMTP. */
 static void
@@ -814,7 +815,7 @@ notifier_run_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-notifier_sent_cb(const struct http_result *res, void *arg)
+notifier_sent_cb(const struct smtp_result *res, void *arg)
 {
 	struct notifier	*n = arg;
 	int64_t		 delay;

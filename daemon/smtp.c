@@ -22,7 +22,9 @@
 
 #include <curl/curl.h>
 
-#include "alertrelayd.h"
+#include "log.h"
+#include "smtp.h"
+#include "util.h"
 
 struct smtp_job {
 	CURL			*easy;
@@ -42,7 +44,7 @@ struct smtp_job {
 	CURLcode		 rc;		/* set by the thread */
 	long			 status;
 	int64_t			 started_ms;
-	http_done_cb		 done_cb;
+	smtp_done_cb		 done_cb;
 	void			*arg;
 };
 
@@ -200,10 +202,10 @@ smtp_job_free(struct smtp_job *j)
 
 /* The thread is done: join it and report from the loop. */
 static void
-smtp_done_cb(evutil_socket_t fd, short what, void *arg)
+smtp_finished_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_job		*j = arg;
-	struct http_result	 res;
+	struct smtp_result	 res;
 
 	pthread_join(j->thread, NULL);
 	memset(&res, 0, sizeof(res));
@@ -211,7 +213,6 @@ smtp_done_cb(evutil_socket_t fd, short what, void *arg)
 	res.failed = j->rc != CURLE_OK;
 	res.error = j->rc == CURLE_OK ? NULL : j->errbuf[0] != '\0' ?
 	    j->errbuf : curl_easy_strerror(j->rc);
-	res.retry_after_ms = -1;
 	res.elapsed_ms = mono_ms() - j->started_ms;
 	j->done_cb(&res, j->arg);
 	smtp_job_free(j);
@@ -261,7 +262,7 @@ smtp_submit(struct event_base *base, const struct smtp_opts *o)
 	if ((j->easy = curl_easy_init()) == NULL)
 		fatalx("curl_easy_init failed");
 	smtp_setup(j);
-	j->ev = event_new(base, j->pipe[0], EV_READ, smtp_done_cb, j);
+	j->ev = event_new(base, j->pipe[0], EV_READ, smtp_finished_cb, j);
 	event_add(j->ev, NULL);
 	j->started_ms = mono_ms();
 	sigfillset(&all);

@@ -318,6 +318,7 @@ CASES = [
     },
     {
         "name": "notify_life_reconfig",
+        "quick": True,
         "doc": "an SMTP transaction held after DATA while a reload changes "
                "the recipients: given up (logged), sent once to the new "
                "recipients only; syslog exactly once",
@@ -328,6 +329,7 @@ CASES = [
     },
     {
         "name": "notify_life_remove",
+        "quick": True,
         "doc": "an SMTP transaction held while a reload removes the "
                "tenant: the queued mail is still sent, once",
         "fake": ["-t", "v", "-t", "o"],
@@ -337,6 +339,7 @@ CASES = [
     },
     {
         "name": "notify_life_sigterm",
+        "quick": True,
         "doc": "an SMTP transaction held at SIGTERM: exit within 1 s, "
                "given up with a log line, sent once after the restart",
         "fake": ["-t", "v", "-t", "o"],

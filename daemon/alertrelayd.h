@@ -3,10 +3,10 @@
  *
  * Ownership rule.  Every request whose answer arrives later (token,
  * alerts page, check-tenant, backfill, SMTP, etcd) has exactly one owner,
- * the object whose field holds its struct http_req (or timer), and the
- * callback's argument is that owner or something that owns it.  Freeing
- * or reconfiguring the owner cancels the request (http_cancel: the
- * callback never runs) or detaches it.  Nobody else keeps a pointer to an
+ * the object whose field holds its struct http_req (struct smtp_job, or
+ * timer), and the callback's argument is that owner or something that
+ * owns it.  Freeing or reconfiguring the owner cancels the request
+ * (http_cancel, smtp_cancel: the callback never runs) or detaches it.  Nobody else keeps a pointer to an
  * object that can be freed under it: a callback that must reach a
  * sibling looks it up afresh from the common owner (the token's answer
  * goes to its tenant, which finds the catch-ups waiting at that moment),

@@ -74,6 +74,29 @@ header_words(struct buf *out, const char *value, size_t len, size_t col)
 	}
 }
 
+/*
+ * ASCII value, folded (RFC 5322 2.2.3: CRLF before a space) where a line
+ * would pass MIME_HEADER_LINE; a single longer word stays whole.
+ */
+static void
+header_ascii(struct buf *out, const char *v, size_t len, size_t col)
+{
+	size_t	 i = 0, w;
+
+	while (i < len) {
+		for (w = i + 1; w < len && v[w] != ' '; w++)
+			;
+		if (v[i] == ' ' && col + (w - i) > MIME_HEADER_LINE &&
+		    col > 1) {
+			buf_adds(out, "\r\n");
+			col = 0;
+		}
+		buf_add(out, v + i, w - i);
+		col += w - i;
+		i = w;
+	}
+}
+
 void
 mime_header(struct buf *out, const char *name, const char *value)
 {
@@ -90,9 +113,9 @@ mime_header(struct buf *out, const char *name, const char *value)
 		buf_addc(&v, c < 0x20 || c == 0x7f ? ' ' : (char)c);
 	}
 	buf_addf(out, "%s: ", name);
-	if (ascii && v.len > 0)
-		buf_add(out, v.data, v.len);
-	else if (!ascii)
+	if (ascii)
+		header_ascii(out, v.data, v.len, strlen(name) + 2);
+	else
 		header_words(out, v.data, v.len, strlen(name) + 2);
 	buf_adds(out, "\r\n");
 	buf_clear(&v);

@@ -22,9 +22,10 @@
 void	 mime_one_line(struct buf *out, const char *s, size_t max);
 /*
  * Append "Name: value" CRLF.  Control characters in value become spaces,
- * so no CR or LF from it reaches the header; a value that is not ASCII
- * becomes RFC 2047 "=?UTF-8?B?...?=" words of whole characters, folded so
- * that no line exceeds MIME_HEADER_LINE.  value must be valid UTF-8
+ * so no CR or LF from it reaches the header; an ASCII value is folded at
+ * spaces where a line would exceed MIME_HEADER_LINE; a value that is not
+ * ASCII becomes RFC 2047 "=?UTF-8?B?...?=" words of whole characters,
+ * folded so that no line exceeds MIME_HEADER_LINE.  value must be valid UTF-8
  * (mime_one_line's output is).
  */
 void	 mime_header(struct buf *out, const char *name, const char *value);

@@ -161,6 +161,35 @@ test_header_ascii(void **state)
 	free(s);
 }
 
+/* A long ASCII value folds at spaces; unfolding gives it back. */
+static void
+test_header_fold(void **state)
+{
+	struct buf	 v, u;
+	char		*s, *p, *eol;
+	size_t		 i;
+
+	buf_init(&v);
+	buf_init(&u);
+	for (i = 0; i < 12; i++)
+		buf_addf(&v, "%srecipient%zu@customer%zu.example", i ? ", " : "",
+		    i, i);
+	s = hdr("To", v.data);
+	for (p = s; (eol = strstr(p, "\r\n")) != NULL; p = eol + 2) {
+		if ((size_t)(eol - p) > MIME_HEADER_LINE)
+			fail_msg("a %zu-character line", (size_t)(eol - p));
+		if (p != s)
+			assert_int_equal(*p, ' ');
+		buf_add(&u, p, (size_t)(eol - p));
+	}
+	assert_non_null(strstr(s, ",\r\n recipient"));
+	assert_memory_equal(u.data, "To: ", 4);
+	assert_string_equal(u.data + 4, v.data);
+	free(s);
+	buf_clear(&v);
+	buf_clear(&u);
+}
+
 /* RFC 2047 §8-style vector: the encoded word of a short value. */
 static void
 test_header_word(void **state)
@@ -303,6 +332,7 @@ main(void)
 		cmocka_unit_test(test_qp_rules),
 		cmocka_unit_test(test_qp_soft_breaks),
 		cmocka_unit_test(test_header_ascii),
+		cmocka_unit_test(test_header_fold),
 		cmocka_unit_test(test_header_word),
 		cmocka_unit_test(test_header_long),
 		cmocka_unit_test(test_header_injection),

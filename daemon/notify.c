@@ -230,21 +230,36 @@ record_append(struct notifier *n, json_t *o)
 	return rc;
 }
 
-/* The record fields every event has: whose it is. */
+/* What every mailed event has: whose it is, and what. */
+struct record_head {
+	const char		*kind;		/* NULL for alerts */
+	const struct astr	*tid;		/* from the event, or empty */
+	const struct astr	*id;
+	const struct astr	*title;
+	enum severity		 sev;
+	const struct astr	*status;
+	int64_t			 last_update, created;
+};
+
 static json_t *
-record_new(const char *kind, const struct event_meta *m,
-    const struct astr *tid)
+record_new(const struct record_head *h, const struct event_meta *m)
 {
 	json_t		*o = json_object();
 
-	if (kind != NULL)
-		json_object_set_new(o, "kind", json_string(kind));
+	if (h->kind != NULL)
+		json_object_set_new(o, "kind", json_string(h->kind));
 	rec_str(o, "tenant", m->tenant_name);
 	rec_str(o, "label", m->tenant_label);
-	if (tid->p != NULL && tid->len > 0)
-		rec_astr(o, "tid", tid, FIELD_MAX);
+	if (h->tid->p != NULL && h->tid->len > 0)
+		rec_astr(o, "tid", h->tid, FIELD_MAX);
 	else
 		rec_str(o, "tid", m->tenant_id);
+	rec_astr(o, "id", h->id, FIELD_MAX);
+	rec_astr(o, "title", h->title, TITLE_MAX);
+	json_object_set_new(o, "sev", json_integer(h->sev));
+	rec_astr(o, "status", h->status, FIELD_MAX);
+	rec_time(o, "lut", h->last_update);
+	rec_time(o, "created", h->created);
 	return o;
 }
 
@@ -260,13 +275,9 @@ notifier_enqueue(struct notifier *n, const struct alert *a,
 
 	if (m->updated)
 		return 0;
-	o = record_new(NULL, m, &a->aad_tenant_id);
-	rec_astr(o, "id", &a->id, FIELD_MAX);
-	rec_astr(o, "title", &a->title, TITLE_MAX);
-	json_object_set_new(o, "sev", json_integer(a->severity));
-	rec_astr(o, "status", &a->status, FIELD_MAX);
-	rec_time(o, "lut", a->last_update);
-	rec_time(o, "created", a->creation);
+	o = record_new(&(struct record_head){ NULL, &a->aad_tenant_id,
+	    &a->id, &a->title, a->severity, &a->status, a->last_update,
+	    a->creation }, m);
 	rec_astr(o, "category", &a->category, FIELD_MAX);
 	rec_astr(o, "host", &a->computer_dns_name, FIELD_MAX);
 	rec_astr(o, "user", &a->user_name, FIELD_MAX);
@@ -283,13 +294,9 @@ notifier_enqueue_incident(struct notifier *n, const struct incident *in,
 
 	if (m->updated)
 		return 0;
-	o = record_new("incident", m, &in->tenant_id);
-	rec_astr(o, "id", &in->id, FIELD_MAX);
-	rec_astr(o, "title", &in->display_name, TITLE_MAX);
-	json_object_set_new(o, "sev", json_integer(in->severity));
-	rec_astr(o, "status", &in->status, FIELD_MAX);
-	rec_time(o, "lut", in->last_update);
-	rec_time(o, "created", in->created);
+	o = record_new(&(struct record_head){ "incident", &in->tenant_id,
+	    &in->id, &in->display_name, in->severity, &in->status,
+	    in->last_update, in->created }, m);
 	rec_astr(o, "url", &in->web_url, FIELD_MAX);
 	if (in->alerts_known)
 		json_object_set_new(o, "alerts",

@@ -3,10 +3,10 @@
  *
  * Ownership rule.  Every request whose answer arrives later (token,
  * alerts page, check-tenant, backfill, SMTP, etcd) has exactly one owner,
- * the object whose field holds its struct http_req (or timer), and the
- * callback's argument is that owner or something that owns it.  Freeing
- * or reconfiguring the owner cancels the request (http_cancel: the
- * callback never runs) or detaches it.  Nobody else keeps a pointer to an
+ * the object whose field holds its struct http_req (struct smtp_job, or
+ * timer), and the callback's argument is that owner or something that
+ * owns it.  Freeing or reconfiguring the owner cancels the request
+ * (http_cancel, smtp_cancel: the callback never runs) or detaches it.  Nobody else keeps a pointer to an
  * object that can be freed under it: a callback that must reach a
  * sibling looks it up afresh from the common owner (the token's answer
  * goes to its tenant, which finds the catch-ups waiting at that moment),
@@ -90,30 +90,6 @@ unsigned	 http_active(const struct http *);
 int		 http_check_async_dns(char *, size_t);
 /* URL-encode s for a form body or query. */
 void		 http_urlencode(struct buf *, const char *);
-
-/* One mail submission over SMTP (notify.c), on the same multi handle. */
-struct http_smtp_opts {
-	const char	*url;		/* smtp[s]://HOST:PORT[/EHLO-NAME] */
-	const char	*mail_from;	/* bare address */
-	const char *const *rcpt;	/* bare addresses */
-	size_t		 nrcpt;
-	const char	*username;	/* NULL: no AUTH */
-	const char	*password;
-	const char	*ca_file;	/* NULL = system CAs */
-	const char	*body;		/* the whole message, CRLF lines */
-	size_t		 body_len;
-	int64_t		 timeout_ms;
-	http_done_cb	 done_cb;	/* status: the last SMTP reply code */
-	void		*arg;
-};
-
-/*
- * Queue an SMTP transfer; everything is copied.  smtp:// uses STARTTLS,
- * required unless the host is loopback (then only when offered); smtps://
- * is TLS from the start.  Certificates are always verified.  done_cb is
- * called later, never from here; http_cancel works as for requests.
- */
-struct http_req	*http_smtp(struct http *, const struct http_smtp_opts *);
 
 /* sink.c: one output's spool and its connection to the SIEM. */
 struct sink;
@@ -354,6 +330,12 @@ bool		 notifier_drained(const struct notifier *);
 /* Adopt the [notify] section of a reloaded config (same NAME). */
 void		 notifier_reconcile(struct notifier *,
 		    const struct conf_notify *);
+/*
+ * Queue and sync the mail of one incident version on every notifier whose
+ * events, min_severity and tenants want it (best effort: logged).
+ */
+void		 notifiers_incident(struct notifier **, size_t,
+		    const struct incident *, const struct event_meta *);
 
 /*
  * cluster.c: several collectors sharing the tenants through etcd

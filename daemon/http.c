@@ -33,15 +33,6 @@ struct http_req {
 	char			 abort_reason[256];
 	int			 aborted;
 	TAILQ_ENTRY(http_req)	 entry;
-
-	/* SMTP (http_smtp): the message is in post, read from upload_off. */
-	int			 smtp;
-	struct curl_slist	*rcpt;
-	char			*mail_from;
-	char			*username;
-	char			*password;	/* secret */
-	char			*smtp_ca_file;
-	size_t			 upload_off;
 };
 
 TAILQ_HEAD(http_queue, http_req);
@@ -172,11 +163,6 @@ http_req_free(struct http_req *r)
 	for (l = r->headers; l != NULL; l = l->next)
 		explicit_bzero(l->data, strlen(l->data));
 	curl_slist_free_all(r->headers);
-	curl_slist_free_all(r->rcpt);
-	free(r->mail_from);
-	free(r->username);
-	secret_free(r->password);
-	free(r->smtp_ca_file);
 	free(r->strings[0]);
 	free(r->strings[1]);
 	free(r->strings[2]);
@@ -352,110 +338,6 @@ http_setup(struct http_req *r)
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 }
 
-/* CURLOPT_READFUNCTION of an SMTP upload. */
-static size_t
-http_read_cb(char *p, size_t sz, size_t n, void *arg)
-{
-	struct http_req	*r = arg;
-	size_t		 len = sz * n, left = r->post_len - r->upload_off;
-
-	if (len > left)
-		len = left;
-	memcpy(p, r->post + r->upload_off, len);
-	r->upload_off += len;
-	return len;
-}
-
-/* Is the URL's host 127.0.0.0/8, ::1 or localhost? */
-static int
-http_loopback_url(const char *url)
-{
-	CURLU	*u = curl_url();
-	char	*host = NULL;
-	int	 lo = 0;
-
-	if (u != NULL && curl_url_set(u, CURLUPART_URL, url,
-	    CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-		lo = host_is_loopback(host);
-	curl_free(host);
-	curl_url_cleanup(u);
-	return lo;
-}
-
-static void
-http_setup_smtp(struct http_req *r)
-{
-	CURL		*e = r->easy;
-
-	curl_easy_setopt(e, CURLOPT_URL, r->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-	curl_easy_setopt(e, CURLOPT_MAIL_FROM, r->mail_from);
-	curl_easy_setopt(e, CURLOPT_MAIL_RCPT, r->rcpt);
-	curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-	curl_easy_setopt(e, CURLOPT_READFUNCTION, http_read_cb);
-	curl_easy_setopt(e, CURLOPT_READDATA, r);
-	curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->post_len);
-	curl_easy_setopt(e, CURLOPT_USE_SSL, http_loopback_url(r->url) ?
-	    (long)CURLUSESSL_TRY : (long)CURLUSESSL_ALL);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(e, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
-	if (r->smtp_ca_file != NULL)
-		curl_easy_setopt(e, CURLOPT_CAINFO, r->smtp_ca_file);
-	if (r->username != NULL) {
-		curl_easy_setopt(e, CURLOPT_USERNAME, r->username);
-		curl_easy_setopt(e, CURLOPT_PASSWORD, r->password);
-	}
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->opts.timeout_ms);
-	/* A peer trickling under 1 KiB/s for 30 s is given up on. */
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-	    (long)(r->opts.timeout_ms < 15000 ? r->opts.timeout_ms : 15000));
-}
-
-struct http_req *
-http_smtp(struct http *h, const struct http_smtp_opts *o)
-{
-	struct http_req	*r;
-	char		*to;
-	size_t		 i;
-
-	r = xcalloc(1, sizeof(*r));
-	r->http = h;
-	r->smtp = 1;
-	r->url = xstrdup(o->url);
-	r->opts.url = r->url;
-	r->opts.timeout_ms = o->timeout_ms;
-	r->opts.done_cb = o->done_cb;
-	r->opts.arg = o->arg;
-	r->retry_after_ms = -1;
-	buf_init(&r->body);
-	xasprintf(&r->mail_from, "<%s>", o->mail_from);
-	for (i = 0; i < o->nrcpt; i++) {
-		xasprintf(&to, "<%s>", o->rcpt[i]);
-		r->rcpt = curl_slist_append(r->rcpt, to);
-		free(to);
-	}
-	if (o->username != NULL) {
-		r->username = xstrdup(o->username);
-		r->password = xstrdup(o->password != NULL ? o->password : "");
-	}
-	if (o->ca_file != NULL)
-		r->smtp_ca_file = xstrdup(o->ca_file);
-	r->post = xmalloc(o->body_len + 1);
-	memcpy(r->post, o->body, o->body_len);
-	r->post[o->body_len] = '\0';
-	r->post_len = o->body_len;
-	TAILQ_INSERT_TAIL(&h->queued, r, entry);
-	http_pump(h);
-	return r;
-}
-
 /* Start queued requests while there is room. */
 static void
 http_pump(struct http *h)
@@ -467,10 +349,7 @@ http_pump(struct http *h)
 		TAILQ_REMOVE(&h->queued, r, entry);
 		if ((r->easy = curl_easy_init()) == NULL)
 			fatalx("curl_easy_init failed");
-		if (r->smtp)
-			http_setup_smtp(r);
-		else
-			http_setup(r);
+		http_setup(r);
 		r->started_ms = mono_ms();
 		h->active++;
 		curl_multi_add_handle(h->multi, r->easy);

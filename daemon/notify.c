@@ -16,6 +16,8 @@
 #include <openssl/evp.h>
 
 #include "alertrelayd.h"
+#include "mime.h"
+#include "smtp.h"
 
 #define NOTIFY_SPOOL_MAX	(64ULL * 1024 * 1024)
 #define TITLE_MAX		300		/* bytes, in records */
@@ -26,6 +28,7 @@
 #define SMTP_TIMEOUT_MS		(2 * 60 * 1000)
 #define HOUR_S			3600
 #define PORTAL			"https://security.microsoft.com/alerts/"
+#define PORTAL_INCIDENTS	"https://security.microsoft.com/incidents/"
 
 struct notifier {
 	struct relay		*relay;
@@ -34,7 +37,7 @@ struct notifier {
 	char			*budget_path;
 	struct spool		*spool;
 	struct event		*timer;
-	struct http_req		*req;		/* SMTP transfer in flight */
+	struct smtp_job		*req;		/* SMTP transfer in flight */
 	struct spool_pos	 inflight_end;	/* ack up to here on success */
 	unsigned		 inflight_n;
 	bool			 inflight_digest;
@@ -171,15 +174,17 @@ rec_time(json_t *o, const char *k, int64_t t)
 	json_object_set_new(o, k, json_string(ts));
 }
 
-bool
-notifier_wants(const struct notifier *n, const char *tenant,
-    const struct alert *a)
+/* Does n mail events of this kind, tenant and severity? */
+static bool
+notifier_wants_event(const struct notifier *n, enum conf_notify_events kind,
+    const char *tenant, enum severity sev)
 {
 	const struct conf_notify *c = n->conf;
 	size_t		 i;
 
-	if (c->min_severity > SEV_INFORMATIONAL &&
-	    a->severity < c->min_severity)
+	if ((c->events & kind) == 0)
+		return false;
+	if (c->min_severity > SEV_INFORMATIONAL && sev < c->min_severity)
 		return false;
 	if (c->tenants == NULL)
 		return true;
@@ -187,6 +192,75 @@ notifier_wants(const struct notifier *n, const char *tenant,
 		if (strcmp(c->tenants[i], tenant) == 0)
 			return true;
 	return false;
+}
+
+bool
+notifier_wants(const struct notifier *n, const char *tenant,
+    const struct alert *a)
+{
+	return notifier_wants_event(n, NOTIFY_ALERTS, tenant, a->severity);
+}
+
+/* Append record o (consumed) to the spool; dropped while it is full. */
+static int
+record_append(struct notifier *n, json_t *o)
+{
+	char		*s;
+	int		 rc;
+
+	if (spool_full(n->spool)) {
+		if (!n->spool_full_warned)
+			log_warnx("notify %s: %llu mails are waiting for the "
+			    "SMTP server; new notifications are dropped until "
+			    "it takes them", n->name, (unsigned long long)
+			    spool_records(n->spool));
+		n->spool_full_warned = true;
+		json_decref(o);
+		return 0;
+	}
+	n->spool_full_warned = false;
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	rc = spool_append(n->spool, s, strlen(s));
+	free(s);
+	return rc;
+}
+
+/* What every mailed event has: whose it is, and what. */
+struct record_head {
+	const char		*kind;		/* NULL for alerts */
+	const struct astr	*tid;		/* from the event, or empty */
+	const struct astr	*id;
+	const struct astr	*title;
+	enum severity		 sev;
+	const struct astr	*status;
+	int64_t			 last_update, created;
+};
+
+static json_t *
+record_new(const struct record_head *h, const struct event_meta *m)
+{
+	json_t		*o = json_object();
+
+	if (h->kind != NULL)
+		json_object_set_new(o, "kind", json_string(h->kind));
+	rec_str(o, "tenant", m->tenant_name);
+	rec_str(o, "label", m->tenant_label);
+	if (h->tid->p != NULL && h->tid->len > 0)
+		rec_astr(o, "tid", h->tid, FIELD_MAX);
+	else
+		rec_str(o, "tid", m->tenant_id);
+	rec_astr(o, "id", h->id, FIELD_MAX);
+	rec_astr(o, "title", h->title, TITLE_MAX);
+	json_object_set_new(o, "sev", json_integer(h->sev));
+	rec_astr(o, "status", h->status, FIELD_MAX);
+	rec_time(o, "lut", h->last_update);
+	rec_time(o, "created", h->created);
+	return o;
 }
 
 /*
@@ -198,47 +272,55 @@ notifier_enqueue(struct notifier *n, const struct alert *a,
     const struct event_meta *m)
 {
 	json_t		*o;
-	char		*s;
-	int		 rc;
 
 	if (m->updated)
 		return 0;
-	if (spool_full(n->spool)) {
-		if (!n->spool_full_warned)
-			log_warnx("notify %s: %llu mails are waiting for the "
-			    "SMTP server; new notifications are dropped until "
-			    "it takes them", n->name, (unsigned long long)
-			    spool_records(n->spool));
-		n->spool_full_warned = true;
-		return 0;
-	}
-	n->spool_full_warned = false;
-	o = json_object();
-	rec_str(o, "tenant", m->tenant_name);
-	rec_str(o, "label", m->tenant_label);
-	if (a->aad_tenant_id.p != NULL && a->aad_tenant_id.len > 0)
-		rec_astr(o, "tid", &a->aad_tenant_id, FIELD_MAX);
-	else
-		rec_str(o, "tid", m->tenant_id);
-	rec_astr(o, "id", &a->id, FIELD_MAX);
-	rec_astr(o, "title", &a->title, TITLE_MAX);
-	json_object_set_new(o, "sev", json_integer(a->severity));
-	rec_astr(o, "status", &a->status, FIELD_MAX);
-	rec_time(o, "lut", a->last_update);
-	rec_time(o, "created", a->creation);
+	o = record_new(&(struct record_head){ NULL, &a->aad_tenant_id,
+	    &a->id, &a->title, a->severity, &a->status, a->last_update,
+	    a->creation }, m);
 	rec_astr(o, "category", &a->category, FIELD_MAX);
 	rec_astr(o, "host", &a->computer_dns_name, FIELD_MAX);
 	rec_astr(o, "user", &a->user_name, FIELD_MAX);
 	rec_astr(o, "desc", &a->description, DESC_MAX);
-	s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (s == NULL) {
-		errno = ENOMEM;
-		return -1;
+	return record_append(n, o);
+}
+
+/* Queue the record of one incident version (created ones only). */
+static int
+notifier_enqueue_incident(struct notifier *n, const struct incident *in,
+    const struct event_meta *m)
+{
+	json_t		*o;
+
+	if (m->updated)
+		return 0;
+	o = record_new(&(struct record_head){ "incident", &in->tenant_id,
+	    &in->id, &in->display_name, in->severity, &in->status,
+	    in->last_update, in->created }, m);
+	rec_astr(o, "url", &in->web_url, FIELD_MAX);
+	if (in->alerts_known)
+		json_object_set_new(o, "alerts",
+		    json_integer(in->alert_count));
+	rec_astr(o, "desc", &in->description, DESC_MAX);
+	return record_append(n, o);
+}
+
+void
+notifiers_incident(struct notifier **ns, size_t nn,
+    const struct incident *in, const struct event_meta *m)
+{
+	size_t		 i;
+
+	for (i = 0; i < nn; i++) {
+		if (!notifier_wants_event(ns[i], NOTIFY_INCIDENTS,
+		    m->tenant_name, in->severity))
+			continue;
+		if (notifier_enqueue_incident(ns[i], in, m) == -1 ||
+		    notifier_sync(ns[i]) == -1)
+			log_tenant(LOG_WARNING, m->tenant_name, "tenant %s: "
+			    "notify %s: cannot queue the incident's mail: %s",
+			    m->tenant_name, ns[i]->name, strerror(errno));
 	}
-	rc = spool_append(n->spool, s, strlen(s));
-	free(s);
-	return rc;
 }
 
 int
@@ -251,9 +333,39 @@ notifier_sync(struct notifier *n)
 	return 0;
 }
 
+/*
+ * Give the mail in flight up; it stays first in the spool.  A server that
+ * had already taken it but not said so yet will get it again: SMTP has no
+ * way around that.
+ */
+static void
+notifier_give_up(struct notifier *n, const char *why, const char *then)
+{
+	uint64_t	 left = spool_records(n->spool);
+
+	smtp_cancel(n->req);
+	n->req = NULL;
+	log_info("notify %s: the %s in flight to %s is given up: %s; %llu "
+	    "alert%s %s", n->name, n->inflight_digest ? "digest mail" :
+	    "mail", n->conf->smtp_url, why, (unsigned long long)left,
+	    left == 1 ? "" : "s", then);
+}
+
+/*
+ * A mail in flight when the server, sender, recipients or credentials
+ * change is given up and sent again with the new settings: it never goes
+ * to recipients the reload removed.
+ */
 void
 notifier_reconcile(struct notifier *n, const struct conf_notify *c)
 {
+	if (n->req != NULL && !conf_notify_same_delivery(n->conf, c)) {
+		notifier_give_up(n, "the reload changed the server, sender, "
+		    "recipients or credentials", "waiting; sending it again "
+		    "with the new settings");
+		n->retry_at = 0;
+		n->failures = 0;
+	}
 	n->conf = c;
 	if (n->req == NULL && spool_records(n->spool) > 0)
 		notifier_schedule(n, 0);
@@ -289,130 +401,11 @@ rsev(json_t *r)
 	    sev_display[v] : sev_display[0];
 }
 
-/* One line of text: controls (CR, LF, TAB...) become spaces. */
-static void
-one_line(struct buf *out, const char *s, size_t max)
-{
-	struct buf	 b;
-	size_t		 i, len;
-
-	buf_init(&b);
-	sanitize_utf8(&b, s, strlen(s));
-	len = b.len > max ? utf8_prefix(b.data, b.len, max) : b.len;
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)b.data[i];
-
-		buf_addc(out, c < 0x20 || c == 0x7f ? ' ' : (char)c);
-	}
-	if (len < b.len)
-		buf_adds(out, "\xe2\x80\xa6");
-	buf_clear(&b);
-}
-
-static void
-b64_std(struct buf *out, const unsigned char *p, size_t n)
-{
-	static const char	 tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "abcdefghijklmnopqrstuvwxyz0123456789+/";
-	uint32_t		 v;
-	size_t			 i;
-
-	for (i = 0; i < n; i += 3) {
-		v = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			v |= p[i + 2];
-		buf_addc(out, tab[v >> 18 & 63]);
-		buf_addc(out, tab[v >> 12 & 63]);
-		buf_addc(out, i + 1 < n ? tab[v >> 6 & 63] : '=');
-		buf_addc(out, i + 2 < n ? tab[v & 63] : '=');
-	}
-}
-
-/* "Name: value" with value already one line; RFC 2047 when not ASCII. */
-static void
-header(struct buf *out, const char *name, const char *value)
-{
-	const char	*p;
-	size_t		 len = strlen(value), n;
-	bool		 ascii = true;
-
-	for (p = value; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x80)
-			ascii = false;
-	buf_addf(out, "%s: ", name);
-	if (ascii) {
-		buf_add(out, value, len);
-		buf_adds(out, "\r\n");
-		return;
-	}
-	/* Encoded words of at most 45 bytes (75 characters), folded. */
-	for (p = value; len > 0; p += n, len -= n) {
-		if ((n = utf8_prefix(p, len, 45)) == 0)
-			n = len < 45 ? len : 45;
-		if (p != value)
-			buf_adds(out, "\r\n ");
-		buf_adds(out, "=?UTF-8?B?");
-		b64_std(out, (const unsigned char *)p, n);
-		buf_adds(out, "?=");
-	}
-	buf_adds(out, "\r\n");
-}
-
-/* Quoted-printable (RFC 2045 §6.7) of text with LF line ends. */
-static void
-qp_body(struct buf *out, const char *s, size_t len)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t		 i, col = 0, w;
-	unsigned char	 c;
-	bool		 eol;
-
-	for (i = 0; i < len; i++) {
-		c = (unsigned char)s[i];
-		if (c == '\n') {
-			buf_adds(out, "\r\n");
-			col = 0;
-			continue;
-		}
-		eol = i + 1 == len || s[i + 1] == '\n';
-		w = (c >= 33 && c <= 126 && c != '=') ||
-		    ((c == ' ' || c == '\t') && !eol) ? 1 : 3;
-		if (col + w > 75) {
-			buf_adds(out, "=\r\n");
-			col = 0;
-		}
-		if (w == 1)
-			buf_addc(out, (char)c);
-		else {
-			buf_addc(out, '=');
-			buf_addc(out, hex[c >> 4]);
-			buf_addc(out, hex[c & 15]);
-		}
-		col += w;
-	}
-	buf_adds(out, "\r\n");
-}
-
-/* The bare address of "Name <addr>" or "addr". */
-static char *
-bare_address(const char *s)
-{
-	const char	*lt = strrchr(s, '<'), *gt;
-
-	if (lt != NULL && (gt = strchr(lt, '>')) != NULL)
-		return xstrndup(lt + 1, (size_t)(gt - lt - 1));
-	while (*s == ' ')
-		s++;
-	return xstrdup(s);
-}
-
 /* Message-ID domain: the sender's, letters, digits, dots, hyphens only. */
 static void
 msgid_domain(const struct notifier *n, struct buf *out)
 {
-	char		*a = bare_address(n->conf->from);
+	char		*a = mime_bare_address(n->conf->from);
 	const char	*at = strrchr(a, '@'), *p;
 	size_t		 start = out->len;
 
@@ -443,22 +436,6 @@ message_id(const struct notifier *n, const struct buf *key, struct buf *out)
 	buf_addc(out, '>');
 }
 
-static void
-rfc5322_date(struct buf *out)
-{
-	static const char *days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri",
-	    "Sat" };
-	static const char *mons[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-	    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	time_t		 now = time(NULL);
-	struct tm	 tm;
-
-	gmtime_r(&now, &tm);
-	buf_addf(out, "%s, %02d %s %04d %02d:%02d:%02d +0000",
-	    days[tm.tm_wday], tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900,
-	    tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
 /* From, To, Date, Message-ID, MIME headers; subject given. */
 static void
 mail_headers(const struct notifier *n, struct buf *out, const char *subject,
@@ -468,40 +445,58 @@ mail_headers(const struct notifier *n, struct buf *out, const char *subject,
 	size_t		 i;
 
 	buf_init(&v);
-	one_line(&v, n->conf->from, FIELD_MAX);
-	header(out, "From", v.data);
+	mime_one_line(&v, n->conf->from, FIELD_MAX);
+	mime_header(out, "From", v.data);
 	buf_reset(&v);
 	for (i = 0; i < n->conf->nto; i++) {
 		if (i > 0)
 			buf_adds(&v, ", ");
-		one_line(&v, n->conf->to[i], FIELD_MAX);
+		mime_one_line(&v, n->conf->to[i], FIELD_MAX);
 	}
-	header(out, "To", v.data != NULL ? v.data : "");
-	header(out, "Subject", subject);
+	mime_header(out, "To", v.data != NULL ? v.data : "");
+	mime_header(out, "Subject", subject);
 	buf_reset(&v);
-	rfc5322_date(&v);
-	header(out, "Date", v.data);
+	mime_date(&v, time(NULL));
+	mime_header(out, "Date", v.data);
 	buf_reset(&v);
 	message_id(n, idkey, &v);
-	header(out, "Message-ID", v.data);
-	header(out, "MIME-Version", "1.0");
-	header(out, "Content-Type", "text/plain; charset=UTF-8");
-	header(out, "Content-Transfer-Encoding", "quoted-printable");
-	header(out, "Auto-Submitted", "auto-generated");
+	mime_header(out, "Message-ID", v.data);
+	mime_header(out, "MIME-Version", "1.0");
+	mime_header(out, "Content-Type", "text/plain; charset=UTF-8");
+	mime_header(out, "Content-Transfer-Encoding", "quoted-printable");
+	mime_header(out, "Auto-Submitted", "auto-generated");
 	if (tenant != NULL) {
 		buf_reset(&v);
-		one_line(&v, tenant, FIELD_MAX);
-		header(out, "X-Alertrelay-Tenant", v.data);
+		mime_one_line(&v, tenant, FIELD_MAX);
+		mime_header(out, "X-Alertrelay-Tenant", v.data);
 	}
 	buf_adds(out, "\r\n");
 	buf_clear(&v);
 }
 
-/* The alert's portal link, its parts percent-encoded. */
+static bool
+is_incident(json_t *r)
+{
+	const char	*k = rget(r, "kind");
+
+	return k != NULL && strcmp(k, "incident") == 0;
+}
+
+/*
+ * The event's portal link: an incident's incidentWebUrl when it is an
+ * https URL, else the portal's page for the id, percent-encoded.
+ */
 static void
 portal_link(struct buf *out, json_t *r)
 {
-	buf_adds(out, PORTAL);
+	const char	*url = rget(r, "url");
+
+	if (is_incident(r) && url != NULL &&
+	    strncmp(url, "https://", 8) == 0) {
+		mime_one_line(out, url, FIELD_MAX);
+		return;
+	}
+	buf_adds(out, is_incident(r) ? PORTAL_INCIDENTS : PORTAL);
 	http_urlencode(out, rget(r, "id") ? rget(r, "id") : "");
 	buf_adds(out, "?tid=");
 	http_urlencode(out, rget(r, "tid") ? rget(r, "tid") : "");
@@ -513,13 +508,15 @@ body_field(struct buf *b, const char *name, const char *v)
 	if (v == NULL)
 		return;
 	buf_addf(b, "%-13s", name);
-	one_line(b, v, FIELD_MAX);
+	mime_one_line(b, v, FIELD_MAX);
 	buf_addc(b, '\n');
 }
 
 static void
 idkey_add(struct buf *key, json_t *r)
 {
+	if (is_incident(r))
+		buf_adds(key, "incident\n");
 	buf_adds(key, rget(r, "tenant") ? rget(r, "tenant") : "");
 	buf_addc(key, '\n');
 	buf_adds(key, rget(r, "id") ? rget(r, "id") : "");
@@ -535,40 +532,59 @@ rlabel(json_t *r)
 	    rget(r, "tenant") ? rget(r, "tenant") : "-";
 }
 
-/* The mail for one alert. */
+/* The facts of one alert or incident, one per line. */
+static void
+body_fields(struct buf *body, json_t *r)
+{
+	json_t		*na = json_object_get(r, "alerts");
+	char		 count[32];
+
+	body_field(body, "Customer:", rlabel(r));
+	body_field(body, "Tenant:", rget(r, "tenant"));
+	body_field(body, is_incident(r) ? "Incident:" : "Alert:",
+	    rget(r, "title"));
+	body_field(body, "Severity:", rsev(r));
+	body_field(body, "Status:", rget(r, "status"));
+	if (json_is_integer(na)) {
+		snprintf(count, sizeof(count), "%lld",
+		    (long long)json_integer_value(na));
+		body_field(body, "Alerts:", count);
+	}
+	body_field(body, "Category:", rget(r, "category"));
+	body_field(body, "Machine:", rget(r, "host"));
+	body_field(body, "User:", rget(r, "user"));
+	body_field(body, "Created:", rget(r, "created"));
+	body_field(body, "Last update:", rget(r, "lut"));
+	body_field(body, is_incident(r) ? "Incident ID:" : "Alert ID:",
+	    rget(r, "id"));
+	body_field(body, "Tenant ID:", rget(r, "tid"));
+}
+
+/* The mail for one alert or incident. */
 static void
 mail_single(const struct notifier *n, json_t *r, struct buf *out)
 {
 	struct buf	 subj, body, key, s;
 	const char	*desc = rget(r, "desc");
+	const char	*what = is_incident(r) ? "incident" : "alert";
 
 	buf_init(&subj);
 	buf_init(&body);
 	buf_init(&key);
 	buf_init(&s);
-	buf_addf(&subj, "[alertrelay] %s: ", rsev(r));
-	one_line(&subj, rget(r, "title") ? rget(r, "title") : "-",
+	buf_addf(&subj, "[alertrelay] %s%s: ", rsev(r),
+	    is_incident(r) ? " incident" : "");
+	mime_one_line(&subj, rget(r, "title") ? rget(r, "title") : "-",
 	    SUBJECT_TITLE_MAX);
 	buf_adds(&subj, " \xe2\x80\x94 ");	/* em dash */
-	one_line(&subj, rlabel(r), FIELD_MAX);
+	mime_one_line(&subj, rlabel(r), FIELD_MAX);
 	idkey_add(&key, r);
 	mail_headers(n, out, subj.data, &key, rget(r, "tenant"));
 
-	buf_addf(&body, "A new %s alert for ", rsev(r));
-	one_line(&body, rlabel(r), FIELD_MAX);
+	buf_addf(&body, "A new %s %s for ", rsev(r), what);
+	mime_one_line(&body, rlabel(r), FIELD_MAX);
 	buf_adds(&body, ".\n\n");
-	body_field(&body, "Customer:", rlabel(r));
-	body_field(&body, "Tenant:", rget(r, "tenant"));
-	body_field(&body, "Alert:", rget(r, "title"));
-	body_field(&body, "Severity:", rsev(r));
-	body_field(&body, "Status:", rget(r, "status"));
-	body_field(&body, "Category:", rget(r, "category"));
-	body_field(&body, "Machine:", rget(r, "host"));
-	body_field(&body, "User:", rget(r, "user"));
-	body_field(&body, "Created:", rget(r, "created"));
-	body_field(&body, "Last update:", rget(r, "lut"));
-	body_field(&body, "Alert ID:", rget(r, "id"));
-	body_field(&body, "Tenant ID:", rget(r, "tid"));
+	body_fields(&body, r);
 	buf_adds(&body, "\nOpen in Microsoft Defender:\n");
 	portal_link(&body, r);
 	buf_adds(&body, "\n");
@@ -580,11 +596,34 @@ mail_single(const struct notifier *n, json_t *r, struct buf *out)
 	}
 	buf_addf(&body, "\n-- \nalertrelayd on %s, [notify \"%s\"]\n",
 	    n->relay->hostname, n->name);
-	qp_body(out, body.data, body.len);
+	mime_qp(out, body.data, body.len);
 	buf_clear(&subj);
 	buf_clear(&body);
 	buf_clear(&key);
 	buf_clear(&s);
+}
+
+/* Entry k of a digest: severity, title, customer, machine, status, link. */
+static void
+digest_item(struct buf *body, size_t k, json_t *r)
+{
+	buf_addf(body, "\n%zu. [%s] %s", k, rsev(r),
+	    is_incident(r) ? "Incident: " : "");
+	mime_one_line(body, rget(r, "title") ? rget(r, "title") : "-",
+	    SUBJECT_TITLE_MAX);
+	buf_adds(body, "\n   Customer: ");
+	mime_one_line(body, rlabel(r), FIELD_MAX);
+	if (rget(r, "host") != NULL) {
+		buf_adds(body, "; machine: ");
+		mime_one_line(body, rget(r, "host"), FIELD_MAX);
+	}
+	if (rget(r, "status") != NULL) {
+		buf_adds(body, "; status: ");
+		mime_one_line(body, rget(r, "status"), FIELD_MAX);
+	}
+	buf_adds(body, "\n   ");
+	portal_link(body, r);
+	buf_addc(body, '\n');
 }
 
 /* The digest of the records rs[0..nr). */
@@ -593,8 +632,8 @@ mail_digest(const struct notifier *n, json_t **rs, size_t nr,
     struct buf *out)
 {
 	struct buf	 subj, body, key;
-	size_t		 i, j, nlabels = 0;
-	const char	*labels[3];
+	size_t		 i, j, nlabels = 0, nin = 0;
+	const char	*labels[3], *noun;
 	bool		 more = false, seen;
 
 	buf_init(&subj);
@@ -602,6 +641,7 @@ mail_digest(const struct notifier *n, json_t **rs, size_t nr,
 	buf_init(&key);
 	for (i = 0; i < nr; i++) {
 		idkey_add(&key, rs[i]);
+		nin += is_incident(rs[i]);
 		for (seen = false, j = 0; j < nlabels; j++)
 			seen |= strcmp(labels[j], rlabel(rs[i])) == 0;
 		if (!seen && nlabels < nitems(labels))
@@ -609,41 +649,26 @@ mail_digest(const struct notifier *n, json_t **rs, size_t nr,
 		else if (!seen)
 			more = true;
 	}
-	buf_addf(&subj, "[alertrelay] Digest: %zu alert%s \xe2\x80\x94 ", nr,
-	    nr == 1 ? "" : "s");
+	noun = nin == 0 ? "alert" : nin == nr ? "incident" : "event";
+	buf_addf(&subj, "[alertrelay] Digest: %zu %s%s \xe2\x80\x94 ", nr,
+	    noun, nr == 1 ? "" : "s");
 	for (j = 0; j < nlabels; j++) {
 		if (j > 0)
 			buf_adds(&subj, ", ");
-		one_line(&subj, labels[j], 80);
+		mime_one_line(&subj, labels[j], 80);
 	}
 	if (more)
 		buf_adds(&subj, ", \xe2\x80\xa6");
 	mail_headers(n, out, subj.data, &key, NULL);
 
-	buf_addf(&body, "%zu alert%s arrived after the limit of %u single "
-	    "mails per hour was reached:\n", nr, nr == 1 ? "" : "s",
+	buf_addf(&body, "%zu %s%s arrived after the limit of %u single "
+	    "mails per hour was reached:\n", nr, noun, nr == 1 ? "" : "s",
 	    n->conf->max_per_hour);
-	for (i = 0; i < nr; i++) {
-		buf_addf(&body, "\n%zu. [%s] ", i + 1, rsev(rs[i]));
-		one_line(&body, rget(rs[i], "title") ? rget(rs[i], "title") :
-		    "-", SUBJECT_TITLE_MAX);
-		buf_adds(&body, "\n   Customer: ");
-		one_line(&body, rlabel(rs[i]), FIELD_MAX);
-		if (rget(rs[i], "host") != NULL) {
-			buf_adds(&body, "; machine: ");
-			one_line(&body, rget(rs[i], "host"), FIELD_MAX);
-		}
-		if (rget(rs[i], "status") != NULL) {
-			buf_adds(&body, "; status: ");
-			one_line(&body, rget(rs[i], "status"), FIELD_MAX);
-		}
-		buf_adds(&body, "\n   ");
-		portal_link(&body, rs[i]);
-		buf_addc(&body, '\n');
-	}
+	for (i = 0; i < nr; i++)
+		digest_item(&body, i + 1, rs[i]);
 	buf_addf(&body, "\n-- \nalertrelayd on %s, [notify \"%s\"]\n",
 	    n->relay->hostname, n->name);
-	qp_body(out, body.data, body.len);
+	mime_qp(out, body.data, body.len);
 	buf_clear(&subj);
 	buf_clear(&body);
 	buf_clear(&key);
@@ -653,14 +678,14 @@ mail_digest(const struct notifier *n, json_t **rs, size_t nr,
  * Sending.
  */
 
-static void	notifier_sent_cb(const struct http_result *, void *);
+static void	notifier_sent_cb(const struct smtp_result *, void *);
 
 /* Hand a composed mail to SMTP. */
 static void
 notifier_submit(struct notifier *n, const struct buf *mail)
 {
 	const struct conf_notify *c = n->conf;
-	struct http_smtp_opts	 o;
+	struct smtp_opts	 o;
 	char			**rcpt, *from, *url;
 	const char		*path;
 	size_t			 i;
@@ -670,10 +695,10 @@ notifier_submit(struct notifier *n, const struct buf *mail)
 		xasprintf(&url, "%s/%s", c->smtp_url, n->relay->hostname);
 	else
 		url = xstrdup(c->smtp_url);
-	from = bare_address(c->from);
+	from = mime_bare_address(c->from);
 	rcpt = xcalloc(c->nto, sizeof(*rcpt));
 	for (i = 0; i < c->nto; i++)
-		rcpt[i] = bare_address(c->to[i]);
+		rcpt[i] = mime_bare_address(c->to[i]);
 	memset(&o, 0, sizeof(o));
 	o.url = url;
 	o.mail_from = from;
@@ -686,7 +711,7 @@ notifier_submit(struct notifier *n, const struct buf *mail)
 	o.timeout_ms = SMTP_TIMEOUT_MS;
 	o.done_cb = notifier_sent_cb;
 	o.arg = n;
-	n->req = http_smtp(n->relay->http, &o);
+	n->req = smtp_submit(n->relay->base, &o);
 	for (i = 0; i < c->nto; i++)
 		free(rcpt[i]);
 	free(rcpt);
@@ -797,7 +822,7 @@ notifier_run_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-notifier_sent_cb(const struct http_result *res, void *arg)
+notifier_sent_cb(const struct smtp_result *res, void *arg)
 {
 	struct notifier	*n = arg;
 	int64_t		 delay;
@@ -887,8 +912,12 @@ notifier_free(struct notifier *n)
 {
 	if (n == NULL)
 		return;
-	if (n->req != NULL)
-		http_cancel(n->relay->http, n->req);	/* resent later */
+	if (n->req != NULL && n->relay->stopping)
+		notifier_give_up(n, "alertrelayd is stopping", "stay queued "
+		    "for the next start");
+	else if (n->req != NULL)
+		notifier_give_up(n, "the reload removed its [notify] section",
+		    "stay in its spool");
 	if (n->timer != NULL)
 		event_free(n->timer);
 	spool_close(n->spool);

@@ -1450,6 +1450,7 @@ ireader_forward(struct ireader *ir, const struct incident *in, int updated)
 			return -1;
 		}
 	}
+	notifiers_incident(r->notifiers, r->nnotifiers, in, &m);
 	return 0;
 }
 

@@ -33,6 +33,7 @@
 #define FIELD(obj, off, type)	((type *)(void *)((char *)(obj) + (off)))
 
 _Static_assert(sizeof(enum out_transport) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_notify_events) == sizeof(int), "enum size");
 
 struct parser;
 struct keydef;
@@ -147,6 +148,10 @@ static const struct nameval clouds[] = {
 static const struct nameval min_severities[] = {
 	{ "informational", SEV_INFORMATIONAL }, { "low", SEV_LOW },
 	{ "medium", SEV_MEDIUM }, { "high", SEV_HIGH }, { NULL, 0 }
+};
+static const struct nameval notify_events[] = {
+	{ "alerts", NOTIFY_ALERTS }, { "incidents", NOTIFY_INCIDENTS },
+	{ "both", NOTIFY_BOTH }, { NULL, 0 }
 };
 static const struct nameval severities[] = {
 	{ "unspecified", SEV_UNSPECIFIED },
@@ -1260,6 +1265,7 @@ static const struct keydef notify_keys[] = {
 	KRANGE("max_per_hour", key_uint, N(max_per_hour), 0, 100000),
 	KRANGE("digest_interval", key_dur, N(digest_interval_ms), SEC_MS,
 	    NO_MAX),
+	KENUM("events", N(events), notify_events),
 };
 #undef N
 
@@ -1645,6 +1651,7 @@ notify_open(struct parser *p, const char *name)
 	n->min_severity = SEV_HIGH;
 	n->max_per_hour = 60;
 	n->digest_interval_ms = 60 * SEC_MS;
+	n->events = NOTIFY_ALERTS;
 	n->file = p->file;
 	n->line = p->line;
 	c->notifies = xreallocarray(c->notifies, c->nnotifies + 1,
@@ -2590,6 +2597,7 @@ summary_notify(const struct conf_notify *n, FILE *f, bool all)
 {
 	fprintf(f, "notify %s:", n->name);
 	put_kv(f, "smtp_url", n->smtp_url);
+	fprintf(f, " events=%s", nv_name(notify_events, (int)n->events));
 	if (!all) {
 		fputc('\n', f);
 		return;
@@ -2647,6 +2655,23 @@ str_same(const char *a, const char *b)
 {
 	return (a == NULL && b == NULL) ||
 	    (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+bool
+conf_notify_same_delivery(const struct conf_notify *a,
+    const struct conf_notify *b)
+{
+	size_t	 i;
+
+	if (!str_same(a->smtp_url, b->smtp_url) ||
+	    !str_same(a->from, b->from) ||
+	    !str_same(a->username, b->username) ||
+	    !str_same(a->password, b->password) || a->nto != b->nto)
+		return false;
+	for (i = 0; i < a->nto; i++)
+		if (strcmp(a->to[i], b->to[i]) != 0)
+			return false;
+	return true;
 }
 
 bool

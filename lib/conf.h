@@ -99,6 +99,13 @@ struct conf_tenant {
 	int		 line;
 };
 
+/* What a [notify] section mails (events =): a bit set. */
+enum conf_notify_events {
+	NOTIFY_ALERTS = 1,
+	NOTIFY_INCIDENTS = 2,
+	NOTIFY_BOTH = NOTIFY_ALERTS | NOTIFY_INCIDENTS,
+};
+
 struct conf_notify {
 	char		*name;
 	char		*smtp_url;
@@ -113,6 +120,7 @@ struct conf_notify {
 	size_t		 ntenants;
 	unsigned	 max_per_hour;
 	int64_t		 digest_interval_ms;
+	enum conf_notify_events events;		/* default NOTIFY_ALERTS */
 	const char	*file;
 	int		 line;
 };
@@ -185,6 +193,9 @@ enum conf_reload_action {
 /* old: the running output of the same name, or NULL. */
 enum conf_reload_action conf_output_action(const struct conf_output *old,
 		    const struct conf_output *nw);
+/* Same SMTP server, sender, recipients and credentials? */
+bool		 conf_notify_same_delivery(const struct conf_notify *,
+		    const struct conf_notify *);
 /* Does tenant t route to output o? */
 bool		 conf_tenant_routes(const struct conf_tenant *,
 		    const struct conf_output *);

@@ -23,8 +23,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <openssl/evp.h>
-
+#include "b64.h"
 #include "log.h"
 #include "util.h"
 
@@ -49,16 +48,18 @@ struct conn {
 	struct buf		 rcpt;		/* "a, b" */
 	struct buf		 data;
 	bool			 too_big;
+	bool			 held;		/* DATA ended, reply held */
 	TAILQ_ENTRY(conn)	 entry;
 };
 
 static struct {
 	struct event_base	*base;
 	struct evconnlistener	*listener;
-	struct event		*sigterm, *sigint;
+	struct event		*sigterm, *sigint, *sigusr1;
 	const char		*dir;
 	const char		*auth;		/* "user:pass" or NULL */
 	const char		*fail_file;	/* exists: DATA gets 451 */
+	const char		*hold_file;	/* exists: DATA waits */
 	const char		*port_file;
 	int			 port;
 	int			 verbose;
@@ -91,6 +92,9 @@ conn_reset(struct conn *c)
 static void
 conn_free(struct conn *c)
 {
+	if (c->held)
+		log_info("discarded a held message from %s to %s: the client "
+		    "went away", c->from, c->rcpt.data);
 	conn_reset(c);
 	free(c->login_user);
 	bufferevent_free(c->bev);
@@ -98,26 +102,13 @@ conn_free(struct conn *c)
 	free(c);
 }
 
-/* Decode base64 into out (NUL-terminated); -1 if it is not base64. */
+/* Decode base64 into out (NUL-terminated); -1 if empty or not base64. */
 static int
-b64_decode(const char *s, struct buf *out)
+decode64(const char *s, struct buf *out)
 {
-	size_t	 len = strlen(s);
-	int	 n, pad = 0;
-
-	if (len == 0 || len % 4 != 0)
+	if (*s == '\0' || b64_decode(out, s, strlen(s), B64_STD) == -1)
 		return -1;
-	buf_reserve(out, len);
-	if ((n = EVP_DecodeBlock((unsigned char *)out->data + out->len,
-	    (const unsigned char *)s, (int)len)) < 0)
-		return -1;
-	if (s[len - 1] == '=')
-		pad++;
-	if (s[len - 2] == '=')
-		pad++;
-	out->len += (size_t)n - (size_t)pad;
-	out->data[out->len] = '\0';
-	return 0;
+	return out->data != NULL ? 0 : -1;
 }
 
 static bool
@@ -148,7 +139,7 @@ auth_plain(struct conn *c, const char *resp)
 	const char	*user = NULL, *pass = NULL, *z;
 
 	buf_init(&b);
-	if (strcmp(resp, "*") == 0 || b64_decode(resp, &b) == -1) {
+	if (strcmp(resp, "*") == 0 || decode64(resp, &b) == -1) {
 		buf_clear(&b);
 		c->state = S_CMD;
 		say(c, "501 5.5.2 Cannot decode response");
@@ -169,7 +160,7 @@ auth_login(struct conn *c, const char *resp)
 	struct buf	 b;
 
 	buf_init(&b);
-	if (b64_decode(resp, &b) == -1) {
+	if (decode64(resp, &b) == -1) {
 		buf_clear(&b);
 		c->state = S_CMD;
 		say(c, "501 5.5.2 Cannot decode response");
@@ -259,20 +250,34 @@ mail_store(struct conn *c)
 	return 0;
 }
 
+/* Answer the end of a message's DATA (and store it). */
+static void
+data_end(struct conn *c)
+{
+	c->state = S_CMD;
+	c->held = false;
+	if (c->too_big)
+		say(c, "552 5.3.4 Message too big");
+	else if (S.fail_file != NULL && access(S.fail_file, F_OK) == 0)
+		say(c, "451 4.3.0 Temporary failure, try again later");
+	else if (mail_store(c) == -1)
+		say(c, "452 4.3.1 Cannot store message");
+	else
+		say(c, "250 2.0.0 Ok: queued as %06u", S.seq);
+	conn_reset(c);
+}
+
 static void
 data_line(struct conn *c, const char *line, size_t len)
 {
 	if (len == 1 && line[0] == '.') {
-		c->state = S_CMD;
-		if (c->too_big)
-			say(c, "552 5.3.4 Message too big");
-		else if (S.fail_file != NULL && access(S.fail_file, F_OK) == 0)
-			say(c, "451 4.3.0 Temporary failure, try again later");
-		else if (mail_store(c) == -1)
-			say(c, "452 4.3.1 Cannot store message");
-		else
-			say(c, "250 2.0.0 Ok: queued as %06u", S.seq);
-		conn_reset(c);
+		if (S.hold_file != NULL && access(S.hold_file, F_OK) == 0) {
+			c->held = true;
+			log_info("held a message from %s to %s", c->from,
+			    c->rcpt.data);
+			return;
+		}
+		data_end(c);
 		return;
 	}
 	if (line[0] == '.') {		/* dot-stuffing */
@@ -367,7 +372,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 	char		*line;
 	size_t		 len;
 
-	while (!c->closing && (line = evbuffer_readln(in, &len,
+	while (!c->closing && !c->held && (line = evbuffer_readln(in, &len,
 	    EVBUFFER_EOL_CRLF)) != NULL) {
 		if (S.verbose > 1 || (S.verbose && c->state != S_DATA))
 			log_debug("< %s", c->state == S_AUTH_PASS ||
@@ -432,11 +437,29 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(S.base, NULL);
 }
 
+/* SIGUSR1: answer every held message (as if it had just ended). */
+static void
+release_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct conn	*c;
+	unsigned	 n = 0;
+
+	TAILQ_FOREACH(c, &S.conns, entry) {
+		if (!c->held)
+			continue;
+		n++;
+		data_end(c);
+		conn_read_cb(c->bev, c);	/* commands sent meanwhile */
+	}
+	log_info("released %u held message%s", n, n == 1 ? "" : "s");
+}
+
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: fakesmtp -d DIR [-v] [-p PORT] "
-	    "[--port-file FILE] [--auth USER:PASS] [--fail-file FILE]\n");
+	    "[--port-file FILE] [--auth USER:PASS] [--fail-file FILE] "
+	    "[--hold-file FILE]\n");
 	exit(64);
 }
 
@@ -449,6 +472,7 @@ parse_args(int argc, char **argv)
 		{ "port-file", required_argument, NULL, 'P' },
 		{ "auth", required_argument, NULL, 'a' },
 		{ "fail-file", required_argument, NULL, 'f' },
+		{ "hold-file", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -476,6 +500,9 @@ parse_args(int argc, char **argv)
 			break;
 		case 'f':
 			S.fail_file = optarg;
+			break;
+		case 'H':
+			S.hold_file = optarg;
 			break;
 		case 'v':
 			S.verbose++;
@@ -532,13 +559,16 @@ main(int argc, char **argv)
 	S.sigterm = evsignal_new(S.base, SIGTERM, signal_cb, NULL);
 	S.sigint = evsignal_new(S.base, SIGINT, signal_cb, NULL);
 	event_add(S.sigterm, NULL);
+	S.sigusr1 = evsignal_new(S.base, SIGUSR1, release_cb, NULL);
 	event_add(S.sigint, NULL);
+	event_add(S.sigusr1, NULL);
 	event_base_dispatch(S.base);
 	while (!TAILQ_EMPTY(&S.conns))
 		conn_free(TAILQ_FIRST(&S.conns));
 	evconnlistener_free(S.listener);
 	event_free(S.sigterm);
 	event_free(S.sigint);
+	event_free(S.sigusr1);
 	event_base_free(S.base);
 	return 0;
 }

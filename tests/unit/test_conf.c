@@ -1136,6 +1136,72 @@ test_shard_split(void **state)
 	conf_free(c[0]);
 }
 
+/* [notify] events: alerts (the default), incidents or both. */
+static void
+test_notify_events(void **state)
+{
+	static const struct {
+		const char		*line;
+		enum conf_notify_events	 want;
+	} vec[] = {
+		{ "", NOTIFY_ALERTS },
+		{ "events = alerts\n", NOTIFY_ALERTS },
+		{ "events = incidents\n", NOTIFY_INCIDENTS },
+		{ "events = both\n", NOTIFY_BOTH },
+	};
+	struct config	*c;
+	char		*t;
+	size_t		 i;
+
+	for (i = 0; i < nitems(vec); i++) {
+		t = fmt(OUT "[notify \"n\"]\nsmtp_url = smtp://mail\n"
+		    "from = a@b\nto = c@d\n%s", vec[i].line);
+		c = parse_ok(t);
+		assert_int_equal(c->notifies[0]->events, vec[i].want);
+		conf_free(c);
+		free(t);
+	}
+	/* What a reload compares to give a mail in flight up. */
+	{
+		struct config	*a, *b;
+		static const char *changed[] = {
+			"smtp_url = smtp://other\nfrom = a@b\nto = c@d, e@f\n",
+			"smtp_url = smtp://mail\nfrom = x@b\nto = c@d, e@f\n",
+			"smtp_url = smtp://mail\nfrom = a@b\nto = c@d\n",
+			"smtp_url = smtp://mail\nfrom = a@b\nto = c@d, x@f\n",
+		};
+
+		t = fmt(OUT "[notify \"n\"]\nsmtp_url = smtp://mail\n"
+		    "from = a@b\nto = c@d, e@f\nevents = both\n"
+		    "min_severity = low\n");
+		a = parse_ok(t);
+		free(t);
+		t = fmt(OUT "[notify \"n\"]\nsmtp_url = smtp://mail\n"
+		    "from = a@b\nto = c@d, e@f\n");
+		b = parse_ok(t);
+		free(t);
+		assert_true(conf_notify_same_delivery(a->notifies[0],
+		    b->notifies[0]));
+		conf_free(b);
+		for (i = 0; i < nitems(changed); i++) {
+			t = fmt(OUT "[notify \"n\"]\n%s", changed[i]);
+			b = parse_ok(t);
+			free(t);
+			assert_false(conf_notify_same_delivery(a->notifies[0],
+			    b->notifies[0]));
+			conf_free(b);
+		}
+		conf_free(a);
+	}
+	parse_fails(OUT "[notify \"n\"]\nsmtp_url = smtp://mail\nfrom = a@b\n"
+	    "to = c@d\nevents = all\n", "t.conf:7: events: \"all\" is not "
+	    "valid; accepted: alerts, incidents, both");
+	parse_fails(OUT "[notify \"n\"]\nsmtp_url = smtp://mail\nfrom = a@b\n"
+	    "to = c@d\nevents = alerts,incidents\n", "t.conf:7: events: "
+	    "\"alerts,incidents\" is not valid; accepted: alerts, incidents, "
+	    "both");
+}
+
 static void
 test_summary(void **state)
 {
@@ -1194,7 +1260,7 @@ test_summary(void **state)
 	    "output siem1: tcp 127.0.0.1:514 cef\n"
 	    "tenant contoso: source=mde auth=secret(file) enabled=yes\n"
 	    "tenant inline: source=mde auth=secret(inline) enabled=no\n"
-	    "notify n: smtp_url=smtp://m:25\n"
+	    "notify n: smtp_url=smtp://m:25 events=alerts\n"
 	    "cluster: etcd_endpoints=http://127.0.0.1:2379\n");
 	free(out);
 	conf_free(c);
@@ -1508,6 +1574,7 @@ main(void)
 		cmocka_unit_test(test_urls_loopback),
 		cmocka_unit_test(test_clouds),
 		cmocka_unit_test(test_shard_split),
+		cmocka_unit_test(test_notify_events),
 		cmocka_unit_test(test_summary),
 		cmocka_unit_test(test_severity),
 		cmocka_unit_test(test_cluster_defaults),

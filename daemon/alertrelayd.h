@@ -24,6 +24,7 @@
 #include <event2/event.h>
 
 #include "alert.h"
+#include "pagesplit.h"
 #include "backoff.h"
 #include "conf.h"
 #include "encode.h"

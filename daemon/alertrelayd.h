@@ -326,9 +326,59 @@ void		 tenant_start(struct tenant *);
  */
 void		 tenant_note_sunset(struct tenant *, const struct http_result *,
 		    const char *what);
+
+/*
+ * reader.c: what the tenant's two readers share (tenant.c's alerts
+ * catch-up, ireader.c's incidents).  Below both: it calls neither.
+ */
+#define PAUSE_CHECK_MS		1000
+#define MAX_ALERT_BYTES		(16 * 1024 * 1024)
+/* A page of 10,000 alerts is ~40 MB; far larger bodies are hostile. */
+#define MAX_PAGE_BYTES		((size_t)512 * 1024 * 1024)
+/* A cursor never moves further ahead of this host's clock. */
+#define FUTURE_MAX_TICKS	(5 * 60 * TICKS_PER_SEC)
+
 /* Set the tenant's last error (and log it once, with fields). */
 void		 tenant_error(struct tenant *, int prio, const struct log_ctx *,
 		    const char *, ...) __attribute__((format(printf, 4, 5)));
+/* Arm ev to fire in ms milliseconds (< 0: at once). */
+void		 reader_timer_in(struct event *, int64_t ms);
+/* Set the phase and arm the tenant's timer. */
+void		 tenant_schedule(struct tenant *, enum tenant_phase, int64_t);
+/* The state file cannot be read: this tenant stops alone (logged). */
+void		 tenant_state_failed(struct tenant *, const char *err);
+/* Forget what was read but not committed; -1 when the file is bad. */
+int		 tenant_state_reread(struct tenant *);
+/* Is a routed output's spool full?  Logs the pause (unless quiet). */
+bool		 tenant_outputs_full(struct tenant *, bool quiet);
+const char *const *tenant_headers(const struct tenant *);
+void		 tenant_event_meta(const struct tenant *, int updated,
+		    struct event_meta *);
+/* Count an answer's status class in t->http_status. */
+void		 tenant_count_status(struct tenant *, const struct http_result *);
+/* "scheme://host:port" of an http(s) URL, lower case; -1 otherwise. */
+int		 reader_url_origin(const char *url, char *out, size_t len);
+
+/*
+ * ireader.c: the incident reader (incidents = yes).  It reports its two
+ * ends to the tenant through the ops given at creation.
+ */
+struct ireader_ops {
+	void	(*done)(struct tenant *);	/* incidents read: poll done */
+	void	(*backoff)(struct tenant *, int64_t retry_after_ms,
+		    bool counts);		/* an error ended the reading */
+};
+
+void		 ireader_free(struct ireader *);
+void		 ireader_start(struct ireader *);
+void		 ireader_fetch(struct ireader *);
+/* The token's answer, if the reader waits for one. */
+void		 ireader_token_cb(struct ireader *, int rc);
+int		 ireader_commit(struct ireader *);
+/* Cancel its request; true if it had read part of a page. */
+bool		 ireader_abandon(struct ireader *);
+/* incidents = yes/no on a reload; true if a partial page was dropped. */
+bool		 ireader_reconcile(struct tenant *, const struct ireader_ops *);
 
 /*
  * notify.c: e-mail notifications ([notify] sections).  Each notifier has

@@ -185,12 +185,22 @@ struct token {
 	int64_t		 expires_ms;	/* monotonic */
 	int64_t		 wall_expires;	/* ticks, for status */
 	struct http_req	*req;		/* refresh in flight */
-	void		(*done_cb)(struct tenant *, int); /* 0 ok, -1 failed */
+	/* The answer, an enum token_result; the token never sets tenant
+	   state: the tenant acts on the result. */
+	void		(*done_cb)(struct tenant *, int);
 	unsigned char	 cred_fp[TOKEN_FP_LEN];	/* the tenant's credentials */
 	unsigned char	 fp[TOKEN_FP_LEN];	/* what access was issued for */
 	unsigned char	 req_fp[TOKEN_FP_LEN];	/* what req was made for */
 	int64_t		 cred_expires;	/* epoch s: certificate notAfter or
 					   secret_expires, earliest; 0 unknown */
+};
+
+/* What done_cb hears. */
+enum token_result {
+	TOKEN_OK = 0,		/* a token is there */
+	TOKEN_FAILED = -1,	/* failed (logged); retrying may help */
+	TOKEN_REJECTED = -2,	/* the credentials were refused (logged):
+				   retrying cannot help */
 };
 
 /*
@@ -199,9 +209,9 @@ struct token {
  */
 const char	*token_current(struct tenant *);
 /*
- * Start a refresh unless one is in flight; done_cb(t, 0) once a token
- * is there, done_cb(t, -1) on failure (already logged, tenant's error
- * set), possibly before this returns.
+ * Start a refresh unless one is in flight; done_cb(t, TOKEN_OK) once a
+ * token is there, TOKEN_FAILED or TOKEN_REJECTED on failure (already
+ * logged, tenant's error set), possibly before this returns.
  */
 void		 token_refresh(struct tenant *);
 /* Drop the cached token (a 401); a refresh in flight carries on. */
@@ -231,8 +241,18 @@ enum tenant_phase {
 	TENANT_FAILED,		/* given up (--once) or disabled */
 };
 
+/*
+ * What a tenant tells its owner (the relay), given at tenant_new: the
+ * tenant never calls up into relay.c.
+ */
+struct tenant_ops {
+	/* --once: the tenant caught up (ok) or gave up. */
+	void	(*done)(struct relay *, struct tenant *, bool ok);
+};
+
 struct tenant {
 	struct relay	*relay;
+	const struct tenant_ops *ops;
 	struct conf_tenant *conf;	/* borrowed from relay->conf */
 	char		*name;
 	char		*state_path;
@@ -271,7 +291,7 @@ struct tenant {
 	bool		 auth_failed;
 	char		 last_error[512];
 	int64_t		 last_success;	/* ticks */
-	bool		 lagging;	/* past lag_warning (alertrelayd.c) */
+	bool		 lagging;	/* past lag_warning (relay.c) */
 	bool		 top_noticed;	/* the Graph $top clamp was logged */
 	int64_t		 sunset_day;	/* day (epoch) of the last
 					   Deprecation/Sunset warning */
@@ -290,8 +310,8 @@ typedef void (*backfill_cb)(void *arg, int done, int ok, uint64_t pages,
  * Never NULL: a tenant whose state file cannot be read is created failed
  * (state_bad, logged), and alertrelayctl cursor set recovers it.
  */
-struct tenant	*tenant_new(struct relay *, struct conf_tenant *,
-		    char *, size_t);
+struct tenant	*tenant_new(struct relay *, const struct tenant_ops *,
+		    struct conf_tenant *, char *, size_t);
 /* Adopt a new configuration (reload); conf must outlive the tenant. */
 void		 tenant_reconcile(struct tenant *, struct conf_tenant *);
 /* Set the live cursor (ticks) and save it; -1 with err while busy. */
@@ -434,8 +454,24 @@ void		 sd_status(struct relay *);
 void		 sd_start(struct relay *);	/* status + watchdog timer */
 void		 sd_stop(struct relay *);
 
-/* alertrelayd.c: the relay, owner of everything. */
+/* relay.c: the relay core, owner of tenants, outputs and notifiers. */
+/*
+ * How the relay tells the services above it (alertrelayd.c's main) of a
+ * reload and a stop: given before relay_setup, never NULL.
+ */
+struct relay_hooks {
+	void	(*reloading)(struct relay *);	/* a reload begins */
+	/* Applied: r->conf is the new configuration, old still valid. */
+	void	(*applied)(struct relay *, const struct config *old);
+	void	(*ready)(struct relay *);	/* a reload ended, either way */
+	void	(*stopping)(struct relay *);	/* relay_stop began */
+};
+
+/* How long a stop keeps delivering to connected outputs. */
+#define STOP_DEADLINE_S	10
+
 struct relay {
+	const struct relay_hooks *hooks;
 	struct event_base *base;
 	struct config	*conf;
 	struct http	*http;
@@ -454,7 +490,6 @@ struct relay {
 	uint64_t	 forwarded;
 	struct notifier	**notifiers;
 	size_t		 nnotifiers;
-	struct event	*sig_term, *sig_int, *sig_hup;
 	struct event	*once_timer;
 	struct event	*stop_timer;
 	struct event	*expiry_timer;	/* daily credential expiry check */
@@ -482,7 +517,15 @@ struct sink	*relay_sink_find(struct relay *, const char *);
 struct tenant	*relay_tenant_find(struct relay *, const char *);
 /* Re-read the configuration and apply it; -1 (logged) keeps the old. */
 int		 relay_reload(struct relay *);
-/* A tenant finished its first catch-up (or gave up) in --once mode. */
-void		 relay_tenant_done(struct relay *, struct tenant *, bool ok);
+/*
+ * Build everything the configuration names (outputs, notifiers, tenants):
+ * 0, else an exit code (logged).  relay_free frees what was built.
+ */
+int		 relay_setup(struct relay *, struct config *, bool once);
+/* Start the timers and the tenants (cluster mode: the cluster does). */
+void		 relay_start(struct relay *);
+/* SIGTERM: stop the tenants, deliver what is queued, then exit. */
+void		 relay_stop(struct relay *);
+void		 relay_free(struct relay *);
 
 #endif

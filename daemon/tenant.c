@@ -159,7 +159,7 @@ static void
 tenant_once_done(struct tenant *t, bool ok)
 {
 	t->phase = ok ? TENANT_IDLE : TENANT_FAILED;
-	relay_tenant_done(t->relay, t, ok);
+	t->ops->done(t->relay, t, ok);
 }
 
 /* A backfill ended: report, then free it from the loop. */
@@ -338,10 +338,16 @@ catchup_token_cb(struct catchup *c, int rc)
 	catchup_fetch(c);
 }
 
-/* The token's answer: serve the catch-ups that wait for it now. */
+/*
+ * The token's answer (enum token_result): note whether the credentials
+ * were refused, then serve the catch-ups that wait for it now.
+ */
 static void
 tenant_token_cb(struct tenant *t, int rc)
 {
+	t->auth_failed = rc == TOKEN_REJECTED;
+	if (rc != TOKEN_OK)
+		rc = -1;
 	if (t->live->awaiting_token)
 		catchup_token_cb(t->live, rc);
 	if (t->backfill != NULL && t->backfill->awaiting_token)
@@ -948,13 +954,15 @@ tenant_route_sinks(struct tenant *t)
 }
 
 struct tenant *
-tenant_new(struct relay *r, struct conf_tenant *ct, char *err, size_t elen)
+tenant_new(struct relay *r, const struct tenant_ops *ops,
+    struct conf_tenant *ct, char *err, size_t elen)
 {
 	struct tenant	*t;
 	char		 serr[512];
 
 	t = xcalloc(1, sizeof(*t));
 	t->relay = r;
+	t->ops = ops;
 	t->conf = ct;
 	t->name = xstrdup(ct->name);
 	xasprintf(&t->state_path, "%s/tenants/%s.state",
@@ -987,7 +995,7 @@ tenant_start(struct tenant *t)
 			snprintf(t->last_error, sizeof(t->last_error),
 			    "disabled");
 		if (t->relay->once)
-			relay_tenant_done(t->relay, t, !t->state_bad);
+			t->ops->done(t->relay, t, !t->state_bad);
 		return;
 	}
 	token_check_expiry(t);

@@ -2250,7 +2250,7 @@ output_free(struct conf_output *o)
 
 /* Free one [tenant]; the secret is wiped first. */
 static void
-tenant_free(struct conf_tenant *t)
+conf_tenant_free(struct conf_tenant *t)
 {
 	free(t->name);
 	free(t->tenant_id);
@@ -2315,7 +2315,7 @@ conf_free(struct config *c)
 		output_free(c->outputs[i]);
 	free(c->outputs);
 	for (i = 0; i < c->ntenants; i++)
-		tenant_free(c->tenants[i]);
+		conf_tenant_free(c->tenants[i]);
 	free(c->tenants);
 	free(c->tenant_index);
 	for (i = 0; i < c->nnotifies; i++)

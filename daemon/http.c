@@ -11,7 +11,7 @@
 
 #include <curl/curl.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 
 struct http_req {
 	struct http		*http;

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "graph.h"
 #include "incident.h"
 #include "jscan.h"

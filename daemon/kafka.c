@@ -33,7 +33,7 @@
 #include <event2/event.h>
 #include <librdkafka/rdkafka.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "kafka.h"
 
 #define KAFKA_WINDOW		4096	/* records produced, not released */

@@ -42,7 +42,7 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "histogram.h"
 #include "httpreq.h"
 

@@ -10,7 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 
 void
 reader_timer_in(struct event *ev, int64_t ms)

@@ -16,7 +16,7 @@
 
 #include <event2/dns.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 
 #define LAG_CHECK_MAX_MS 30000	/* lag_warning check: at most this often */
 

@@ -6,7 +6,7 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 
 #ifndef SD_STATUS_MS
 #define SD_STATUS_MS	5000	/* tests may shorten it */

@@ -32,7 +32,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "backoff.h"
 #include "kafka.h"
 #include "relp.h"

@@ -28,7 +28,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "paging.h"
 #include "backoff.h"
 #include "graph.h"

@@ -17,7 +17,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "jwt.h"
 #include "oauth.h"
 

@@ -328,6 +328,32 @@ int		 tenant_backfill(struct tenant *, int64_t from, int64_t to,
 void		 tenant_backfill_cancel(struct tenant *);
 const char	*tenant_phase_name(enum tenant_phase);
 void		 tenant_free(struct tenant *);
+
+/*
+ * A tenant as the services above the relay see it (metrics.c, ctl.c's
+ * status; chrony's reports.h pattern): filled by tenant_stats, read
+ * without touching struct tenant.  Never holds a secret: of the access
+ * token only when it expires.  name is the tenant's, valid while it is.
+ */
+struct tenant_stats {
+	const char	*name;
+	bool		 enabled;
+	bool		 owned;		/* polled by this member (cluster) */
+	bool		 failing;	/* announced as failing */
+	bool		 auth_failed;
+	enum tenant_phase phase;
+	uint64_t	 polls, polls_ok, polls_failed;
+	uint64_t	 forwarded;
+	uint64_t	 http_status[6]; /* [0] transport error, [n] nxx */
+	int64_t		 cursor;	/* ticks, TICKS_NONE before the first */
+	int64_t		 last_success;	/* ticks, 0 before the first */
+	int64_t		 token_expires;	/* ticks; 0: no token cached */
+	int64_t		 cred_expires;	/* epoch s; 0 unknown */
+	const char	*credential;	/* "certificate" or "secret" */
+	char		 last_error[512];
+};
+
+void		 tenant_stats(const struct tenant *, struct tenant_stats *);
 /* Stop polling: cancel requests, keep what was read (SIGTERM). */
 void		 tenant_stop(struct tenant *);
 /*

@@ -213,8 +213,8 @@ catchup_backoff(struct catchup *c, int64_t retry_after_ms, bool counts)
 			backfill_end(c, false, t->last_error);
 			return;
 		}
-		reader_timer_in(c->timer, backoff_delay(c->failures ? c->failures : 1,
-		    retry_after_ms, arc4random()));
+		reader_timer_in(c->timer, backoff_delay(c->failures ?
+		    c->failures : 1, retry_after_ms, arc4random()));
 		return;
 	}
 	if (counts) {
@@ -1257,4 +1257,30 @@ tenant_free(struct tenant *t)
 	free(t->state_path);
 	free(t->name);
 	free(t);
+}
+
+void
+tenant_stats(const struct tenant *t, struct tenant_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->name = t->name;
+	st->enabled = t->conf->enabled;
+	st->owned = t->owned;
+	st->failing = t->failing;
+	st->auth_failed = t->auth_failed;
+	st->phase = t->phase;
+	st->polls = t->polls;
+	st->polls_ok = t->polls_ok;
+	st->polls_failed = t->polls_failed;
+	st->forwarded = t->forwarded;
+	memcpy(st->http_status, t->http_status, sizeof(st->http_status));
+	st->cursor = t->state.cursor;
+	st->last_success = t->last_success;
+	st->token_expires = t->token.access != NULL ? t->token.wall_expires :
+	    0;
+	st->cred_expires = t->token.cred_expires;
+	st->credential = t->conf->certificate_file != NULL ? "certificate" :
+	    "secret";
+	snprintf(st->last_error, sizeof(st->last_error), "%s",
+	    t->last_error);
 }

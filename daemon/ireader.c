@@ -1,13 +1,12 @@
-/* ireader: a tenant's incident reader (incidents = yes), run after each live catch-up. */
 /*
- * The incident reader (incidents = yes).  After each live catch-up of
- * the alerts has caught up, the tenant reads Graph security/incidents
- * with lastUpdateDateTime >= its own cursor - overlap, $top at most 50,
- * $expand=alerts, following @odata.nextLink, inside the tenant's rate
- * budget; each version not in the incidents' dedupe set is forwarded as
- * its own event (SPEC 4 "Incidents") and only then does the incidents'
- * cursor move.  Paging is lib/paging.c's, as for alerts.  Owned by the
- * tenant; owns its page request.
+ * ireader: a tenant's incident reader (incidents = yes).  After each live
+ * catch-up of the alerts has caught up, the tenant reads Graph
+ * security/incidents with lastUpdateDateTime >= its own cursor - overlap,
+ * $top at most 50, $expand=alerts, following @odata.nextLink, inside the
+ * tenant's rate budget; each version not in the incidents' dedupe set is
+ * forwarded as its own event (SPEC 4 "Incidents") and only then does the
+ * incidents' cursor move.  Paging is lib/paging.c's, as for alerts.
+ * Owned by the tenant; owns its page request.
  */
 #include <errno.h>
 #include <stdlib.h>

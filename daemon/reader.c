@@ -15,12 +15,8 @@
 void
 reader_timer_in(struct event *ev, int64_t ms)
 {
-	struct timeval	 tv;
+	struct timeval	 tv = tv_from_ms(ms);
 
-	if (ms < 0)
-		ms = 0;
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
 	evtimer_add(ev, &tv);
 }
 

@@ -364,7 +364,8 @@ reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
 			nt[cnt++] = t;
 			continue;
 		}
-		if ((t = tenant_new(r, &relay_tenant_ops, ct, err, sizeof(err))) == NULL) {
+		if ((t = tenant_new(r, &relay_tenant_ops, ct, err,
+		    sizeof(err))) == NULL) {
 			log_tenant(LOG_ERR, ct->name, "tenant %s: %s; not "
 			    "started", ct->name, err);
 			continue;
@@ -485,8 +486,7 @@ relay_lag_start(struct relay *r)
 		ms = 1000;
 	if (ms > LAG_CHECK_MAX_MS)
 		ms = LAG_CHECK_MAX_MS;
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = ms % 1000 * 1000;
+	tv = tv_from_ms(ms);
 	if (r->lag_timer == NULL)
 		r->lag_timer = event_new(r->base, -1, EV_PERSIST,
 		    relay_lag_cb, r);

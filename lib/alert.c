@@ -68,14 +68,14 @@ keytab_key(const struct keytab *kt, const struct jstr *key)
 
 /* How a top-level member is read into struct alert. */
 enum akind {
-	K_STR,		/* string -> struct astr at off */
-	K_SEV,		/* string -> severity_text and severity */
-	K_NUMSTR,	/* number or string -> its text */
-	K_TIME,		/* time string -> int64_t ticks at off */
-	K_MITRE,	/* array of strings joined with "," */
-	K_USER,		/* MDE relatedUser object */
-	K_EVIDENCE,	/* MDE evidence array */
-	K_GEVIDENCE,	/* Graph evidence array */
+	AK_STR,		/* string -> struct astr at off */
+	AK_SEV,		/* string -> severity_text and severity */
+	AK_NUMSTR,	/* number or string -> its text */
+	AK_TIME,		/* time string -> int64_t ticks at off */
+	AK_MITRE,	/* array of strings joined with "," */
+	AK_USER,		/* MDE relatedUser object */
+	AK_EVIDENCE,	/* MDE evidence array */
+	AK_GEVIDENCE,	/* Graph evidence array */
 };
 
 struct afield {
@@ -87,52 +87,52 @@ struct afield {
 #define AO(f)	offsetof(struct alert, f)
 
 static const struct afield mde_fields[] = {
-	{ "id", K_STR, AO(id) },
-	{ "title", K_STR, AO(title) },
-	{ "description", K_STR, AO(description) },
-	{ "category", K_STR, AO(category) },
-	{ "detectorId", K_STR, AO(detector_id) },
-	{ "detectionSource", K_STR, AO(detection_source) },
-	{ "computerDnsName", K_STR, AO(computer_dns_name) },
-	{ "machineId", K_STR, AO(machine_id) },
-	{ "aadTenantId", K_STR, AO(aad_tenant_id) },
-	{ "threatName", K_STR, AO(threat_name) },
-	{ "status", K_STR, AO(status) },
-	{ "classification", K_STR, AO(classification) },
-	{ "determination", K_STR, AO(determination) },
-	{ "severity", K_SEV, AO(severity_text) },
-	{ "relatedUser", K_USER, 0 },
-	{ "mitreTechniques", K_MITRE, AO(mitre) },
-	{ "incidentId", K_NUMSTR, AO(incident_id) },
-	{ "investigationId", K_NUMSTR, AO(investigation_id) },
-	{ "lastUpdateTime", K_TIME, AO(last_update) },
-	{ "alertCreationTime", K_TIME, AO(creation) },
-	{ "firstEventTime", K_TIME, AO(first_event) },
-	{ "lastEventTime", K_TIME, AO(last_event) },
-	{ "evidence", K_EVIDENCE, 0 },
+	{ "id", AK_STR, AO(id) },
+	{ "title", AK_STR, AO(title) },
+	{ "description", AK_STR, AO(description) },
+	{ "category", AK_STR, AO(category) },
+	{ "detectorId", AK_STR, AO(detector_id) },
+	{ "detectionSource", AK_STR, AO(detection_source) },
+	{ "computerDnsName", AK_STR, AO(computer_dns_name) },
+	{ "machineId", AK_STR, AO(machine_id) },
+	{ "aadTenantId", AK_STR, AO(aad_tenant_id) },
+	{ "threatName", AK_STR, AO(threat_name) },
+	{ "status", AK_STR, AO(status) },
+	{ "classification", AK_STR, AO(classification) },
+	{ "determination", AK_STR, AO(determination) },
+	{ "severity", AK_SEV, AO(severity_text) },
+	{ "relatedUser", AK_USER, 0 },
+	{ "mitreTechniques", AK_MITRE, AO(mitre) },
+	{ "incidentId", AK_NUMSTR, AO(incident_id) },
+	{ "investigationId", AK_NUMSTR, AO(investigation_id) },
+	{ "lastUpdateTime", AK_TIME, AO(last_update) },
+	{ "alertCreationTime", AK_TIME, AO(creation) },
+	{ "firstEventTime", AK_TIME, AO(first_event) },
+	{ "lastEventTime", AK_TIME, AO(last_event) },
+	{ "evidence", AK_EVIDENCE, 0 },
 };
 
 static const struct afield graph_fields[] = {
-	{ "id", K_STR, AO(id) },
-	{ "title", K_STR, AO(title) },
-	{ "description", K_STR, AO(description) },
-	{ "category", K_STR, AO(category) },
-	{ "detectorId", K_STR, AO(detector_id) },
-	{ "detectionSource", K_STR, AO(detection_source) },
-	{ "serviceSource", K_STR, AO(service_source) },
-	{ "status", K_STR, AO(status) },
-	{ "classification", K_STR, AO(classification) },
-	{ "determination", K_STR, AO(determination) },
-	{ "severity", K_SEV, AO(severity_text) },
-	{ "tenantId", K_STR, AO(aad_tenant_id) },
-	{ "threatFamilyName", K_STR, AO(threat_name) },
-	{ "incidentId", K_NUMSTR, AO(incident_id) },
-	{ "mitreTechniques", K_MITRE, AO(mitre) },
-	{ "lastUpdateDateTime", K_TIME, AO(last_update) },
-	{ "createdDateTime", K_TIME, AO(creation) },
-	{ "firstActivityDateTime", K_TIME, AO(first_event) },
-	{ "lastActivityDateTime", K_TIME, AO(last_event) },
-	{ "evidence", K_GEVIDENCE, 0 },
+	{ "id", AK_STR, AO(id) },
+	{ "title", AK_STR, AO(title) },
+	{ "description", AK_STR, AO(description) },
+	{ "category", AK_STR, AO(category) },
+	{ "detectorId", AK_STR, AO(detector_id) },
+	{ "detectionSource", AK_STR, AO(detection_source) },
+	{ "serviceSource", AK_STR, AO(service_source) },
+	{ "status", AK_STR, AO(status) },
+	{ "classification", AK_STR, AO(classification) },
+	{ "determination", AK_STR, AO(determination) },
+	{ "severity", AK_SEV, AO(severity_text) },
+	{ "tenantId", AK_STR, AO(aad_tenant_id) },
+	{ "threatFamilyName", AK_STR, AO(threat_name) },
+	{ "incidentId", AK_NUMSTR, AO(incident_id) },
+	{ "mitreTechniques", AK_MITRE, AO(mitre) },
+	{ "lastUpdateDateTime", AK_TIME, AO(last_update) },
+	{ "createdDateTime", AK_TIME, AO(creation) },
+	{ "firstActivityDateTime", AK_TIME, AO(first_event) },
+	{ "lastActivityDateTime", AK_TIME, AO(last_event) },
+	{ "evidence", AK_GEVIDENCE, 0 },
 };
 
 /* Members of nested objects, read as raw strings into arrays. */
@@ -588,23 +588,23 @@ read_field(struct alert *a, struct jscan *js, const struct afield *f)
 	int	 r;
 
 	switch (f->kind) {
-	case K_STR:
+	case AK_STR:
 		return read_str(a, js, at, 0);
-	case K_SEV:
+	case AK_SEV:
 		r = read_str(a, js, &a->severity_text, 0);
 		a->severity = severity_of(&a->severity_text);
 		return r;
-	case K_NUMSTR:
+	case AK_NUMSTR:
 		return read_str(a, js, at, 1);
-	case K_TIME:
+	case AK_TIME:
 		return ticks_read(js, at);
-	case K_MITRE:
+	case AK_MITRE:
 		return read_mitre(a, js);
-	case K_USER:
+	case AK_USER:
 		return read_user(a, js);
-	case K_EVIDENCE:
+	case AK_EVIDENCE:
 		return read_mde_evidence(a, js);
-	case K_GEVIDENCE:
+	case AK_GEVIDENCE:
 		return read_graph_evidence(a, js);
 	}
 	return jscan_skip(js);

@@ -1,4 +1,4 @@
-/* Page splitter: cuts an API response page into its element objects as it streams in. */
+/* Page splitter: cuts an API page into its element objects as it streams. */
 
 #include <stdint.h>
 #include <stdio.h>
@@ -38,8 +38,8 @@ enum ps_state {
 };
 
 /* What a raw value being scanned is. */
-enum ps_what { CAP_NONE, CAP_KEY, CAP_LINK, CAP_ELEM };
-enum ps_member { M_OTHER, M_VALUE, M_LINK };
+enum ps_what { PS_CAP_NONE, PS_CAP_KEY, PS_CAP_LINK, PS_CAP_ELEM };
+enum ps_member { PS_MEMBER_OTHER, PS_MEMBER_VALUE, PS_MEMBER_LINK };
 
 struct pagesplit {
 	enum ps_state	 state;
@@ -121,10 +121,10 @@ static int
 ps_too_big(struct pagesplit *ps)
 {
 	switch (ps->what) {
-	case CAP_ELEM:
+	case PS_CAP_ELEM:
 		return ps_fail(ps, "value[%zu] is larger than %zu bytes",
 		    ps->count, ps->max);
-	case CAP_LINK:
+	case PS_CAP_LINK:
 		return ps_fail(ps, "\"@odata.nextLink\" is longer than %zu "
 		    "bytes", ps->max);
 	default:
@@ -154,21 +154,21 @@ ps_deliver(struct pagesplit *ps, const char *p, size_t len)
 	int		 r;
 
 	switch (ps->what) {
-	case CAP_NONE:
+	case PS_CAP_NONE:
 		ps->state = PS_NEXT;
 		return 0;
-	case CAP_KEY:
+	case PS_CAP_KEY:
 		if (ps_string(ps, p, len, &s) != 0)
 			return -1;
 		if (jstr_eq(&s, "value", 5))
-			ps->member = M_VALUE;
+			ps->member = PS_MEMBER_VALUE;
 		else if (jstr_eq(&s, "@odata.nextLink", 15))
-			ps->member = M_LINK;
+			ps->member = PS_MEMBER_LINK;
 		else
-			ps->member = M_OTHER;
+			ps->member = PS_MEMBER_OTHER;
 		ps->state = PS_COLON;
 		return 0;
-	case CAP_LINK:
+	case PS_CAP_LINK:
 		if (ps_string(ps, p, len, &s) != 0)
 			return -1;
 		buf_reset(&ps->link);
@@ -180,7 +180,7 @@ ps_deliver(struct pagesplit *ps, const char *p, size_t len)
 		ps->has_link = 1;
 		ps->state = PS_NEXT;
 		return 0;
-	case CAP_ELEM:
+	case PS_CAP_ELEM:
 		r = ps->cb(p, len, ps->arg);
 		if (r != 0)
 			return ps_fail(ps, "value[%zu] rejected (error %d)",
@@ -199,7 +199,7 @@ ps_raw_end(struct pagesplit *ps, const char *p, size_t end)
 	size_t	 len = end - ps->cap_start;
 	int	 r;
 
-	if (ps->what == CAP_NONE)
+	if (ps->what == PS_CAP_NONE)
 		return ps_deliver(ps, NULL, 0);
 	if (ps->cap.len > ps->max || len > ps->max - ps->cap.len)
 		return ps_too_big(ps);
@@ -309,7 +309,7 @@ ps_value(struct pagesplit *ps, int c, size_t i)
 	size_t	 at = ps->off + i;
 
 	switch (ps->member) {
-	case M_VALUE:
+	case PS_MEMBER_VALUE:
 		if (ps->seen_value)
 			return ps_fail(ps, "second \"value\" member at byte "
 			    "%zu", at);
@@ -319,18 +319,18 @@ ps_value(struct pagesplit *ps, int c, size_t i)
 		ps->seen_value = 1;
 		ps->state = PS_ARRAY;
 		return 1;
-	case M_LINK:
+	case PS_MEMBER_LINK:
 		if (c == '"') {
-			ps_raw_begin(ps, CAP_LINK, i);
+			ps_raw_begin(ps, PS_CAP_LINK, i);
 			return 0;
 		}
 		if (c != 'n')
 			return ps_fail(ps, "\"@odata.nextLink\" is not a "
 			    "string (byte %zu)", at);
 		break;
-	case M_OTHER:
+	case PS_MEMBER_OTHER:
 		if (c == '"' || c == '{' || c == '[') {
-			ps_raw_begin(ps, CAP_NONE, i);
+			ps_raw_begin(ps, PS_CAP_NONE, i);
 			return 0;
 		}
 		break;
@@ -369,7 +369,7 @@ ps_envelope(struct pagesplit *ps, int c, size_t i)
 		if (c != '"')
 			return ps_fail(ps, "invalid JSON at byte %zu: expected "
 			    "a member name", at);
-		ps_raw_begin(ps, CAP_KEY, i);
+		ps_raw_begin(ps, PS_CAP_KEY, i);
 		return 0;
 	case PS_COLON:
 		if (c != ':')
@@ -389,7 +389,7 @@ ps_envelope(struct pagesplit *ps, int c, size_t i)
 		if (c != '{')
 			return ps_fail(ps, "value[%zu] is not an object "
 			    "(byte %zu)", ps->count, at);
-		ps_raw_begin(ps, CAP_ELEM, i);
+		ps_raw_begin(ps, PS_CAP_ELEM, i);
 		return 0;
 	case PS_ARRNEXT:
 		if (c != ',' && c != ']')
@@ -443,7 +443,7 @@ pagesplit_feed(struct pagesplit *ps, const char *p, size_t n)
 		else
 			i += r;
 	}
-	if (ps->state == PS_RAW && ps->what != CAP_NONE) {
+	if (ps->state == PS_RAW && ps->what != PS_CAP_NONE) {
 		if (ps->cap.len > ps->max ||
 		    n - ps->cap_start > ps->max - ps->cap.len)
 			return ps_too_big(ps);
@@ -466,7 +466,7 @@ pagesplit_finish(struct pagesplit *ps)
 	case PS_START:
 		return ps_fail(ps, "not JSON: empty body");
 	case PS_RAW:
-		if (ps->what == CAP_ELEM)
+		if (ps->what == PS_CAP_ELEM)
 			return ps_fail(ps, "body ended inside value[%zu]",
 			    ps->count);
 		break;

@@ -1,4 +1,4 @@
-/* Page splitter: an API page into its alert (or incident) objects, fed in pieces. */
+/* Page splitter: an API page into its alert (or incident) objects. */
 
 #ifndef AR_PAGESPLIT_H
 #define AR_PAGESPLIT_H

@@ -1,4 +1,4 @@
-/* UTF-8: how many bytes one (valid or invalid) sequence takes; needs nothing else. */
+/* UTF-8: how many bytes one (valid or invalid) sequence takes. */
 
 #include "utf8.h"
 

@@ -401,10 +401,21 @@ bool		 tenant_outputs_full(struct tenant *, bool quiet);
 const char *const *tenant_headers(const struct tenant *);
 void		 tenant_event_meta(const struct tenant *, int updated,
 		    struct event_meta *);
+/* A GET to the tenant's API with its token, headers and timeouts. */
+void		 tenant_api_opts(const struct tenant *, struct http_opts *,
+		    const char *url, const char *tok);
+/* Feed a body piece to a page split; -1 with err set (if still ""). */
+int		 reader_feed(struct pagesplit *, const char *, size_t,
+		    char *err, size_t errlen);
 /* Count an answer's status class in t->http_status. */
-void		 tenant_count_status(struct tenant *, const struct http_result *);
-/* "scheme://host:port" of an http(s) URL, lower case; -1 otherwise. */
-int		 reader_url_origin(const char *url, char *out, size_t len);
+void		 tenant_count_status(struct tenant *,
+		    const struct http_result *);
+/*
+ * Does a nextLink stay on api_url's origin (the token goes nowhere
+ * else)?  got: the link's origin, or "" when it has none.
+ */
+bool		 reader_link_home(const struct tenant *, const char *link,
+		    char *got, size_t len);
 
 /*
  * ireader.c: the incident reader (incidents = yes).  It reports its two

@@ -183,14 +183,7 @@ ireader_fetch_alerts(struct ireader *ir, const char *tok)
 	http_urlencode(&url, id);
 	free(id);
 	buf_adds(&url, "/alerts");
-	memset(&o, 0, sizeof(o));
-	o.method = "GET";
-	o.url = url.data;
-	o.bearer = tok;
-	o.headers = tenant_headers(t);
-	o.user_agent = t->relay->conf->daemon.user_agent;
-	o.ca_file = t->conf->ca_file;
-	o.timeout_ms = t->relay->conf->daemon.request_timeout_ms;
+	tenant_api_opts(t, &o, url.data, tok);
 	o.max_body = MAX_ALERT_BYTES;
 	o.done_cb = ireader_alerts_cb;
 	o.arg = ir;
@@ -238,14 +231,7 @@ ireader_fetch(struct ireader *ir)
 	ir->page_sane = TICKS_NONE;
 	ir->page_error[0] = '\0';
 	ir->pg_sent = ir->pg;
-	memset(&o, 0, sizeof(o));
-	o.method = "GET";
-	o.url = url.data;
-	o.bearer = tok;
-	o.headers = tenant_headers(t);
-	o.user_agent = t->relay->conf->daemon.user_agent;
-	o.ca_file = t->conf->ca_file;
-	o.timeout_ms = t->relay->conf->daemon.request_timeout_ms;
+	tenant_api_opts(t, &o, url.data, tok);
 	o.max_body = MAX_PAGE_BYTES;
 	o.data_cb = ireader_data_cb;
 	o.done_cb = ireader_page_cb;
@@ -271,14 +257,8 @@ ireader_data_cb(const char *p, size_t len, void *arg)
 {
 	struct ireader	*ir = arg;
 
-	if (pagesplit_feed(ir->split, p, len) == -1) {
-		if (ir->page_error[0] == '\0')
-			snprintf(ir->page_error, sizeof(ir->page_error),
-			    "bad response body: %s",
-			    pagesplit_error(ir->split));
-		return -1;
-	}
-	return 0;
+	return reader_feed(ir->split, p, len, ir->page_error,
+	    sizeof(ir->page_error));
 }
 
 /* Created (0), updated (1), or not to be forwarded (-1). */
@@ -451,11 +431,9 @@ ireader_link_ok(struct ireader *ir, const char *link)
 {
 	struct tenant	*t = ir->t;
 	struct log_ctx	 lc = { .tenant = t->name };
-	char		 want[300], got[300];
+	char		 got[300];
 
-	if (reader_url_origin(link, got, sizeof(got)) == 0 &&
-	    reader_url_origin(t->conf->api_url, want, sizeof(want)) == 0 &&
-	    strcmp(got, want) == 0)
+	if (reader_link_home(t, link, got, sizeof(got)))
 		return true;
 	tenant_error(t, LOG_ERR, &lc, "tenant %s: refusing an incidents "
 	    "@odata.nextLink off api_url (%s): the token is sent to api_url "

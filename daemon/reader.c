@@ -166,7 +166,7 @@ tenant_event_meta(const struct tenant *t, int updated, struct event_meta *m)
  * "scheme://host:port" of an absolute http(s) URL, lower case, with the
  * default port filled in; -1 for anything else (user info included).
  */
-int
+static int
 reader_url_origin(const char *url, char *out, size_t len)
 {
 	const char	*h, *end, *hend, *port;
@@ -217,4 +217,45 @@ tenant_count_status(struct tenant *t, const struct http_result *res)
 
 	t->http_status[res->failed && res->status == 0 ? 0 :
 	    (cls >= 1 && cls <= 5 ? cls : 0)]++;
+}
+
+void
+tenant_api_opts(const struct tenant *t, struct http_opts *o, const char *url,
+    const char *tok)
+{
+	memset(o, 0, sizeof(*o));
+	o->method = "GET";
+	o->url = url;
+	o->bearer = tok;
+	o->headers = tenant_headers(t);
+	o->user_agent = t->relay->conf->daemon.user_agent;
+	o->ca_file = t->conf->ca_file;
+	o->timeout_ms = t->relay->conf->daemon.request_timeout_ms;
+}
+
+int
+reader_feed(struct pagesplit *ps, const char *p, size_t len, char *err,
+    size_t errlen)
+{
+	if (pagesplit_feed(ps, p, len) == -1) {
+		if (err[0] == '\0')
+			snprintf(err, errlen, "bad response body: %s",
+			    pagesplit_error(ps));
+		return -1;
+	}
+	return 0;
+}
+
+bool
+reader_link_home(const struct tenant *t, const char *link, char *got,
+    size_t len)
+{
+	char	 want[300];
+
+	if (reader_url_origin(link, got, len) == -1) {
+		got[0] = '\0';
+		return false;
+	}
+	return reader_url_origin(t->conf->api_url, want, sizeof(want)) == 0 &&
+	    strcmp(got, want) == 0;
 }

@@ -461,14 +461,7 @@ catchup_fetch(struct catchup *c)
 	catchup_url(c, &url);
 	catchup_reset_page(c);
 	c->pg_sent = c->pg;
-	memset(&o, 0, sizeof(o));
-	o.method = "GET";
-	o.url = url.data;
-	o.bearer = tok;
-	o.headers = tenant_headers(t);
-	o.user_agent = t->relay->conf->daemon.user_agent;
-	o.ca_file = t->conf->ca_file;
-	o.timeout_ms = t->relay->conf->daemon.request_timeout_ms;
+	tenant_api_opts(t, &o, url.data, tok);
 	o.max_body = MAX_PAGE_BYTES;
 	o.data_cb = catchup_data_cb;
 	o.done_cb = catchup_page_cb;
@@ -485,14 +478,8 @@ catchup_data_cb(const char *p, size_t len, void *arg)
 {
 	struct catchup	*c = arg;
 
-	if (pagesplit_feed(c->split, p, len) == -1) {
-		if (c->page_error[0] == '\0')
-			snprintf(c->page_error, sizeof(c->page_error),
-			    "bad response body: %s",
-			    pagesplit_error(c->split));
-		return -1;
-	}
-	return 0;
+	return reader_feed(c->split, p, len, c->page_error,
+	    sizeof(c->page_error));
 }
 
 /* Is this version to be forwarded, and as created (0) or updated (1)? */
@@ -838,15 +825,13 @@ catchup_link_ok(struct catchup *c, const char *link)
 {
 	struct tenant	*t = c->t;
 	struct log_ctx	 lc = { .tenant = t->name };
-	char		 want[300], got[300];
+	char		 got[300];
 
-	if (reader_url_origin(link, got, sizeof(got)) == 0 &&
-	    reader_url_origin(t->conf->api_url, want, sizeof(want)) == 0 &&
-	    strcmp(got, want) == 0)
+	if (reader_link_home(t, link, got, sizeof(got)))
 		return true;
 	tenant_error(t, LOG_ERR, &lc, "tenant %s: refusing an @odata.nextLink "
 	    "to %s: it is not api_url (%s), and the token is sent to api_url "
-	    "only", t->name, reader_url_origin(link, got, sizeof(got)) == 0 ? got :
+	    "only", t->name, got[0] != '\0' ? got :
 	    "a URL that is not http(s)://host[:port]", t->conf->api_url);
 	return false;
 }

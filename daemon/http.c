@@ -11,7 +11,7 @@
 
 #include <curl/curl.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 
 struct http_req {
 	struct http		*http;
@@ -115,8 +115,7 @@ http_timer_set_cb(CURLM *multi, long timeout_ms, void *arg)
 		evtimer_del(h->timer);
 		return 0;
 	}
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	tv = tv_from_ms(timeout_ms);
 	evtimer_add(h->timer, &tv);
 	return 0;
 }

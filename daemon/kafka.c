@@ -33,7 +33,7 @@
 #include <event2/event.h>
 #include <librdkafka/rdkafka.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "kafka.h"
 
 #define KAFKA_WINDOW		4096	/* records produced, not released */
@@ -41,7 +41,11 @@
 #define KAFKA_TICK_MS		1000
 #define KAFKA_TIMEOUT_MS	"120000" /* message.timeout.ms */
 
-enum kafka_slot_state { SLOT_SENT, SLOT_OK, SLOT_FAILED };
+enum kafka_slot_state {
+	KAFKA_SLOT_SENT,
+	KAFKA_SLOT_OK,
+	KAFKA_SLOT_FAILED,
+};
 
 struct kafka_slot {
 	struct spool_pos	 end;
@@ -115,7 +119,7 @@ kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	sl = &k->slots[seq % KAFKA_WINDOW];
 	k->reported++;
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		sl->state = SLOT_OK;
+		sl->state = KAFKA_SLOT_OK;
 		k->up = true;
 		if (k->down)
 			log_output(LOG_INFO, k->conf.name, "output %s: the "
@@ -124,7 +128,7 @@ kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		k->warned[0] = '\0';
 		return;
 	}
-	sl->state = SLOT_FAILED;
+	sl->state = KAFKA_SLOT_FAILED;
 	kafka_fail(k, "delivery failed", rd_kafka_err2str(m->err));
 }
 
@@ -327,7 +331,7 @@ kafka_release(struct kafka *k)
 
 	while (k->head < k->next) {
 		sl = &k->slots[k->head % KAFKA_WINDOW];
-		if (sl->state != SLOT_OK)
+		if (sl->state != KAFKA_SLOT_OK)
 			break;
 		last = sl;
 		k->bytes -= sl->bytes;
@@ -446,7 +450,7 @@ kafka_send(struct kafka *k, const char *rec, size_t len,
 	sl = &k->slots[k->next % KAFKA_WINDOW];
 	sl->end = *end;
 	sl->bytes = len;
-	sl->state = SLOT_SENT;
+	sl->state = KAFKA_SLOT_SENT;
 	k->bytes += len;
 	k->next++;
 	return 0;

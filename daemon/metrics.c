@@ -46,7 +46,7 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "histogram.h"
 #include "httpreq.h"
 
@@ -140,9 +140,9 @@ num_ticks(char *s, size_t len, int64_t ticks)
 }
 
 static bool
-metrics_tenant_up(const struct tenant *t)
+metrics_tenant_up(const struct tenant_stats *ts)
 {
-	return t->conf->enabled && !t->failing && t->phase != TENANT_FAILED;
+	return ts->enabled && !ts->failing && ts->phase != TENANT_FAILED;
 }
 
 static void
@@ -150,106 +150,107 @@ metrics_tenants(struct relay *r, int64_t now, struct buf *b)
 {
 	static const char *cls[] = { "error", NULL, "2xx", "3xx", "4xx",
 	    "5xx" };
-	struct tenant	*t;
+	struct tenant_stats ts;
 	char		 n[64];
 	size_t		 i, j;
 
 	metrics_family(b, "polls_total", "counter", "Alert catch-ups per "
 	    "tenant, by result (ok: completed, error: ended by an error).");
 	for (i = 0; i < r->ntenants; i++) {
-		t = r->tenants[i];
-		metrics_sample(b, "polls_total", "tenant", t->name, "result",
-		    "ok", num_u(n, sizeof(n), t->polls_ok));
-		metrics_sample(b, "polls_total", "tenant", t->name, "result",
-		    "error", num_u(n, sizeof(n), t->polls_failed));
+		tenant_stats(r->tenants[i], &ts);
+		metrics_sample(b, "polls_total", "tenant", ts.name, "result",
+		    "ok", num_u(n, sizeof(n), ts.polls_ok));
+		metrics_sample(b, "polls_total", "tenant", ts.name, "result",
+		    "error", num_u(n, sizeof(n), ts.polls_failed));
 	}
 	metrics_family(b, "http_responses_total", "counter", "HTTP responses "
 	    "to the tenant's API calls by status class (error: no response).");
 	for (i = 0; i < r->ntenants; i++) {
-		t = r->tenants[i];
+		tenant_stats(r->tenants[i], &ts);
 		for (j = 0; j < nitems(cls); j++)
 			if (cls[j] != NULL)
 				metrics_sample(b, "http_responses_total",
-				    "tenant", t->name, "class", cls[j],
-				    num_u(n, sizeof(n), t->http_status[j]));
+				    "tenant", ts.name, "class", cls[j],
+				    num_u(n, sizeof(n), ts.http_status[j]));
 	}
 	metrics_family(b, "alerts_forwarded_total", "counter", "Alert "
 	    "versions of the tenant queued for its outputs.");
-	for (i = 0; i < r->ntenants; i++)
-		metrics_sample(b, "alerts_forwarded_total", "tenant",
-		    r->tenants[i]->name, NULL, NULL, num_u(n, sizeof(n),
-		    r->tenants[i]->forwarded));
+	for (i = 0; i < r->ntenants; i++) {
+		tenant_stats(r->tenants[i], &ts);
+		metrics_sample(b, "alerts_forwarded_total", "tenant", ts.name,
+		    NULL, NULL, num_u(n, sizeof(n), ts.forwarded));
+	}
 	metrics_family(b, "lag_seconds", "gauge", "Seconds between now and "
 	    "the tenant's cursor (newest lastUpdateTime forwarded).");
 	for (i = 0; i < r->ntenants; i++) {
-		t = r->tenants[i];
-		if (t->state.cursor != TICKS_NONE)
-			metrics_sample(b, "lag_seconds", "tenant", t->name,
+		tenant_stats(r->tenants[i], &ts);
+		if (ts.cursor != TICKS_NONE)
+			metrics_sample(b, "lag_seconds", "tenant", ts.name,
 			    NULL, NULL, num_ticks(n, sizeof(n),
-			    now - t->state.cursor));
+			    now - ts.cursor));
 	}
 	metrics_family(b, "token_expiry_timestamp_seconds", "gauge", "When "
 	    "the tenant's cached access token expires (Unix time).");
 	for (i = 0; i < r->ntenants; i++) {
-		t = r->tenants[i];
-		if (t->token.access != NULL && t->token.wall_expires != 0)
+		tenant_stats(r->tenants[i], &ts);
+		if (ts.token_expires != 0)
 			metrics_sample(b, "token_expiry_timestamp_seconds",
-			    "tenant", t->name, NULL, NULL, num_ticks(n,
-			    sizeof(n), t->token.wall_expires));
+			    "tenant", ts.name, NULL, NULL, num_ticks(n,
+			    sizeof(n), ts.token_expires));
 	}
 	metrics_family(b, "up", "gauge", "1 when the tenant is polled "
 	    "without errors, 0 when it is failing or stopped.");
-	for (i = 0; i < r->ntenants; i++)
-		metrics_sample(b, "up", "tenant", r->tenants[i]->name, NULL,
-		    NULL, metrics_tenant_up(r->tenants[i]) ? "1" : "0");
+	for (i = 0; i < r->ntenants; i++) {
+		tenant_stats(r->tenants[i], &ts);
+		metrics_sample(b, "up", "tenant", ts.name, NULL, NULL,
+		    metrics_tenant_up(&ts) ? "1" : "0");
+	}
 }
 
 /* Is the tenant polled by this daemon (enabled, and owned in a cluster)? */
 static bool
-metrics_tenant_polled(const struct relay *r, const struct tenant *t)
+metrics_tenant_polled(const struct relay *r, const struct tenant_stats *ts)
 {
-	return t->conf->enabled && (!r->conf->cluster.enabled ||
-	    tenant_owned(t));
+	return ts->enabled && (!r->conf->cluster.enabled || ts->owned);
 }
 
 /* What the alerting rules need: failing, last success, credentials. */
 static void
 metrics_tenants_health(struct relay *r, struct buf *b)
 {
-	struct tenant	*t;
+	struct tenant_stats ts;
 	char		 n[64];
 	size_t		 i;
 
 	metrics_family(b, "tenant_failing", "gauge", "1 while the tenant's "
 	    "polls keep failing (or it was given up on), else 0.");
 	for (i = 0; i < r->ntenants; i++) {
-		t = r->tenants[i];
-		metrics_sample(b, "tenant_failing", "tenant", t->name, NULL,
-		    NULL, t->conf->enabled && (t->failing ||
-		    t->phase == TENANT_FAILED) ? "1" : "0");
+		tenant_stats(r->tenants[i], &ts);
+		metrics_sample(b, "tenant_failing", "tenant", ts.name, NULL,
+		    NULL, ts.enabled && (ts.failing ||
+		    ts.phase == TENANT_FAILED) ? "1" : "0");
 	}
 	metrics_family(b, "tenant_last_success_timestamp_seconds", "gauge",
 	    "When the tenant's last catch-up completed (Unix time); the "
 	    "daemon's start until its first.  Only for tenants polled here.");
 	for (i = 0; i < r->ntenants; i++) {
-		t = r->tenants[i];
-		if (metrics_tenant_polled(r, t))
+		tenant_stats(r->tenants[i], &ts);
+		if (metrics_tenant_polled(r, &ts))
 			metrics_sample(b, "tenant_last_success_timestamp_"
-			    "seconds", "tenant", t->name, NULL, NULL,
-			    num_ticks(n, sizeof(n), t->last_success != 0 ?
-			    t->last_success : r->started));
+			    "seconds", "tenant", ts.name, NULL, NULL,
+			    num_ticks(n, sizeof(n), ts.last_success != 0 ?
+			    ts.last_success : r->started));
 	}
 	metrics_family(b, "tenant_credential_expiry_timestamp_seconds",
 	    "gauge", "When the tenant's certificate (notAfter) or client "
 	    "secret (secret_expires) expires (Unix time), when known.");
 	for (i = 0; i < r->ntenants; i++) {
-		t = r->tenants[i];
-		if (t->token.cred_expires != 0)
+		tenant_stats(r->tenants[i], &ts);
+		if (ts.cred_expires != 0)
 			metrics_sample(b, "tenant_credential_expiry_timestamp_"
-			    "seconds", "tenant", t->name, "credential",
-			    t->conf->certificate_file != NULL ? "certificate" :
-			    "secret", num_u(n, sizeof(n),
-			    (uint64_t)t->token.cred_expires));
+			    "seconds", "tenant", ts.name, "credential",
+			    ts.credential, num_u(n, sizeof(n),
+			    (uint64_t)ts.cred_expires));
 	}
 }
 

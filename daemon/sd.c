@@ -6,7 +6,7 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 
 #ifndef SD_STATUS_MS
 #define SD_STATUS_MS	5000	/* tests may shorten it */
@@ -182,17 +182,6 @@ sd_watchdog_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(sd->heartbeat, &zero);
 }
 
-/* Milliseconds as a struct timeval. */
-static struct timeval
-sd_tv(int64_t ms)
-{
-	struct timeval	 tv;
-
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)(ms % 1000 * 1000);
-	return tv;
-}
-
 void
 sd_start(struct relay *r)
 {
@@ -205,7 +194,7 @@ sd_start(struct relay *r)
 	sd = xcalloc(1, sizeof(*sd));
 	sd->relay = r;
 	r->sd_timer = event_new(r->base, -1, EV_PERSIST, sd_status_cb, sd);
-	tv = sd_tv(SD_STATUS_MS);
+	tv = tv_from_ms(SD_STATUS_MS);
 	event_add(r->sd_timer, &tv);
 	if (sd_watchdog_enabled(0, &usec) <= 0 || usec < 2000)
 		return;
@@ -213,7 +202,7 @@ sd_start(struct relay *r)
 	sd->hb_seen = mono_ms();
 	sd->heartbeat = evtimer_new(r->base, sd_heartbeat_cb, sd);
 	sd->wd_timer = event_new(r->base, -1, EV_PERSIST, sd_watchdog_cb, sd);
-	tv = sd_tv(sd->wd_ms);
+	tv = tv_from_ms(sd->wd_ms);
 	event_add(sd->wd_timer, &tv);
 	log_debug("systemd watchdog: feeding every %lld ms",
 	    (long long)sd->wd_ms);

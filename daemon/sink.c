@@ -32,7 +32,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "backoff.h"
 #include "kafka.h"
 #include "relp.h"
@@ -92,7 +92,7 @@ struct sink_mark {
 
 struct sink {
 	struct event_base	*base;
-	struct conf_output	 conf;		/* our own deep copy */
+	struct conf_output	 conf;		/* conf_output_dup: ours */
 	struct spool		*spool;
 	SSL_CTX			*ssl_ctx;
 
@@ -161,55 +161,6 @@ static void	sink_io_cb(evutil_socket_t, short, void *);
 static void	sink_relp_open(struct sink *);
 static void	sink_relp_release(struct sink *);
 static int	sink_relp_input(struct sink *, const char *, size_t);
-
-/* xstrdup that passes NULL through. */
-static char *
-sink_strdup(const char *s)
-{
-	return s == NULL ? NULL : xstrdup(s);
-}
-
-/* Deep-copy an output's configuration so a reload can free the old one. */
-static void
-sink_conf_copy(struct conf_output *dst, const struct conf_output *src)
-{
-	*dst = *src;
-	dst->name = sink_strdup(src->name);
-	dst->address = sink_strdup(src->address);
-	dst->host = sink_strdup(src->host);
-	dst->port = sink_strdup(src->port);
-	dst->ca_file = sink_strdup(src->ca_file);
-	dst->cert_file = sink_strdup(src->cert_file);
-	dst->key_file = sink_strdup(src->key_file);
-	dst->tls_server_name = sink_strdup(src->tls_server_name);
-	dst->file = sink_strdup(src->file);
-	dst->brokers = sink_strdup(src->brokers);
-	dst->topic = sink_strdup(src->topic);
-	dst->sasl_username = sink_strdup(src->sasl_username);
-	dst->sasl_password_file = sink_strdup(src->sasl_password_file);
-	dst->sasl_password = sink_strdup(src->sasl_password);
-}
-
-static void
-sink_conf_clear(struct conf_output *c)
-{
-	free(c->name);
-	free(c->address);
-	free(c->host);
-	free(c->port);
-	free(c->ca_file);
-	free(c->cert_file);
-	free(c->key_file);
-	free(c->tls_server_name);
-	free((char *)c->file);
-	free(c->brokers);
-	free(c->topic);
-	free(c->sasl_username);
-	free(c->sasl_password_file);
-	if (c->sasl_password != NULL)
-		explicit_bzero(c->sasl_password, strlen(c->sasl_password));
-	free(c->sasl_password);
-}
 
 /* RELP's records are acknowledged by its responses (see sink_relp_input). */
 #define SINK_RELP_WINDOW	1024
@@ -341,7 +292,7 @@ sink_spool_open(const struct conf_output *c, const char *state_dir,
 static void
 sink_kick(struct sink *s, int64_t ms)
 {
-	struct timeval	 tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval	 tv = tv_from_ms(ms);
 
 	if (!evtimer_pending(s->kick, NULL) || ms == 0)
 		evtimer_add(s->kick, &tv);
@@ -350,7 +301,7 @@ sink_kick(struct sink *s, int64_t ms)
 static void
 sink_timer_add(struct sink *s, int64_t ms)
 {
-	struct timeval	 tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval	 tv = tv_from_ms(ms);
 
 	evtimer_add(s->timer, &tv);
 }
@@ -1570,7 +1521,7 @@ sink_build(struct event_base *base, const struct conf_output *c,
 	buf_init(&s->rec);
 	buf_init(&s->frame);
 	buf_init(&s->relp_in);
-	sink_conf_copy(&s->conf, c);
+	conf_output_dup(&s->conf, c);
 	if (c->transport == OUT_KAFKA) {
 		struct kafka_cbs cbs = { sink_kafka_acked_cb,
 		    sink_kafka_failed_cb, s };
@@ -1709,7 +1660,7 @@ sink_free(struct sink *s)
 	buf_clear(&s->rec);
 	buf_clear(&s->frame);
 	buf_clear(&s->relp_in);
-	sink_conf_clear(&s->conf);
+	conf_output_dup_free(&s->conf);
 	free(s);
 }
 

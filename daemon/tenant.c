@@ -7,7 +7,7 @@
  * tenant alone; the API's rate budget and Retry-After are honoured.
  *
  * With incidents = yes the tenant also reads Graph incidents after each
- * live catch-up (the ireader, below), with their own cursor and dedupe
+ * live catch-up (the ireader, ireader.c), with their own cursor and dedupe
  * set.
  *
  * Ownership: the tenant owns its token, its live catch-up, its backfill
@@ -28,7 +28,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "paging.h"
 #include "backoff.h"
 #include "graph.h"
@@ -36,14 +36,8 @@
 #include "jscan.h"
 #include "oauth.h"
 
-#define PAUSE_CHECK_MS		1000
-#define MAX_ALERT_BYTES		(16 * 1024 * 1024)
-/* A page of 10,000 alerts is ~40 MB; far larger bodies are hostile. */
-#define MAX_PAGE_BYTES		((size_t)512 * 1024 * 1024)
 #define ONCE_MAX_RETRIES	3
 #define BACKFILL_MAX_RETRIES	5
-/* A cursor never moves further ahead of this host's clock. */
-#define FUTURE_MAX_TICKS	(5 * 60 * TICKS_PER_SEC)
 
 /*
  * One reading of the alerts API: the live poller's catch-up, or a
@@ -83,44 +77,7 @@ struct checkpoint {
 	struct spool_pos *tail;		/* one per routed sink */
 };
 
-/* The incident reader (see ireader_new below). */
-struct ireader {
-	struct tenant	*t;
-	struct paging	 pg;
-	struct paging	 pg_sent;	/* pg when the request went out */
-	char		*next_link;
-	struct pagesplit *split;
-	struct http_req	*req;
-	int64_t		 page_sane;	/* newest sane lastUpdateDateTime */
-	unsigned	 page_n;
-	int		 retried_401;
-	bool		 awaiting_token;
-	bool		 dirty;
-	char		 page_error[256];
-	struct incident	 inc;		/* scratch: the incident being read */
-	/*
-	 * Fallback when $expand=alerts answers 500: the page is read
-	 * without it, and each incident to forward waits here for its
-	 * /incidents/{id}/alerts, asked one at a time.
-	 */
-	bool		 no_expand;
-	struct ipend	*pend;
-	size_t		 npend, ipend;
-};
-
-struct ipend {
-	char		*raw;		/* the incident object as received */
-	size_t		 len;
-	int		 kind;		/* created 0, updated 1 */
-};
-
 static void	tenant_poll(struct tenant *);
-static void	ireader_start(struct ireader *);
-static void	ireader_fetch(struct ireader *);
-static bool	ireader_abandon(struct ireader *);
-static void	ireader_fetch_alerts(struct ireader *, const char *);
-static void	ireader_token_cb(struct ireader *, int);
-static int	ireader_commit(struct ireader *);
 static void	tenant_checkpoint(struct tenant *);
 static void	catchup_fetch(struct catchup *);
 static int	catchup_data_cb(const char *, size_t, void *);
@@ -137,120 +94,14 @@ tenant_phase_name(enum tenant_phase p)
 	return (unsigned)p < nitems(names) ? names[p] : "unknown";
 }
 
-static void
-timer_in(struct event *ev, int64_t ms)
-{
-	struct timeval	 tv;
-
-	if (ms < 0)
-		ms = 0;
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(ev, &tv);
-}
-
-static void
-tenant_schedule(struct tenant *t, enum tenant_phase phase, int64_t ms)
-{
-	t->phase = phase;
-	timer_in(t->timer, ms);
-}
-
 /* Wait before the next step of a catch-up (live: with its phase). */
 static void
 catchup_wait(struct catchup *c, enum tenant_phase phase, int64_t ms)
 {
 	if (c->backfill)
-		timer_in(c->timer, ms);
+		reader_timer_in(c->timer, ms);
 	else
 		tenant_schedule(c->t, phase, ms);
-}
-
-void
-tenant_error(struct tenant *t, int prio, const struct log_ctx *c,
-    const char *fmt, ...)
-{
-	va_list	 ap;
-
-	va_start(ap, fmt);
-	vsnprintf(t->last_error, sizeof(t->last_error), fmt, ap);
-	va_end(ap);
-	log_ctx(prio, c, "%s", t->last_error);
-}
-
-/* "@1798761600" (RFC 9745) as "2027-01-01"; anything else as it is. */
-static void
-sunset_date(const char *v, char *out, size_t len)
-{
-	char		*end;
-	long long	 secs;
-	time_t		 w;
-	struct tm	 tm;
-
-	if (v[0] == '@' && (secs = strtoll(v + 1, &end, 10)) > 0 &&
-	    *end == '\0' && (w = (time_t)secs, gmtime_r(&w, &tm)) != NULL &&
-	    strftime(out, len, "%Y-%m-%d", &tm) > 0)
-		return;
-	snprintf(out, len, "%s", v);
-}
-
-void
-tenant_note_sunset(struct tenant *t, const struct http_result *res,
-    const char *what)
-{
-	int64_t		 day = ts_now() / TICKS_PER_SEC / 86400;
-	char		 dep[120], sun[120];
-
-	if ((res->deprecation == NULL && res->sunset == NULL) ||
-	    (t->sunset_day != 0 && t->sunset_day == day))
-		return;
-	t->sunset_day = day;
-	sunset_date(res->deprecation ? res->deprecation : "", dep,
-	    sizeof(dep));
-	sunset_date(res->sunset ? res->sunset : "", sun, sizeof(sun));
-	log_tenant(LOG_WARNING, t->name, "tenant %s: the %s API says it is "
-	    "going away: %s%s%s%s%s; %s", t->name, what,
-	    res->deprecation ? "deprecated since " : "", dep,
-	    res->deprecation && res->sunset ? ", " : "",
-	    res->sunset ? "stops on " : "", sun,
-	    t->conf->source == SRC_MDE ? "plan the move to source = graph "
-	    "(alertrelay.conf(5))" : "check alertrelay's release notes");
-}
-
-/*
- * The state file cannot be read: this tenant stops alone, with an error
- * that says the way out, until alertrelayctl cursor set gives it a
- * fresh state.
- */
-static void
-tenant_state_failed(struct tenant *t, const char *err)
-{
-	struct log_ctx	 c = { .tenant = t->name };
-
-	t->state_bad = true;
-	t->phase = TENANT_FAILED;
-	if (t->timer != NULL)
-		evtimer_del(t->timer);
-	tenant_error(t, LOG_ERR, &c, "tenant %s: cannot use its state file: "
-	    "%s; this tenant is stopped, the others carry on; to recover, "
-	    "choose where to read from: alertrelayctl cursor set %s TIME",
-	    t->name, err, t->name);
-}
-
-/* Forget what was read but not committed: back to the saved state. */
-static int
-tenant_state_reread(struct tenant *t)
-{
-	char	 err[512];
-
-	tenant_state_clear(&t->state);
-	tenant_state_init(&t->state);
-	if (tenant_state_load(t->state_path, &t->state, err,
-	    sizeof(err)) == -1) {
-		tenant_state_failed(t, err);
-		return -1;
-	}
-	return 0;
 }
 
 static int64_t
@@ -308,7 +159,7 @@ static void
 tenant_once_done(struct tenant *t, bool ok)
 {
 	t->phase = ok ? TENANT_IDLE : TENANT_FAILED;
-	relay_tenant_done(t->relay, t, ok);
+	t->ops->done(t->relay, t, ok);
 }
 
 /* A backfill ended: report, then free it from the loop. */
@@ -362,8 +213,8 @@ catchup_backoff(struct catchup *c, int64_t retry_after_ms, bool counts)
 			backfill_end(c, false, t->last_error);
 			return;
 		}
-		timer_in(c->timer, backoff_delay(c->failures ? c->failures : 1,
-		    retry_after_ms, arc4random()));
+		reader_timer_in(c->timer, backoff_delay(c->failures ?
+		    c->failures : 1, retry_after_ms, arc4random()));
 		return;
 	}
 	if (counts) {
@@ -422,6 +273,19 @@ tenant_succeeded(struct tenant *t)
 	    10 >> 32));
 }
 
+/* The incident reader's ends, given to it at creation. */
+static void
+tenant_incidents_backoff(struct tenant *t, int64_t retry_after_ms,
+    bool counts)
+{
+	catchup_backoff(t->live, retry_after_ms, counts);
+}
+
+static const struct ireader_ops tenant_ireader_ops = {
+	.done = tenant_succeeded,
+	.backoff = tenant_incidents_backoff,
+};
+
 static void
 tenant_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -439,31 +303,6 @@ static void
 backfill_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	catchup_fetch(arg);
-}
-
-static bool
-tenant_outputs_full(struct tenant *t, bool quiet)
-{
-	size_t		 i;
-	struct log_ctx	 c = { .tenant = t->name };
-
-	for (i = 0; i < t->nsinks; i++) {
-		if (!sink_full(t->sinks[i]))
-			continue;
-		if (!quiet) {
-			c.output = sink_conf(t->sinks[i])->name;
-			c.message_id = MSGID_SPOOL_FULL;
-			log_ctx(LOG_WARNING, &c, "tenant %s: polling paused: "
-			    "spool of output %s is full (spool_max_bytes); "
-			    "it resumes when the SIEM takes the backlog",
-			    t->name, c.output);
-		}
-		return true;
-	}
-	if (quiet && t->phase == TENANT_PAUSED)
-		log_tenant(LOG_INFO, t->name, "tenant %s: polling resumed: "
-		    "the outputs' spools have room again", t->name);
-	return false;
 }
 
 /* Start a catch-up from the cursor (minus the overlap window). */
@@ -499,16 +338,22 @@ catchup_token_cb(struct catchup *c, int rc)
 	catchup_fetch(c);
 }
 
-/* The token's answer: serve the catch-ups that wait for it now. */
+/*
+ * The token's answer (enum token_result): note whether the credentials
+ * were refused, then serve the catch-ups that wait for it now.
+ */
 static void
 tenant_token_cb(struct tenant *t, int rc)
 {
+	t->auth_failed = rc == TOKEN_REJECTED;
+	if (rc != TOKEN_OK)
+		rc = -1;
 	if (t->live->awaiting_token)
 		catchup_token_cb(t->live, rc);
 	if (t->backfill != NULL && t->backfill->awaiting_token)
 		catchup_token_cb(t->backfill, rc);
-	if (t->incidents != NULL && t->incidents->awaiting_token)
-		ireader_token_cb(t->incidents, rc);
+	if (t->incidents != NULL)
+		ireader_token_cb(t->incidents, rc);	/* if it waits */
 }
 
 /* $top of this catch-up's boundary requests. */
@@ -538,17 +383,6 @@ tenant_top_notice(struct tenant *t)
 	log_tenant(LOG_NOTICE, t->name, "tenant %s: page_size %u is above "
 	    "the $top maximum of Graph alerts_v2; asking for %u alerts a "
 	    "page", t->name, page_size, top);
-}
-
-/* Extra request headers: Graph is asked for every enum member. */
-static const char *const *
-tenant_headers(const struct tenant *t)
-{
-	static const char *const graph[] = {
-		"Prefer: include-unknown-enum-members", NULL
-	};
-
-	return t->conf->source == SRC_GRAPH ? graph : NULL;
 }
 
 static void
@@ -627,14 +461,7 @@ catchup_fetch(struct catchup *c)
 	catchup_url(c, &url);
 	catchup_reset_page(c);
 	c->pg_sent = c->pg;
-	memset(&o, 0, sizeof(o));
-	o.method = "GET";
-	o.url = url.data;
-	o.bearer = tok;
-	o.headers = tenant_headers(t);
-	o.user_agent = t->relay->conf->daemon.user_agent;
-	o.ca_file = t->conf->ca_file;
-	o.timeout_ms = t->relay->conf->daemon.request_timeout_ms;
+	tenant_api_opts(t, &o, url.data, tok);
 	o.max_body = MAX_PAGE_BYTES;
 	o.data_cb = catchup_data_cb;
 	o.done_cb = catchup_page_cb;
@@ -651,14 +478,8 @@ catchup_data_cb(const char *p, size_t len, void *arg)
 {
 	struct catchup	*c = arg;
 
-	if (pagesplit_feed(c->split, p, len) == -1) {
-		if (c->page_error[0] == '\0')
-			snprintf(c->page_error, sizeof(c->page_error),
-			    "bad response body: %s",
-			    pagesplit_error(c->split));
-		return -1;
-	}
-	return 0;
+	return reader_feed(c->split, p, len, c->page_error,
+	    sizeof(c->page_error));
 }
 
 /* Is this version to be forwarded, and as created (0) or updated (1)? */
@@ -691,18 +512,6 @@ tenant_classify(struct catchup *c, const struct alert *a)
 	    a->creation < t->state.horizon && a->creation >= t->state.since)
 		return t->conf->forward_updates ? 1 : -1;
 	return 0;
-}
-
-/* What every event of this tenant carries besides the alert or incident. */
-static void
-tenant_event_meta(const struct tenant *t, int updated, struct event_meta *m)
-{
-	memset(m, 0, sizeof(*m));
-	m->tenant_name = t->name;
-	m->tenant_label = t->conf->label;
-	m->tenant_id = t->conf->tenant_id;
-	m->updated = updated;
-	m->forwarded_at = ts_now();
 }
 
 /* Encode one alert version for every routed output and queue it. */
@@ -1010,69 +819,19 @@ tenant_api_error(struct tenant *t, const struct http_result *res)
 	    res->location != NULL ? res->location : "", hint);
 }
 
-/*
- * "scheme://host:port" of an absolute http(s) URL, lower case, with the
- * default port filled in; -1 for anything else (user info included).
- */
-static int
-url_origin(const char *url, char *out, size_t len)
-{
-	const char	*h, *end, *hend, *port;
-	size_t		 i, n;
-	bool		 tls;
-
-	if (strncasecmp(url, "https://", 8) == 0)
-		tls = true;
-	else if (strncasecmp(url, "http://", 7) == 0)
-		tls = false;
-	else
-		return -1;
-	h = url + (tls ? 8 : 7);
-	end = h + strcspn(h, "/?#");
-	if (*h == '[') {
-		if ((hend = memchr(h, ']', end - h)) == NULL)
-			return -1;
-		hend++;
-	} else
-		hend = h + strcspn(h, ":/?#");
-	if (hend == h || hend > end)
-		return -1;
-	if (hend == end) {
-		port = tls ? "443" : "80";
-		n = strlen(port);
-	} else {
-		port = hend + 1;
-		n = end - port;
-		if (*hend != ':' || n == 0 || n > 5 ||
-		    strspn(port, "0123456789") < n)
-			return -1;
-	}
-	for (i = 0; h + i < hend; i++)
-		if (!isalnum((unsigned char)h[i]) &&
-		    strchr(".-_[]:", h[i]) == NULL)
-			return -1;
-	snprintf(out, len, "%s://%.*s:%.*s", tls ? "https" : "http",
-	    (int)(hend - h), h, (int)n, port);
-	for (i = 0; out[i] != '\0'; i++)
-		out[i] = tolower((unsigned char)out[i]);
-	return 0;
-}
-
 /* The token stays home: a link elsewhere ends the catch-up (logged). */
 static bool
 catchup_link_ok(struct catchup *c, const char *link)
 {
 	struct tenant	*t = c->t;
 	struct log_ctx	 lc = { .tenant = t->name };
-	char		 want[300], got[300];
+	char		 got[300];
 
-	if (url_origin(link, got, sizeof(got)) == 0 &&
-	    url_origin(t->conf->api_url, want, sizeof(want)) == 0 &&
-	    strcmp(got, want) == 0)
+	if (reader_link_home(t, link, got, sizeof(got)))
 		return true;
 	tenant_error(t, LOG_ERR, &lc, "tenant %s: refusing an @odata.nextLink "
 	    "to %s: it is not api_url (%s), and the token is sent to api_url "
-	    "only", t->name, url_origin(link, got, sizeof(got)) == 0 ? got :
+	    "only", t->name, got[0] != '\0' ? got :
 	    "a URL that is not http(s)://host[:port]", t->conf->api_url);
 	return false;
 }
@@ -1111,15 +870,6 @@ catchup_next_page(struct catchup *c)
 }
 
 static void
-count_status(struct tenant *t, const struct http_result *res)
-{
-	int	 cls = res->status / 100;
-
-	t->http_status[res->failed && res->status == 0 ? 0 :
-	    (cls >= 1 && cls <= 5 ? cls : 0)]++;
-}
-
-static void
 catchup_page_cb(const struct http_result *res, void *arg)
 {
 	struct catchup	*c = arg;
@@ -1128,7 +878,7 @@ catchup_page_cb(const struct http_result *res, void *arg)
 	bool		 good;
 
 	c->req = NULL;
-	count_status(t, res);
+	tenant_count_status(t, res);
 	tenant_note_sunset(t, res, t->conf->source == SRC_GRAPH ? "Graph "
 	    "alerts" : "Defender for Endpoint alerts");
 	good = !res->failed && res->status == 200;
@@ -1167,643 +917,6 @@ catchup_page_cb(const struct http_result *res, void *arg)
 	catchup_backoff(c, res->retry_after_ms, res->status != 429);
 }
 
-/*
- * The incident reader (incidents = yes).  After each live catch-up of
- * the alerts has caught up, the tenant reads Graph security/incidents
- * with lastUpdateDateTime >= its own cursor - overlap, $top at most 50,
- * $expand=alerts, following @odata.nextLink, inside the tenant's rate
- * budget; each version not in the incidents' dedupe set is forwarded as
- * its own event (SPEC 4 "Incidents") and only then does the incidents'
- * cursor move.  Paging is lib/paging.c's, as for alerts.  Owned by the
- * tenant; owns its page request.
- */
-
-static struct ireader *
-ireader_new(struct tenant *t)
-{
-	struct ireader	*ir;
-
-	ir = xcalloc(1, sizeof(*ir));
-	ir->t = t;
-	incident_init(&ir->inc);
-	return ir;
-}
-
-/* Forget the incidents waiting for their alerts. */
-static void
-ireader_pend_clear(struct ireader *ir)
-{
-	size_t	 i;
-
-	for (i = 0; i < ir->npend; i++)
-		free(ir->pend[i].raw);
-	free(ir->pend);
-	ir->pend = NULL;
-	ir->npend = ir->ipend = 0;
-}
-
-static void
-ireader_free(struct ireader *ir)
-{
-	if (ir == NULL)
-		return;
-	if (ir->req != NULL)
-		http_cancel(ir->t->relay->http, ir->req);
-	ireader_pend_clear(ir);
-	pagesplit_free(ir->split);
-	free(ir->next_link);
-	incident_clear(&ir->inc);
-	free(ir);
-}
-
-/* The incidents' page size: page_size within Graph's $top of 50. */
-static unsigned
-ireader_top(const struct ireader *ir)
-{
-	return graph_top_clamp(GRAPH_INCIDENTS,
-	    ir->t->relay->conf->daemon.page_size);
-}
-
-/* Start reading incidents from the incidents' cursor. */
-static void
-ireader_start(struct ireader *ir)
-{
-	struct tenant	*t = ir->t;
-	const struct conf_daemon *d = &t->relay->conf->daemon;
-	int64_t		 from;
-
-	if (t->state.icursor == TICKS_NONE)
-		from = t->state.since;
-	else
-		from = t->state.icursor - d->overlap_ms * TICKS_PER_MS;
-	paging_start(&ir->pg, from, ireader_top(ir));
-	free(ir->next_link);
-	ir->next_link = NULL;
-	ir->retried_401 = 0;
-	ir->no_expand = false;	/* each poll tries $expand again */
-	t->incidents_active = true;
-	ireader_fetch(ir);
-}
-
-/* The incidents are read: finish the poll (tenant_succeeded). */
-static void
-ireader_done(struct ireader *ir)
-{
-	struct tenant	*t = ir->t;
-
-	t->incidents_active = false;
-	t->incidents_done = true;
-	tenant_succeeded(t);
-}
-
-/* An error ended the reading: back off the tenant as for alerts. */
-static void
-ireader_backoff(struct ireader *ir, int64_t retry_after_ms, bool counts)
-{
-	ireader_pend_clear(ir);
-	ir->t->incidents_active = false;
-	catchup_backoff(ir->t->live, retry_after_ms, counts);
-}
-
-static void
-ireader_url(struct ireader *ir, struct buf *url)
-{
-	char	 ts[40];
-
-	if (ir->next_link != NULL) {
-		buf_adds(url, ir->next_link);
-		return;
-	}
-	ts_format(ir->pg.from, ts, sizeof(ts));
-	buf_addf(url, "%s%s?$filter=lastUpdateDateTime+ge+%s&$top=%u",
-	    ir->t->conf->api_url, graph_path(GRAPH_INCIDENTS), ts, ir->pg.top);
-	if (ir->pg.skip > 0)
-		buf_addf(url, "&$skip=%u", ir->pg.skip);
-	buf_adds(url, "&$orderby=lastUpdateDateTime+asc");
-	if (!ir->no_expand)
-		buf_adds(url, "&$expand=alerts");
-}
-
-static int	ireader_data_cb(const char *, size_t, void *);
-static int	ireader_incident_cb(const char *, size_t, void *);
-static void	ireader_page_cb(const struct http_result *, void *);
-static void	ireader_alerts_cb(const struct http_result *, void *);
-
-/* Ask for the alerts of the next incident waiting for them. */
-static void
-ireader_fetch_alerts(struct ireader *ir, const char *tok)
-{
-	struct tenant	*t = ir->t;
-	struct ipend	*pe = &ir->pend[ir->ipend];
-	struct http_opts o;
-	struct buf	 url;
-	char		 err[200], *id;
-
-	if (incident_parse(&ir->inc, pe->raw, pe->len, err,
-	    sizeof(err)) == -1)
-		fatalx("tenant %s: a kept incident does not parse: %s",
-		    t->name, err);
-	buf_init(&url);
-	buf_addf(&url, "%s%s/", t->conf->api_url, graph_path(GRAPH_INCIDENTS));
-	id = xstrndup(ir->inc.id.p, ir->inc.id.len);
-	http_urlencode(&url, id);
-	free(id);
-	buf_adds(&url, "/alerts");
-	memset(&o, 0, sizeof(o));
-	o.method = "GET";
-	o.url = url.data;
-	o.bearer = tok;
-	o.headers = tenant_headers(t);
-	o.user_agent = t->relay->conf->daemon.user_agent;
-	o.ca_file = t->conf->ca_file;
-	o.timeout_ms = t->relay->conf->daemon.request_timeout_ms;
-	o.max_body = MAX_ALERT_BYTES;
-	o.done_cb = ireader_alerts_cb;
-	o.arg = ir;
-	ir->req = http_request(t->relay->http, &o);
-	buf_clear(&url);
-}
-
-/* Request the next page of incidents (after the same checks as alerts). */
-static void
-ireader_fetch(struct ireader *ir)
-{
-	struct tenant	*t = ir->t;
-	struct http_opts o;
-	struct buf	 url;
-	const char	*tok;
-	int64_t		 now = mono_ms(), wait;
-
-	if (ir->req != NULL || ir->awaiting_token)
-		return;
-	if (tenant_outputs_full(t, t->phase == TENANT_PAUSED)) {
-		tenant_schedule(t, TENANT_PAUSED, PAUSE_CHECK_MS);
-		return;
-	}
-	if ((wait = rate_wait(&t->rate, now)) > 0) {
-		tenant_schedule(t, TENANT_FETCH, wait);
-		return;
-	}
-	if ((tok = token_current(t)) == NULL) {
-		ir->awaiting_token = true;
-		t->phase = TENANT_TOKEN;
-		token_refresh(t);	/* may answer at once */
-		return;
-	}
-	rate_note(&t->rate, now);
-	t->phase = TENANT_FETCH;
-	if (ir->ipend < ir->npend) {
-		ireader_fetch_alerts(ir, tok);
-		return;
-	}
-	buf_init(&url);
-	ireader_url(ir, &url);
-	pagesplit_free(ir->split);
-	ir->split = pagesplit_new(MAX_ALERT_BYTES, ireader_incident_cb, ir);
-	ir->page_n = 0;
-	ir->page_sane = TICKS_NONE;
-	ir->page_error[0] = '\0';
-	ir->pg_sent = ir->pg;
-	memset(&o, 0, sizeof(o));
-	o.method = "GET";
-	o.url = url.data;
-	o.bearer = tok;
-	o.headers = tenant_headers(t);
-	o.user_agent = t->relay->conf->daemon.user_agent;
-	o.ca_file = t->conf->ca_file;
-	o.timeout_ms = t->relay->conf->daemon.request_timeout_ms;
-	o.max_body = MAX_PAGE_BYTES;
-	o.data_cb = ireader_data_cb;
-	o.done_cb = ireader_page_cb;
-	o.arg = ir;
-	ir->req = http_request(t->relay->http, &o);
-	buf_clear(&url);
-}
-
-static void
-ireader_token_cb(struct ireader *ir, int rc)
-{
-	ir->awaiting_token = false;
-	if (rc == -1)
-		ireader_backoff(ir, -1, true);
-	else
-		ireader_fetch(ir);
-}
-
-static int
-ireader_data_cb(const char *p, size_t len, void *arg)
-{
-	struct ireader	*ir = arg;
-
-	if (pagesplit_feed(ir->split, p, len) == -1) {
-		if (ir->page_error[0] == '\0')
-			snprintf(ir->page_error, sizeof(ir->page_error),
-			    "bad response body: %s",
-			    pagesplit_error(ir->split));
-		return -1;
-	}
-	return 0;
-}
-
-/* Created (0), updated (1), or not to be forwarded (-1). */
-static int
-ireader_classify(struct ireader *ir, const struct incident *in)
-{
-	struct tenant	*t = ir->t;
-	enum severity	 min = t->conf->min_severity;
-	enum dedupe_result r;
-
-	r = dedupe_check(&t->state.iseen, in->id.p, in->id.len,
-	    in->last_update);
-	if (r == DEDUPE_DUP)
-		return -1;
-	if (min > SEV_INFORMATIONAL && in->severity < min)
-		return -1;
-	if (in->redirect_id.p != NULL)
-		return 1;		/* merged: always told, as updated */
-	if (r == DEDUPE_NEWER)
-		return t->conf->forward_updates ? 1 : -1;
-	return 0;
-}
-
-/* Encode one incident version for every routed output and queue it. */
-static int
-ireader_forward(struct ireader *ir, const struct incident *in, int updated)
-{
-	static struct buf	 msg;
-	struct tenant		*t = ir->t;
-	struct relay		*r = t->relay;
-	struct event_meta	 m;
-	size_t			 i;
-
-	tenant_event_meta(t, updated, &m);
-	for (i = 0; i < t->nsinks; i++) {
-		buf_reset(&msg);
-		if (incident_encode(&msg, sink_conf(t->sinks[i]), in, &m,
-		    r->hostname, r->pid) == -1)
-			continue;
-		if (sink_enqueue_alert(t->sinks[i], t->name, in->id.p,
-		    in->id.len, msg.data, msg.len) == -1) {
-			snprintf(ir->page_error, sizeof(ir->page_error),
-			    "output %s: cannot queue incident in spool: %s",
-			    sink_conf(t->sinks[i])->name, strerror(errno));
-			return -1;
-		}
-	}
-	notifiers_incident(r->notifiers, r->nnotifiers, in, &m);
-	return 0;
-}
-
-static int
-ireader_incident_cb(const char *obj, size_t len, void *arg)
-{
-	struct ireader	*ir = arg;
-	struct tenant	*t = ir->t;
-	struct incident	*in = &ir->inc;
-	char		 err[200];
-	int		 kind;
-
-	if (incident_parse(in, obj, len, err, sizeof(err)) == -1) {
-		log_tenant(LOG_WARNING, t->name, "tenant %s: skipping "
-		    "incident %zu of a page: %s", t->name,
-		    pagesplit_count(ir->split), err);
-		paging_seen(&ir->pg, TICKS_NONE);
-		return 0;
-	}
-	paging_seen(&ir->pg, in->last_update);
-	ir->page_n++;
-	if (in->last_update <= ts_now() + FUTURE_MAX_TICKS &&
-	    (ir->page_sane == TICKS_NONE || in->last_update > ir->page_sane))
-		ir->page_sane = in->last_update;
-	if ((kind = ireader_classify(ir, in)) == -1)
-		return 0;
-	if (ir->no_expand) {		/* forwarded once its alerts are in */
-		ir->pend = xreallocarray(ir->pend, ir->npend + 1,
-		    sizeof(*ir->pend));
-		ir->pend[ir->npend].raw = xmalloc(len);
-		memcpy(ir->pend[ir->npend].raw, obj, len);
-		ir->pend[ir->npend].len = len;
-		ir->pend[ir->npend++].kind = kind;
-		return 0;
-	}
-	if (ireader_forward(ir, in, kind) == -1)
-		return -1;
-	dedupe_put(&t->state.iseen, in->id.p, in->id.len, in->last_update);
-	ir->dirty = true;
-	t->forwarded++;
-	t->relay->forwarded++;
-	return 0;
-}
-
-/*
- * Make the incidents this page queued durable on every output, then move
- * the incidents' cursor and save the state.  An output that cannot write
- * throws the unsaved state away (re-read), so the page is read again.
- */
-static int
-ireader_commit(struct ireader *ir)
-{
-	struct tenant	*t = ir->t;
-	const struct conf_daemon *d = &t->relay->conf->daemon;
-	struct log_ctx	 lc = { .tenant = t->name };
-	size_t		 i, before;
-
-	if (t->state_bad)
-		return -1;
-	for (i = 0; i < t->nsinks; i++) {
-		if (sink_sync(t->sinks[i]) == 0)
-			continue;
-		lc.output = sink_conf(t->sinks[i])->name;
-		tenant_error(t, LOG_ERR, &lc, "tenant %s: output %s: cannot "
-		    "write spool in %s: %s", t->name, lc.output,
-		    d->state_dir, strerror(errno));
-		tenant_state_reread(t);
-		return -1;
-	}
-	if (ir->page_sane != TICKS_NONE && (t->state.icursor == TICKS_NONE ||
-	    ir->page_sane > t->state.icursor)) {
-		t->state.icursor = ir->page_sane;
-		ir->dirty = true;
-	}
-	if (t->state.icursor != TICKS_NONE) {
-		before = t->state.iseen.n;
-		dedupe_prune(&t->state.iseen, t->state.icursor -
-		    2 * d->overlap_ms * TICKS_PER_MS);
-		ir->dirty |= t->state.iseen.n != before;
-	}
-	if (!ir->dirty)
-		return 0;
-	ir->dirty = false;
-	if (tenant_state_save(t->state_path, &t->state) == -1) {
-		t->state_unsaved = true;
-		tenant_error(t, LOG_ERR, &lc, "tenant %s: cannot save state "
-		    "%s: %s", t->name, t->state_path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-/* An incidents request failed: log it with its correlation id. */
-static void
-ireader_error(struct ireader *ir, const struct http_result *res)
-{
-	struct tenant	*t = ir->t;
-	struct api_error e;
-	struct log_ctx	 c = { .tenant = t->name };
-
-	c.http_status = res->status;
-	if (ir->page_error[0] != '\0' || res->failed) {
-		tenant_error(t, LOG_WARNING, &c, "tenant %s: incidents request "
-		    "to %s failed: %s", t->name, t->conf->api_url,
-		    ir->page_error[0] != '\0' ? ir->page_error : res->error);
-		return;
-	}
-	if (res->body == NULL || res->body->len == 0 ||
-	    api_error_parse(res->body->data, res->body->len, &e) == -1)
-		memset(&e, 0, sizeof(e));
-	c.correlation_id = e.target[0] != '\0' ? e.target : NULL;
-	tenant_error(t, res->status == 429 ? LOG_WARNING : LOG_ERR, &c,
-	    "tenant %s: incidents request failed: HTTP %d%s%s%s%s%s", t->name,
-	    res->status, e.code[0] ? " " : "", e.code,
-	    e.message[0] ? ": " : "", e.message, res->status == 403 ?
-	    "; the application lacks the SecurityIncident.Read.All "
-	    "application permission or admin consent in this tenant" : "");
-}
-
-/* A nextLink elsewhere than api_url ends the reading (logged). */
-static bool
-ireader_link_ok(struct ireader *ir, const char *link)
-{
-	struct tenant	*t = ir->t;
-	struct log_ctx	 lc = { .tenant = t->name };
-	char		 want[300], got[300];
-
-	if (url_origin(link, got, sizeof(got)) == 0 &&
-	    url_origin(t->conf->api_url, want, sizeof(want)) == 0 &&
-	    strcmp(got, want) == 0)
-		return true;
-	tenant_error(t, LOG_ERR, &lc, "tenant %s: refusing an incidents "
-	    "@odata.nextLink off api_url (%s): the token is sent to api_url "
-	    "only", t->name, t->conf->api_url);
-	return false;
-}
-
-static void
-ireader_next_page(struct ireader *ir)
-{
-	const char	*link = pagesplit_next_link(ir->split);
-
-	if (link != NULL && !ireader_link_ok(ir, link)) {
-		ireader_backoff(ir, -1, true);
-		return;
-	}
-	free(ir->next_link);
-	ir->next_link = link != NULL ? xstrdup(link) : NULL;
-	pagesplit_free(ir->split);
-	ir->split = NULL;
-	if (paging_page_end(&ir->pg, ir->next_link != NULL) == PAGING_DONE)
-		ireader_done(ir);
-	else
-		ireader_fetch(ir);
-}
-
-static void
-ireader_page_cb(const struct http_result *res, void *arg)
-{
-	struct ireader	*ir = arg;
-	struct tenant	*t = ir->t;
-	bool		 good;
-
-	ir->req = NULL;
-	count_status(t, res);
-	tenant_note_sunset(t, res, "Graph incidents");
-	good = !res->failed && res->status == 200;
-	if (good && pagesplit_finish(ir->split) == -1) {
-		snprintf(ir->page_error, sizeof(ir->page_error),
-		    "bad response body: %s", pagesplit_error(ir->split));
-		good = false;
-	}
-	if (!good) {
-		ir->pg = ir->pg_sent;
-		ireader_pend_clear(ir);
-	}
-	if (good && ir->npend > 0) {	/* their alerts first */
-		ir->retried_401 = 0;
-		ireader_fetch(ir);
-		return;
-	}
-	if (res->status == 200 && ireader_commit(ir) == -1) {
-		ireader_backoff(ir, -1, true);
-		return;
-	}
-	if (good) {
-		ir->retried_401 = 0;
-		ireader_next_page(ir);
-		return;
-	}
-	if (res->status == 500 && !ir->no_expand) {
-		log_tenant(LOG_NOTICE, t->name, "tenant %s: incidents with "
-		    "$expand=alerts answered HTTP 500; reading them without "
-		    "it and each incident's alerts on their own", t->name);
-		ir->no_expand = true;
-		free(ir->next_link);	/* that link carries $expand */
-		ir->next_link = NULL;
-		ireader_fetch(ir);
-		return;
-	}
-	if (res->status == 401 && !ir->retried_401) {
-		ir->retried_401 = 1;
-		token_invalidate(t);
-		ireader_fetch(ir);
-		return;
-	}
-	ireader_error(ir, res);
-	ireader_backoff(ir, res->retry_after_ms, res->status != 429);
-}
-
-/* One alert of an incident's alerts list: count it with its "id". */
-static int
-ireader_alert_id_cb(const char *obj, size_t len, void *arg)
-{
-	struct ireader	*ir = arg;
-	struct jscan	 js;
-	struct jstr	 key, id;
-	unsigned	 n = 0;
-	int		 r;
-
-	memset(&id, 0, sizeof(id));
-	jscan_init(&js, obj, len);
-	if (jscan_open(&js, '{') == 0) {
-		while ((r = jscan_member(&js, &n, &key)) == 1) {
-			if (key.len == 2 && memcmp(key.p, "id", 2) == 0 &&
-			    id.p == NULL && jscan_string(&js, &id) == 0)
-				continue;
-			if (jscan_skip(&js) == -1)
-				break;
-		}
-	}
-	incident_add_alert(&ir->inc, id.p != NULL && !id.esc ? id.p : "",
-	    id.p != NULL && !id.esc ? id.len : 0);
-	return 0;
-}
-
-/* Read an alerts list into the kept incident; -1 with page_error. */
-static int
-ireader_alerts_read(struct ireader *ir, const struct http_result *res)
-{
-	struct ipend	 *pe = &ir->pend[ir->ipend];
-	struct pagesplit *ps;
-	char		  err[200];
-	int		  rc = 0;
-
-	if (incident_parse(&ir->inc, pe->raw, pe->len, err,
-	    sizeof(err)) == -1)
-		fatalx("tenant %s: a kept incident does not parse: %s",
-		    ir->t->name, err);
-	ps = pagesplit_new(MAX_ALERT_BYTES, ireader_alert_id_cb, ir);
-	if (res->body == NULL || pagesplit_feed(ps, res->body->data ?
-	    res->body->data : "", res->body->len) == -1 ||
-	    pagesplit_finish(ps) == -1) {
-		snprintf(ir->page_error, sizeof(ir->page_error), "bad "
-		    "incident alerts body: %s", pagesplit_error(ps));
-		rc = -1;
-	} else
-		ir->inc.alerts_known = true;	/* an empty list: 0 alerts */
-	pagesplit_free(ps);
-	return rc;
-}
-
-/* The alerts of a kept incident came: forward it, then the next. */
-static void
-ireader_alerts_cb(const struct http_result *res, void *arg)
-{
-	struct ireader	*ir = arg;
-	struct tenant	*t = ir->t;
-
-	ir->req = NULL;
-	count_status(t, res);
-	ir->page_error[0] = '\0';
-	if (res->status == 401 && !res->failed && !ir->retried_401) {
-		ir->retried_401 = 1;
-		token_invalidate(t);
-		ireader_fetch(ir);
-		return;
-	}
-	if (res->failed || res->status != 200 ||
-	    ireader_alerts_read(ir, res) == -1 ||
-	    ireader_forward(ir, &ir->inc, ir->pend[ir->ipend].kind) == -1) {
-		/* The page is read again; what was forwarded is deduped. */
-		ireader_error(ir, res);
-		ir->pg = ir->pg_sent;
-		ir->page_sane = TICKS_NONE;
-		ireader_backoff(ir, res->retry_after_ms, res->status != 429);
-		return;
-	}
-	ir->retried_401 = 0;
-	ir->ipend++;
-	dedupe_put(&t->state.iseen, ir->inc.id.p, ir->inc.id.len,
-	    ir->inc.last_update);
-	ir->dirty = true;
-	t->forwarded++;
-	t->relay->forwarded++;
-	if (ir->ipend < ir->npend) {
-		ireader_fetch(ir);
-		return;
-	}
-	ireader_pend_clear(ir);
-	if (ireader_commit(ir) == -1) {
-		ireader_backoff(ir, -1, true);
-		return;
-	}
-	ireader_next_page(ir);
-}
-
-/* Cancel the reader's request; true if it had read part of a page. */
-static bool
-ireader_abandon(struct ireader *ir)
-{
-	bool	 partial;
-
-	if (ir == NULL)
-		return false;
-	partial = (ir->req != NULL && ir->page_n > 0) || ir->ipend > 0;
-	/* Kept incidents not yet forwarded: the cursor must not pass them. */
-	if (ir->ipend < ir->npend)
-		ir->page_sane = TICKS_NONE;
-	if (ir->req != NULL) {
-		http_cancel(ir->t->relay->http, ir->req);
-		ir->req = NULL;
-	}
-	ireader_pend_clear(ir);
-	ir->awaiting_token = false;
-	ir->t->incidents_active = false;
-	ir->t->incidents_done = false;
-	return partial;
-}
-
-/*
- * incidents = yes/no on a reload: make or drop the reader.  A reader
- * dropped while reading ends that poll: the tenant polls again now.
- * True if a page had been partly read (the caller forgets it).
- */
-static bool
-tenant_incidents_reconcile(struct tenant *t)
-{
-	bool	 partial, active;
-
-	if (t->conf->incidents && t->incidents == NULL)
-		t->incidents = ireader_new(t);
-	if (t->conf->incidents || t->incidents == NULL)
-		return false;
-	active = t->incidents_active;
-	partial = ireader_abandon(t->incidents);
-	ireader_free(t->incidents);
-	t->incidents = NULL;
-	if (active && t->phase != TENANT_FAILED)
-		tenant_schedule(t, TENANT_IDLE, 0);
-	return partial;
-}
-
 /* Route to the outputs the configuration names; true if they changed. */
 static bool
 tenant_route_sinks(struct tenant *t)
@@ -1826,13 +939,15 @@ tenant_route_sinks(struct tenant *t)
 }
 
 struct tenant *
-tenant_new(struct relay *r, struct conf_tenant *ct, char *err, size_t elen)
+tenant_new(struct relay *r, const struct tenant_ops *ops,
+    struct conf_tenant *ct, char *err, size_t elen)
 {
 	struct tenant	*t;
 	char		 serr[512];
 
 	t = xcalloc(1, sizeof(*t));
 	t->relay = r;
+	t->ops = ops;
 	t->conf = ct;
 	t->name = xstrdup(ct->name);
 	xasprintf(&t->state_path, "%s/tenants/%s.state",
@@ -1842,7 +957,7 @@ tenant_new(struct relay *r, struct conf_tenant *ct, char *err, size_t elen)
 	rate_init(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
 	t->timer = evtimer_new(r->base, tenant_timer_cb, t);
 	t->live = catchup_new(t, false);
-	tenant_incidents_reconcile(t);
+	ireader_reconcile(t, &tenant_ireader_ops);
 	t->token.done_cb = tenant_token_cb;
 	token_fingerprint(ct, t->token.cred_fp);
 	t->phase = TENANT_IDLE;
@@ -1865,7 +980,7 @@ tenant_start(struct tenant *t)
 			snprintf(t->last_error, sizeof(t->last_error),
 			    "disabled");
 		if (t->relay->once)
-			relay_tenant_done(t->relay, t, !t->state_bad);
+			t->ops->done(t->relay, t, !t->state_bad);
 		return;
 	}
 	token_check_expiry(t);
@@ -1955,7 +1070,7 @@ tenant_reconcile(struct tenant *t, struct conf_tenant *ct)
 	/* The budget is the API's count of our calls: a reload keeps it. */
 	rate_set_limit(&t->rate, ct->source == SRC_GRAPH ? 150 : 100);
 	tenant_top_notice(t);
-	if (tenant_incidents_reconcile(t))
+	if (ireader_reconcile(t, &tenant_ireader_ops))
 		tenant_state_reread(t);	/* a cut page is read again */
 	if (creds) {
 		/* Neither the token nor a request for it survives. */
@@ -2127,4 +1242,30 @@ tenant_free(struct tenant *t)
 	free(t->state_path);
 	free(t->name);
 	free(t);
+}
+
+void
+tenant_stats(const struct tenant *t, struct tenant_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->name = t->name;
+	st->enabled = t->conf->enabled;
+	st->owned = t->owned;
+	st->failing = t->failing;
+	st->auth_failed = t->auth_failed;
+	st->phase = t->phase;
+	st->polls = t->polls;
+	st->polls_ok = t->polls_ok;
+	st->polls_failed = t->polls_failed;
+	st->forwarded = t->forwarded;
+	memcpy(st->http_status, t->http_status, sizeof(st->http_status));
+	st->cursor = t->state.cursor;
+	st->last_success = t->last_success;
+	st->token_expires = t->token.access != NULL ? t->token.wall_expires :
+	    0;
+	st->cred_expires = t->token.cred_expires;
+	st->credential = t->conf->certificate_file != NULL ? "certificate" :
+	    "secret";
+	snprintf(st->last_error, sizeof(st->last_error), "%s",
+	    t->last_error);
 }

@@ -17,7 +17,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "jwt.h"
 #include "oauth.h"
 
@@ -170,7 +170,7 @@ token_error(struct tenant *t, const struct http_result *res)
 	return res->status >= 400 && res->status < 500 && res->status != 429;
 }
 
-/* Read a token answer into the cache; 0, or -1 (logged). */
+/* Read a token answer into the cache: an enum token_result (logged). */
 static int
 token_answer(struct tenant *t, const struct http_result *res)
 {
@@ -178,35 +178,32 @@ token_answer(struct tenant *t, const struct http_result *res)
 	struct log_ctx	 c = { .tenant = t->name };
 	struct oauth_token ot;
 
-	t->auth_failed = false;
 	tenant_note_sunset(t, res, "Entra ID token");
 	if (res->failed) {
 		tenant_error(t, LOG_WARNING, &c, "tenant %s: token request "
 		    "to %s failed: %s", t->name, t->conf->login_url,
 		    res->error);
-		return -1;
+		return TOKEN_FAILED;
 	}
-	if (res->status != 200) {
-		t->auth_failed = token_error(t, res);
-		return -1;
-	}
+	if (res->status != 200)
+		return token_error(t, res) ? TOKEN_REJECTED : TOKEN_FAILED;
 	if (oauth_token_parse(res->body->data ? res->body->data : "",
 	    res->body->len, &ot, err, sizeof(err)) == -1) {
 		c.http_status = res->status;
 		tenant_error(t, LOG_WARNING, &c, "tenant %s: %s", t->name, err);
-		return -1;
+		return TOKEN_FAILED;
 	}
 	token_store(&t->token, &ot);
 	log_tenant(LOG_DEBUG, t->name, "tenant %s: token refreshed",
 	    t->name);
-	return 0;
+	return TOKEN_OK;
 }
 
 static void
 token_done_cb(const struct http_result *res, void *arg)
 {
 	struct tenant	*t = arg;
-	int		 rc = -1;
+	int		 rc;
 
 	t->token.req = NULL;
 	/* An answer for other credentials is dropped unread: ask again. */
@@ -341,8 +338,7 @@ token_refresh(struct tenant *t)
 		explicit_bzero(form.data, form.len);
 		buf_clear(&form);
 		buf_clear(&url);
-		t->auth_failed = true;
-		token_finish(t, -1);
+		token_finish(t, TOKEN_REJECTED);
 		return;
 	}
 	memset(&o, 0, sizeof(o));

@@ -1,8 +1,7 @@
 /*
- * Alerts: the streaming page splitter that cuts an API response's "value"
- * array into one alert object at a time, and the normaliser that reads the
- * fields alertrelay forwards out of one alert object without building a
- * JSON tree.
+ * Alerts: the normaliser that reads the fields alertrelay forwards out of
+ * one alert object without building a JSON tree (pagesplit.h cuts a page
+ * into those objects).
  */
 #ifndef AR_ALERT_H
 #define AR_ALERT_H
@@ -115,26 +114,5 @@ int	 ticks_read(struct jscan *, int64_t *);
 /* "informational", "low", ... (any case); anything else SEV_UNSPECIFIED. */
 enum severity severity_of(const struct astr *);
 
-/*
- * The page splitter.  Feed it response body bytes as they arrive; for each
- * complete element of the top-level "value" array it calls cb with that
- * element's bytes (valid only during the call).  Only one element is
- * buffered at a time.  "@odata.nextLink" is captured.  A cb returning
- * non-zero stops the split with that error.
- */
-typedef int (*pagesplit_cb)(const char *obj, size_t len, void *arg);
-
-struct pagesplit;
-
-struct pagesplit *pagesplit_new(size_t max_element, pagesplit_cb, void *);
-void	 pagesplit_free(struct pagesplit *);
-/* 0 ok, -1 error (see pagesplit_error). */
-int	 pagesplit_feed(struct pagesplit *, const char *, size_t);
-/* Body complete: -1 unless a whole envelope with "value" was seen. */
-int	 pagesplit_finish(struct pagesplit *);
-const char *pagesplit_error(const struct pagesplit *);
-/* Decoded "@odata.nextLink", or NULL. */
-const char *pagesplit_next_link(const struct pagesplit *);
-size_t	 pagesplit_count(const struct pagesplit *);
-
 #endif
+

@@ -2250,9 +2250,9 @@ conf_parse(const char *name, const char *text, size_t len,
 
 /* ---- freeing ---- */
 
-/* Free one [output]. */
+/* An [output]'s strings; not file, which the configuration lends. */
 static void
-output_free(struct conf_output *o)
+output_clear(struct conf_output *o)
 {
 	free(o->name);
 	free(o->address);
@@ -2267,12 +2267,53 @@ output_free(struct conf_output *o)
 	free(o->sasl_username);
 	free(o->sasl_password_file);
 	secret_free(o->sasl_password);
+}
+
+/* Free one [output]. */
+static void
+output_free(struct conf_output *o)
+{
+	output_clear(o);
 	free(o);
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s == NULL ? NULL : xstrdup(s);
+}
+
+void
+conf_output_dup(struct conf_output *dst, const struct conf_output *src)
+{
+	*dst = *src;
+	dst->name = dup_or_null(src->name);
+	dst->address = dup_or_null(src->address);
+	dst->host = dup_or_null(src->host);
+	dst->port = dup_or_null(src->port);
+	dst->ca_file = dup_or_null(src->ca_file);
+	dst->cert_file = dup_or_null(src->cert_file);
+	dst->key_file = dup_or_null(src->key_file);
+	dst->tls_server_name = dup_or_null(src->tls_server_name);
+	dst->brokers = dup_or_null(src->brokers);
+	dst->topic = dup_or_null(src->topic);
+	dst->sasl_username = dup_or_null(src->sasl_username);
+	dst->sasl_password_file = dup_or_null(src->sasl_password_file);
+	dst->sasl_password = dup_or_null(src->sasl_password);
+	dst->file = dup_or_null(src->file);	/* a copy owns its own */
+}
+
+void
+conf_output_dup_free(struct conf_output *c)
+{
+	output_clear(c);
+	free((char *)c->file);
+	memset(c, 0, sizeof(*c));
 }
 
 /* Free one [tenant]; the secret is wiped first. */
 static void
-tenant_free(struct conf_tenant *t)
+conf_tenant_free(struct conf_tenant *t)
 {
 	free(t->name);
 	free(t->tenant_id);
@@ -2337,7 +2378,7 @@ conf_free(struct config *c)
 		output_free(c->outputs[i]);
 	free(c->outputs);
 	for (i = 0; i < c->ntenants; i++)
-		tenant_free(c->tenants[i]);
+		conf_tenant_free(c->tenants[i]);
 	free(c->tenants);
 	free(c->tenant_index);
 	for (i = 0; i < c->nnotifies; i++)

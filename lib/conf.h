@@ -172,6 +172,14 @@ void		 conf_errors_clear(struct conf_errors *);
 
 /* Lookups. */
 struct conf_output *conf_output_find(const struct config *, const char *);
+/*
+ * An [output] that outlives its configuration (a reload frees that one):
+ * dst owns every string, file included (which a configuration only
+ * lends).  Release with conf_output_dup_free, never conf_free.
+ */
+void		 conf_output_dup(struct conf_output *dst,
+		    const struct conf_output *src);
+void		 conf_output_dup_free(struct conf_output *);
 struct conf_tenant *conf_tenant_find(const struct config *, const char *);
 struct buf;
 /*

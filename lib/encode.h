@@ -11,6 +11,7 @@
 #include "alert.h"
 #include "conf.h"
 #include "incident.h"
+#include "utf8.h"
 #include "util.h"
 
 /*
@@ -25,11 +26,6 @@ void	cef_escape_header(struct buf *out, const char *s, size_t len);
 void	cef_escape_ext(struct buf *out, const char *s, size_t len);
 /* Longest prefix of valid UTF-8 s of at most max bytes on a code point. */
 size_t	utf8_prefix(const char *s, size_t len, size_t max);
-/*
- * Length of the UTF-8 sequence at s (len > 0): the whole sequence with
- * *ok = 1 when valid, else its maximal invalid prefix with *ok = 0.
- */
-size_t	utf8_seq(const unsigned char *s, size_t len, int *ok);
 
 /* Per-event facts that are not in the alert (or incident) itself. */
 struct event_meta {

@@ -2,7 +2,7 @@
  * Graph security incidents (v1.0 security/incidents, with $expand=alerts):
  * the reader that takes the forwarded fields out of one incident object.
  * Pages of incidents are cut into objects by the alerts' page splitter
- * (pagesplit_*, lib/alert.h), which works for any "value" array.
+ * (pagesplit_*, lib/pagesplit.h), which works for any "value" array.
  */
 #ifndef AR_INCIDENT_H
 #define AR_INCIDENT_H

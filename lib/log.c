@@ -12,7 +12,7 @@
 #define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
-#include "encode.h"
+#include "utf8.h"
 #include "log.h"
 
 static int		 use_journal;

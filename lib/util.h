@@ -2,6 +2,8 @@
 #ifndef AR_UTIL_H
 #define AR_UTIL_H
 
+#include <sys/time.h>
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -57,6 +59,8 @@ void	 ts_format(int64_t, char *, size_t);
 int64_t	 ts_now(void);
 /* Monotonic clock in milliseconds. */
 int64_t	 mono_ms(void);
+/* Milliseconds as a struct timeval for a timer (< 0: 0). */
+struct timeval tv_from_ms(int64_t);
 
 /*
  * Parse "10s", "15m", "250ms", "1h", "2d" into milliseconds; 0 ok, or -1

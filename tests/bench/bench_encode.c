@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "alert.h"
+#include "pagesplit.h"
 #include "conf.h"
 #include "encode.h"
 #include "util.h"

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "alert.h"
+#include "pagesplit.h"
 #include "util.h"
 
 #define PIECE	16384		/* a typical libcurl write callback size */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "alert.h"
+#include "pagesplit.h"
 #include "encode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "alert.h"
+#include "pagesplit.h"
 #include "jscan.h"
 #include "util.h"
 

@@ -69,6 +69,33 @@ tenant_owned(const struct tenant *t)
 	return t->owned;
 }
 
+/* The real one is in tenant.c (metrics.c reads tenants through it). */
+void
+tenant_stats(const struct tenant *t, struct tenant_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->name = t->name;
+	st->enabled = t->conf->enabled;
+	st->owned = t->owned;
+	st->failing = t->failing;
+	st->auth_failed = t->auth_failed;
+	st->phase = t->phase;
+	st->polls = t->polls;
+	st->polls_ok = t->polls_ok;
+	st->polls_failed = t->polls_failed;
+	st->forwarded = t->forwarded;
+	memcpy(st->http_status, t->http_status, sizeof(st->http_status));
+	st->cursor = t->state.cursor;
+	st->last_success = t->last_success;
+	st->token_expires = t->token.access != NULL ? t->token.wall_expires :
+	    0;
+	st->cred_expires = t->token.cred_expires;
+	st->credential = t->conf->certificate_file != NULL ? "certificate" :
+	    "secret";
+	snprintf(st->last_error, sizeof(st->last_error), "%s",
+	    t->last_error);
+}
+
 /* The real one is in token.c (covered by the integration cases). */
 int
 token_request_build(const struct conf_tenant *ct, struct buf *url,

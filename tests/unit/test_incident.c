@@ -14,6 +14,7 @@
 
 #include "encode.h"
 #include "incident.h"
+#include "pagesplit.h"
 
 #define SAMPLE	"tests/data/incident-sample.json"
 #define GOLDEN	"tests/data/golden/incident-sample"

@@ -1,0 +1,567 @@
+/*
+ * alertrelayd internals shared by the files in daemon/, one section each
+ * (named internal.h, not after any one .c file: it belongs to no room).
+ *
+ * Ownership rule.  Every request whose answer arrives later (token,
+ * alerts page, check-tenant, backfill, SMTP, etcd) has exactly one owner,
+ * the object whose field holds its struct http_req (struct smtp_job, or
+ * timer), and the callback's argument is that owner or something that
+ * owns it.  Freeing or reconfiguring the owner cancels the request
+ * (http_cancel, smtp_cancel: the callback never runs) or detaches it.  Nobody else keeps a pointer to an
+ * object that can be freed under it: a callback that must reach a
+ * sibling looks it up afresh from the common owner (the token's answer
+ * goes to its tenant, which finds the catch-ups waiting at that moment),
+ * and an object a callback may still reach is freed from a deferred
+ * event.  An answer to a request made for an older configuration is never
+ * used by the new one (the token carries a credential fingerprint).
+ */
+#ifndef AR_INTERNAL_H
+#define AR_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "alert.h"
+#include "pagesplit.h"
+#include "backoff.h"
+#include "conf.h"
+#include "encode.h"
+#include "log.h"
+#include "spool.h"
+#include "state.h"
+#include "util.h"
+
+struct relay;
+struct catchup;
+struct ireader;
+struct evdns_base;
+struct cluster;
+struct ctl;
+struct metrics;
+
+/* http.c: every outbound HTTP request, one curl multi handle on the base. */
+struct http;
+struct http_req;
+
+struct http_result {
+	int		 status;	/* HTTP status, 0 if none */
+	int		 failed;	/* transport error or aborted */
+	const char	*error;		/* what failed, for logs */
+	struct buf	*body;		/* buffered body (non-2xx, or no data_cb) */
+	int64_t		 retry_after_ms; /* from Retry-After, -1 if absent */
+	const char	*location;	/* Location of a 3xx, never followed */
+	const char	*deprecation;	/* Deprecation header, or NULL */
+	const char	*sunset;	/* Sunset header, or NULL */
+	int64_t		 elapsed_ms;
+};
+
+/* Streaming body chunk of a 2xx response; non-zero aborts the transfer. */
+typedef int (*http_data_cb)(const char *, size_t, void *);
+typedef void (*http_done_cb)(const struct http_result *, void *);
+
+struct http_opts {
+	const char	*method;	/* "GET" or "POST" */
+	const char	*url;
+	const char	*body;		/* POST body (form encoded) */
+	size_t		 body_len;
+	const char	*bearer;	/* access token, or NULL */
+	const char *const *headers;	/* more "Name: value" lines, NULL-
+					   terminated (copied), or NULL */
+	const char	*user_agent;
+	const char	*ca_file;	/* NULL = system CAs */
+	const char	*cert_file;	/* client certificate (mTLS), or NULL */
+	const char	*key_file;
+	int64_t		 timeout_ms;
+	size_t		 max_body;	/* abort past this many bytes */
+	http_data_cb	 data_cb;	/* NULL: buffer the body */
+	http_done_cb	 done_cb;	/* called once, from the loop */
+	void		*arg;
+};
+
+struct http	*http_new(struct event_base *, unsigned max_concurrent);
+void		 http_free(struct http *);
+/* Queue a request; done_cb is always called later, never from here. */
+struct http_req	*http_request(struct http *, const struct http_opts *);
+/* Cancel: done_cb is not called.  Safe on a finished request? No. */
+void		 http_cancel(struct http *, struct http_req *);
+unsigned	 http_active(const struct http *);
+/* Refuse to run with a blocking resolver. */
+int		 http_check_async_dns(char *, size_t);
+/* URL-encode s for a form body or query. */
+void		 http_urlencode(struct buf *, const char *);
+
+/* sink.c: one output's spool and its connection to the SIEM. */
+struct sink;
+
+struct sink_stats {
+	bool		 connected;
+	uint64_t	 spool_bytes;
+	uint64_t	 spool_records;
+	uint64_t	 sent;		/* acknowledged (see sink_delivered) */
+	uint64_t	 reconnects;
+	char		 last_error[512]; /* why it is down; "" when up */
+	uint64_t	 inflight;	/* sent, acknowledgement pending */
+	uint64_t	 resends;	/* sent again after a broken link */
+};
+
+/* Open the output's spool under state_dir/spool/NAME and start sending. */
+struct sink	*sink_new(struct event_base *, const struct conf_output *,
+		    const char *state_dir, char *err, size_t errlen);
+/*
+ * Reload, in two steps.  sink_build makes everything the output needs
+ * (TLS context; its spool unless from, the running output of that name,
+ * will hand its own over) without touching what runs; NULL with err if
+ * that fails.  sink_commit cannot fail: it puts the built output in
+ * service, taking over from's spool when the settings changed, or keeps
+ * from (connection and spool) when they did not; it frees whichever of
+ * the two is not returned.
+ */
+struct sink	*sink_build(struct event_base *, const struct conf_output *,
+		    const char *state_dir, const struct sink *from, char *err,
+		    size_t errlen);
+struct sink	*sink_commit(struct sink *built, struct sink *from);
+void		 sink_free(struct sink *);
+const struct conf_output *sink_conf(const struct sink *);
+/* Queue one encoded syslog message (no framing). 0 or -1 (errno). */
+int		 sink_enqueue(struct sink *, const char *, size_t);
+/* The same for one alert's event: TENANT/ALERT_ID keys kafka messages. */
+int		 sink_enqueue_alert(struct sink *, const char *tenant,
+		    const char *id, size_t idlen, const char *, size_t);
+/* Make queued messages durable and hand them to the sender. 0 or -1. */
+int		 sink_sync(struct sink *);
+bool		 sink_full(const struct sink *);
+/* Nothing undelivered: every durable record sent and acknowledged. */
+bool		 sink_drained(const struct sink *);
+void		 sink_stats(const struct sink *, struct sink_stats *);
+/* Spool positions: first undelivered record, end of durable records. */
+void		 sink_positions(const struct sink *, struct spool_pos *head,
+		    struct spool_pos *tail);
+/*
+ * The relay's asynchronous resolver for host names (not owned); without
+ * one only numeric addresses work.  Set before the first connection.
+ */
+void		 sink_set_resolver(struct sink *, struct evdns_base *);
+/* Called (from the loop) whenever the sink becomes drained. */
+void		 sink_set_drained_cb(struct sink *, void (*)(void *), void *);
+
+/*
+ * token.c: per-tenant OAuth2 client-credentials token cache.  The token
+ * is embedded in its tenant; the one request in flight is the token's
+ * and is cancelled by token_reset and tenant_free.  Its answer goes to
+ * done_cb (set by the tenant), which looks up who waits at that moment.
+ */
+#define TOKEN_FP_LEN	32
+
+struct tenant;
+
+struct token {
+	char		*access;	/* secret: cleared on free */
+	int64_t		 expires_ms;	/* monotonic */
+	int64_t		 wall_expires;	/* ticks, for status */
+	struct http_req	*req;		/* refresh in flight */
+	/* The answer, an enum token_result; the token never sets tenant
+	   state: the tenant acts on the result. */
+	void		(*done_cb)(struct tenant *, int);
+	unsigned char	 cred_fp[TOKEN_FP_LEN];	/* the tenant's credentials */
+	unsigned char	 fp[TOKEN_FP_LEN];	/* what access was issued for */
+	unsigned char	 req_fp[TOKEN_FP_LEN];	/* what req was made for */
+	int64_t		 cred_expires;	/* epoch s: certificate notAfter or
+					   secret_expires, earliest; 0 unknown */
+};
+
+/* What done_cb hears. */
+enum token_result {
+	TOKEN_OK = 0,		/* a token is there */
+	TOKEN_FAILED = -1,	/* failed (logged); retrying may help */
+	TOKEN_REJECTED = -2,	/* the credentials were refused (logged):
+				   retrying cannot help */
+};
+
+/*
+ * A token valid for at least the refresh margin and issued for the
+ * tenant's current credentials, or NULL.
+ */
+const char	*token_current(struct tenant *);
+/*
+ * Start a refresh unless one is in flight; done_cb(t, TOKEN_OK) once a
+ * token is there, TOKEN_FAILED or TOKEN_REJECTED on failure (already
+ * logged, tenant's error set), possibly before this returns.
+ */
+void		 token_refresh(struct tenant *);
+/* Drop the cached token (a 401); a refresh in flight carries on. */
+void		 token_invalidate(struct tenant *);
+/* Credentials changed: drop the token and cancel the request (no cb). */
+void		 token_reset(struct tenant *);
+/* SHA-256 over everything that identifies the credentials. */
+void		 token_fingerprint(const struct conf_tenant *, unsigned char *);
+/* The token request (URL and form) for a tenant's credentials. */
+int		 token_request_build(const struct conf_tenant *, struct buf *,
+		    struct buf *, char *, size_t);
+void		 token_clear(struct token *);
+/*
+ * Warn (journal, TENANT=) when the certificate or the secret_expires date
+ * is less than 30 days away or past; sets token.cred_expires for status.
+ * Call at start and daily.
+ */
+void		 token_check_expiry(struct tenant *);
+
+/* tenant.c: per-tenant poller. */
+enum tenant_phase {
+	TENANT_IDLE,		/* waiting for the next poll */
+	TENANT_TOKEN,		/* waiting for a token */
+	TENANT_FETCH,		/* page request in flight */
+	TENANT_BACKOFF,		/* waiting after an error */
+	TENANT_PAUSED,		/* an output's spool is full */
+	TENANT_FAILED,		/* given up (--once) or disabled */
+};
+
+/*
+ * What a tenant tells its owner (the relay), given at tenant_new: the
+ * tenant never calls up into relay.c.
+ */
+struct tenant_ops {
+	/* --once: the tenant caught up (ok) or gave up. */
+	void	(*done)(struct relay *, struct tenant *, bool ok);
+};
+
+struct tenant {
+	struct relay	*relay;
+	const struct tenant_ops *ops;
+	struct conf_tenant *conf;	/* borrowed from relay->conf */
+	char		*name;
+	char		*state_path;
+	struct tenant_state state;
+	bool		 state_unsaved;	/* a save failed: retry */
+	bool		 state_bad;	/* state file unusable: failed until
+					   alertrelayctl cursor set */
+	bool		 spool_failing;	/* a spool write failed (logged) */
+	struct token	 token;
+	enum tenant_phase phase;
+	struct event	*timer;
+	struct sink	**sinks;	/* routed outputs */
+	size_t		 nsinks;
+
+	struct catchup	*live;		/* the poller's catch-up */
+	struct catchup	*backfill;	/* running backfill, or NULL */
+	struct ireader	*incidents;	/* incidents = yes: their reader,
+					   run after each live catch-up */
+	bool		 incidents_active; /* it is reading (or waiting) */
+	bool		 incidents_done; /* read this round */
+
+	/*
+	 * Delivery checkpoints (cluster mode): after each commit, the
+	 * cursor and every routed sink's spool tail.  A checkpoint is
+	 * delivered once every sink's head has passed its tail.
+	 */
+	struct checkpoint *ckpt;
+	size_t		 nckpt;
+	int64_t		 delivered;	/* newest delivered cursor */
+	bool		 owned;		/* polled by this member */
+
+	struct rate	 rate;		/* API calls per minute and hour */
+
+	unsigned	 failures;	/* consecutive */
+	bool		 failing;	/* announced as failing */
+	bool		 auth_failed;
+	char		 last_error[512];
+	int64_t		 last_success;	/* ticks */
+	bool		 lagging;	/* past lag_warning (relay.c) */
+	bool		 top_noticed;	/* the Graph $top clamp was logged */
+	int64_t		 sunset_day;	/* day (epoch) of the last
+					   Deprecation/Sunset warning */
+	uint64_t	 forwarded;
+	uint64_t	 polls;
+	uint64_t	 polls_ok;	/* catch-ups completed */
+	uint64_t	 polls_failed;	/* attempts ended by an error */
+	uint64_t	 http_status[6]; /* [0] transport error, [n] nxx */
+};
+
+/* Progress of a backfill: after each page, and once with done = 1. */
+typedef void (*backfill_cb)(void *arg, int done, int ok, uint64_t pages,
+		    uint64_t seen, uint64_t forwarded, const char *error);
+
+/*
+ * Never NULL: a tenant whose state file cannot be read is created failed
+ * (state_bad, logged), and alertrelayctl cursor set recovers it.
+ */
+struct tenant	*tenant_new(struct relay *, const struct tenant_ops *,
+		    struct conf_tenant *, char *, size_t);
+/* Adopt a new configuration (reload); conf must outlive the tenant. */
+void		 tenant_reconcile(struct tenant *, struct conf_tenant *);
+/* Set the live cursor (ticks) and save it; -1 with err while busy. */
+int		 tenant_cursor_set(struct tenant *, int64_t, char *, size_t);
+/*
+ * Replay lastUpdateTime in [from, to) through the same dedupe and
+ * outputs without moving the live cursor.  One backfill per tenant at a
+ * time.  cb reports progress; it is not called after tenant_backfill_
+ * cancel().  0, or -1 with err.
+ */
+int		 tenant_backfill(struct tenant *, int64_t from, int64_t to,
+		    backfill_cb, void *, char *, size_t);
+void		 tenant_backfill_cancel(struct tenant *);
+const char	*tenant_phase_name(enum tenant_phase);
+void		 tenant_free(struct tenant *);
+
+/*
+ * A tenant as the services above the relay see it (metrics.c, ctl.c's
+ * status; chrony's reports.h pattern): filled by tenant_stats, read
+ * without touching struct tenant.  Never holds a secret: of the access
+ * token only when it expires.  name is the tenant's, valid while it is.
+ */
+struct tenant_stats {
+	const char	*name;
+	bool		 enabled;
+	bool		 owned;		/* polled by this member (cluster) */
+	bool		 failing;	/* announced as failing */
+	bool		 auth_failed;
+	enum tenant_phase phase;
+	uint64_t	 polls, polls_ok, polls_failed;
+	uint64_t	 forwarded;
+	uint64_t	 http_status[6]; /* [0] transport error, [n] nxx */
+	int64_t		 cursor;	/* ticks, TICKS_NONE before the first */
+	int64_t		 last_success;	/* ticks, 0 before the first */
+	int64_t		 token_expires;	/* ticks; 0: no token cached */
+	int64_t		 cred_expires;	/* epoch s; 0 unknown */
+	const char	*credential;	/* "certificate" or "secret" */
+	char		 last_error[512];
+};
+
+void		 tenant_stats(const struct tenant *, struct tenant_stats *);
+/* Stop polling: cancel requests, keep what was read (SIGTERM). */
+void		 tenant_stop(struct tenant *);
+/*
+ * Cluster hooks.  tenant_own(t, true) starts polling a tenant this
+ * member now owns, from the shared delivered cursor (TICKS_NONE: the
+ * local state); tenant_own(t, false) stops it (like tenant_stop).
+ * tenant_delivered_cursor: the newest cursor whose alerts every routed
+ * output has delivered (not merely spooled), or TICKS_NONE.
+ */
+void		 tenant_own(struct tenant *, bool, int64_t delivered);
+int64_t		 tenant_delivered_cursor(struct tenant *);
+bool		 tenant_owned(const struct tenant *);
+void		 tenant_start(struct tenant *);
+/*
+ * An answer carried Deprecation or Sunset: warn, once per tenant per day,
+ * with the dates (token.c and tenant.c call it for every answer).
+ */
+void		 tenant_note_sunset(struct tenant *, const struct http_result *,
+		    const char *what);
+
+/*
+ * reader.c: what the tenant's two readers share (tenant.c's alerts
+ * catch-up, ireader.c's incidents).  Below both: it calls neither.
+ */
+#define PAUSE_CHECK_MS		1000
+#define MAX_ALERT_BYTES		(16 * 1024 * 1024)
+/* A page of 10,000 alerts is ~40 MB; far larger bodies are hostile. */
+#define MAX_PAGE_BYTES		((size_t)512 * 1024 * 1024)
+/* A cursor never moves further ahead of this host's clock. */
+#define FUTURE_MAX_TICKS	(5 * 60 * TICKS_PER_SEC)
+
+/* Set the tenant's last error (and log it once, with fields). */
+void		 tenant_error(struct tenant *, int prio, const struct log_ctx *,
+		    const char *, ...) __attribute__((format(printf, 4, 5)));
+/* Arm ev to fire in ms milliseconds (< 0: at once). */
+void		 reader_timer_in(struct event *, int64_t ms);
+/* Set the phase and arm the tenant's timer. */
+void		 tenant_schedule(struct tenant *, enum tenant_phase, int64_t);
+/* The state file cannot be read: this tenant stops alone (logged). */
+void		 tenant_state_failed(struct tenant *, const char *err);
+/* Forget what was read but not committed; -1 when the file is bad. */
+int		 tenant_state_reread(struct tenant *);
+/* Is a routed output's spool full?  Logs the pause (unless quiet). */
+bool		 tenant_outputs_full(struct tenant *, bool quiet);
+const char *const *tenant_headers(const struct tenant *);
+void		 tenant_event_meta(const struct tenant *, int updated,
+		    struct event_meta *);
+/* A GET to the tenant's API with its token, headers and timeouts. */
+void		 tenant_api_opts(const struct tenant *, struct http_opts *,
+		    const char *url, const char *tok);
+/* Feed a body piece to a page split; -1 with err set (if still ""). */
+int		 reader_feed(struct pagesplit *, const char *, size_t,
+		    char *err, size_t errlen);
+/* Count an answer's status class in t->http_status. */
+void		 tenant_count_status(struct tenant *,
+		    const struct http_result *);
+/*
+ * Does a nextLink stay on api_url's origin (the token goes nowhere
+ * else)?  got: the link's origin, or "" when it has none.
+ */
+bool		 reader_link_home(const struct tenant *, const char *link,
+		    char *got, size_t len);
+
+/*
+ * ireader.c: the incident reader (incidents = yes).  It reports its two
+ * ends to the tenant through the ops given at creation.
+ */
+struct ireader_ops {
+	void	(*done)(struct tenant *);	/* incidents read: poll done */
+	void	(*backoff)(struct tenant *, int64_t retry_after_ms,
+		    bool counts);		/* an error ended the reading */
+};
+
+void		 ireader_free(struct ireader *);
+void		 ireader_start(struct ireader *);
+void		 ireader_fetch(struct ireader *);
+/* The token's answer, if the reader waits for one. */
+void		 ireader_token_cb(struct ireader *, int rc);
+int		 ireader_commit(struct ireader *);
+/* Cancel its request; true if it had read part of a page. */
+bool		 ireader_abandon(struct ireader *);
+/* incidents = yes/no on a reload; true if a partial page was dropped. */
+bool		 ireader_reconcile(struct tenant *, const struct ireader_ops *);
+
+/*
+ * notify.c: e-mail notifications ([notify] sections).  Each notifier has
+ * its own durable spool of pending mails under state_dir/notify/NAME, fed
+ * like an output (enqueue while a page is read, sync before the cursor
+ * moves), and sends through SMTP with libcurl on the relay's loop.
+ */
+struct notifier;
+
+struct notifier	*notifier_new(struct relay *, const struct conf_notify *,
+		    char *, size_t);
+void		 notifier_free(struct notifier *);
+const struct conf_notify *notifier_conf(const struct notifier *);
+/* Does this notifier want this alert version of this tenant? */
+bool		 notifier_wants(const struct notifier *, const char *tenant,
+		    const struct alert *);
+/* Queue a mail for the version (buffered).  0 or -1 (errno). */
+int		 notifier_enqueue(struct notifier *, const struct alert *,
+		    const struct event_meta *);
+/* Make queued mails durable and hand them to the sender.  0 or -1. */
+int		 notifier_sync(struct notifier *);
+/* Nothing left to mail (for --once). */
+bool		 notifier_drained(const struct notifier *);
+/* Adopt the [notify] section of a reloaded config (same NAME). */
+void		 notifier_reconcile(struct notifier *,
+		    const struct conf_notify *);
+/*
+ * Queue and sync the mail of one incident version on every notifier whose
+ * events, min_severity and tenants want it (best effort: logged).
+ */
+void		 notifiers_incident(struct notifier **, size_t,
+		    const struct incident *, const struct event_meta *);
+
+/*
+ * cluster.c: several collectors sharing the tenants through etcd
+ * ([cluster]).  Membership by leases, tenants spread by rendezvous
+ * hashing, exclusive lease-backed owner keys, a shared delivered cursor.
+ */
+int		 cluster_start(struct relay *, char *, size_t);
+void		 cluster_stop(struct relay *);
+/* Apply a reloaded configuration (tenants added or removed). */
+void		 cluster_reconcile(struct relay *);
+/* For alertrelayctl status: members, owned tenants, etcd health. */
+void		 cluster_status(struct relay *, struct buf *, bool json);
+
+/* ctl.c: the control socket that alertrelayctl talks to. */
+int		 ctl_start(struct relay *, char *, size_t);
+void		 ctl_stop(struct relay *);
+/* ctlstatus.c: alertrelayctl status, text (appended) or JSON (freed). */
+void		 ctl_status_text(struct relay *, int64_t, struct buf *);
+char		*ctl_status_json(struct relay *, int64_t);
+/* check.c: check-tenant, reporting only through these callbacks. */
+struct check;
+struct check_report {
+	void	(*line_cb)(void *, const char *);	/* for stdout */
+	/* The end: exit status and a last line for stderr (or NULL). */
+	void	(*done_cb)(void *, int, const char *);
+	void	*arg;
+};
+/* NULL when the check ended at once (done_cb has been called). */
+struct check	*check_start(struct relay *, const char *,
+		    const struct check_report *);
+/* Cancel a running check without calling back; NULL is a no-op. */
+void		 check_free(struct check *);
+
+/* metrics.c: Prometheus text at /metrics on metrics_listen. */
+int		 metrics_start(struct relay *, char *, size_t);
+void		 metrics_stop(struct relay *);
+
+/* sd.c: the systemd notify protocol and the watchdog. */
+void		 sd_ready(struct relay *);
+void		 sd_reloading(struct relay *);
+void		 sd_stopping(struct relay *);
+void		 sd_status(struct relay *);
+void		 sd_start(struct relay *);	/* status + watchdog timer */
+void		 sd_stop(struct relay *);
+
+/* relay.c: the relay core, owner of tenants, outputs and notifiers. */
+/*
+ * How the relay tells the services above it (alertrelayd.c's main) of a
+ * reload and a stop: given before relay_setup, never NULL.
+ */
+struct relay_hooks {
+	void	(*reloading)(struct relay *);	/* a reload begins */
+	/* Applied: r->conf is the new configuration, old still valid. */
+	void	(*applied)(struct relay *, const struct config *old);
+	void	(*ready)(struct relay *);	/* a reload ended, either way */
+	void	(*stopping)(struct relay *);	/* relay_stop began */
+};
+
+/* How long a stop keeps delivering to connected outputs. */
+#define STOP_DEADLINE_S	10
+
+struct relay {
+	const struct relay_hooks *hooks;
+	struct event_base *base;
+	struct config	*conf;
+	struct http	*http;
+	struct evdns_base *dns;		/* outputs' host names (sink.c) */
+	struct tenant	**tenants;
+	size_t		 ntenants;
+	struct sink	**sinks;
+	size_t		 nsinks;
+	char		 hostname[256];
+	int		 pid;
+	int		 lock_fd;
+	bool		 once;
+	bool		 stopping;
+	unsigned	 once_pending;	/* tenants not yet caught up */
+	unsigned	 once_failed;
+	uint64_t	 forwarded;
+	struct notifier	**notifiers;
+	size_t		 nnotifiers;
+	struct event	*once_timer;
+	struct event	*stop_timer;
+	struct event	*expiry_timer;	/* daily credential expiry check */
+	struct event	*lag_timer;	/* lag_warning check */
+	int64_t		 tenants_added;	/* ticks: last reload adding one */
+	/*
+	 * The API rate budgets of tenants a reload removed, by name, for an
+	 * hour: removing and adding a tenant back does not reset what the
+	 * API counts against us.
+	 */
+	struct rate_kept *rates_kept;
+	size_t		 nrates_kept;
+	struct cluster	*cluster;	/* cluster.c, NULL when standalone */
+	int64_t		 stop_deadline;	/* monotonic ms */
+	struct ctl	*ctl;		/* ctl.c */
+	struct metrics	*metrics;	/* metrics.c */
+	struct event	*sd_timer;	/* sd.c */
+	int64_t		 started;	/* ticks */
+	uint64_t	 reloads;
+	struct buf	 reload_errors;	/* why the last reload was rejected */
+	struct alert	 alert;		/* scratch: the alert being read */
+};
+
+struct sink	*relay_sink_find(struct relay *, const char *);
+struct tenant	*relay_tenant_find(struct relay *, const char *);
+/* Re-read the configuration and apply it; -1 (logged) keeps the old. */
+int		 relay_reload(struct relay *);
+/*
+ * Build everything the configuration names (outputs, notifiers, tenants):
+ * 0, else an exit code (logged).  relay_free frees what was built.
+ */
+int		 relay_setup(struct relay *, struct config *, bool once);
+/* Start the timers and the tenants (cluster mode: the cluster does). */
+void		 relay_start(struct relay *);
+/* SIGTERM: stop the tenants, deliver what is queued, then exit. */
+void		 relay_stop(struct relay *);
+void		 relay_free(struct relay *);
+
+#endif

@@ -9,7 +9,7 @@
 
 #include <jansson.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 
 /* Formatting helpers. */
 
@@ -53,7 +53,7 @@ fmt_dur(int64_t secs, char *out, size_t len)
 
 /* "failed" for a tenant whose state file is unusable, else its phase. */
 static const char *
-tenant_state_name(const struct tenant *t)
+tenant_state_name(const struct tenant_stats *t)
 {
 	return t->state_bad ? "failed" : tenant_phase_name(t->phase);
 }
@@ -63,10 +63,10 @@ tenant_state_name(const struct tenant *t)
  * "/lagging" while no catch-up completed for lag_warning.
  */
 static void
-fmt_state(const struct relay *r, const struct tenant *t, char *out,
+fmt_state(const struct relay *r, const struct tenant_stats *t, char *out,
     size_t len)
 {
-	if (r->conf->cluster.enabled && !tenant_owned(t))
+	if (r->conf->cluster.enabled && !t->owned)
 		snprintf(out, len, "standby");
 	else
 		snprintf(out, len, "%s%s%s", tenant_state_name(t),
@@ -74,11 +74,6 @@ fmt_state(const struct relay *r, const struct tenant *t, char *out,
 		    t->lagging ? "/lagging" : "");
 }
 
-static bool
-tenant_has_token(const struct tenant *t)
-{
-	return t->token.access != NULL && t->token.wall_expires != 0;
-}
 
 /* A table of text cells printed with aligned columns. */
 struct table {
@@ -166,7 +161,7 @@ ctl_status_tenants(struct relay *r, int64_t now, struct buf *out)
 	    "LAST SUCCESS", "TOKEN EXPIRES", "FORWARDED" };
 	static const bool right[] = { 0, 0, 0, 1, 1, 1, 1 };
 	struct table	 tb;
-	struct tenant	*t;
+	struct tenant_stats ts, *t = &ts;
 	char		 st[48], cur[32], lag[32], lag2[32], ok[40];
 	char		 tok[40], fw[32];
 	const char	*row[7] = { NULL, st, cur, lag, ok, tok, fw };
@@ -175,13 +170,13 @@ ctl_status_tenants(struct relay *r, int64_t now, struct buf *out)
 	table_init(&tb, nitems(head));
 	table_row(&tb, head);
 	for (i = 0; i < r->ntenants; i++) {
-		t = r->tenants[i];
+		tenant_stats(r->tenants[i], t);
 		row[0] = t->name;
 		fmt_state(r, t, st, sizeof(st));
-		fmt_iso(t->state.cursor, cur, sizeof(cur));
+		fmt_iso(t->cursor, cur, sizeof(cur));
 		snprintf(lag, sizeof(lag), "-");
-		if (t->state.cursor != TICKS_NONE)
-			fmt_dur((now - t->state.cursor) / TICKS_PER_SEC, lag,
+		if (t->cursor != TICKS_NONE)
+			fmt_dur((now - t->cursor) / TICKS_PER_SEC, lag,
 			    sizeof(lag));
 		snprintf(ok, sizeof(ok), "never");
 		if (t->last_success != 0) {
@@ -190,11 +185,11 @@ ctl_status_tenants(struct relay *r, int64_t now, struct buf *out)
 			snprintf(ok, sizeof(ok), "%s ago", lag2);
 		}
 		snprintf(tok, sizeof(tok), "-");
-		if (tenant_has_token(t) && t->token.wall_expires <= now)
+		if (t->token_expires != 0 && t->token_expires <= now)
 			snprintf(tok, sizeof(tok), "expired");
-		else if (tenant_has_token(t)) {
+		else if (t->token_expires != 0) {
 			snprintf(tok, sizeof(tok), "in ");
-			fmt_dur((t->token.wall_expires - now) / TICKS_PER_SEC,
+			fmt_dur((t->token_expires - now) / TICKS_PER_SEC,
 			    tok + 3, sizeof(tok) - 3);
 		}
 		snprintf(fw, sizeof(fw), "%llu",
@@ -276,6 +271,7 @@ ctl_status_output_errors(struct relay *r, size_t nerr, struct buf *out)
 void
 ctl_status_text(struct relay *r, int64_t now, struct buf *out)
 {
+	struct tenant_stats ts;
 	size_t	 i, nerr = 0;
 
 	ctl_status_header(r, now, out);
@@ -284,12 +280,12 @@ ctl_status_text(struct relay *r, int64_t now, struct buf *out)
 	buf_addc(out, '\n');
 	ctl_status_outputs(r, out);
 	for (i = 0; i < r->ntenants; i++) {
-		if (r->tenants[i]->last_error[0] == '\0')
+		tenant_stats(r->tenants[i], &ts);
+		if (ts.last_error[0] == '\0')
 			continue;
 		if (nerr++ == 0)
 			buf_adds(out, "\nLast errors:\n");
-		buf_addf(out, "  %s: %s\n", r->tenants[i]->name,
-		    r->tenants[i]->last_error);
+		buf_addf(out, "  %s: %s\n", ts.name, ts.last_error);
 	}
 	ctl_status_output_errors(r, nerr, out);
 	if (r->cluster != NULL) {
@@ -310,7 +306,7 @@ json_ts(int64_t ticks)
 }
 
 static json_t *
-ctl_status_json_tenant(const struct relay *r, const struct tenant *t,
+ctl_status_json_tenant(const struct relay *r, const struct tenant_stats *t,
     int64_t now)
 {
 	static const char *cls[] = { "error", "1xx", "2xx", "3xx", "4xx",
@@ -324,22 +320,22 @@ ctl_status_json_tenant(const struct relay *r, const struct tenant *t,
 		    json_integer((json_int_t)t->http_status[i]));
 	o = json_object();
 	json_object_set_new(o, "name", json_string(t->name));
-	json_object_set_new(o, "label", json_string(t->conf->label));
-	json_object_set_new(o, "enabled", json_boolean(t->conf->enabled));
+	json_object_set_new(o, "label", json_string(t->label));
+	json_object_set_new(o, "enabled", json_boolean(t->enabled));
 	json_object_set_new(o, "state", json_string(tenant_state_name(t)));
 	json_object_set_new(o, "failing", json_boolean(t->failing));
 	json_object_set_new(o, "lagging", json_boolean(t->lagging));
 	json_object_set_new(o, "owned",
-	    json_boolean(!r->conf->cluster.enabled || tenant_owned(t)));
-	json_object_set_new(o, "cursor", json_ts(t->state.cursor));
-	json_object_set_new(o, "lag_seconds", t->state.cursor == TICKS_NONE ?
-	    json_null() : json_integer((now - t->state.cursor) /
+	    json_boolean(!r->conf->cluster.enabled || t->owned));
+	json_object_set_new(o, "cursor", json_ts(t->cursor));
+	json_object_set_new(o, "lag_seconds", t->cursor == TICKS_NONE ?
+	    json_null() : json_integer((now - t->cursor) /
 	    TICKS_PER_SEC));
 	json_object_set_new(o, "last_success", json_ts(t->last_success));
 	json_object_set_new(o, "last_error", t->last_error[0] == '\0' ?
 	    json_null() : json_string(t->last_error));
-	json_object_set_new(o, "token_expires", tenant_has_token(t) ?
-	    json_ts(t->token.wall_expires) : json_null());
+	json_object_set_new(o, "token_expires", t->token_expires != 0 ?
+	    json_ts(t->token_expires) : json_null());
 	json_object_set_new(o, "alerts_forwarded",
 	    json_integer((json_int_t)t->forwarded));
 	json_object_set_new(o, "polls", json_integer((json_int_t)t->polls));
@@ -349,7 +345,7 @@ ctl_status_json_tenant(const struct relay *r, const struct tenant *t,
 	    json_integer((json_int_t)t->polls_failed));
 	json_object_set_new(o, "http_responses", h);
 	json_object_set_new(o, "backfill_running",
-	    json_boolean(t->backfill != NULL));
+	    json_boolean(t->backfilling));
 	return o;
 }
 
@@ -395,14 +391,16 @@ ctl_status_json_output(struct sink *s)
 char *
 ctl_status_json(struct relay *r, int64_t now)
 {
+	struct tenant_stats st;
 	json_t	*o, *ts, *os;
 	char	*s;
 	size_t	 i;
 
 	ts = json_array();
-	for (i = 0; i < r->ntenants; i++)
-		json_array_append_new(ts, ctl_status_json_tenant(r,
-		    r->tenants[i], now));
+	for (i = 0; i < r->ntenants; i++) {
+		tenant_stats(r->tenants[i], &st);
+		json_array_append_new(ts, ctl_status_json_tenant(r, &st, now));
+	}
 	os = json_array();
 	for (i = 0; i < r->nsinks; i++)
 		json_array_append_new(os, ctl_status_json_output(r->sinks[i]));

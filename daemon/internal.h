@@ -313,7 +313,11 @@ void		 tenant_free(struct tenant *);
  */
 struct tenant_stats {
 	const char	*name;
+	const char	*label;
 	bool		 enabled;
+	bool		 state_bad;	/* its state file cannot be used */
+	bool		 lagging;	/* no catch-up for lag_warning */
+	bool		 backfilling;	/* a backfill is running */
 	bool		 owned;		/* polled by this member (cluster) */
 	bool		 failing;	/* announced as failing */
 	bool		 auth_failed;

@@ -75,7 +75,11 @@ tenant_stats(const struct tenant *t, struct tenant_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->name = t->name;
+	st->label = t->conf->label;
 	st->enabled = t->conf->enabled;
+	st->state_bad = t->state_bad;
+	st->lagging = t->lagging;
+	st->backfilling = t->backfill != NULL;
 	st->owned = t->owned;
 	st->failing = t->failing;
 	st->auth_failed = t->auth_failed;

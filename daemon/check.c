@@ -17,7 +17,7 @@
 
 #include <jansson.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "graph.h"
 #include "jwt.h"
 #include "oauth.h"

@@ -64,7 +64,7 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "ctlproto.h"
 
 #define CTL_REQUEST_S	10

@@ -15,7 +15,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 #include "mime.h"
 #include "smtp.h"
 

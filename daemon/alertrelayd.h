@@ -318,6 +318,15 @@ void		 tenant_stop(struct tenant *);
 void		 tenant_own(struct tenant *, bool, int64_t delivered);
 int64_t		 tenant_delivered_cursor(struct tenant *);
 bool		 tenant_owned(const struct tenant *);
+/*
+ * Cluster checkpoints of incidents: false unless incidents = yes; their
+ * cursor (TICKS_NONE: none yet) and dedupe set (borrowed).  _set adopts
+ * another member's (takes seen's entries), before tenant_own.
+ */
+bool		 tenant_incidents_get(const struct tenant *, int64_t *,
+		    const struct dedupe **);
+void		 tenant_incidents_set(struct tenant *, int64_t,
+		    struct dedupe *);
 void		 tenant_start(struct tenant *);
 /*
  * An answer carried Deprecation or Sunset: warn, once per tenant per day,

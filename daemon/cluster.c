@@ -13,6 +13,9 @@
  *	owners/TENANT	NAME of the collector polling TENANT, bound to its
  *			lease: created only if absent (transaction)
  *	cursors/TENANT	the tenant's delivered cursor, in ticks (decimal)
+ *	incidents/TENANT  with incidents = yes: the incidents' cursor and
+ *			the dedupe entries a new owner re-reads, "ICURSOR
+ *			HASH:TICKS ..." (hex hash64 of the id, decimal)
  *
  * Invariants:
  * - A tenant is polled only while this member holds owners/TENANT under a
@@ -21,8 +24,13 @@
  *   take the key (the deadline counts from when the last successful
  *   keepalive was *sent*, which is before etcd renewed it).
  * - On handoff the previous owner stops the tenant first and only then
- *   deletes the key (writing the cursor in the same transaction); the new
- *   owner waits until the key is gone.
+ *   deletes the key (writing the cursors in the same transaction); the
+ *   new owner waits until the key is gone, and adopts the incidents'
+ *   cursor and dedupe entries (merged with its own) before it polls, so
+ *   it neither skips nor re-sends incidents.  The incidents' checkpoint
+ *   is what the tenant has spooled, not delivered: the outputs are
+ *   drained before a stopping member writes it, but what a member that
+ *   dies had spooled waits in its spool until it runs again.
  * - Every key-value request of this member is serialised on one channel,
  *   so its own writes land in the order it made them.
  * - Tenants are spread by rendezvous hashing of (tenant, member) over the
@@ -60,6 +68,7 @@ struct ctenant {
 	char		*owner;		/* member in owners/NAME, or NULL */
 	int64_t		 owner_lease;
 	int64_t		 written;	/* cursor last stored in etcd */
+	uint64_t	 iwritten;	/* hash64 of incidents/ last stored */
 	int64_t		 delivered;	/* last known delivered cursor */
 };
 
@@ -75,6 +84,13 @@ enum cop {
 	OP_ACQUIRE,
 	OP_RELEASE,
 	OP_CURSORS,
+};
+
+/* A tenant's checkpoints in a transaction being sent. */
+struct kput {
+	struct ctenant	*ct;
+	int64_t		 cursor;	/* TICKS_NONE: not written */
+	uint64_t	 ihash;		/* 0: not written */
 };
 
 struct cluster {
@@ -95,8 +111,7 @@ struct cluster {
 	struct etcd_req	*kreq;
 	enum cop	 kop;
 	struct ctenant	*kct;
-	struct ctenant	**kbatch;
-	int64_t		*kvals;
+	struct kput	*kbatch;	/* the checkpoints being stored */
 	size_t		 nkbatch;
 	struct event	*ktimer;
 	int64_t		 next_read;	/* mono ms */
@@ -136,6 +151,118 @@ txn_kv(const struct etcd_txn_result *tr, size_t n)
 	if (n >= tr->nranges || tr->ranges[n].nkvs == 0)
 		return NULL;
 	return &tr->ranges[n].kvs[0];
+}
+
+/* ---- checkpoints ---- */
+
+/*
+ * The incidents' checkpoint of t, or NULL (no incidents, none read):
+ * "ICURSOR HASH:TICKS ...", the dedupe entries a new owner's first read
+ * (from ICURSOR - overlap) can meet.
+ */
+static char *
+ckpt_incidents(struct cluster *c, struct tenant *t)
+{
+	const struct dedupe *seen;
+	int64_t		 icursor, from;
+	struct buf	 b;
+	size_t		 i;
+
+	if (!tenant_incidents_get(t, &icursor, &seen) || icursor == TICKS_NONE)
+		return NULL;
+	from = icursor - c->relay->conf->daemon.overlap_ms * TICKS_PER_MS;
+	buf_init(&b);
+	buf_addf(&b, "%" PRId64, icursor);
+	for (i = 0; i < seen->cap; i++)
+		if (seen->tab[i].last_update != 0 &&
+		    seen->tab[i].last_update >= from)
+			buf_addf(&b, " %016" PRIx64 ":%" PRId64,
+			    seen->tab[i].idhash, seen->tab[i].last_update);
+	return b.data;	/* NUL-terminated */
+}
+
+/* Parse an incidents' checkpoint into seen; its cursor or TICKS_NONE. */
+static int64_t
+ckpt_incidents_parse(const char *v, struct dedupe *seen)
+{
+	char		*end;
+	int64_t		 icursor, lu;
+	uint64_t	 h;
+
+	icursor = strtoll(v, &end, 10);
+	if (end == v)
+		return TICKS_NONE;
+	for (v = end; *v == ' '; v = end) {
+		h = strtoull(v + 1, &end, 16);
+		if (*end != ':')
+			return TICKS_NONE;
+		lu = strtoll(end + 1, &end, 10);
+		dedupe_put_hash(seen, h, lu);
+	}
+	return *v == '\0' ? icursor : TICKS_NONE;
+}
+
+/*
+ * A tenant taken over: adopt the incidents' cursor of the last owner,
+ * with its dedupe entries and this member's own (everything in either
+ * was forwarded).  Without a checkpoint the local state stands.
+ */
+static void
+ckpt_incidents_adopt(struct ctenant *ct, const char *v)
+{
+	const struct dedupe *local;
+	struct dedupe	 seen;
+	int64_t		 icursor, mine;
+	size_t		 i;
+
+	if (v == NULL || !tenant_incidents_get(ct->t, &mine, &local))
+		return;
+	dedupe_init(&seen);
+	if ((icursor = ckpt_incidents_parse(v, &seen)) == TICKS_NONE) {
+		log_warnx("cluster: tenant %s: unreadable incidents "
+		    "checkpoint in etcd; using this member's", ct->name);
+		dedupe_clear(&seen);
+		return;
+	}
+	for (i = 0; i < local->cap; i++)
+		if (local->tab[i].last_update != 0)
+			dedupe_put_hash(&seen, local->tab[i].idhash,
+			    local->tab[i].last_update);
+	tenant_incidents_set(ct->t, icursor, &seen);
+	dedupe_clear(&seen);
+}
+
+/*
+ * Add ct's changed checkpoints (delivered cursor, incidents) to t; what
+ * was added goes to k.  False when nothing changed.
+ */
+static bool
+ckpt_put(struct cluster *c, struct etcd_txn *t, struct ctenant *ct,
+    struct kput *k)
+{
+	char	*key, *ik, v[32];
+
+	k->ct = ct;
+	k->cursor = TICKS_NONE;
+	k->ihash = 0;
+	if (ct->delivered != TICKS_NONE && ct->delivered != ct->written) {
+		key = ckey(c, "cursors", ct->name);
+		snprintf(v, sizeof(v), "%" PRId64, ct->delivered);
+		etcd_txn_put(t, ETCD_THEN, key, v, 0);
+		free(key);
+		k->cursor = ct->delivered;
+	}
+	if (ct->t != NULL && (ik = ckpt_incidents(c, ct->t)) != NULL) {
+		k->ihash = hash64(ik, strlen(ik));
+		if (k->ihash != ct->iwritten) {
+			key = ckey(c, "incidents", ct->name);
+			etcd_txn_put(t, ETCD_THEN, key, ik, 0);
+			free(key);
+		} else
+			k->ihash = 0;
+		free(ik);
+	}
+	return k->cursor != TICKS_NONE || k->ihash != 0;
 }
 
 /* Rendezvous weight of (tenant, member): FNV-1a, then a 64-bit mixer. */
@@ -302,10 +429,14 @@ cluster_assign(struct cluster *c)
 
 /* Start polling a tenant whose owner key we hold. */
 static void
-cluster_take(struct cluster *c, struct ctenant *ct, int64_t cursor)
+cluster_take(struct cluster *c, struct ctenant *ct, int64_t cursor,
+    const char *incidents)
 {
 	ct->state = CT_OWNED;
 	ct->written = cursor;
+	ct->iwritten = incidents != NULL ? hash64(incidents,
+	    strlen(incidents)) : 0;
+	ckpt_incidents_adopt(ct, incidents);
 	ct_set_owner(ct, c->conf->member_name, etcd_lease(c->etcd));
 	c->takeovers++;
 	log_debug("cluster: tenant %s acquired (shared cursor %s)", ct->name,
@@ -403,8 +534,10 @@ cluster_acquire_done(struct cluster *c, struct ctenant *ct,
 		ok = lease != 0 && lease == etcd_lease(c->etcd);
 	}
 	if (ok && ct->t != NULL && etcd_lease_ok(c->etcd) && ct->want &&
-	    !c->relay->stopping && ct->state == CT_NONE)
-		cluster_take(c, ct, cursor);
+	    !c->relay->stopping && ct->state == CT_NONE) {
+		kv = txn_kv(tr, 2);
+		cluster_take(c, ct, cursor, kv != NULL ? kv->value : NULL);
+	}
 	else if (ok)
 		ct_set_owner(ct, c->conf->member_name, etcd_lease(c->etcd));
 }
@@ -420,8 +553,12 @@ cluster_cursors_done(struct cluster *c, const struct etcd_txn_result *tr)
 		c->registered = false;
 		return;
 	}
-	for (i = 0; i < c->nkbatch; i++)
-		c->kbatch[i]->written = c->kvals[i];
+	for (i = 0; i < c->nkbatch; i++) {
+		if (c->kbatch[i].cursor != TICKS_NONE)
+			c->kbatch[i].ct->written = c->kbatch[i].cursor;
+		if (c->kbatch[i].ihash != 0)
+			c->kbatch[i].ct->iwritten = c->kbatch[i].ihash;
+	}
 }
 
 static void
@@ -509,9 +646,7 @@ cluster_kv_done_cb(const struct etcd_txn_result *tr, void *arg)
 	cluster_kv_done(c, op, tr);
 	c->kct = NULL;
 	free(c->kbatch);
-	free(c->kvals);
 	c->kbatch = NULL;
-	c->kvals = NULL;
 	c->nkbatch = 0;
 	cluster_kick(c);
 }
@@ -569,18 +704,22 @@ static void
 cluster_send_acquire(struct cluster *c, struct ctenant *ct)
 {
 	struct etcd_txn	*t = etcd_txn_new();
-	char		*ok, *ck;
+	char		*ok, *ck, *ik;
 
 	ok = ckey(c, "owners", ct->name);
 	ck = ckey(c, "cursors", ct->name);
+	ik = ckey(c, "incidents", ct->name);
 	etcd_txn_cmp_absent(t, ok);
 	etcd_txn_put(t, ETCD_THEN, ok, c->conf->member_name,
 	    etcd_lease(c->etcd));
 	etcd_txn_range(t, ETCD_THEN, ck, false);
+	etcd_txn_range(t, ETCD_THEN, ik, false);
 	etcd_txn_range(t, ETCD_ELSE, ok, false);
 	etcd_txn_range(t, ETCD_ELSE, ck, false);
+	etcd_txn_range(t, ETCD_ELSE, ik, false);
 	free(ok);
 	free(ck);
+	free(ik);
 	ct->tried = true;
 	c->kct = ct;
 	cluster_kv_send(c, OP_ACQUIRE, t);
@@ -591,7 +730,7 @@ static void
 cluster_send_release(struct cluster *c, struct ctenant *ct)
 {
 	struct etcd_txn	*t = etcd_txn_new();
-	char		*ok, *ck, v[32];
+	char		*ok, *ck, *ck2, *ik, v[32];
 
 	ok = ckey(c, "owners", ct->name);
 	ck = ckey(c, "cursors", ct->name);
@@ -601,6 +740,12 @@ cluster_send_release(struct cluster *c, struct ctenant *ct)
 	if (ct->delivered != TICKS_NONE) {
 		snprintf(v, sizeof(v), "%" PRId64, ct->delivered);
 		etcd_txn_put(t, ETCD_THEN, ck, v, 0);
+	}
+	if (ct->t != NULL && (ik = ckpt_incidents(c, ct->t)) != NULL) {
+		ck2 = ckey(c, "incidents", ct->name);
+		etcd_txn_put(t, ETCD_THEN, ck2, ik, 0);
+		free(ck2);
+		free(ik);
 	}
 	etcd_txn_delete(t, ETCD_THEN, ok);
 	free(ok);
@@ -619,33 +764,24 @@ cluster_send_cursors(struct cluster *c)
 {
 	struct etcd_txn	*t = etcd_txn_new();
 	struct ctenant	*ct;
-	char		*ck, v[32];
+	struct kput	 k;
 	size_t		 i;
-	int64_t		 d;
 
 	c->kbatch = xcalloc(BATCH_OPS, sizeof(*c->kbatch));
-	c->kvals = xcalloc(BATCH_OPS, sizeof(*c->kvals));
 	etcd_txn_cmp_lease(t, c->member_key, etcd_lease(c->etcd));
-	for (i = 0; i < c->ncts && c->nkbatch < BATCH_OPS; i++) {
+	for (i = 0; i < c->ncts && etcd_txn_nops(t, ETCD_THEN) + 2 <=
+	    BATCH_OPS; i++) {
 		ct = c->cts[i];
 		if (ct->state != CT_OWNED || ct->t == NULL)
 			continue;
-		d = ct->delivered = tenant_delivered_cursor(ct->t);
-		if (d == TICKS_NONE || d == ct->written)
-			continue;
-		ck = ckey(c, "cursors", ct->name);
-		snprintf(v, sizeof(v), "%" PRId64, d);
-		etcd_txn_put(t, ETCD_THEN, ck, v, 0);
-		free(ck);
-		c->kbatch[c->nkbatch] = ct;
-		c->kvals[c->nkbatch++] = d;
+		ct->delivered = tenant_delivered_cursor(ct->t);
+		if (ckpt_put(c, t, ct, &k))
+			c->kbatch[c->nkbatch++] = k;
 	}
 	if (c->nkbatch == 0) {
 		etcd_txn_free(t);
 		free(c->kbatch);
-		free(c->kvals);
 		c->kbatch = NULL;
-		c->kvals = NULL;
 		return false;
 	}
 	cluster_kv_send(c, OP_CURSORS, t);
@@ -874,7 +1010,8 @@ cluster_final(struct cluster *c)
 {
 	struct etcd_txn	*t = etcd_txn_new();
 	struct ctenant	*ct;
-	char		*ck, v[32], err[256];
+	struct kput	 k;
+	char		 err[256];
 	size_t		 i;
 
 	etcd_txn_cmp_lease(t, c->member_key, etcd_lease(c->etcd));
@@ -884,13 +1021,7 @@ cluster_final(struct cluster *c)
 			continue;
 		if (ct->t != NULL)
 			ct->delivered = tenant_delivered_cursor(ct->t);
-		if (ct->delivered == TICKS_NONE ||
-		    ct->delivered == ct->written)
-			continue;
-		ck = ckey(c, "cursors", ct->name);
-		snprintf(v, sizeof(v), "%" PRId64, ct->delivered);
-		etcd_txn_put(t, ETCD_THEN, ck, v, 0);
-		free(ck);
+		ckpt_put(c, t, ct, &k);
 	}
 	if (etcd_finish(c->etcd, t, FINAL_MS, err, sizeof(err)) == -1)
 		log_warnx("cluster: storing cursors at exit: %s; other "
@@ -917,7 +1048,6 @@ cluster_stop(struct relay *r)
 	free(c->cts);
 	members_clear(c);
 	free(c->kbatch);
-	free(c->kvals);
 	free(c->member_key);
 	free(c->member_value);
 	conf_cluster_free(c->conf);

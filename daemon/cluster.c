@@ -313,6 +313,53 @@ ct_free(struct ctenant *ct)
 	free(ct);
 }
 
+static struct ctenant *
+ct_new(const char *name)
+{
+	struct ctenant	*ct;
+
+	ct = xcalloc(1, sizeof(*ct));
+	ct->name = xstrdup(name);
+	ct->written = TICKS_NONE;
+	ct->delivered = TICKS_NONE;
+	return ct;
+}
+
+/*
+ * An owner key of ours for a tenant not configured here: an acquire that
+ * etcd applied after a reload had removed the tenant (its answer ignored
+ * or lost).  Track it so that it is released like any other.
+ */
+static struct ctenant *
+ct_stray(struct cluster *c, const char *name)
+{
+	struct ctenant	*ct = ct_new(name);
+
+	c->cts = xreallocarray(c->cts, c->ncts + 1, sizeof(*c->cts));
+	c->cts[c->ncts++] = ct;
+	qsort(c->cts, c->ncts, sizeof(*c->cts), ct_cmp);
+	log_info("cluster: tenant %s is not configured here; releasing the "
+	    "owner key this member holds", name);
+	return ct;
+}
+
+/* Forget an entry of a removed tenant once its key is released. */
+static void
+ct_drop(struct cluster *c, struct ctenant *ct)
+{
+	size_t	 i;
+
+	for (i = 0; i < c->ncts && c->cts[i] != ct; i++)
+		;
+	if (i == c->ncts)
+		return;
+	memmove(&c->cts[i], &c->cts[i + 1], (c->ncts - i - 1) *
+	    sizeof(*c->cts));
+	c->ncts--;
+	ct_free(ct);
+}
+
+
 static void
 ct_set_owner(struct ctenant *ct, const char *owner, int64_t lease)
 {
@@ -504,8 +551,12 @@ cluster_read_done(struct cluster *c, const struct etcd_txn_result *tr)
 	free(k);
 	for (i = 0; rg != NULL && i < rg->nkvs; i++) {
 		kv = &rg->kvs[i];
-		if (strlen(kv->key) > plen &&
-		    (ct = ct_find(c, kv->key + plen)) != NULL)
+		if (strlen(kv->key) <= plen)
+			continue;
+		if ((ct = ct_find(c, kv->key + plen)) == NULL &&
+		    kv->lease != 0 && kv->lease == etcd_lease(c->etcd))
+			ct = ct_stray(c, kv->key + plen);
+		if (ct != NULL)
 			ct_set_owner(ct, kv->value != NULL ? kv->value : "?",
 			    kv->lease);
 	}
@@ -622,7 +673,10 @@ cluster_kv_done(struct cluster *c, enum cop op,
 			cluster_acquire_done(c, c->kct, tr);
 		break;
 	case OP_RELEASE:
-		if (c->kct != NULL) {
+		if (c->kct != NULL && c->kct->t == NULL) {
+			ct_drop(c, c->kct);
+			c->kct = NULL;
+		} else if (c->kct != NULL) {
 			c->kct->state = CT_NONE;
 			ct_set_owner(c->kct, NULL, 0);
 		}
@@ -879,12 +933,8 @@ cluster_sync_tenants(struct cluster *c)
 		c->cts[i]->t = NULL;
 	n = xcalloc(r->ntenants + c->ncts + 1, sizeof(*n));
 	for (i = 0; i < r->ntenants; i++) {
-		if ((ct = ct_find(c, r->tenants[i]->name)) == NULL) {
-			ct = xcalloc(1, sizeof(*ct));
-			ct->name = xstrdup(r->tenants[i]->name);
-			ct->written = TICKS_NONE;
-			ct->delivered = TICKS_NONE;
-		}
+		if ((ct = ct_find(c, r->tenants[i]->name)) == NULL)
+			ct = ct_new(r->tenants[i]->name);
 		ct->t = r->tenants[i];
 		n[nn++] = ct;
 	}

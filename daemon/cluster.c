@@ -51,6 +51,8 @@
 #define RETRY_MS	250	/* after a failed request, next endpoint */
 #define FINAL_MS	2000	/* shutdown: cursors and revoke, at most */
 #define BATCH_OPS	64	/* puts per transaction (etcd allows 128) */
+#define BATCH_BYTES	(256 * 1024)	/* values per transaction (etcd
+					   takes 1.5 MB requests) */
 
 enum ct_state {
 	CT_NONE,		/* not polled here */
@@ -234,11 +236,12 @@ ckpt_incidents_adopt(struct ctenant *ct, const char *v)
 
 /*
  * Add ct's changed checkpoints (delivered cursor, incidents) to t; what
- * was added goes to k.  False when nothing changed.
+ * was added goes to k, its size is added to *bytes.  False when nothing
+ * changed.
  */
 static bool
 ckpt_put(struct cluster *c, struct etcd_txn *t, struct ctenant *ct,
-    struct kput *k)
+    struct kput *k, size_t *bytes)
 {
 	char	*key, *ik, v[32];
 
@@ -251,6 +254,7 @@ ckpt_put(struct cluster *c, struct etcd_txn *t, struct ctenant *ct,
 		etcd_txn_put(t, ETCD_THEN, key, v, 0);
 		free(key);
 		k->cursor = ct->delivered;
+		*bytes += strlen(v);
 	}
 	if (ct->t != NULL && (ik = ckpt_incidents(c, ct->t)) != NULL) {
 		k->ihash = hash64(ik, strlen(ik));
@@ -258,6 +262,7 @@ ckpt_put(struct cluster *c, struct etcd_txn *t, struct ctenant *ct,
 			key = ckey(c, "incidents", ct->name);
 			etcd_txn_put(t, ETCD_THEN, key, ik, 0);
 			free(key);
+			*bytes += strlen(ik);
 		} else
 			k->ihash = 0;
 		free(ik);
@@ -819,17 +824,17 @@ cluster_send_cursors(struct cluster *c)
 	struct etcd_txn	*t = etcd_txn_new();
 	struct ctenant	*ct;
 	struct kput	 k;
-	size_t		 i;
+	size_t		 i, bytes = 0;
 
 	c->kbatch = xcalloc(BATCH_OPS, sizeof(*c->kbatch));
 	etcd_txn_cmp_lease(t, c->member_key, etcd_lease(c->etcd));
 	for (i = 0; i < c->ncts && etcd_txn_nops(t, ETCD_THEN) + 2 <=
-	    BATCH_OPS; i++) {
+	    BATCH_OPS && bytes < BATCH_BYTES; i++) {
 		ct = c->cts[i];
 		if (ct->state != CT_OWNED || ct->t == NULL)
 			continue;
 		ct->delivered = tenant_delivered_cursor(ct->t);
-		if (ckpt_put(c, t, ct, &k))
+		if (ckpt_put(c, t, ct, &k, &bytes))
 			c->kbatch[c->nkbatch++] = k;
 	}
 	if (c->nkbatch == 0) {
@@ -1062,16 +1067,17 @@ cluster_final(struct cluster *c)
 	struct ctenant	*ct;
 	struct kput	 k;
 	char		 err[256];
-	size_t		 i;
+	size_t		 i, bytes = 0;
 
 	etcd_txn_cmp_lease(t, c->member_key, etcd_lease(c->etcd));
-	for (i = 0; i < c->ncts && etcd_txn_nops(t, ETCD_THEN) < 120; i++) {
+	for (i = 0; i < c->ncts && etcd_txn_nops(t, ETCD_THEN) < 120 &&
+	    bytes < 4 * BATCH_BYTES; i++) {
 		ct = c->cts[i];
 		if (ct->state == CT_NONE)
 			continue;
 		if (ct->t != NULL)
 			ct->delivered = tenant_delivered_cursor(ct->t);
-		ckpt_put(c, t, ct, &k);
+		ckpt_put(c, t, ct, &k, &bytes);
 	}
 	if (etcd_finish(c->etcd, t, FINAL_MS, err, sizeof(err)) == -1)
 		log_warnx("cluster: storing cursors at exit: %s; other "

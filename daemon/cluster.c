@@ -49,7 +49,8 @@
 #define CURSOR_SYNC_MS	5000	/* how often changed cursors are stored */
 #define HANDOFF_READ_MS	300	/* read interval while waiting for a key */
 #define RETRY_MS	250	/* after a failed request, next endpoint */
-#define FINAL_MS	2000	/* shutdown: cursors and revoke, at most */
+#define FINAL_MS	600	/* shutdown: cursors, then revoke, at most
+				   (SIGTERM exits within 1 s, etcd or not) */
 #define BATCH_OPS	64	/* puts per transaction (etcd allows 128) */
 #define BATCH_BYTES	(256 * 1024)	/* values per transaction (etcd
 					   takes 1.5 MB requests) */

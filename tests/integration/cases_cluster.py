@@ -858,14 +858,16 @@ def check_life_reload(ctx):
         p.close()
 
 
-def check_life_sigterm(ctx):
-    """SIGTERM while a key-value request is held in flight: the member
-    exits 0 within 1 s, the other takes over, the other's own tenants
-    keep delivering every version exactly once."""
+def check_life_sigterm(ctx, hung=False):
+    """SIGTERM while a key-value request is held in flight (hung: every
+    request of the member, etcd answers nothing, not even the cursors and
+    the revoke at exit): the member exits 0 within 1 s, the other takes
+    over, the other's own tenants keep delivering every version exactly
+    once."""
     cl, px = proxied(ctx, 12)
     cl.start()
     own = cl.wait_converged(("m1", "m2"))
-    h = px["m1"].hold("/v3/kv/txn")
+    h = px["m1"].hold("/v3/" if hung else "/v3/kv/txn", every=hung)
     h.wait_held(2 * TTL, "m1's next key-value request")
     d = cl.daemons["m1"]
     t0 = time.monotonic()
@@ -888,9 +890,10 @@ def check_life_sigterm(ctx):
     exp = expected_versions(ctx.fake, [(t, t) for t in stay])
     compare(exp, [x for x in delivered(ctx, "octet") if x.label in stay])
     cl.alive(("m2",))
-    ctx.note("SIGTERM with an etcd request held: exit 0 in %.2f s; m2 took "
-             "over; %d versions of its own tenants exactly once, %d in all"
-             % (took, len(exp), n))
+    ctx.note("SIGTERM with %s: exit 0 in %.2f s; m2 took over; %d "
+             "versions of its own tenants exactly once, %d in all"
+             % ("etcd hung" if hung else "an etcd request held", took,
+                len(exp), n))
     cl.stop_all()
     for p in px.values():
         p.close()
@@ -1014,6 +1017,15 @@ CASES = [
         "fake": ["--tenants", "12", "--alerts", "3", "--seed", "92"],
         "outputs": [octet_tcp()],
         "check": keep_evidence(check_life_sigterm),
+    },
+    {
+        "name": "cluster_life_sigterm_hung",
+        "doc": "SIGTERM while etcd answers nothing (every request held): "
+               "exit 0 within 1 s, the other member takes over after the "
+               "lease expires, its own tenants exactly once",
+        "fake": ["--tenants", "12", "--alerts", "3", "--seed", "94"],
+        "outputs": [octet_tcp()],
+        "check": keep_evidence(lambda ctx: check_life_sigterm(ctx, True)),
     },
     {
         "name": "cluster_life_handoff",

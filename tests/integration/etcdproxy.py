@@ -22,8 +22,9 @@ class Hold:
     """One armed hold: the first request whose path and body contain
     every string of match is kept until release()."""
 
-    def __init__(self, match):
+    def __init__(self, match, every=False):
         self.match = match
+        self.every = every      # every matching request, not one
         self.held = threading.Event()
         self.go = threading.Event()
         self.answer = True
@@ -65,10 +66,11 @@ class EtcdProxy:
     def url(self):
         return "http://127.0.0.1:%d" % self.port
 
-    def hold(self, *match):
+    def hold(self, *match, every=False):
         """Arm a hold for the next request containing every string of
-        match (path or body); returns it."""
-        h = Hold(match)
+        match (path or body), or every one with every=True (etcd hung);
+        returns it."""
+        h = Hold(match, every)
         with self.lock:
             self.holds.append(h)
         return h
@@ -126,7 +128,8 @@ class EtcdProxy:
         with self.lock:
             for h in self.holds:
                 if all(m in text for m in h.match):
-                    self.holds.remove(h)
+                    if not h.every:
+                        self.holds.remove(h)
                     return h
         return None
 

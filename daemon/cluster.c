@@ -1,18 +1,21 @@
 /* cluster: the share of the tenants this member polls, agreed in etcd. */
 
 /*
- * etcd is spoken to through its v3 JSON gateway (POST /v3/..., keys and
- * values base64) with libcurl and jansson, the libraries the daemon
- * already has.  Debian ships no maintained C client for the v3 API
- * (etcd's own clients are Go; the C ones are v2-only or unmaintained
- * gRPC wrappers that would pull in protobuf and gRPC for a handful of
- * calls), and the gateway is part of every etcd 3.x server.
+ * etcd is spoken to through its v3 JSON gateway (etcd.c: keys and values
+ * base64) with libcurl and jansson, the libraries the daemon already
+ * has.  Debian ships no maintained C client for the v3 API (etcd's own
+ * clients are Go; the C ones are v2-only or unmaintained gRPC wrappers
+ * that would pull in protobuf and gRPC for a handful of calls), and the
+ * gateway is part of every etcd 3.x server.
  *
  * Keys, under [cluster] prefix:
  *	members/NAME	one per live collector, bound to its lease
  *	owners/TENANT	NAME of the collector polling TENANT, bound to its
  *			lease: created only if absent (transaction)
  *	cursors/TENANT	the tenant's delivered cursor, in ticks (decimal)
+ *	incidents/TENANT  with incidents = yes: the incidents' cursor and
+ *			the dedupe entries a new owner re-reads, "ICURSOR
+ *			HASH:TICKS ..." (hex hash64 of the id, decimal)
  *
  * Invariants:
  * - A tenant is polled only while this member holds owners/TENANT under a
@@ -21,8 +24,13 @@
  *   take the key (the deadline counts from when the last successful
  *   keepalive was *sent*, which is before etcd renewed it).
  * - On handoff the previous owner stops the tenant first and only then
- *   deletes the key (writing the cursor in the same transaction); the new
- *   owner waits until the key is gone.
+ *   deletes the key (writing the cursors in the same transaction); the
+ *   new owner waits until the key is gone, and adopts the incidents'
+ *   cursor and dedupe entries (merged with its own) before it polls, so
+ *   it neither skips nor re-sends incidents.  The incidents' checkpoint
+ *   is what the tenant has spooled, not delivered: the outputs are
+ *   drained before a stopping member writes it, but what a member that
+ *   dies had spooled waits in its spool until it runs again.
  * - Every key-value request of this member is serialised on one channel,
  *   so its own writes land in the order it made them.
  * - Tenants are spread by rendezvous hashing of (tenant, member) over the
@@ -36,14 +44,16 @@
 
 #include <jansson.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 
 #define CURSOR_SYNC_MS	5000	/* how often changed cursors are stored */
 #define HANDOFF_READ_MS	300	/* read interval while waiting for a key */
 #define RETRY_MS	250	/* after a failed request, next endpoint */
-#define FINAL_MS	2000	/* shutdown: cursors and revoke, at most */
+#define FINAL_MS	600	/* shutdown: cursors, then revoke, at most
+				   (SIGTERM exits within 1 s, etcd or not) */
 #define BATCH_OPS	64	/* puts per transaction (etcd allows 128) */
-#define MAX_REPLY	(64 * 1024 * 1024)
+#define BATCH_BYTES	(256 * 1024)	/* values per transaction (etcd
+					   takes 1.5 MB requests) */
 
 enum ct_state {
 	CT_NONE,		/* not polled here */
@@ -61,6 +71,7 @@ struct ctenant {
 	char		*owner;		/* member in owners/NAME, or NULL */
 	int64_t		 owner_lease;
 	int64_t		 written;	/* cursor last stored in etcd */
+	uint64_t	 iwritten;	/* hash64 of incidents/ last stored */
 	int64_t		 delivered;	/* last known delivered cursor */
 };
 
@@ -78,43 +89,32 @@ enum cop {
 	OP_CURSORS,
 };
 
+/* A tenant's checkpoints in a transaction being sent. */
+struct kput {
+	struct ctenant	*ct;
+	int64_t		 cursor;	/* TICKS_NONE: not written */
+	uint64_t	 ihash;		/* 0: not written */
+};
+
 struct cluster {
 	struct relay	*relay;
 	/*
-	 * A multi handle of our own: keepalives must never queue behind
-	 * hundreds of tenant polls limited by max_concurrent_requests, or a
-	 * busy collector would lose its lease.
+	 * Owned copy of [cluster]: member_name, prefix and lease_ttl as at
+	 * start (they change only with a restart), endpoints and TLS files
+	 * as of the last reload.  etcd borrows it.
 	 */
-	struct http	*http;
-	char		**endpoints;
-	size_t		 nendpoints;
-	size_t		 cur;		/* endpoint in use */
-	char		*name;
-	char		*prefix;
-	char		*ca_file, *cert_file, *key_file;
-	int64_t		 ttl_ms;
+	struct conf_cluster *conf;
+	struct etcd	*etcd;
 	char		*member_key;
 	char		*member_value;
-	char		 user_agent[64];
-
-	/* The lease channel: grant, then keepalive every ttl/3. */
-	int64_t		 lease;		/* 0: none */
-	bool		 lease_ok;	/* confirmed, deadline not passed */
-	int64_t		 lease_sent;	/* mono ms: last good keepalive sent */
-	int64_t		 lease_granted_ttl;	/* seconds, from etcd */
-	struct http_req	*lreq;
-	int64_t		 lreq_sent;
-	struct event	*ltimer;
-	struct event	*deadline;
 
 	/* The key-value channel: one request at a time. */
 	bool		 registered;	/* members/NAME holds our lease */
 	bool		 name_busy;	/* announced: another lease has it */
-	struct http_req	*kreq;
+	struct etcd_req	*kreq;
 	enum cop	 kop;
 	struct ctenant	*kct;
-	struct ctenant	**kbatch;
-	int64_t		*kvals;
+	struct kput	*kbatch;	/* the checkpoints being stored */
 	size_t		 nkbatch;
 	struct event	*ktimer;
 	int64_t		 next_read;	/* mono ms */
@@ -128,220 +128,147 @@ struct cluster {
 	size_t		 nmembers;
 	int64_t		 revision;
 
-	/* Health, for status and logs. */
-	bool		 down;		/* announced as unreachable */
-	unsigned	 fails;		/* consecutive failed requests */
-	char		 last_error[256];
-	int64_t		 last_ok;	/* ticks */
-	uint64_t	 requests;
-	uint64_t	 failures;
 	uint64_t	 takeovers;	/* tenants started here */
 	uint64_t	 handoffs;	/* tenants handed to others */
 	uint64_t	 losses;	/* times every tenant was stopped */
 };
 
-/* A finished request, parsed. */
-struct creply {
-	json_t		*root;		/* NULL on failure */
-	const char	*error;		/* what failed */
-	bool		 lease_gone;	/* etcd: requested lease not found */
-	char		 msg[256];
-};
-
 static void	cluster_kick(struct cluster *);
-static void	cluster_keepalive(struct cluster *);
 
 /* ---- small helpers ---- */
-
-static const char b64chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static json_t *
-b64_json(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t		 len = strlen(s), i;
-	struct buf	 b;
-	uint32_t	 v;
-	json_t		*j;
-
-	buf_init(&b);
-	for (i = 0; i + 2 < len; i += 3) {
-		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		buf_addc(&b, b64chars[v >> 18]);
-		buf_addc(&b, b64chars[(v >> 12) & 63]);
-		buf_addc(&b, b64chars[(v >> 6) & 63]);
-		buf_addc(&b, b64chars[v & 63]);
-	}
-	if (len - i == 1) {
-		v = (uint32_t)p[i] << 16;
-		buf_addc(&b, b64chars[v >> 18]);
-		buf_addc(&b, b64chars[(v >> 12) & 63]);
-		buf_adds(&b, "==");
-	} else if (len - i == 2) {
-		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-		buf_addc(&b, b64chars[v >> 18]);
-		buf_addc(&b, b64chars[(v >> 12) & 63]);
-		buf_addc(&b, b64chars[(v >> 6) & 63]);
-		buf_addc(&b, '=');
-	}
-	j = json_string(b.len ? b.data : "");
-	buf_clear(&b);
-	return j;
-}
-
-/* Decode a base64 JSON string into a NUL-terminated copy, or NULL. */
-static char *
-b64_decode(json_t *j)
-{
-	const char	*s = json_string_value(j), *q;
-	struct buf	 b;
-	uint32_t	 v = 0;
-	int		 n = 0;
-
-	if (s == NULL)
-		return NULL;
-	buf_init(&b);
-	for (; *s != '\0' && *s != '='; s++) {
-		if ((q = strchr(b64chars, *s)) == NULL) {
-			buf_clear(&b);
-			return NULL;
-		}
-		v = v << 6 | (uint32_t)(q - b64chars);
-		if (++n == 4) {
-			buf_addc(&b, (char)(v >> 16));
-			buf_addc(&b, (char)(v >> 8));
-			buf_addc(&b, (char)v);
-			v = 0;
-			n = 0;
-		}
-	}
-	if (n == 2)
-		buf_addc(&b, (char)(v >> 4));
-	else if (n == 3) {
-		buf_addc(&b, (char)(v >> 10));
-		buf_addc(&b, (char)(v >> 2));
-	}
-	if (b.data == NULL)
-		return xstrdup("");
-	return b.data;	/* buf keeps data NUL-terminated */
-}
-
-/* The gateway writes 64-bit integers as strings. */
-static int64_t
-json_i64(json_t *j)
-{
-	if (json_is_integer(j))
-		return (int64_t)json_integer_value(j);
-	if (json_is_string(j))
-		return strtoll(json_string_value(j), NULL, 10);
-	return 0;
-}
-
-static json_t *
-json_s64(int64_t v)
-{
-	char	 s[32];
-
-	snprintf(s, sizeof(s), "%" PRId64, v);
-	return json_string(s);
-}
-
-/* The first key after every key starting with prefix. */
-static json_t *
-b64_range_end(const char *prefix)
-{
-	char	*e = xstrdup(prefix);
-	size_t	 n = strlen(e);
-	json_t	*j;
-
-	while (n > 0 && (unsigned char)e[n - 1] == 0xff)
-		e[--n] = '\0';
-	if (n > 0)
-		e[n - 1]++;
-	j = b64_json(e);
-	free(e);
-	return j;
-}
 
 static char *
 ckey(struct cluster *c, const char *kind, const char *name)
 {
 	char	*k;
 
-	xasprintf(&k, "%s%s/%s", c->prefix, kind, name != NULL ? name : "");
+	xasprintf(&k, "%s%s/%s", c->conf->prefix, kind, name != NULL ? name :
+	    "");
 	return k;
 }
 
-static json_t *
-op_put(const char *key, const char *value, int64_t lease)
+/* The first key-value of the nth response of a transaction, or NULL. */
+static const struct etcd_kv *
+txn_kv(const struct etcd_txn_result *tr, size_t n)
 {
-	json_t	*p;
-
-	p = json_object();
-	json_object_set_new(p, "key", b64_json(key));
-	json_object_set_new(p, "value", b64_json(value));
-	if (lease != 0)
-		json_object_set_new(p, "lease", json_s64(lease));
-	return json_pack("{s:o}", "request_put", p);
+	if (n >= tr->nranges || tr->ranges[n].nkvs == 0)
+		return NULL;
+	return &tr->ranges[n].kvs[0];
 }
 
-static json_t *
-op_range(const char *key, bool prefix)
-{
-	json_t	*p;
+/* ---- checkpoints ---- */
 
-	p = json_object();
-	json_object_set_new(p, "key", b64_json(key));
-	if (prefix)
-		json_object_set_new(p, "range_end", b64_range_end(key));
-	return json_pack("{s:o}", "request_range", p);
+/*
+ * The incidents' checkpoint of t, or NULL (no incidents, none read):
+ * "ICURSOR HASH:TICKS ...", the dedupe entries a new owner's first read
+ * (from ICURSOR - overlap) can meet.
+ */
+static char *
+ckpt_incidents(struct cluster *c, struct tenant *t)
+{
+	const struct dedupe *seen;
+	int64_t		 icursor, from;
+	struct buf	 b;
+	size_t		 i;
+
+	if (!tenant_incidents_get(t, &icursor, &seen) || icursor == TICKS_NONE)
+		return NULL;
+	from = icursor - c->relay->conf->daemon.overlap_ms * TICKS_PER_MS;
+	buf_init(&b);
+	buf_addf(&b, "%" PRId64, icursor);
+	for (i = 0; i < seen->cap; i++)
+		if (seen->tab[i].last_update != 0 &&
+		    seen->tab[i].last_update >= from)
+			buf_addf(&b, " %016" PRIx64 ":%" PRId64,
+			    seen->tab[i].idhash, seen->tab[i].last_update);
+	return b.data;	/* NUL-terminated */
 }
 
-static json_t *
-op_delete(const char *key)
+/* Parse an incidents' checkpoint into seen; its cursor or TICKS_NONE. */
+static int64_t
+ckpt_incidents_parse(const char *v, struct dedupe *seen)
 {
-	return json_pack("{s:{s:o}}", "request_delete_range", "key",
-	    b64_json(key));
+	char		*end;
+	int64_t		 icursor, lu;
+	uint64_t	 h;
+
+	icursor = strtoll(v, &end, 10);
+	if (end == v)
+		return TICKS_NONE;
+	for (v = end; *v == ' '; v = end) {
+		h = strtoull(v + 1, &end, 16);
+		if (*end != ':')
+			return TICKS_NONE;
+		lu = strtoll(end + 1, &end, 10);
+		dedupe_put_hash(seen, h, lu);
+	}
+	return *v == '\0' ? icursor : TICKS_NONE;
 }
 
-/* Compare: key does not exist (create_revision 0). */
-static json_t *
-cmp_absent(const char *key)
+/*
+ * A tenant taken over: adopt the incidents' cursor of the last owner,
+ * with its dedupe entries and this member's own (everything in either
+ * was forwarded).  Without a checkpoint the local state stands.
+ */
+static void
+ckpt_incidents_adopt(struct ctenant *ct, const char *v)
 {
-	return json_pack("{s:o,s:s,s:s,s:s}", "key", b64_json(key),
-	    "target", "CREATE", "result", "EQUAL", "create_revision", "0");
+	const struct dedupe *local;
+	struct dedupe	 seen;
+	int64_t		 icursor, mine;
+	size_t		 i;
+
+	if (v == NULL || !tenant_incidents_get(ct->t, &mine, &local))
+		return;
+	dedupe_init(&seen);
+	if ((icursor = ckpt_incidents_parse(v, &seen)) == TICKS_NONE) {
+		log_warnx("cluster: tenant %s: unreadable incidents "
+		    "checkpoint in etcd; using this member's", ct->name);
+		dedupe_clear(&seen);
+		return;
+	}
+	for (i = 0; i < local->cap; i++)
+		if (local->tab[i].last_update != 0)
+			dedupe_put_hash(&seen, local->tab[i].idhash,
+			    local->tab[i].last_update);
+	tenant_incidents_set(ct->t, icursor, &seen);
+	dedupe_clear(&seen);
 }
 
-/* Compare: key exists and is bound to lease. */
-static json_t *
-cmp_lease(const char *key, int64_t lease)
+/*
+ * Add ct's changed checkpoints (delivered cursor, incidents) to t; what
+ * was added goes to k, its size is added to *bytes.  False when nothing
+ * changed.
+ */
+static bool
+ckpt_put(struct cluster *c, struct etcd_txn *t, struct ctenant *ct,
+    struct kput *k, size_t *bytes)
 {
-	return json_pack("{s:o,s:s,s:s,s:o}", "key", b64_json(key),
-	    "target", "LEASE", "result", "EQUAL", "lease", json_s64(lease));
-}
+	char	*key, *ik, v[32];
 
-static json_t *
-txn_new(json_t *compare, json_t *success, json_t *failure)
-{
-	json_t	*t = json_object();
-
-	json_object_set_new(t, "compare", compare != NULL ? compare :
-	    json_array());
-	json_object_set_new(t, "success", success != NULL ? success :
-	    json_array());
-	json_object_set_new(t, "failure", failure != NULL ? failure :
-	    json_array());
-	return t;
-}
-
-/* The kvs of the nth response of a txn reply (a range). */
-static json_t *
-txn_kvs(json_t *root, size_t n)
-{
-	json_t	*r = json_array_get(json_object_get(root, "responses"), n);
-
-	return json_object_get(json_object_get(r, "response_range"), "kvs");
+	k->ct = ct;
+	k->cursor = TICKS_NONE;
+	k->ihash = 0;
+	if (ct->delivered != TICKS_NONE && ct->delivered != ct->written) {
+		key = ckey(c, "cursors", ct->name);
+		snprintf(v, sizeof(v), "%" PRId64, ct->delivered);
+		etcd_txn_put(t, ETCD_THEN, key, v, 0);
+		free(key);
+		k->cursor = ct->delivered;
+		*bytes += strlen(v);
+	}
+	if (ct->t != NULL && (ik = ckpt_incidents(c, ct->t)) != NULL) {
+		k->ihash = hash64(ik, strlen(ik));
+		if (k->ihash != ct->iwritten) {
+			key = ckey(c, "incidents", ct->name);
+			etcd_txn_put(t, ETCD_THEN, key, ik, 0);
+			free(key);
+			*bytes += strlen(ik);
+		} else
+			k->ihash = 0;
+		free(ik);
+	}
+	return k->cursor != TICKS_NONE || k->ihash != 0;
 }
 
 /* Rendezvous weight of (tenant, member): FNV-1a, then a 64-bit mixer. */
@@ -392,6 +319,53 @@ ct_free(struct ctenant *ct)
 	free(ct);
 }
 
+static struct ctenant *
+ct_new(const char *name)
+{
+	struct ctenant	*ct;
+
+	ct = xcalloc(1, sizeof(*ct));
+	ct->name = xstrdup(name);
+	ct->written = TICKS_NONE;
+	ct->delivered = TICKS_NONE;
+	return ct;
+}
+
+/*
+ * An owner key of ours for a tenant not configured here: an acquire that
+ * etcd applied after a reload had removed the tenant (its answer ignored
+ * or lost).  Track it so that it is released like any other.
+ */
+static struct ctenant *
+ct_stray(struct cluster *c, const char *name)
+{
+	struct ctenant	*ct = ct_new(name);
+
+	c->cts = xreallocarray(c->cts, c->ncts + 1, sizeof(*c->cts));
+	c->cts[c->ncts++] = ct;
+	qsort(c->cts, c->ncts, sizeof(*c->cts), ct_cmp);
+	log_info("cluster: tenant %s is not configured here; releasing the "
+	    "owner key this member holds", name);
+	return ct;
+}
+
+/* Forget an entry of a removed tenant once its key is released. */
+static void
+ct_drop(struct cluster *c, struct ctenant *ct)
+{
+	size_t	 i;
+
+	for (i = 0; i < c->ncts && c->cts[i] != ct; i++)
+		;
+	if (i == c->ncts)
+		return;
+	memmove(&c->cts[i], &c->cts[i + 1], (c->ncts - i - 1) *
+	    sizeof(*c->cts));
+	c->ncts--;
+	ct_free(ct);
+}
+
+
 static void
 ct_set_owner(struct ctenant *ct, const char *owner, int64_t lease)
 {
@@ -426,109 +400,6 @@ timer_in(struct event *ev, int64_t ms)
 	evtimer_add(ev, &tv);
 }
 
-/* ---- requests ---- */
-
-/* Record a failure: log the first of a series, move to the next endpoint. */
-static void
-cluster_failed(struct cluster *c, const char *what, const char *error)
-{
-	const char	*ep = c->endpoints[c->cur];
-
-	c->failures++;
-	snprintf(c->last_error, sizeof(c->last_error), "%s: %s: %s", ep, what,
-	    error);
-	if (++c->fails == 1 || (!c->down && c->fails == 3)) {
-		c->down = c->fails >= 3;
-		log_warnx("cluster: etcd %s: %s failed: %s%s", ep, what,
-		    error, c->nendpoints > 1 ? "; trying the next endpoint" :
-		    "");
-	} else
-		log_debug("cluster: etcd %s: %s failed: %s", ep, what, error);
-	c->cur = (c->cur + 1) % c->nendpoints;
-}
-
-static void
-cluster_succeeded(struct cluster *c)
-{
-	if (c->down)
-		log_info("cluster: etcd reachable again at %s",
-		    c->endpoints[c->cur]);
-	c->down = false;
-	c->fails = 0;
-	c->last_ok = ts_now();
-}
-
-/* Parse a gateway reply; on failure fill error (not logged). */
-static void
-creply_parse(const struct http_result *res, struct creply *cr)
-{
-	json_error_t	 je;
-	json_t		*e;
-	const char	*m;
-
-	memset(cr, 0, sizeof(*cr));
-	if (res->failed) {
-		snprintf(cr->msg, sizeof(cr->msg), "%s", res->error != NULL ?
-		    res->error : "transfer failed");
-		cr->error = cr->msg;
-		return;
-	}
-	if (res->body != NULL && res->body->len > 0)
-		cr->root = json_loadb(res->body->data, res->body->len, 0, &je);
-	if (res->status == 200 && json_is_object(cr->root)) {
-		/* A streaming RPC wraps its message in "result". */
-		if ((e = json_object_get(cr->root, "error")) == NULL)
-			return;
-	}
-	e = json_object_get(cr->root, "error");
-	if (json_is_object(e))
-		m = json_string_value(json_object_get(e, "message"));
-	else if ((m = json_string_value(json_object_get(cr->root,
-	    "message"))) == NULL)
-		m = json_string_value(e);
-	if (m != NULL && strstr(m, "lease not found") != NULL)
-		cr->lease_gone = true;
-	snprintf(cr->msg, sizeof(cr->msg), "HTTP %d%s%s", res->status,
-	    m != NULL ? ": " : "", m != NULL ? m : "");
-	cr->error = cr->msg;
-	json_decref(cr->root);
-	cr->root = NULL;
-}
-
-/* POST body (stolen) to path on the current endpoint. */
-static struct http_req *
-cluster_post(struct cluster *c, const char *path, json_t *body,
-    int64_t timeout_ms, http_done_cb cb)
-{
-	struct http_opts o;
-	struct http_req	*req;
-	char		*url, *text;
-
-	text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	if (text == NULL)
-		fatalx("cluster: json_dumps failed");
-	xasprintf(&url, "%s%s", c->endpoints[c->cur], path);
-	memset(&o, 0, sizeof(o));
-	o.method = "POST";
-	o.url = url;
-	o.body = text;
-	o.body_len = strlen(text);
-	o.user_agent = c->user_agent;
-	o.ca_file = c->ca_file;
-	o.cert_file = c->cert_file;
-	o.key_file = c->key_file;
-	o.timeout_ms = timeout_ms;
-	o.max_body = MAX_REPLY;
-	o.done_cb = cb;
-	o.arg = c;
-	c->requests++;
-	req = http_request(c->http, &o);
-	free(url);
-	free(text);
-	return req;
-}
-
 /* ---- ownership ---- */
 
 /* Stop every tenant: the lease can no longer be trusted. */
@@ -538,9 +409,7 @@ cluster_lose_all(struct cluster *c, const char *why)
 	size_t		 i, n = 0;
 	struct ctenant	*ct;
 
-	c->lease_ok = false;
 	c->read_done = false;	/* look at the members again first */
-	evtimer_del(c->deadline);
 	for (i = 0; i < c->ncts; i++) {
 		ct = c->cts[i];
 		if (ct->state == CT_OWNED) {
@@ -558,118 +427,29 @@ cluster_lose_all(struct cluster *c, const char *why)
 	    "confirms this member again", why, n, n == 1 ? "" : "s");
 }
 
+/* What etcd.c says about our lease. */
 static void
-cluster_deadline_cb(evutil_socket_t fd, short what, void *arg)
+cluster_lease_cb(enum etcd_lease_event ev, const char *why, void *arg)
 {
 	struct cluster	*c = arg;
-	char		 why[128];
 
-	snprintf(why, sizeof(why), "lease not renewed for %lld ms",
-	    (long long)(mono_ms() - c->lease_sent));
-	cluster_lose_all(c, why);
-}
-
-/* The lease was confirmed by a keepalive sent at sent (mono ms). */
-static void
-cluster_lease_confirmed(struct cluster *c, int64_t sent)
-{
-	int64_t	 margin = c->ttl_ms / 5;
-
-	if (margin < 100)
-		margin = 100;
-	if (!c->lease_ok)
-		log_info("cluster: member %s holds lease %" PRIx64, c->name,
-		    (uint64_t)c->lease);
-	c->lease_ok = true;
-	c->lease_sent = sent;
-	timer_in(c->deadline, sent + c->ttl_ms - margin - mono_ms());
-	cluster_kick(c);
-}
-
-/* etcd says the lease is gone: stop, forget it, and ask for another. */
-static void
-cluster_lease_gone(struct cluster *c)
-{
-	if (c->lease_ok)
-		cluster_lose_all(c, "the lease expired in etcd");
-	c->lease_ok = false;
-	c->lease = 0;
-	c->registered = false;
-	c->read_done = false;
-	evtimer_del(c->deadline);
-	if (c->lreq == NULL)
-		timer_in(c->ltimer, 0);
-}
-
-static void
-cluster_lease_done_cb(const struct http_result *res, void *arg)
-{
-	struct cluster	*c = arg;
-	struct creply	 cr;
-	json_t		*m;
-	int64_t		 ttl, id, sent = c->lreq_sent;
-	int64_t		 every = c->ttl_ms / 3;
-
-	c->lreq = NULL;
-	creply_parse(res, &cr);
-	if (cr.root == NULL) {
-		cluster_failed(c, c->lease == 0 ? "lease grant" : "keepalive",
-		    cr.error);
-		if (cr.lease_gone)
-			cluster_lease_gone(c);
-		else
-			timer_in(c->ltimer, RETRY_MS);
-		return;
-	}
-	cluster_succeeded(c);
-	m = json_object_get(cr.root, "result");
-	if (m == NULL)
-		m = cr.root;	/* lease grant is not a stream */
-	id = json_i64(json_object_get(m, "ID"));
-	ttl = json_i64(json_object_get(m, "TTL"));
-	json_decref(cr.root);
-	if (c->lease == 0 && id != 0 && ttl > 0) {
-		c->lease = id;
-		c->lease_granted_ttl = ttl;
+	switch (ev) {
+	case ETCD_LEASE_NEW:
 		c->registered = false;
 		c->read_done = false;
-		cluster_lease_confirmed(c, sent);
-	} else if (c->lease != 0 && ttl > 0)
-		cluster_lease_confirmed(c, sent);
-	else if (c->lease != 0) {
-		cluster_lease_gone(c);
-		return;
-	} else
-		cluster_failed(c, "lease grant", "reply without ID or TTL");
-	timer_in(c->ltimer, every);
-}
-
-/* Grant a lease, or renew the one we have. */
-static void
-cluster_keepalive(struct cluster *c)
-{
-	json_t	*body;
-	int64_t	 every = c->ttl_ms / 3, secs;
-
-	if (c->lreq != NULL)
-		return;
-	c->lreq_sent = mono_ms();
-	if (c->lease == 0) {
-		secs = (c->ttl_ms + 999) / 1000;
-		body = json_pack("{s:I}", "TTL", (json_int_t)secs);
-		c->lreq = cluster_post(c, "/v3/lease/grant", body, every,
-		    cluster_lease_done_cb);
-	} else {
-		body = json_pack("{s:o}", "ID", json_s64(c->lease));
-		c->lreq = cluster_post(c, "/v3/lease/keepalive", body, every,
-		    cluster_lease_done_cb);
+		break;
+	case ETCD_LEASE_UP:
+		log_info("cluster: member %s holds lease %" PRIx64,
+		    c->conf->member_name, (uint64_t)etcd_lease(c->etcd));
+		cluster_kick(c);
+		break;
+	case ETCD_LEASE_RENEWED:
+		cluster_kick(c);
+		break;
+	case ETCD_LEASE_LOST:
+		cluster_lose_all(c, why);
+		break;
 	}
-}
-
-static void
-cluster_ltimer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	cluster_keepalive(arg);
 }
 
 /* Which tenants rendezvous hashing gives this member. */
@@ -696,17 +476,21 @@ cluster_assign(struct cluster *c)
 				bw = w;
 			}
 		}
-		ct->want = best != NULL && strcmp(best, c->name) == 0;
+		ct->want = best != NULL && strcmp(best, c->conf->member_name) == 0;
 	}
 }
 
 /* Start polling a tenant whose owner key we hold. */
 static void
-cluster_take(struct cluster *c, struct ctenant *ct, int64_t cursor)
+cluster_take(struct cluster *c, struct ctenant *ct, int64_t cursor,
+    const char *incidents)
 {
 	ct->state = CT_OWNED;
 	ct->written = cursor;
-	ct_set_owner(ct, c->name, c->lease);
+	ct->iwritten = incidents != NULL ? hash64(incidents,
+	    strlen(incidents)) : 0;
+	ckpt_incidents_adopt(ct, incidents);
+	ct_set_owner(ct, c->conf->member_name, etcd_lease(c->etcd));
 	c->takeovers++;
 	log_debug("cluster: tenant %s acquired (shared cursor %s)", ct->name,
 	    cursor == TICKS_NONE ? "none" : "set");
@@ -725,7 +509,7 @@ cluster_rebalance(struct cluster *c)
 		ct->tried = false;
 		if (ct->state != CT_OWNED)
 			continue;
-		if (ct->owner_lease != c->lease) {
+		if (ct->owner_lease != etcd_lease(c->etcd)) {
 			/* Our key vanished: never keep polling without it. */
 			log_warnx("cluster: tenant %s: owner key lost; "
 			    "stopping", ct->name);
@@ -744,119 +528,116 @@ cluster_rebalance(struct cluster *c)
 }
 
 static void
-cluster_read_done(struct cluster *c, json_t *root)
+cluster_read_done(struct cluster *c, const struct etcd_txn_result *tr)
 {
-	json_t		*kvs, *kv;
-	size_t		 i, plen, n;
-	char		*k, *v;
+	const struct etcd_range *rg;
+	const struct etcd_kv *kv;
+	size_t		 i, plen;
+	char		*k;
 	struct ctenant	*ct;
 
 	members_clear(c);
-	kvs = txn_kvs(root, 0);
-	plen = strlen(c->member_key) - strlen(c->name);
-	c->members = xcalloc(json_array_size(kvs) + 1, sizeof(*c->members));
-	json_array_foreach(kvs, i, kv) {
-		k = b64_decode(json_object_get(kv, "key"));
-		v = b64_decode(json_object_get(kv, "value"));
-		if (k == NULL || strlen(k) <= plen) {
-			free(k);
-			free(v);
+	rg = tr->nranges > 0 ? &tr->ranges[0] : NULL;
+	plen = strlen(c->member_key) - strlen(c->conf->member_name);
+	c->members = xcalloc((rg != NULL ? rg->nkvs : 0) + 1,
+	    sizeof(*c->members));
+	for (i = 0; rg != NULL && i < rg->nkvs; i++) {
+		kv = &rg->kvs[i];
+		if (strlen(kv->key) <= plen)
 			continue;
-		}
-		c->members[c->nmembers].name = xstrdup(k + plen);
-		c->members[c->nmembers++].info = v != NULL ? v : xstrdup("");
-		free(k);
+		c->members[c->nmembers].name = xstrdup(kv->key + plen);
+		c->members[c->nmembers++].info = xstrdup(kv->value != NULL ?
+		    kv->value : "");
 	}
 	for (i = 0; i < c->ncts; i++)
 		ct_set_owner(c->cts[i], NULL, 0);
-	kvs = txn_kvs(root, 1);
+	rg = tr->nranges > 1 ? &tr->ranges[1] : NULL;
 	k = ckey(c, "owners", NULL);
 	plen = strlen(k);
 	free(k);
-	json_array_foreach(kvs, n, kv) {
-		k = b64_decode(json_object_get(kv, "key"));
-		v = b64_decode(json_object_get(kv, "value"));
-		if (k != NULL && strlen(k) > plen &&
-		    (ct = ct_find(c, k + plen)) != NULL)
-			ct_set_owner(ct, v != NULL ? v : "?",
-			    json_i64(json_object_get(kv, "lease")));
-		free(k);
-		free(v);
+	for (i = 0; rg != NULL && i < rg->nkvs; i++) {
+		kv = &rg->kvs[i];
+		if (strlen(kv->key) <= plen)
+			continue;
+		if ((ct = ct_find(c, kv->key + plen)) == NULL &&
+		    kv->lease != 0 && kv->lease == etcd_lease(c->etcd))
+			ct = ct_stray(c, kv->key + plen);
+		if (ct != NULL)
+			ct_set_owner(ct, kv->value != NULL ? kv->value : "?",
+			    kv->lease);
 	}
-	c->revision = json_i64(json_object_get(json_object_get(root,
-	    "header"), "revision"));
+	c->revision = tr->revision;
 	c->read_done = true;
 	cluster_assign(c);
 	cluster_rebalance(c);
 }
 
 static void
-cluster_acquire_done(struct cluster *c, struct ctenant *ct, json_t *root)
+cluster_acquire_done(struct cluster *c, struct ctenant *ct,
+    const struct etcd_txn_result *tr)
 {
-	json_t	*kv, *cur;
-	char	*v = NULL, *owner;
-	int64_t	 cursor = TICKS_NONE, lease = 0;
-	bool	 ok = json_is_true(json_object_get(root, "succeeded"));
+	const struct etcd_kv *kv;
+	int64_t		 cursor = TICKS_NONE, lease = 0;
+	bool		 ok = tr->succeeded;
 
-	cur = json_array_get(txn_kvs(root, 1), 0);
-	if (cur != NULL && (v = b64_decode(json_object_get(cur, "value"))) !=
-	    NULL && *v != '\0')
-		cursor = strtoll(v, NULL, 10);
-	free(v);
+	if ((kv = txn_kv(tr, 1)) != NULL && kv->value != NULL &&
+	    *kv->value != '\0')
+		cursor = strtoll(kv->value, NULL, 10);
 	if (!ok) {
-		kv = json_array_get(txn_kvs(root, 0), 0);
-		owner = kv != NULL ? b64_decode(json_object_get(kv, "value")) :
-		    NULL;
-		lease = json_i64(json_object_get(kv, "lease"));
-		ct_set_owner(ct, owner, lease);
-		free(owner);
+		kv = txn_kv(tr, 0);
+		lease = kv != NULL ? kv->lease : 0;
+		ct_set_owner(ct, kv != NULL ? kv->value : NULL, lease);
 		/* Still ours from before a lost contact: adopt it. */
-		ok = lease != 0 && lease == c->lease;
+		ok = lease != 0 && lease == etcd_lease(c->etcd);
 	}
-	if (ok && ct->t != NULL && c->lease_ok && ct->want &&
-	    !c->relay->stopping && ct->state == CT_NONE)
-		cluster_take(c, ct, cursor);
+	if (ok && ct->t != NULL && etcd_lease_ok(c->etcd) && ct->want &&
+	    !c->relay->stopping && ct->state == CT_NONE) {
+		kv = txn_kv(tr, 2);
+		cluster_take(c, ct, cursor, kv != NULL ? kv->value : NULL);
+	}
 	else if (ok)
-		ct_set_owner(ct, c->name, c->lease);
+		ct_set_owner(ct, c->conf->member_name, etcd_lease(c->etcd));
 }
 
 static void
-cluster_cursors_done(struct cluster *c, json_t *root)
+cluster_cursors_done(struct cluster *c, const struct etcd_txn_result *tr)
 {
 	size_t	 i;
 
-	if (!json_is_true(json_object_get(root, "succeeded"))) {
+	if (!tr->succeeded) {
 		log_warnx("cluster: member key %s is no longer ours; "
 		    "registering again", c->member_key);
 		c->registered = false;
 		return;
 	}
-	for (i = 0; i < c->nkbatch; i++)
-		c->kbatch[i]->written = c->kvals[i];
+	for (i = 0; i < c->nkbatch; i++) {
+		if (c->kbatch[i].cursor != TICKS_NONE)
+			c->kbatch[i].ct->written = c->kbatch[i].cursor;
+		if (c->kbatch[i].ihash != 0)
+			c->kbatch[i].ct->iwritten = c->kbatch[i].ihash;
+	}
 }
 
 static void
-cluster_register_done(struct cluster *c, json_t *root)
+cluster_register_done(struct cluster *c, const struct etcd_txn_result *tr)
 {
-	json_t	*kv;
-	int64_t	 lease;
+	const struct etcd_kv *kv;
 
-	if (json_is_true(json_object_get(root, "succeeded"))) {
+	if (tr->succeeded) {
 		c->registered = true;
 		c->name_busy = false;
-		log_info("cluster: joined as member %s", c->name);
+		log_info("cluster: joined as member %s", c->conf->member_name);
 		/*
 		 * Take nothing before the next read, one interval from now:
 		 * collectors started together then see each other first
 		 * instead of grabbing everything and handing it back.
 		 */
 		c->read_done = false;
-		c->next_read = mono_ms() + c->ttl_ms / 4;
+		c->next_read = mono_ms() + c->conf->lease_ttl_ms / 4;
 		return;
 	}
-	kv = json_array_get(txn_kvs(root, 0), 0);
-	lease = json_i64(json_object_get(kv, "lease"));
-	if (lease == c->lease) {
+	kv = txn_kv(tr, 0);
+	if ((kv != NULL ? kv->lease : 0) == etcd_lease(c->etcd)) {
 		c->registered = true;
 		c->name_busy = false;
 		return;
@@ -864,65 +645,82 @@ cluster_register_done(struct cluster *c, json_t *root)
 	if (!c->name_busy)
 		log_warnx("cluster: member name %s is held by another lease "
 		    "(a previous run that is not expired yet, or another "
-		    "collector with the same member_name); waiting", c->name);
+		    "collector with the same member_name); waiting",
+		    c->conf->member_name);
 	c->name_busy = true;
-	c->kv_retry = mono_ms() + c->ttl_ms / 4;
+	c->kv_retry = mono_ms() + c->conf->lease_ttl_ms / 4;
+}
+
+/* The answer to the key-value request in flight. */
+static void
+cluster_kv_done(struct cluster *c, enum cop op,
+    const struct etcd_txn_result *tr)
+{
+	int64_t	 backoff;
+
+	if (tr->error != NULL) {
+		backoff = RETRY_MS * etcd_fails(c->etcd);
+		if (backoff > c->conf->lease_ttl_ms / 4)
+			backoff = c->conf->lease_ttl_ms / 4;
+		c->kv_retry = mono_ms() + backoff;
+		if (op == OP_ACQUIRE && c->kct != NULL)
+			c->kct->tried = true;
+		return;
+	}
+	switch (op) {
+	case OP_REGISTER:
+		cluster_register_done(c, tr);
+		break;
+	case OP_READ:
+		cluster_read_done(c, tr);
+		break;
+	case OP_ACQUIRE:
+		if (c->kct != NULL)
+			cluster_acquire_done(c, c->kct, tr);
+		break;
+	case OP_RELEASE:
+		if (c->kct != NULL && c->kct->t == NULL) {
+			ct_drop(c, c->kct);
+			c->kct = NULL;
+		} else if (c->kct != NULL) {
+			c->kct->state = CT_NONE;
+			ct_set_owner(c->kct, NULL, 0);
+		}
+		break;
+	case OP_CURSORS:
+		cluster_cursors_done(c, tr);
+		break;
+	case OP_NONE:
+		break;
+	}
 }
 
 static void
-cluster_kv_done_cb(const struct http_result *res, void *arg)
+cluster_kv_done_cb(const struct etcd_txn_result *tr, void *arg)
 {
 	struct cluster	*c = arg;
-	struct creply	 cr;
 	enum cop	 op = c->kop;
-	static const char *names[] = { "-", "register", "read", "acquire",
-	    "release", "cursor update" };
 
 	c->kreq = NULL;
 	c->kop = OP_NONE;
-	creply_parse(res, &cr);
-	if (cr.root == NULL) {
-		cluster_failed(c, names[op], cr.error);
-		c->kv_retry = mono_ms() + (RETRY_MS * c->fails < c->ttl_ms / 4 ?
-		    RETRY_MS * c->fails : c->ttl_ms / 4);
-		if (op == OP_ACQUIRE && c->kct != NULL)
-			c->kct->tried = true;
-		if (cr.lease_gone)
-			timer_in(c->ltimer, 0);	/* keepalive decides */
-	} else {
-		cluster_succeeded(c);
-		switch (op) {
-		case OP_REGISTER:
-			cluster_register_done(c, cr.root);
-			break;
-		case OP_READ:
-			cluster_read_done(c, cr.root);
-			break;
-		case OP_ACQUIRE:
-			if (c->kct != NULL)
-				cluster_acquire_done(c, c->kct, cr.root);
-			break;
-		case OP_RELEASE:
-			if (c->kct != NULL) {
-				c->kct->state = CT_NONE;
-				ct_set_owner(c->kct, NULL, 0);
-			}
-			break;
-		case OP_CURSORS:
-			cluster_cursors_done(c, cr.root);
-			break;
-		case OP_NONE:
-			break;
-		}
-		json_decref(cr.root);
-	}
+	cluster_kv_done(c, op, tr);
 	c->kct = NULL;
 	free(c->kbatch);
-	free(c->kvals);
 	c->kbatch = NULL;
-	c->kvals = NULL;
 	c->nkbatch = 0;
 	cluster_kick(c);
+}
+
+/* Send t on the key-value channel. */
+static void
+cluster_kv_send(struct cluster *c, enum cop op, struct etcd_txn *t)
+{
+	static const char *names[] = { "-", "register", "read", "acquire",
+	    "release", "cursor update" };
+
+	c->kop = op;
+	c->kreq = etcd_txn_send(c->etcd, t, names[op], c->conf->lease_ttl_ms,
+	    cluster_kv_done_cb, c);
 }
 
 /* ---- the key-value channel ---- */
@@ -930,28 +728,27 @@ cluster_kv_done_cb(const struct http_result *res, void *arg)
 static void
 cluster_send_register(struct cluster *c)
 {
-	json_t	*body;
+	struct etcd_txn	*t = etcd_txn_new();
 
-	body = txn_new(json_pack("[o]", cmp_absent(c->member_key)),
-	    json_pack("[o]", op_put(c->member_key, c->member_value, c->lease)),
-	    json_pack("[o]", op_range(c->member_key, false)));
-	c->kop = OP_REGISTER;
-	c->kreq = cluster_post(c, "/v3/kv/txn", body, c->ttl_ms,
-	    cluster_kv_done_cb);
+	etcd_txn_cmp_absent(t, c->member_key);
+	etcd_txn_put(t, ETCD_THEN, c->member_key, c->member_value,
+	    etcd_lease(c->etcd));
+	etcd_txn_range(t, ETCD_ELSE, c->member_key, false);
+	cluster_kv_send(c, OP_REGISTER, t);
 }
 
 static void
 cluster_send_read(struct cluster *c)
 {
-	json_t	*body;
-	char	*m, *o;
-	int64_t	 now = mono_ms(), every = c->ttl_ms / 4;
-	size_t	 i;
+	struct etcd_txn	*t = etcd_txn_new();
+	char		*m, *o;
+	int64_t		 now = mono_ms(), every = c->conf->lease_ttl_ms / 4;
+	size_t		 i;
 
 	m = ckey(c, "members", NULL);
 	o = ckey(c, "owners", NULL);
-	body = txn_new(NULL, json_pack("[o,o]", op_range(m, true),
-	    op_range(o, true)), NULL);
+	etcd_txn_range(t, ETCD_THEN, m, true);
+	etcd_txn_range(t, ETCD_THEN, o, true);
 	free(m);
 	free(o);
 	/* Waiting for a handoff: look again soon. */
@@ -960,56 +757,61 @@ cluster_send_read(struct cluster *c)
 		    every > HANDOFF_READ_MS)
 			every = HANDOFF_READ_MS;
 	c->next_read = now + every;
-	c->kop = OP_READ;
-	c->kreq = cluster_post(c, "/v3/kv/txn", body, c->ttl_ms,
-	    cluster_kv_done_cb);
+	cluster_kv_send(c, OP_READ, t);
 }
 
 static void
 cluster_send_acquire(struct cluster *c, struct ctenant *ct)
 {
-	json_t	*body;
-	char	*ok, *ck;
+	struct etcd_txn	*t = etcd_txn_new();
+	char		*ok, *ck, *ik;
 
 	ok = ckey(c, "owners", ct->name);
 	ck = ckey(c, "cursors", ct->name);
-	body = txn_new(json_pack("[o]", cmp_absent(ok)),
-	    json_pack("[o,o]", op_put(ok, c->name, c->lease),
-	    op_range(ck, false)),
-	    json_pack("[o,o]", op_range(ok, false), op_range(ck, false)));
+	ik = ckey(c, "incidents", ct->name);
+	etcd_txn_cmp_absent(t, ok);
+	etcd_txn_put(t, ETCD_THEN, ok, c->conf->member_name,
+	    etcd_lease(c->etcd));
+	etcd_txn_range(t, ETCD_THEN, ck, false);
+	etcd_txn_range(t, ETCD_THEN, ik, false);
+	etcd_txn_range(t, ETCD_ELSE, ok, false);
+	etcd_txn_range(t, ETCD_ELSE, ck, false);
+	etcd_txn_range(t, ETCD_ELSE, ik, false);
 	free(ok);
 	free(ck);
+	free(ik);
 	ct->tried = true;
 	c->kct = ct;
-	c->kop = OP_ACQUIRE;
-	c->kreq = cluster_post(c, "/v3/kv/txn", body, c->ttl_ms,
-	    cluster_kv_done_cb);
+	cluster_kv_send(c, OP_ACQUIRE, t);
 }
 
 /* Store the cursor and delete the owner key, if it is still ours. */
 static void
 cluster_send_release(struct cluster *c, struct ctenant *ct)
 {
-	json_t	*body, *ops;
-	char	*ok, *ck, v[32];
+	struct etcd_txn	*t = etcd_txn_new();
+	char		*ok, *ck, *ck2, *ik, v[32];
 
 	ok = ckey(c, "owners", ct->name);
 	ck = ckey(c, "cursors", ct->name);
-	ops = json_array();
+	etcd_txn_cmp_lease(t, ok, etcd_lease(c->etcd));
 	if (ct->t != NULL)
 		ct->delivered = tenant_delivered_cursor(ct->t);
 	if (ct->delivered != TICKS_NONE) {
 		snprintf(v, sizeof(v), "%" PRId64, ct->delivered);
-		json_array_append_new(ops, op_put(ck, v, 0));
+		etcd_txn_put(t, ETCD_THEN, ck, v, 0);
 	}
-	json_array_append_new(ops, op_delete(ok));
-	body = txn_new(json_pack("[o]", cmp_lease(ok, c->lease)), ops, NULL);
+	if (ct->t != NULL && (ik = ckpt_incidents(c, ct->t)) != NULL) {
+		ck2 = ckey(c, "incidents", ct->name);
+		etcd_txn_put(t, ETCD_THEN, ck2, ik, 0);
+		free(ck2);
+		free(ik);
+	}
+	etcd_txn_delete(t, ETCD_THEN, ok);
 	free(ok);
 	free(ck);
 	c->kct = ct;
-	c->kop = OP_RELEASE;
-	c->kreq = cluster_post(c, "/v3/kv/txn", body, c->ttl_ms,
-	    cluster_kv_done_cb);
+	cluster_kv_send(c, OP_RELEASE, t);
 }
 
 /*
@@ -1020,41 +822,29 @@ cluster_send_release(struct cluster *c, struct ctenant *ct)
 static bool
 cluster_send_cursors(struct cluster *c)
 {
-	json_t		*ops;
+	struct etcd_txn	*t = etcd_txn_new();
 	struct ctenant	*ct;
-	char		*ck, v[32];
-	size_t		 i;
-	int64_t		 d;
+	struct kput	 k;
+	size_t		 i, bytes = 0;
 
 	c->kbatch = xcalloc(BATCH_OPS, sizeof(*c->kbatch));
-	c->kvals = xcalloc(BATCH_OPS, sizeof(*c->kvals));
-	ops = json_array();
-	for (i = 0; i < c->ncts && c->nkbatch < BATCH_OPS; i++) {
+	etcd_txn_cmp_lease(t, c->member_key, etcd_lease(c->etcd));
+	for (i = 0; i < c->ncts && etcd_txn_nops(t, ETCD_THEN) + 2 <=
+	    BATCH_OPS && bytes < BATCH_BYTES; i++) {
 		ct = c->cts[i];
 		if (ct->state != CT_OWNED || ct->t == NULL)
 			continue;
-		d = ct->delivered = tenant_delivered_cursor(ct->t);
-		if (d == TICKS_NONE || d == ct->written)
-			continue;
-		ck = ckey(c, "cursors", ct->name);
-		snprintf(v, sizeof(v), "%" PRId64, d);
-		json_array_append_new(ops, op_put(ck, v, 0));
-		free(ck);
-		c->kbatch[c->nkbatch] = ct;
-		c->kvals[c->nkbatch++] = d;
+		ct->delivered = tenant_delivered_cursor(ct->t);
+		if (ckpt_put(c, t, ct, &k, &bytes))
+			c->kbatch[c->nkbatch++] = k;
 	}
 	if (c->nkbatch == 0) {
-		json_decref(ops);
+		etcd_txn_free(t);
 		free(c->kbatch);
-		free(c->kvals);
 		c->kbatch = NULL;
-		c->kvals = NULL;
 		return false;
 	}
-	c->kop = OP_CURSORS;
-	c->kreq = cluster_post(c, "/v3/kv/txn", txn_new(json_pack("[o]",
-	    cmp_lease(c->member_key, c->lease)), ops, NULL), c->ttl_ms,
-	    cluster_kv_done_cb);
+	cluster_kv_send(c, OP_CURSORS, t);
 	return true;
 }
 
@@ -1063,15 +853,15 @@ ct_release_due(struct cluster *c, struct ctenant *ct)
 {
 	if (ct->state == CT_RELEASING)
 		return true;
-	return ct->state == CT_NONE && c->lease != 0 &&
-	    ct->owner_lease == c->lease && !ct->want && !c->relay->stopping;
+	return ct->state == CT_NONE && etcd_lease(c->etcd) != 0 &&
+	    ct->owner_lease == etcd_lease(c->etcd) && !ct->want && !c->relay->stopping;
 }
 
 static bool
 ct_acquire_due(struct cluster *c, struct ctenant *ct)
 {
 	return ct->t != NULL && ct->want && ct->state == CT_NONE &&
-	    !ct->tried && (ct->owner == NULL || ct->owner_lease == c->lease);
+	    !ct->tried && (ct->owner == NULL || ct->owner_lease == etcd_lease(c->etcd));
 }
 
 /* Send the next key-value request this member needs, or wait. */
@@ -1087,11 +877,11 @@ cluster_next(struct cluster *c)
 		timer_in(c->ktimer, c->kv_retry - now);
 		return;
 	}
-	if (c->lease_ok && !c->registered) {
+	if (etcd_lease_ok(c->etcd) && !c->registered) {
 		cluster_send_register(c);
 		return;
 	}
-	if (c->lease_ok) {
+	if (etcd_lease_ok(c->etcd)) {
 		for (i = 0; i < c->ncts; i++)
 			if (ct_release_due(c, c->cts[i])) {
 				cluster_send_release(c, c->cts[i]);
@@ -1102,7 +892,7 @@ cluster_next(struct cluster *c)
 		cluster_send_read(c);
 		return;
 	}
-	if (c->lease_ok && c->registered && c->read_done &&
+	if (etcd_lease_ok(c->etcd) && c->registered && c->read_done &&
 	    !c->relay->stopping) {
 		for (i = 0; i < c->ncts; i++)
 			if (ct_acquire_due(c, c->cts[i])) {
@@ -1110,13 +900,13 @@ cluster_next(struct cluster *c)
 				return;
 			}
 	}
-	if (c->lease_ok && c->registered && now >= c->next_cursors) {
+	if (etcd_lease_ok(c->etcd) && c->registered && now >= c->next_cursors) {
 		c->next_cursors = now + CURSOR_SYNC_MS;
 		if (cluster_send_cursors(c))
 			return;
 	}
 	at = c->next_read;
-	if (c->lease_ok && c->registered && c->next_cursors < at)
+	if (etcd_lease_ok(c->etcd) && c->registered && c->next_cursors < at)
 		at = c->next_cursors;
 	timer_in(c->ktimer, at - now);
 }
@@ -1149,12 +939,8 @@ cluster_sync_tenants(struct cluster *c)
 		c->cts[i]->t = NULL;
 	n = xcalloc(r->ntenants + c->ncts + 1, sizeof(*n));
 	for (i = 0; i < r->ntenants; i++) {
-		if ((ct = ct_find(c, r->tenants[i]->name)) == NULL) {
-			ct = xcalloc(1, sizeof(*ct));
-			ct->name = xstrdup(r->tenants[i]->name);
-			ct->written = TICKS_NONE;
-			ct->delivered = TICKS_NONE;
-		}
+		if ((ct = ct_find(c, r->tenants[i]->name)) == NULL)
+			ct = ct_new(r->tenants[i]->name);
 		ct->t = r->tenants[i];
 		n[nn++] = ct;
 	}
@@ -1168,8 +954,8 @@ cluster_sync_tenants(struct cluster *c)
 			ct->state = CT_RELEASING;	/* freed, so stopped */
 			c->handoffs++;
 		}
-		if (ct->state == CT_NONE && (c->lease == 0 ||
-		    ct->owner_lease != c->lease))
+		if (ct->state == CT_NONE && (etcd_lease(c->etcd) == 0 ||
+		    ct->owner_lease != etcd_lease(c->etcd)))
 			ct_free(ct);
 		else
 			n[nn++] = ct;
@@ -1186,31 +972,6 @@ cluster_sync_tenants(struct cluster *c)
 			c->kct = NULL;
 	}
 	/* A cursor batch in flight names only owned entries: none freed. */
-}
-
-static void
-cluster_conf_copy(struct cluster *c, const struct conf_cluster *cc)
-{
-	size_t	 i;
-
-	for (i = 0; i < c->nendpoints; i++)
-		free(c->endpoints[i]);
-	free(c->endpoints);
-	c->endpoints = xcalloc(cc->netcd_endpoints, sizeof(*c->endpoints));
-	for (i = 0; i < cc->netcd_endpoints; i++) {
-		c->endpoints[i] = xstrdup(cc->etcd_endpoints[i]);
-		/* "http://h:p/" and "http://h:p" alike */
-		if (c->endpoints[i][strlen(c->endpoints[i]) - 1] == '/')
-			c->endpoints[i][strlen(c->endpoints[i]) - 1] = '\0';
-	}
-	c->nendpoints = cc->netcd_endpoints;
-	c->cur = 0;
-	free(c->ca_file);
-	free(c->cert_file);
-	free(c->key_file);
-	c->ca_file = cc->ca_file != NULL ? xstrdup(cc->ca_file) : NULL;
-	c->cert_file = cc->cert_file != NULL ? xstrdup(cc->cert_file) : NULL;
-	c->key_file = cc->key_file != NULL ? xstrdup(cc->key_file) : NULL;
 }
 
 int
@@ -1230,30 +991,47 @@ cluster_start(struct relay *r, char *err, size_t errlen)
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->relay = r;
-	c->http = http_new(r->base, 4);
-	cluster_conf_copy(c, cc);
-	c->name = xstrdup(cc->member_name);
-	c->prefix = xstrdup(cc->prefix);
-	c->ttl_ms = cc->lease_ttl_ms;
-	c->member_key = ckey(c, "members", c->name);
+	c->conf = conf_cluster_dup(cc);
+	c->etcd = etcd_new(r->base, c->conf);
+	c->member_key = ckey(c, "members", c->conf->member_name);
 	ts_format(ts_now(), ts, sizeof(ts));
 	info = json_pack("{s:s,s:i,s:s,s:s}", "host", r->hostname, "pid",
 	    r->pid, "started", ts, "version", AR_VERSION);
 	c->member_value = json_dumps(info, JSON_COMPACT);
 	json_decref(info);
-	snprintf(c->user_agent, sizeof(c->user_agent), "alertrelayd/%s "
-	    "(cluster)", AR_VERSION);
-	c->ltimer = evtimer_new(r->base, cluster_ltimer_cb, c);
 	c->ktimer = evtimer_new(r->base, cluster_ktimer_cb, c);
-	c->deadline = evtimer_new(r->base, cluster_deadline_cb, c);
 	c->next_cursors = mono_ms() + CURSOR_SYNC_MS;
 	r->cluster = c;
 	cluster_sync_tenants(c);
 	log_info("cluster: member %s, %zu etcd endpoint%s, lease %lld ms, "
-	    "prefix %s", c->name, c->nendpoints, c->nendpoints == 1 ? "" :
-	    "s", (long long)c->ttl_ms, c->prefix);
-	cluster_keepalive(c);
+	    "prefix %s", c->conf->member_name, c->conf->netcd_endpoints,
+	    c->conf->netcd_endpoints == 1 ? "" : "s",
+	    (long long)c->conf->lease_ttl_ms, c->conf->prefix);
+	etcd_lease_start(c->etcd, c->conf->lease_ttl_ms, cluster_lease_cb, c);
 	return 0;
+}
+
+/*
+ * Adopt a reloaded [cluster]: new endpoints and TLS files; the member's
+ * identity (member_name, prefix, lease_ttl) stays until a restart.
+ */
+static void
+cluster_conf_adopt(struct cluster *c, const struct conf_cluster *cc)
+{
+	struct conf_cluster *nc, *old = c->conf;
+	char		*tmp;
+
+	nc = conf_cluster_dup(cc);
+	tmp = nc->member_name;
+	nc->member_name = old->member_name;
+	old->member_name = tmp;
+	tmp = nc->prefix;
+	nc->prefix = old->prefix;
+	old->prefix = tmp;
+	nc->lease_ttl_ms = old->lease_ttl_ms;
+	etcd_set_conf(c->etcd, nc);
+	c->conf = nc;
+	conf_cluster_free(old);
 }
 
 void
@@ -1264,13 +1042,13 @@ cluster_reconcile(struct relay *r)
 
 	if (c == NULL)
 		return;
-	if (!cc->enabled || strcmp(cc->member_name, c->name) != 0 ||
-	    strcmp(cc->prefix, c->prefix) != 0 ||
-	    cc->lease_ttl_ms != c->ttl_ms)
+	if (!cc->enabled || strcmp(cc->member_name, c->conf->member_name) !=
+	    0 || strcmp(cc->prefix, c->conf->prefix) != 0 ||
+	    cc->lease_ttl_ms != c->conf->lease_ttl_ms)
 		log_warnx("cluster: member_name, prefix, lease_ttl and "
 		    "removing [cluster] take effect at the next restart");
 	if (cc->enabled)
-		cluster_conf_copy(c, cc);
+		cluster_conf_adopt(c, cc);
 	cluster_sync_tenants(c);
 	c->next_read = mono_ms();
 	cluster_kick(c);
@@ -1278,109 +1056,33 @@ cluster_reconcile(struct relay *r)
 
 /* ---- shutdown ---- */
 
-struct cfinal {
-	struct cluster	*c;
-	struct http	*http;
-	struct event_base *base;
-	int		 step;
-};
-
-static void
-cluster_final_cb(const struct http_result *res, void *arg)
-{
-	struct cfinal	*f = arg;
-	struct creply	 cr;
-	struct http_opts o;
-	char		*url, *body;
-
-	creply_parse(res, &cr);
-	if (cr.root == NULL)
-		log_warnx("cluster: storing cursors at exit: %s; other "
-		    "members start from the last stored ones", cr.error);
-	json_decref(cr.root);
-	if (f->step++ > 0) {
-		event_base_loopexit(f->base, NULL);
-		return;
-	}
-	/* Then revoke: every key of ours goes at once, others take over. */
-	xasprintf(&url, "%s/v3/lease/revoke", f->c->endpoints[f->c->cur]);
-	xasprintf(&body, "{\"ID\":\"%" PRId64 "\"}", f->c->lease);
-	memset(&o, 0, sizeof(o));
-	o.method = "POST";
-	o.url = url;
-	o.body = body;
-	o.body_len = strlen(body);
-	o.user_agent = f->c->user_agent;
-	o.ca_file = f->c->ca_file;
-	o.cert_file = f->c->cert_file;
-	o.key_file = f->c->key_file;
-	o.timeout_ms = FINAL_MS / 2;
-	o.done_cb = cluster_final_cb;
-	o.arg = f;
-	http_request(f->http, &o);
-	free(url);
-	free(body);
-}
-
 /*
  * At exit (outputs drained or the stop deadline passed): store every
- * delivered cursor, then revoke the lease.  Runs on a private event base
- * so nothing else of the relay runs meanwhile; bounded by FINAL_MS.
+ * delivered cursor, then revoke the lease (every key of ours goes at
+ * once, others take over).  Blocks for at most FINAL_MS.
  */
 static void
 cluster_final(struct cluster *c)
 {
-	struct cfinal	 f;
-	struct http_opts o;
-	struct timeval	 tv = { FINAL_MS / 1000, (FINAL_MS % 1000) * 1000 };
-	json_t		*ops, *body;
+	struct etcd_txn	*t = etcd_txn_new();
 	struct ctenant	*ct;
-	char		*ck, *url, *text, v[32];
-	size_t		 i;
+	struct kput	 k;
+	char		 err[256];
+	size_t		 i, bytes = 0;
 
-	memset(&f, 0, sizeof(f));
-	f.c = c;
-	f.base = event_base_new();
-	f.http = http_new(f.base, 2);
-	ops = json_array();
-	for (i = 0; i < c->ncts && json_array_size(ops) < 120; i++) {
+	etcd_txn_cmp_lease(t, c->member_key, etcd_lease(c->etcd));
+	for (i = 0; i < c->ncts && etcd_txn_nops(t, ETCD_THEN) < 120 &&
+	    bytes < 4 * BATCH_BYTES; i++) {
 		ct = c->cts[i];
 		if (ct->state == CT_NONE)
 			continue;
 		if (ct->t != NULL)
 			ct->delivered = tenant_delivered_cursor(ct->t);
-		if (ct->delivered == TICKS_NONE ||
-		    ct->delivered == ct->written)
-			continue;
-		ck = ckey(c, "cursors", ct->name);
-		snprintf(v, sizeof(v), "%" PRId64, ct->delivered);
-		json_array_append_new(ops, op_put(ck, v, 0));
-		free(ck);
+		ckpt_put(c, t, ct, &k, &bytes);
 	}
-	body = txn_new(json_pack("[o]", cmp_lease(c->member_key, c->lease)),
-	    ops, NULL);
-	text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	xasprintf(&url, "%s/v3/kv/txn", c->endpoints[c->cur]);
-	memset(&o, 0, sizeof(o));
-	o.method = "POST";
-	o.url = url;
-	o.body = text;
-	o.body_len = strlen(text);
-	o.user_agent = c->user_agent;
-	o.ca_file = c->ca_file;
-	o.cert_file = c->cert_file;
-	o.key_file = c->key_file;
-	o.timeout_ms = FINAL_MS / 2;
-	o.done_cb = cluster_final_cb;
-	o.arg = &f;
-	http_request(f.http, &o);
-	free(url);
-	free(text);
-	event_base_loopexit(f.base, &tv);
-	event_base_dispatch(f.base);
-	http_free(f.http);
-	event_base_free(f.base);
+	if (etcd_finish(c->etcd, t, FINAL_MS, err, sizeof(err)) == -1)
+		log_warnx("cluster: storing cursors at exit: %s; other "
+		    "members start from the last stored ones", err);
 }
 
 void
@@ -1391,34 +1093,21 @@ cluster_stop(struct relay *r)
 
 	if (c == NULL)
 		return;
-	if (c->lreq != NULL)
-		http_cancel(c->http, c->lreq);
-	if (c->kreq != NULL)
-		http_cancel(c->http, c->kreq);
-	c->lreq = c->kreq = NULL;
+	etcd_cancel(c->etcd, c->kreq);
+	c->kreq = NULL;
 	/* The relay stopped the tenants already (relay_stop). */
-	if (c->lease != 0 && c->lease_ok)
+	if (etcd_lease(c->etcd) != 0 && etcd_lease_ok(c->etcd))
 		cluster_final(c);
-	http_free(c->http);
-	event_free(c->ltimer);
+	etcd_free(c->etcd);
 	event_free(c->ktimer);
-	event_free(c->deadline);
 	for (i = 0; i < c->ncts; i++)
 		ct_free(c->cts[i]);
 	free(c->cts);
 	members_clear(c);
-	for (i = 0; i < c->nendpoints; i++)
-		free(c->endpoints[i]);
-	free(c->endpoints);
 	free(c->kbatch);
-	free(c->kvals);
-	free(c->name);
-	free(c->prefix);
-	free(c->ca_file);
-	free(c->cert_file);
-	free(c->key_file);
 	free(c->member_key);
 	free(c->member_value);
+	conf_cluster_free(c->conf);
 	free(c);
 	r->cluster = NULL;
 }
@@ -1452,42 +1141,38 @@ cluster_owned_by(struct cluster *c, const char *member, json_t *names,
 static json_t *
 cluster_status_json(struct cluster *c)
 {
-	json_t	*o, *ms, *m, *e, *names;
-	size_t	 i;
-	char	 ts[40];
+	struct etcd_stats st;
+	json_t		*o, *ms, *m, *e, *names;
+	size_t		 i;
+	char		 ts[40], lease[32];
 
+	etcd_stats(c->etcd, &st);
 	ms = json_array();
 	for (i = 0; i < c->nmembers; i++) {
 		names = json_array();
 		cluster_owned_by(c, c->members[i].name, names, NULL);
 		m = json_pack("{s:s,s:b,s:s,s:o}", "name", c->members[i].name,
-		    "self", strcmp(c->members[i].name, c->name) == 0, "info",
-		    c->members[i].info, "tenants", names);
+		    "self", strcmp(c->members[i].name, c->conf->member_name) ==
+		    0, "info", c->members[i].info, "tenants", names);
 		json_array_append_new(ms, m);
 	}
 	names = json_array();
 	cluster_owned_by(c, NULL, names, NULL);
-	e = json_object();
-	json_object_set_new(e, "endpoint", json_string(c->endpoints[c->cur]));
-	json_object_set_new(e, "healthy", json_boolean(c->fails == 0 &&
-	    c->last_ok != 0));
-	ts_format(c->last_ok, ts, sizeof(ts));
-	json_object_set_new(e, "last_ok", c->last_ok != 0 ? json_string(ts) :
-	    json_null());
-	json_object_set_new(e, "last_error", c->last_error[0] != '\0' ?
-	    json_string(c->last_error) : json_null());
-	json_object_set_new(e, "requests", json_integer((json_int_t)
-	    c->requests));
-	json_object_set_new(e, "failures", json_integer((json_int_t)
-	    c->failures));
-	json_object_set_new(e, "revision", json_integer(c->revision));
+	ts_format(st.last_ok, ts, sizeof(ts));
+	e = json_pack("{s:s,s:b,s:o,s:o,s:I,s:I,s:I}", "endpoint",
+	    st.endpoint, "healthy", st.healthy, "last_ok", st.last_ok != 0 ?
+	    json_string(ts) : json_null(), "last_error",
+	    st.last_error[0] != '\0' ? json_string(st.last_error) :
+	    json_null(), "requests", (json_int_t)st.requests, "failures",
+	    (json_int_t)st.failures, "revision", (json_int_t)c->revision);
+	snprintf(lease, sizeof(lease), "%" PRId64, st.lease);
 	o = json_object();
-	json_object_set_new(o, "member", json_string(c->name));
-	json_object_set_new(o, "lease", c->lease != 0 ? json_s64(c->lease) :
+	json_object_set_new(o, "member", json_string(c->conf->member_name));
+	json_object_set_new(o, "lease", st.lease != 0 ? json_string(lease) :
 	    json_null());
-	json_object_set_new(o, "lease_ok", json_boolean(c->lease_ok));
-	json_object_set_new(o, "lease_renewed_ms_ago", c->lease_ok ?
-	    json_integer(mono_ms() - c->lease_sent) : json_null());
+	json_object_set_new(o, "lease_ok", json_boolean(st.lease_ok));
+	json_object_set_new(o, "lease_renewed_ms_ago", st.lease_ok ?
+	    json_integer(mono_ms() - st.lease_sent) : json_null());
 	json_object_set_new(o, "registered", json_boolean(c->registered));
 	json_object_set_new(o, "etcd", e);
 	json_object_set_new(o, "members", ms);
@@ -1508,6 +1193,7 @@ void
 cluster_status(struct relay *r, struct buf *out, bool json)
 {
 	struct cluster	*c = r->cluster;
+	struct etcd_stats st;
 	json_t		*o;
 	char		*s;
 	struct buf	 names;
@@ -1526,21 +1212,22 @@ cluster_status(struct relay *r, struct buf *out, bool json)
 		json_decref(o);
 		return;
 	}
-	buf_addf(out, "cluster: member %s, lease %s", c->name,
-	    c->lease_ok ? "held" : c->lease != 0 ? "NOT CONFIRMED" : "none");
-	if (c->lease_ok)
+	etcd_stats(c->etcd, &st);
+	buf_addf(out, "cluster: member %s, lease %s", c->conf->member_name,
+	    st.lease_ok ? "held" : st.lease != 0 ? "NOT CONFIRMED" : "none");
+	if (st.lease_ok)
 		buf_addf(out, " (renewed %lld ms ago)",
-		    (long long)(mono_ms() - c->lease_sent));
-	buf_addf(out, ", etcd %s %s\n", c->endpoints[c->cur],
-	    c->fails == 0 && c->last_ok != 0 ? "ok" : "FAILING");
-	if (c->last_error[0] != '\0')
-		buf_addf(out, "  last etcd error: %s\n", c->last_error);
+		    (long long)(mono_ms() - st.lease_sent));
+	buf_addf(out, ", etcd %s %s\n", st.endpoint, st.healthy ? "ok" :
+	    "FAILING");
+	if (st.last_error[0] != '\0')
+		buf_addf(out, "  last etcd error: %s\n", st.last_error);
 	buf_init(&names);
 	for (i = 0; i < c->nmembers; i++) {
 		buf_reset(&names);
 		n = cluster_owned_by(c, c->members[i].name, NULL, &names);
 		buf_addf(out, "  member %s%s: %zu tenant%s%s%s\n",
-		    c->members[i].name, strcmp(c->members[i].name, c->name) ==
+		    c->members[i].name, strcmp(c->members[i].name, c->conf->member_name) ==
 		    0 ? " (this one)" : "", n, n == 1 ? "" : "s",
 		    n > 0 ? ":" : "", n > 0 ? names.data : "");
 	}

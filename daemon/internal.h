@@ -346,6 +346,15 @@ void		 tenant_stop(struct tenant *);
 void		 tenant_own(struct tenant *, bool, int64_t delivered);
 int64_t		 tenant_delivered_cursor(struct tenant *);
 bool		 tenant_owned(const struct tenant *);
+/*
+ * Cluster checkpoints of incidents: false unless incidents = yes; their
+ * cursor (TICKS_NONE: none yet) and dedupe set (borrowed).  _set adopts
+ * another member's (takes seen's entries), before tenant_own.
+ */
+bool		 tenant_incidents_get(const struct tenant *, int64_t *,
+		    const struct dedupe **);
+void		 tenant_incidents_set(struct tenant *, int64_t,
+		    struct dedupe *);
 void		 tenant_start(struct tenant *);
 /*
  * An answer carried Deprecation or Sunset: warn, once per tenant per day,
@@ -449,6 +458,98 @@ void		 notifier_reconcile(struct notifier *,
  */
 void		 notifiers_incident(struct notifier **, size_t,
 		    const struct incident *, const struct event_meta *);
+
+/*
+ * etcd.c: an etcd v3 client over the JSON gateway: transactions, one
+ * lease kept alive, failover between endpoints.  Results go to the
+ * callback given with each call, from the loop, never from the call.
+ */
+struct etcd;
+struct etcd_req;
+struct etcd_txn;
+
+enum etcd_branch {
+	ETCD_THEN,		/* every compare held */
+	ETCD_ELSE,
+};
+
+struct etcd_kv {
+	char		*key;
+	char		*value;		/* NULL if not base64 */
+	int64_t		 lease;
+};
+
+/* What one response of a transaction read (empty unless a range). */
+struct etcd_range {
+	struct etcd_kv	*kvs;
+	size_t		 nkvs;
+};
+
+/* A transaction's outcome, valid during the callback only. */
+struct etcd_txn_result {
+	const char	*error;		/* NULL: it ran (already logged) */
+	bool		 succeeded;	/* which branch ran */
+	int64_t		 revision;
+	struct etcd_range *ranges;	/* one per operation of the branch */
+	size_t		 nranges;
+};
+typedef void	(*etcd_txn_cb)(const struct etcd_txn_result *, void *);
+
+enum etcd_lease_event {
+	ETCD_LEASE_NEW,		/* the lease changed: granted, or 0 (gone) */
+	ETCD_LEASE_UP,		/* confirmed, after not being confirmed */
+	ETCD_LEASE_RENEWED,	/* confirmed again */
+	ETCD_LEASE_LOST,	/* no longer confirmed: why */
+};
+typedef void	(*etcd_lease_cb)(enum etcd_lease_event, const char *why,
+		    void *);
+
+struct etcd_stats {
+	char		 endpoint[256];	/* in use */
+	bool		 healthy;
+	int64_t		 last_ok;	/* ticks, 0: never */
+	char		 last_error[256];
+	uint64_t	 requests;
+	uint64_t	 failures;
+	int64_t		 lease;		/* 0: none */
+	bool		 lease_ok;
+	int64_t		 lease_sent;	/* mono ms: last confirmed keepalive */
+};
+
+/* cc (endpoints, TLS files) is borrowed until etcd_set_conf/etcd_free. */
+struct etcd	*etcd_new(struct event_base *, const struct conf_cluster *);
+void		 etcd_set_conf(struct etcd *, const struct conf_cluster *);
+void		 etcd_free(struct etcd *);
+struct etcd_txn	*etcd_txn_new(void);
+void		 etcd_txn_free(struct etcd_txn *);
+void		 etcd_txn_cmp_absent(struct etcd_txn *, const char *key);
+void		 etcd_txn_cmp_lease(struct etcd_txn *, const char *key,
+		    int64_t lease);
+void		 etcd_txn_put(struct etcd_txn *, enum etcd_branch,
+		    const char *key, const char *value, int64_t lease);
+/* Read key, or every key starting with it (prefix). */
+void		 etcd_txn_range(struct etcd_txn *, enum etcd_branch,
+		    const char *key, bool prefix);
+void		 etcd_txn_delete(struct etcd_txn *, enum etcd_branch,
+		    const char *key);
+size_t		 etcd_txn_nops(const struct etcd_txn *, enum etcd_branch);
+/* Send t (takes ownership); cb once, later, unless etcd_cancel. */
+struct etcd_req	*etcd_txn_send(struct etcd *, struct etcd_txn *,
+		    const char *what, int64_t timeout_ms, etcd_txn_cb, void *);
+void		 etcd_cancel(struct etcd *, struct etcd_req *);
+/* Grant a lease of ttl_ms and keep it alive; cb tells what happens. */
+void		 etcd_lease_start(struct etcd *, int64_t ttl_ms, etcd_lease_cb,
+		    void *);
+int64_t		 etcd_lease(const struct etcd *);
+bool		 etcd_lease_ok(const struct etcd *);
+unsigned	 etcd_fails(const struct etcd *);	/* in a row */
+void		 etcd_stats(const struct etcd *, struct etcd_stats *);
+/*
+ * At exit: run t (taken; NULL: none), then revoke the lease, blocking
+ * for at most budget_ms.  0, or -1 with err when t did not run.
+ */
+int		 etcd_finish(struct etcd *, struct etcd_txn *, int64_t budget_ms,
+		    char *err, size_t errlen);
 
 /*
  * cluster.c: several collectors sharing the tenants through etcd

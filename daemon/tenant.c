@@ -752,6 +752,24 @@ tenant_delivered_cursor(struct tenant *t)
 }
 
 bool
+tenant_incidents_get(const struct tenant *t, int64_t *icursor,
+    const struct dedupe **seen)
+{
+	*icursor = t->state.icursor;
+	*seen = &t->state.iseen;
+	return t->incidents != NULL;
+}
+
+void
+tenant_incidents_set(struct tenant *t, int64_t icursor, struct dedupe *seen)
+{
+	dedupe_clear(&t->state.iseen);
+	t->state.iseen = *seen;
+	dedupe_init(seen);
+	t->state.icursor = icursor;
+}
+
+bool
 tenant_owned(const struct tenant *t)
 {
 	return t->owned;

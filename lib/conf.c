@@ -1711,6 +1711,53 @@ cluster_close(struct parser *p, void *obj)
 	cl->member_name = xstrdup(host);
 }
 
+/* Free the strings of a [cluster] section. */
+static void
+cluster_clear(struct conf_cluster *cl)
+{
+	strv_free(cl->etcd_endpoints, cl->netcd_endpoints);
+	free(cl->member_name);
+	free(cl->prefix);
+	free(cl->ca_file);
+	free(cl->cert_file);
+	free(cl->key_file);
+}
+
+static char *
+xstrdup_null(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+struct conf_cluster *
+conf_cluster_dup(const struct conf_cluster *cl)
+{
+	struct conf_cluster	*d;
+	size_t			 i;
+
+	d = xcalloc(1, sizeof(*d));
+	*d = *cl;
+	d->etcd_endpoints = xcalloc(cl->netcd_endpoints + 1,
+	    sizeof(*d->etcd_endpoints));
+	for (i = 0; i < cl->netcd_endpoints; i++)
+		d->etcd_endpoints[i] = xstrdup(cl->etcd_endpoints[i]);
+	d->member_name = xstrdup_null(cl->member_name);
+	d->prefix = xstrdup_null(cl->prefix);
+	d->ca_file = xstrdup_null(cl->ca_file);
+	d->cert_file = xstrdup_null(cl->cert_file);
+	d->key_file = xstrdup_null(cl->key_file);
+	return d;
+}
+
+void
+conf_cluster_free(struct conf_cluster *cl)
+{
+	if (cl == NULL)
+		return;
+	cluster_clear(cl);
+	free(cl);
+}
+
 static const struct sectdef sections[] = {
 	{ "daemon", false, daemon_keys, nitems(daemon_keys), daemon_open,
 	    NULL },
@@ -2359,12 +2406,7 @@ daemon_cluster_clear(struct config *c)
 	free(d->user_agent);
 	free(d->control_socket);
 	free(d->metrics_listen);
-	strv_free(cl->etcd_endpoints, cl->netcd_endpoints);
-	free(cl->member_name);
-	free(cl->prefix);
-	free(cl->ca_file);
-	free(cl->cert_file);
-	free(cl->key_file);
+	cluster_clear(cl);
 }
 
 void

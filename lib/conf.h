@@ -168,6 +168,9 @@ struct config	*conf_load(const char *path, struct conf_errors *errs);
 struct config	*conf_parse(const char *name, const char *text, size_t len,
 		    struct conf_errors *errs);
 void		 conf_free(struct config *);
+/* An owned copy of a [cluster] section, to outlive its config. */
+struct conf_cluster *conf_cluster_dup(const struct conf_cluster *);
+void		 conf_cluster_free(struct conf_cluster *);
 void		 conf_errors_clear(struct conf_errors *);
 
 /* Lookups. */

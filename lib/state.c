@@ -123,7 +123,7 @@ dedupe_check(const struct dedupe *d, const char *id, size_t idlen,
 }
 
 /* Insert or raise the entry for idhash. */
-static void
+void
 dedupe_put_hash(struct dedupe *d, uint64_t idhash, int64_t last_update)
 {
 	struct dedupe_entry *e;

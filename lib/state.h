@@ -36,6 +36,8 @@ enum dedupe_result dedupe_check(const struct dedupe *, const char *id,
 	    size_t idlen, int64_t last_update);
 void	dedupe_put(struct dedupe *, const char *id, size_t idlen,
 	    int64_t last_update);
+/* The same by hash64(id) (a set copied from elsewhere). */
+void	dedupe_put_hash(struct dedupe *, uint64_t idhash, int64_t last_update);
 /* Drop entries whose last_update < horizon. */
 void	dedupe_prune(struct dedupe *, int64_t horizon);
 

@@ -17,9 +17,11 @@ import threading
 import time
 import urllib.request
 
+from cases import delivered, settle
 from harness import (Daemon, Fail, compare, expected_versions, iso_to_ms,
                      tail, wait_delivered, wait_for)
 from etcd import EtcdCluster
+from etcdproxy import EtcdProxy, b64
 
 LONG = os.environ.get("ALERTRELAY_LONG") == "1"
 TTL = 4                         # lease_ttl, seconds
@@ -98,12 +100,14 @@ class Cluster:
     etcd endpoint."""
 
     def __init__(self, ctx, ntenants, own_endpoint=False, ttl=TTL,
-                 members=MEMBERS, netcd=3, tls=None, keys=None):
+                 members=MEMBERS, netcd=3, tls=None, keys=None,
+                 tenant_keys=None):
         self.ctx = ctx
         self.ttl = ttl
         self.names = names(ntenants)
         self.ever = list(self.names)    # configured at some point
-        self.tenants = [{"name": n, "label": n} for n in self.names]
+        self.tenant_keys = tenant_keys or {}    # more keys of every tenant
+        self.tenants = self.tenant_conf()
         self.etcd = EtcdCluster(ctx.suite, ctx.dir, n=netcd, tls=tls)
         self.etcd.start()
         self.daemons = {}
@@ -132,11 +136,43 @@ class Cluster:
         send SIGHUP."""
         self.names = list(tenant_names)
         self.ever += [n for n in self.names if n not in self.ever]
-        self.tenants = [{"name": n, "label": n} for n in self.names]
+        self.tenants = self.tenant_conf()
         for m in self.daemons:      # all first: they share secret files
             self.ctx.make_config(tenants=self.tenants, **self.confargs[m])
         for d in self.daemons.values():
             os.kill(d.proc.pid, signal.SIGHUP)
+
+    def set_endpoints(self, m, eps):
+        """Point member m at other etcd endpoints (written at the next
+        make_config: reload, or before start)."""
+        ex = self.confargs[m]["extra"].split("\n")
+        ex = ["etcd_endpoints = %s" % eps if x.startswith("etcd_endpoints")
+              else x for x in ex]
+        self.confargs[m]["extra"] = "\n".join(ex)
+
+    def write_configs(self, tenant_names):
+        """Every member's configuration with these tenants (no signal)."""
+        self.names = list(tenant_names)
+        self.ever += [n for n in self.names if n not in self.ever]
+        self.tenants = self.tenant_conf()
+        for m in self.daemons:
+            self.daemons[m].conf = self.ctx.make_config(
+                tenants=self.tenants, **self.confargs[m])
+
+    def ctl_reload(self, m):
+        """alertrelayctl reload on m: returns once the reload applied."""
+        exe = os.path.join(self.ctx.suite.build, "alertrelayctl")
+        sock = os.path.join(self.daemons[m].dir, "ctl.sock")
+        r = subprocess.run([exe, "-s", sock, "reload"],
+                           capture_output=True, timeout=30)
+        if r.returncode != 0:
+            raise Fail("alertrelayctl reload on %s exited %d: %s"
+                       % (m, r.returncode,
+                          r.stderr.decode(errors="replace")))
+
+    def tenant_conf(self):
+        return [dict({"name": n, "label": n}, **self.tenant_keys)
+                for n in self.names]
 
     def start(self, members=None):
         for m in members or self.daemons:
@@ -665,6 +701,233 @@ def check_tls(ctx):
     cl.stop_all()
 
 
+def incident_versions(fake, tenants):
+    """{(label, id, rt_ms)} of every incident version the fake made
+    visible (the label is the tenant's name here)."""
+    out = set()
+    for t in tenants:
+        for i, lut in fake.call("GET", "/_control/incident-versions",
+                                {"tenant": t}) or []:
+            out.add((t, i, iso_to_ms(lut)))
+    return out
+
+
+def incident_polls(cl, member, since):
+    """How many incident pages member asked for since (ms)."""
+    text = cl.ctx.fake.call("GET", "/_control/log", {"ua": "1"}) or ""
+    n = 0
+    for line in text.split("\n"):
+        f = line.split(" ")
+        if len(f) >= 6 and "/security/incidents" in f[3] and \
+                "/alerts" not in f[3] and \
+                f[5] == "alertrelay-it-" + member and \
+                iso_to_ms(f[0]) >= since:
+            n += 1
+    return n
+
+
+def more_incidents(fake, tenants, new):
+    """An update of incidents 1 and 2 of every tenant, and new ones."""
+    for t in tenants:
+        for i in (1, 2):
+            fake.call("POST", "/_control/incident-update",
+                      {"tenant": t, "id": i})
+        fake.call("POST", "/_control/incidents", {"tenant": t, "n": new})
+
+
+def check_incidents(ctx):
+    """Tenants with incidents = yes handed from one member to the other
+    (SIGTERM): the one that takes over starts from the incidents' cursor
+    and dedupe entries the first stored in etcd, so the SIEM sees every
+    incident version exactly once (alerts: at least once, as before)."""
+    fake, sng = ctx.fake, ctx.sng
+    cl = Cluster(ctx, 8, members=("m1", "m2"),
+                 tenant_keys={"source": "graph", "incidents": "yes"})
+    for t in cl.names:
+        fake.call("POST", "/_control/incidents", {"tenant": t, "n": 6})
+    cl.start()
+    own = cl.wait_converged(("m1", "m2"))
+    exp = lambda: incident_versions(fake, cl.names)     # noqa: E731
+    wait_delivered(ctx.suite, sng, "octet", exp, 60,
+                   what="every incident version before the hand-off")
+    more_incidents(fake, cl.names, 2)
+    wait_delivered(ctx.suite, sng, "octet", exp, 60,
+                   what="incident updates before the hand-off")
+    gone = own[cl.names[0]]
+    stay = "m2" if gone == "m1" else "m1"
+    moved = sorted(t for t, m in own.items() if m == gone)
+    t_stop = event("%s stopped (SIGTERM)" % gone)
+    cl.daemons[gone].stop()
+    cl.wait_converged((stay,), timeout=4 * TTL + 10,
+                      what="%s to take over from %s" % (stay, gone))
+    more_incidents(fake, cl.names, 1)
+    wait_delivered(ctx.suite, sng, "octet", exp, 60,
+                   what="incident versions after the hand-off")
+    # Every tenant read twice more by the one left: a duplicate (or a
+    # re-read from an old cursor) would have arrived by now.
+    n = incident_polls(cl, stay, t_stop)
+    wait_for(lambda: incident_polls(cl, stay, t_stop) >= n + 2 * len(
+             cl.names), 30, "two more incident polls of every tenant")
+    settle(ctx, "octet")
+    dels = delivered(ctx, "octet")
+    incs = [d for d in dels if d.ext.get("flexString1", "").find(
+            "/incidents/") >= 0]
+    compare(exp(), incs)
+    cl.alive((stay,))
+    ctx.note("%d tenants with incidents handed from %s to %s: %d incident "
+             "versions, each exactly once" % (len(moved), gone, stay,
+                                              len(exp())))
+    cl.stop_all()
+
+
+# --------------------------------------------------------------------------
+# Lifecycle matrix cells for etcd (issue 12): an etcd request held by a
+# proxy (etcdproxy.py) while a transition happens.
+
+def proxied(ctx, ntenants, members=("m1", "m2")):
+    """A one-member etcd and members that each reach it through their own
+    holding proxy."""
+    cl = Cluster(ctx, ntenants, members=members, netcd=1)
+    px = {m: EtcdProxy(cl.etcd.members[0].url) for m in members}
+    for m in members:
+        cl.set_endpoints(m, px[m].url)
+    cl.write_configs(cl.names)
+    return cl, px
+
+
+def owner_key_txn(name):
+    """What identifies an acquire or a release of name's owner key."""
+    return b64(PREFIX + "owners/" + name)
+
+
+def held_by(px, holds, timeout, what):
+    """The member whose proxy holds its request first."""
+    def one():
+        for m, h in holds.items():
+            if h.held.is_set():
+                return m
+        return None
+    return wait_for(one, timeout, what, interval=0.05)
+
+
+def check_life_reload(ctx):
+    """An acquire of tenant X held in flight while a reload removes X
+    from every member and moves the acquiring member to another etcd
+    endpoint; then etcd applies it.  That stale acquire must not leave X
+    owned (its key bound to the member's lease): the member releases the
+    key, nobody polls X, the others deliver every version exactly once."""
+    cl, px = proxied(ctx, 12)
+    x = cl.names[-1]
+    rest = cl.names[:-1]
+    cl.write_configs(rest)
+    cl.start()
+    cl.wait_converged(("m1", "m2"))
+    holds = {m: px[m].hold("/v3/kv/txn", "request_put", owner_key_txn(x))
+             for m in px}
+    cl.reload(rest + [x])
+    m = held_by(px, holds, 6 * TTL, "an acquire of %s to be held" % x)
+    t_stale = event("%s's acquire of %s held; reload removes it" % (m, x))
+    cl.set_endpoints(m, cl.etcd.members[0].url)
+    cl.write_configs(rest)
+    for d in cl.daemons:
+        cl.ctl_reload(d)
+    holds[m].release()
+    # etcd has applied it (or refused it) before the key is looked for.
+    if not holds[m].forwarded.wait(10):
+        raise Fail("the held acquire was not forwarded to etcd")
+    wait_for(lambda: x not in cl.owners(), 3 * TTL + 10,
+             "the owner key of removed tenant %s (acquired by a request "
+             "answered after the reload) to go" % x)
+    cl.ctx.fake.add_alerts("*", 1)
+    exp = expected_versions(ctx.fake, [(n, n) for n in rest])
+    wait_delivered(ctx.suite, ctx.sng, "octet", lambda: exp, 60,
+                   what="every version of the other tenants")
+    settle(ctx, "octet")
+    compare(exp, delivered(ctx, "octet"))
+    late = [(t, w) for ms, t, w in cl.polls(t_stale) if t == x]
+    if late:
+        raise Fail("removed tenant %s polled by %s after the reload"
+                   % (x, late[0][1]))
+    cl.alive()
+    ctx.note("acquire of %s by %s held across a reload that removed it and "
+             "changed the member's etcd endpoint: released in etcd, never "
+             "polled; %d versions of the other tenants exactly once"
+             % (x, m, len(exp)))
+    cl.stop_all()
+    for p in px.values():
+        p.close()
+
+
+def check_life_sigterm(ctx, hung=False):
+    """SIGTERM while a key-value request is held in flight (hung: every
+    request of the member, etcd answers nothing, not even the cursors and
+    the revoke at exit): the member exits 0 within 1 s, the other takes
+    over, the other's own tenants keep delivering every version exactly
+    once."""
+    cl, px = proxied(ctx, 12)
+    cl.start()
+    own = cl.wait_converged(("m1", "m2"))
+    h = px["m1"].hold("/v3/" if hung else "/v3/kv/txn", every=hung)
+    h.wait_held(2 * TTL, "m1's next key-value request")
+    d = cl.daemons["m1"]
+    t0 = time.monotonic()
+    os.kill(d.proc.pid, signal.SIGTERM)
+    rc = d.proc.wait(5)
+    took = time.monotonic() - t0
+    h.release()
+    if rc is None:
+        raise Fail("m1 still runs 5 s after SIGTERM with an etcd request "
+                   "in flight")
+    if rc != 0 or took > 1.0:
+        raise Fail("m1 with an etcd request in flight: SIGTERM -> exit %s "
+                   "after %.2f s (expected 0 within 1 s)" % (rc, took))
+    d.proc = None
+    cl.wait_converged(("m2",), timeout=4 * TTL + 10,
+                      what="m2 to take over from m1")
+    ctx.fake.add_alerts("*", 1)
+    stay = [t for t, m in own.items() if m == "m2"]
+    n, dup_msgs, _ = deliver_all(ctx, cl)
+    exp = expected_versions(ctx.fake, [(t, t) for t in stay])
+    compare(exp, [x for x in delivered(ctx, "octet") if x.label in stay])
+    cl.alive(("m2",))
+    ctx.note("SIGTERM with %s: exit 0 in %.2f s; m2 took over; %d "
+             "versions of its own tenants exactly once, %d in all"
+             % ("etcd hung" if hung else "an etcd request held", took,
+                len(exp), n))
+    cl.stop_all()
+    for p in px.values():
+        p.close()
+
+
+def check_life_handoff(ctx):
+    """A hand-off (m2 joins) whose release transaction reaches etcd but
+    whose answer is lost: no tenant polled by two members, the tenants
+    that stay with m1 exactly once, every version delivered."""
+    cl, px = proxied(ctx, 12)
+    cl.start(("m1",))
+    wait_for(lambda: set(cl.owners().values()) == {"m1"} and
+             len(cl.owners()) == 12, 30, "m1 to own every tenant")
+    h = px["m1"].hold("/v3/kv/txn", "request_delete_range")
+    t0 = event("m2 starts; m1's first release held")
+    cl.start(("m2",))
+    h.wait_held(6 * TTL, "m1's first release")
+    h.release(answer=False)
+    own = cl.wait_converged(("m1", "m2"))
+    ctx.fake.add_alerts("*", 1)
+    n, dup_msgs, _ = deliver_all(ctx, cl)
+    check_runs(runs(cl.polls(t0)), 2, "hand-off with a lost release answer")
+    stay = [t for t, m in own.items() if m == "m1"]
+    exp = expected_versions(ctx.fake, [(t, t) for t in stay])
+    compare(exp, [x for x in delivered(ctx, "octet") if x.label in stay])
+    cl.alive()
+    ctx.note("hand-off with m1's release applied but unanswered: no double "
+             "polling, %d versions (%d duplicate messages of moved "
+             "tenants), m1's own exactly once" % (n, dup_msgs))
+    cl.stop_all()
+    for p in px.values():
+        p.close()
+
+
 CASES = [
     {
         "name": "cluster_steady",
@@ -728,6 +991,49 @@ CASES = [
                  "--fault", "*:token-slow:5000"],
         "outputs": [octet_tcp()],
         "check": keep_evidence(check_stop_in_token),
+    },
+    {
+        "name": "cluster_incidents",
+        "doc": "tenants with incidents = yes handed over by SIGTERM: the "
+               "new owner starts from the incidents' checkpoint in etcd, "
+               "every incident version exactly once",
+        "fake": ["--tenants", "8", "--alerts", "3", "--seed", "89"],
+        "outputs": [octet_tcp()],
+        "check": keep_evidence(check_incidents),
+    },
+    {
+        "name": "cluster_life_reload",
+        "doc": "an acquire held while a reload removes the tenant and "
+               "changes the member's etcd endpoint: the late acquire is "
+               "released, nobody polls the tenant, others exactly once",
+        "fake": ["--tenants", "12", "--alerts", "3", "--seed", "91"],
+        "outputs": [octet_tcp()],
+        "check": keep_evidence(check_life_reload),
+    },
+    {
+        "name": "cluster_life_sigterm",
+        "doc": "SIGTERM while an etcd request is held: exit 0 within 1 s, "
+               "the other member takes over, its own tenants exactly once",
+        "fake": ["--tenants", "12", "--alerts", "3", "--seed", "92"],
+        "outputs": [octet_tcp()],
+        "check": keep_evidence(check_life_sigterm),
+    },
+    {
+        "name": "cluster_life_sigterm_hung",
+        "doc": "SIGTERM while etcd answers nothing (every request held): "
+               "exit 0 within 1 s, the other member takes over after the "
+               "lease expires, its own tenants exactly once",
+        "fake": ["--tenants", "12", "--alerts", "3", "--seed", "94"],
+        "outputs": [octet_tcp()],
+        "check": keep_evidence(lambda ctx: check_life_sigterm(ctx, True)),
+    },
+    {
+        "name": "cluster_life_handoff",
+        "doc": "a hand-off whose release reaches etcd but loses its "
+               "answer: no double polling, every version delivered",
+        "fake": ["--tenants", "12", "--alerts", "3", "--seed", "93"],
+        "outputs": [octet_tcp()],
+        "check": keep_evidence(check_life_handoff),
     },
     {
         "name": "cluster_tls",

@@ -16,7 +16,7 @@
 #include <curl/curl.h>
 #include <systemd/sd-daemon.h>
 
-#include "internal.h"
+#include "alertrelayd.h"
 
 #define DEFAULT_CONFIG	"/etc/alertrelay/alertrelay.conf"
 #define EXIT_USAGE	64

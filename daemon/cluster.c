@@ -861,7 +861,8 @@ static bool
 ct_acquire_due(struct cluster *c, struct ctenant *ct)
 {
 	return ct->t != NULL && ct->want && ct->state == CT_NONE &&
-	    !ct->tried && (ct->owner == NULL || ct->owner_lease == etcd_lease(c->etcd));
+	    !ct->tried && (ct->owner == NULL ||
+	    ct->owner_lease == etcd_lease(c->etcd));
 }
 
 /* Send the next key-value request this member needs, or wait. */

@@ -14,8 +14,8 @@
  *	cursor set NAME TIME
  *	backfill NAME FROM TO
  *
- * (lib/ctlproto.c parses the line.)  TIME, FROM and TO are ISO 8601 UTC ("2026-11-01T00:00:00Z", fractions
- * allowed) or a bare date ("2026-11-01", midnight UTC).  The daemon
+ * (lib/ctlproto.c parses the line.)  TIME, FROM and TO are ISO 8601
+ * UTC ("2026-11-01T00:00:00Z", fractions allowed) or a bare date ("2026-11-01", midnight UTC).  The daemon
  * answers with lines "TAG TEXT", where TAG is
  *
  *	o	a line for the client's standard output

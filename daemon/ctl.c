@@ -16,7 +16,8 @@
  *
  * (lib/ctlproto.c parses the line.)  TIME, FROM and TO are ISO 8601
  * UTC ("2026-11-01T00:00:00Z", fractions allowed) or a bare date
- * ("2026-11-01", midnight UTC).  The daemon answers with lines "TAG TEXT", where TAG is
+ * ("2026-11-01", midnight UTC).  The daemon answers with lines
+ * "TAG TEXT", where TAG is
  *
  *	o	a line for the client's standard output
  *	e	a line for its standard error

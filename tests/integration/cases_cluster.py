@@ -1002,7 +1002,7 @@ CASES = [
         "check": keep_evidence(check_incidents),
     },
     {
-        "name": "cluster_life_reload",
+        "name": "cluster_life_reload", "quick": True,
         "doc": "an acquire held while a reload removes the tenant and "
                "changes the member's etcd endpoint: the late acquire is "
                "released, nobody polls the tenant, others exactly once",
@@ -1011,7 +1011,7 @@ CASES = [
         "check": keep_evidence(check_life_reload),
     },
     {
-        "name": "cluster_life_sigterm",
+        "name": "cluster_life_sigterm", "quick": True,
         "doc": "SIGTERM while an etcd request is held: exit 0 within 1 s, "
                "the other member takes over, its own tenants exactly once",
         "fake": ["--tenants", "12", "--alerts", "3", "--seed", "92"],
@@ -1019,7 +1019,7 @@ CASES = [
         "check": keep_evidence(check_life_sigterm),
     },
     {
-        "name": "cluster_life_sigterm_hung",
+        "name": "cluster_life_sigterm_hung", "quick": True,
         "doc": "SIGTERM while etcd answers nothing (every request held): "
                "exit 0 within 1 s, the other member takes over after the "
                "lease expires, its own tenants exactly once",
@@ -1028,7 +1028,7 @@ CASES = [
         "check": keep_evidence(lambda ctx: check_life_sigterm(ctx, True)),
     },
     {
-        "name": "cluster_life_handoff",
+        "name": "cluster_life_handoff", "quick": True,
         "doc": "a hand-off whose release reaches etcd but loses its "
                "answer: no double polling, every version delivered",
         "fake": ["--tenants", "12", "--alerts", "3", "--seed", "93"],

@@ -8,7 +8,6 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
 #ifdef __linux__
 #include <linux/sockios.h>
 #endif
@@ -30,12 +29,11 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "internal.h"
 #include "backoff.h"
 #include "kafka.h"
-#include "relp.h"
+#include "sink_int.h"
 
 /* Framed bytes kept outside the kernel, and batch sizes per loop pass. */
 #define SINK_HIWAT		(256 * 1024)
@@ -76,20 +74,6 @@ enum sink_state {
 	SINK_UP,		/* sending */
 };
 
-/* A record sent on this connection and not yet acknowledged in the spool. */
-struct sink_rec {
-	struct spool_pos	 end;		/* spool position after it */
-	uint64_t		 end_off;	/* s->queued after it */
-	int64_t			 acked_at;	/* mono_ms of its ack, or 0 */
-	uint32_t		 txnr;		/* relp: its transaction */
-};
-
-/* TLS: after a successful SSL_write, plaintext and socket byte counts. */
-struct sink_mark {
-	uint64_t		 plain;		/* s->written after it */
-	uint64_t		 cipher;	/* BIO_number_written after it */
-};
-
 struct sink {
 	struct event_base	*base;
 	struct conf_output	 conf;		/* conf_output_dup: ours */
@@ -115,20 +99,18 @@ struct sink {
 	 * Stream transports: framed records on their way to the SIEM.
 	 * queued counts bytes put into out since the connection started,
 	 * written the bytes that left it (plaintext, for TLS), peer_acked
-	 * those the peer's TCP stack has acknowledged.  recs[recs_first..
-	 * nrecs) are the records not yet acknowledged in the spool, each
-	 * with its cumulative end offset; those before recs_tcp are known
-	 * to be in the peer's hands (acked_at set).  marks[marks_first..
-	 * nmarks) map plaintext to socket bytes for TLS.
+	 * those the peer's TCP stack has acknowledged.  recs.v[recs.first..
+	 * recs.n) are the records not yet acknowledged in the spool, each
+	 * with its cumulative end offset; those before recs.tcp are known
+	 * to be in the peer's hands (acked_at set).  marks.v[marks.first..
+	 * marks.n) map plaintext to socket bytes for TLS.
 	 */
 	struct evbuffer		*out;
 	uint64_t		 queued;
 	uint64_t		 written;
 	uint64_t		 peer_acked;
-	struct sink_rec		*recs;
-	size_t			 recs_first, recs_tcp, nrecs, recs_cap;
-	struct sink_mark	*marks;
-	size_t			 marks_first, nmarks, marks_cap;
+	struct sink_recs	 recs;
+	struct sinktls_marks	 marks;
 	size_t			 tls_retry;	/* SSL_write to repeat */
 	bool			 tls_wants_read; /* ... once readable */
 	struct spool_pos	 sendpos;	/* next record to read */
@@ -150,9 +132,7 @@ struct sink {
 	char			 last_error[512]; /* why it is down (status) */
 	uint64_t		 resends;	/* records sent again */
 	struct kafka		*kafka;		/* kafka outputs: producer */
-	uint32_t		 relp_txnr;	/* relp: last one sent */
-	struct buf		 relp_in;	/* relp: unparsed responses */
-	int64_t			 relp_rsp_at;	/* relp: mono_ms, last rsp */
+	struct sinkrelp		 relp;		/* relp: the session */
 };
 
 static void	sink_connect(struct sink *);
@@ -160,7 +140,6 @@ static void	sink_pump(struct sink *);
 static void	sink_io_cb(evutil_socket_t, short, void *);
 static void	sink_relp_open(struct sink *);
 static void	sink_relp_release(struct sink *);
-static int	sink_relp_input(struct sink *, const char *, size_t);
 
 /* RELP's records are acknowledged by its responses (see sink_relp_input). */
 #define SINK_RELP_WINDOW	1024
@@ -196,70 +175,6 @@ sink_target(const struct sink *s)
 	if (s->conf.transport == OUT_KAFKA)
 		return s->conf.brokers;
 	return s->conf.address != NULL ? s->conf.address : "(none)";
-}
-
-/* The short reason of the first queued OpenSSL error, or NULL. */
-static const char *
-sink_ssl_reason(void)
-{
-	unsigned long	 e;
-	const char	*r;
-
-	if ((e = ERR_peek_error()) == 0)
-		return NULL;
-	if ((r = ERR_reason_error_string(e)) == NULL)
-		r = "unknown TLS error";
-	return r;
-}
-
-/* Build the TLS client context: TLS >= 1.2, peer always verified. */
-static SSL_CTX *
-sink_ssl_ctx(const struct conf_output *c, char *err, size_t errlen)
-{
-	SSL_CTX		*ctx;
-	const char	*key;
-
-	ERR_clear_error();
-	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-		snprintf(err, errlen, "output %s: cannot create TLS context",
-		    c->name);
-		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if (c->ca_file != NULL) {
-		if (SSL_CTX_load_verify_locations(ctx, c->ca_file,
-		    NULL) != 1) {
-			snprintf(err, errlen, "output %s: cannot load ca_file "
-			    "%s: %s", c->name, c->ca_file, sink_ssl_reason());
-			goto fail;
-		}
-	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		snprintf(err, errlen, "output %s: cannot load the system "
-		    "CA certificates: %s", c->name, sink_ssl_reason());
-		goto fail;
-	}
-	if (c->cert_file == NULL)
-		return ctx;
-	key = c->key_file != NULL ? c->key_file : c->cert_file;
-	if (SSL_CTX_use_certificate_chain_file(ctx, c->cert_file) != 1) {
-		snprintf(err, errlen, "output %s: cannot load cert_file %s: %s",
-		    c->name, c->cert_file, sink_ssl_reason());
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(err, errlen, "output %s: cannot load key_file %s: %s",
-		    c->name, key, sink_ssl_reason());
-		goto fail;
-	}
-	return ctx;
-fail:
-	ERR_clear_error();
-	SSL_CTX_free(ctx);
-	return NULL;
 }
 
 /* Open the output's spool under state_dir/spool/NAME. */
@@ -329,13 +244,13 @@ sink_close_conn(struct sink *s)
 		evutil_freeaddrinfo(s->ai);	/* getaddrinfo's or evdns's */
 	s->ai = s->ai_cur = NULL;
 	evbuffer_drain(s->out, evbuffer_get_length(s->out));
-	s->resends += s->nrecs - s->recs_first;
+	s->resends += s->recs.n - s->recs.first;
 	if (s->kafka != NULL)
 		s->resends += kafka_reset(s->kafka);
 	s->queued = s->written = s->peer_acked = 0;
-	s->recs_first = s->recs_tcp = s->nrecs = 0;
-	s->marks_first = s->nmarks = 0;
-	buf_reset(&s->relp_in);
+	s->recs.first = s->recs.tcp = s->recs.n = 0;
+	s->marks.first = s->marks.n = 0;
+	buf_reset(&s->relp.in);
 	s->tls_retry = 0;
 	s->tls_wants_read = false;
 	evtimer_del(s->timer);
@@ -398,50 +313,6 @@ sink_fail(struct sink *s, const char *what, const char *fmt, ...)
 	sink_timer_add(s, delay);
 }
 
-/* A hint for the operator next to a certificate verification error. */
-static const char *
-sink_verify_hint(long v)
-{
-	switch (v) {
-	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-	case X509_V_ERR_CERT_UNTRUSTED:
-		return " (check ca_file)";
-	case X509_V_ERR_HOSTNAME_MISMATCH:
-	case X509_V_ERR_IP_ADDRESS_MISMATCH:
-		return " (check tls_server_name)";
-	default:
-		return "";
-	}
-}
-
-/* Describe a failed SSL_* call for the outage message. */
-static void
-sink_tls_reason(struct sink *s, int ret, char *out, size_t len)
-{
-	long		 v;
-	int		 e, saved = errno;
-	const char	*r;
-
-	e = SSL_get_error(s->ssl, ret);
-	v = SSL_get_verify_result(s->ssl);
-	if (s->state == SINK_HANDSHAKE && v != X509_V_OK)
-		snprintf(out, len, "certificate verify failed: %s%s",
-		    X509_verify_cert_error_string(v), sink_verify_hint(v));
-	else if (e == SSL_ERROR_ZERO_RETURN)
-		snprintf(out, len, "connection closed by the peer");
-	else if ((r = sink_ssl_reason()) != NULL)
-		snprintf(out, len, "TLS error: %s", r);
-	else if (e == SSL_ERROR_SYSCALL && saved != 0)
-		snprintf(out, len, "%s", strerror(saved));
-	else
-		snprintf(out, len, "connection closed by the peer");
-	ERR_clear_error();
-}
-
 /* The connection works: start sending from the spool head. */
 static void
 sink_up(struct sink *s)
@@ -472,35 +343,15 @@ sink_up(struct sink *s)
 static void
 sink_tls_start(struct sink *s)
 {
+	char		 reason[512];
 	const char	*name;
-	unsigned char	 addr[sizeof(struct in6_addr)];
-	int		 isip;
 
 	name = s->conf.tls_server_name != NULL ? s->conf.tls_server_name :
 	    s->conf.host;
-	if ((s->ssl = SSL_new(s->ssl_ctx)) == NULL ||
-	    SSL_set_fd(s->ssl, s->fd) != 1) {
-		sink_fail(s, "cannot connect to", "cannot create TLS session");
+	if ((s->ssl = sinktls_session(s->ssl_ctx, s->fd, name, reason,
+	    sizeof reason)) == NULL) {
+		sink_fail(s, "cannot connect to", "%s", reason);
 		return;
-	}
-	isip = inet_pton(AF_INET, name, addr) == 1 ||
-	    inet_pton(AF_INET6, name, addr) == 1;
-	if (isip) {
-		/* IP addresses are matched against IP SANs; no SNI. */
-		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl),
-		    name) != 1) {
-			sink_fail(s, "cannot connect to", "bad IP address %s",
-			    name);
-			return;
-		}
-	} else {
-		SSL_set_hostflags(s->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-		if (SSL_set1_host(s->ssl, name) != 1 ||
-		    SSL_set_tlsext_host_name(s->ssl, name) != 1) {
-			sink_fail(s, "cannot connect to", "bad server name %s",
-			    name);
-			return;
-		}
 	}
 	s->state = SINK_HANDSHAKE;
 	event_add(s->ev_read, NULL);
@@ -512,24 +363,21 @@ static void
 sink_tls_handshake(struct sink *s)
 {
 	char	 reason[512];
-	int	 r;
 
-	ERR_clear_error();
-	errno = 0;
-	if ((r = SSL_connect(s->ssl)) == 1) {
+	switch (sinktls_handshake(s->ssl, reason, sizeof reason)) {
+	case SINKTLS_DONE:
 		event_del(s->ev_write);
 		sink_up(s);
 		return;
-	}
-	switch (SSL_get_error(s->ssl, r)) {
-	case SSL_ERROR_WANT_READ:
+	case SINKTLS_WANT_READ:
 		event_del(s->ev_write);
 		return;
-	case SSL_ERROR_WANT_WRITE:
+	case SINKTLS_WANT_WRITE:
 		event_add(s->ev_write, NULL);
 		return;
+	case SINKTLS_FAILED:
+		break;
 	}
-	sink_tls_reason(s, r, reason, sizeof reason);
 	sink_fail(s, "cannot connect to", "%s", reason);
 }
 
@@ -814,7 +662,6 @@ sink_check_drained(struct sink *s)
 static uint64_t
 sink_delivered(struct sink *s)
 {
-	uint64_t	 cipher, acked;
 	int		 outq = 0;
 
 	if (sink_is_local(s) || s->fd == -1)
@@ -829,34 +676,8 @@ sink_delivered(struct sink *s)
 			s->peer_acked = s->written - (uint64_t)outq;
 		return s->peer_acked;
 	}
-	cipher = BIO_number_written(SSL_get_wbio(s->ssl));
-	acked = cipher >= (uint64_t)outq ? cipher - (uint64_t)outq : 0;
-	while (s->marks_first < s->nmarks &&
-	    s->marks[s->marks_first].cipher <= acked)
-		s->peer_acked = s->marks[s->marks_first++].plain;
-	if (s->marks_first == s->nmarks)
-		s->marks_first = s->nmarks = 0;
+	s->peer_acked = sinktls_acked(&s->marks, s->ssl, outq, s->peer_acked);
 	return s->peer_acked;
-}
-
-/* Remember where a successful SSL_write left both byte streams. */
-static void
-sink_mark_push(struct sink *s)
-{
-	if (s->marks_first > 0 && s->nmarks == s->marks_cap) {
-		memmove(s->marks, s->marks + s->marks_first,
-		    (s->nmarks - s->marks_first) * sizeof *s->marks);
-		s->nmarks -= s->marks_first;
-		s->marks_first = 0;
-	}
-	if (s->nmarks == s->marks_cap) {
-		s->marks_cap = s->marks_cap == 0 ? 64 : s->marks_cap * 2;
-		s->marks = xreallocarray(s->marks, s->marks_cap,
-		    sizeof *s->marks);
-	}
-	s->marks[s->nmarks].plain = s->written;
-	s->marks[s->nmarks].cipher = BIO_number_written(SSL_get_wbio(s->ssl));
-	s->nmarks++;
 }
 
 /*
@@ -907,21 +728,22 @@ sink_ack(struct sink *s, bool all)
 	done = sink_delivered(s);
 	if (sink_is_local(s))
 		all = true;
-	while (s->recs_tcp < s->nrecs && s->recs[s->recs_tcp].end_off <= done) {
-		s->recs[s->recs_tcp++].acked_at = now;
+	while (s->recs.tcp < s->recs.n &&
+	    s->recs.v[s->recs.tcp].end_off <= done) {
+		s->recs.v[s->recs.tcp++].acked_at = now;
 		s->progressed = true;
 	}
-	while (s->recs_first < s->recs_tcp) {
-		r = &s->recs[s->recs_first];
+	while (s->recs.first < s->recs.tcp) {
+		r = &s->recs.v[s->recs.first];
 		if (!all && now - r->acked_at < SINK_ACK_HOLD_MS &&
 		    done - r->end_off < SINK_ACK_HOLD_BYTES)
 			break;
 		last = r;
-		s->recs_first++;
+		s->recs.first++;
 		n++;
 	}
-	if (s->recs_first == s->nrecs)
-		s->recs_first = s->recs_tcp = s->nrecs = 0;
+	if (s->recs.first == s->recs.n)
+		s->recs.first = s->recs.tcp = s->recs.n = 0;
 	if (last != NULL)
 		sink_spool_ack(s, &last->end, n);
 }
@@ -939,7 +761,7 @@ sink_ackpoll_arm(struct sink *s)
 		evtimer_del(s->ackpoll);
 		return;
 	}
-	if (s->recs_first < s->nrecs && !evtimer_pending(s->ackpoll, NULL))
+	if (s->recs.first < s->recs.n && !evtimer_pending(s->ackpoll, NULL))
 		evtimer_add(s->ackpoll, &tv);
 }
 
@@ -950,23 +772,14 @@ sink_ackpoll_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (s->state != SINK_UP)
 		return;
-	if (sink_is_relp(s) && s->recs_first < s->nrecs &&
-	    mono_ms() - s->relp_rsp_at > SINK_RELP_TIMEOUT_MS) {
+	if (sink_is_relp(s) && s->recs.first < s->recs.n &&
+	    mono_ms() - s->relp.rsp_at > SINK_RELP_TIMEOUT_MS) {
 		sink_fail(s, "lost connection to", "no RELP response for "
 		    "%ds", SINK_RELP_TIMEOUT_MS / 1000);
 		return;
 	}
 	sink_ack(s, false);
 	sink_ackpoll_arm(s);
-}
-
-/* RELP: the next transaction number (1..999999999, then 1 again). */
-static uint32_t
-sink_relp_next(struct sink *s)
-{
-	if (++s->relp_txnr > RELP_TXNR_MAX)
-		s->relp_txnr = 1;
-	return s->relp_txnr;
 }
 
 /*
@@ -980,23 +793,10 @@ static void
 sink_relp_open(struct sink *s)
 {
 	s->progressed = true;
-	s->relp_txnr = 0;
-	s->relp_rsp_at = mono_ms();
-	buf_reset(&s->frame);
-	relp_frame(&s->frame, sink_relp_next(s), "open", RELP_OFFERS,
-	    strlen(RELP_OFFERS));
+	sinkrelp_open(&s->relp, &s->frame);
 	if (evbuffer_add(s->out, s->frame.data, s->frame.len) == -1)
 		fatalx("evbuffer_add");
 	s->queued += s->frame.len;
-}
-
-/* One record as a "syslog" command, into s->frame. */
-static void
-sink_relp_frame(struct sink *s, const char *msg, size_t len)
-{
-	if (s->nrecs == s->recs_first)
-		s->relp_rsp_at = mono_ms();	/* the timeout starts now */
-	relp_frame(&s->frame, sink_relp_next(s), "syslog", msg, len);
 }
 
 /* Acknowledge in the spool the records answered "200", in order. */
@@ -1006,70 +806,38 @@ sink_relp_release(struct sink *s)
 	struct sink_rec	*last = NULL;
 	uint64_t	 n = 0;
 
-	while (s->recs_first < s->nrecs &&
-	    s->recs[s->recs_first].acked_at != 0) {
-		last = &s->recs[s->recs_first++];
+	while (s->recs.first < s->recs.n &&
+	    s->recs.v[s->recs.first].acked_at != 0) {
+		last = &s->recs.v[s->recs.first++];
 		n++;
 	}
-	if (s->recs_first == s->nrecs)
-		s->recs_first = s->recs_tcp = s->nrecs = 0;
+	if (s->recs.first == s->recs.n)
+		s->recs.first = s->recs.tcp = s->recs.n = 0;
 	if (last != NULL) {
 		s->progressed = true;
 		sink_spool_ack(s, &last->end, n);
 	}
 }
 
-/* A response: mark its record (or the open) answered; -1 after failing. */
-static int
-sink_relp_rsp(struct sink *s, const struct relp_msg *m)
-{
-	size_t	 i;
-	int	 tl = (int)(m->textlen > 200 ? 200 : m->textlen);
-
-	s->relp_rsp_at = mono_ms();
-	for (i = s->recs_first; i < s->nrecs; i++) {
-		if (s->recs[i].txnr == m->txnr)
-			break;
-	}
-	if (m->code != 200) {
-		sink_fail(s, "lost connection to", "RELP server answered "
-		    "%d %.*s to %s", m->code, tl, m->text, i < s->nrecs ?
-		    "a record" : "the session's open");
-		return -1;
-	}
-	if (i < s->nrecs)
-		s->recs[i].acked_at = s->relp_rsp_at;
-	return 0;
-}
-
-/* Bytes from a RELP server: responses acknowledge records. */
+/* Bytes from a RELP server: responses acknowledge records; -1 failed. */
 static int
 sink_relp_input(struct sink *s, const char *data, size_t len)
 {
-	struct relp_msg	 m;
-	const char	*why = NULL;
-	long		 n;
-	size_t		 off = 0;
+	char	 why[512];
 
-	buf_add(&s->relp_in, data, len);
-	while ((n = relp_parse(s->relp_in.data + off, s->relp_in.len - off,
-	    &m, &why)) > 0) {
-		off += (size_t)n;
-		if (strcmp(m.cmd, "serverclose") == 0) {
-			sink_relp_release(s);
-			sink_fail(s, "lost connection to", "the RELP server "
-			    "closed the session");
-			return -1;
-		}
-		if (strcmp(m.cmd, "rsp") == 0 && sink_relp_rsp(s, &m) == -1)
-			return -1;
-	}
-	if (n == -1) {
+	switch (sinkrelp_input(&s->relp, &s->recs, data, len, why,
+	    sizeof why)) {
+	case SINKRELP_OK:
+		break;
+	case SINKRELP_CLOSED:
+		sink_relp_release(s);
+		sink_fail(s, "lost connection to", "the RELP server "
+		    "closed the session");
+		return -1;
+	case SINKRELP_FAILED:
 		sink_fail(s, "lost connection to", "%s", why);
 		return -1;
 	}
-	memmove(s->relp_in.data, s->relp_in.data + off, s->relp_in.len - off);
-	s->relp_in.len -= off;
 	sink_relp_release(s);
 	return 0;
 }
@@ -1078,22 +846,23 @@ sink_relp_input(struct sink *s, const char *data, size_t len)
 static void
 sink_rec_push(struct sink *s)
 {
-	if (s->recs_first > 0 && s->nrecs == s->recs_cap) {
-		memmove(s->recs, s->recs + s->recs_first,
-		    (s->nrecs - s->recs_first) * sizeof *s->recs);
-		s->nrecs -= s->recs_first;
-		s->recs_tcp -= s->recs_first;
-		s->recs_first = 0;
+	if (s->recs.first > 0 && s->recs.n == s->recs.cap) {
+		memmove(s->recs.v, s->recs.v + s->recs.first,
+		    (s->recs.n - s->recs.first) * sizeof *s->recs.v);
+		s->recs.n -= s->recs.first;
+		s->recs.tcp -= s->recs.first;
+		s->recs.first = 0;
 	}
-	if (s->nrecs == s->recs_cap) {
-		s->recs_cap = s->recs_cap == 0 ? 64 : s->recs_cap * 2;
-		s->recs = xreallocarray(s->recs, s->recs_cap, sizeof *s->recs);
+	if (s->recs.n == s->recs.cap) {
+		s->recs.cap = s->recs.cap == 0 ? 64 : s->recs.cap * 2;
+		s->recs.v = xreallocarray(s->recs.v, s->recs.cap,
+		    sizeof *s->recs.v);
 	}
-	s->recs[s->nrecs].end = s->sendpos;
-	s->recs[s->nrecs].end_off = s->queued;
-	s->recs[s->nrecs].acked_at = 0;
-	s->recs[s->nrecs].txnr = s->relp_txnr;
-	s->nrecs++;
+	s->recs.v[s->recs.n].end = s->sendpos;
+	s->recs.v[s->recs.n].end_off = s->queued;
+	s->recs.v[s->recs.n].acked_at = 0;
+	s->recs.v[s->recs.n].txnr = s->relp.txnr;
+	s->recs.n++;
 }
 
 /* Frame spool records into the output buffer up to the watermark. */
@@ -1108,7 +877,7 @@ sink_fill(struct sink *s)
 	if (sink_is_local(s))
 		framing = FRAME_NEWLINE;
 	while (evbuffer_get_length(s->out) < SINK_HIWAT) {
-		if (sink_is_relp(s) && s->nrecs - s->recs_first >=
+		if (sink_is_relp(s) && s->recs.n - s->recs.first >=
 		    SINK_RELP_WINDOW)
 			break;
 		if ((r = spool_read(s->spool, &s->sendpos, &s->rec)) == 0)
@@ -1122,7 +891,8 @@ sink_fill(struct sink *s)
 		kafka_record_split(s->rec.data, s->rec.len, &key, &keylen,
 		    &msg, &len);
 		if (sink_is_relp(s))
-			sink_relp_frame(s, msg, len);
+			sinkrelp_frame(&s->relp, &s->frame, msg, len,
+			    s->recs.n == s->recs.first);
 		else
 			frame_message(&s->frame, framing, msg, len);
 		if (evbuffer_add(s->out, s->frame.data, s->frame.len) == -1)
@@ -1198,7 +968,7 @@ sink_flush_tls(struct sink *s)
 			s->tls_retry = 0;
 			evbuffer_drain(s->out, r);
 			s->written += r;
-			sink_mark_push(s);
+			sinktls_mark(&s->marks, s->ssl, s->written);
 			continue;
 		}
 		switch (SSL_get_error(s->ssl, r)) {
@@ -1209,7 +979,7 @@ sink_flush_tls(struct sink *s)
 			s->tls_retry = len;
 			return 0;
 		}
-		sink_tls_reason(s, r, reason, sizeof reason);
+		sinktls_explain(s->ssl, r, false, reason, sizeof reason);
 		sink_fail(s, "lost connection to", "%s", reason);
 		return -1;
 	}
@@ -1399,28 +1169,6 @@ sink_pump(struct sink *s)
 }
 
 /*
- * Did SSL_read fail because the peer closed: close_notify, or a TCP FIN
- * without one?  (Looked at before sink_tls_reason clears the errors.)
- */
-static bool
-sink_tls_eof(struct sink *s, int ret)
-{
-	unsigned long	 e;
-
-	switch (SSL_get_error(s->ssl, ret)) {
-	case SSL_ERROR_ZERO_RETURN:
-		return true;
-	case SSL_ERROR_SYSCALL:
-		return ERR_peek_error() == 0 && errno == 0;
-	case SSL_ERROR_SSL:
-		e = ERR_peek_error();
-		return ERR_GET_LIB(e) == ERR_LIB_SSL &&
-		    ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
-	}
-	return false;
-}
-
-/*
  * Read and discard what the SIEM sends; notice when it goes away.  A
  * clean close (FIN) comes only after the peer read everything: what its
  * TCP stack acknowledged is delivered (see sink_delivered).  Anything
@@ -1448,9 +1196,10 @@ sink_read(struct sink *s)
 			case SSL_ERROR_WANT_WRITE:
 				return;
 			}
-			if (sink_tls_eof(s, r))
+			if (sinktls_eof(s->ssl, r))
 				sink_ack(s, true);
-			sink_tls_reason(s, r, reason, sizeof reason);
+			sinktls_explain(s->ssl, r, false, reason,
+			    sizeof reason);
 			sink_fail(s, "lost connection to", "%s", reason);
 			return;
 		}
@@ -1520,7 +1269,7 @@ sink_build(struct event_base *base, const struct conf_output *c,
 	s->backoff_ms = SINK_BACKOFF_MIN_MS;
 	buf_init(&s->rec);
 	buf_init(&s->frame);
-	buf_init(&s->relp_in);
+	buf_init(&s->relp.in);
 	conf_output_dup(&s->conf, c);
 	if (c->transport == OUT_KAFKA) {
 		struct kafka_cbs cbs = { sink_kafka_acked_cb,
@@ -1531,7 +1280,7 @@ sink_build(struct event_base *base, const struct conf_output *c,
 			goto fail;
 	}
 	if ((c->transport == OUT_TLS || (c->transport == OUT_RELP && c->tls)) &&
-	    (s->ssl_ctx = sink_ssl_ctx(c, err, errlen)) == NULL)
+	    (s->ssl_ctx = sinktls_ctx(c, err, errlen)) == NULL)
 		goto fail;
 	if (from == NULL && (s->spool = sink_spool_open(c, state_dir, err,
 	    errlen)) == NULL)
@@ -1655,11 +1404,11 @@ sink_free(struct sink *s)
 		evbuffer_free(s->out);
 	SSL_CTX_free(s->ssl_ctx);
 	spool_close(s->spool);
-	free(s->recs);
-	free(s->marks);
+	free(s->recs.v);
+	free(s->marks.v);
 	buf_clear(&s->rec);
 	buf_clear(&s->frame);
-	buf_clear(&s->relp_in);
+	buf_clear(&s->relp.in);
 	conf_output_dup_free(&s->conf);
 	free(s);
 }
@@ -1727,7 +1476,7 @@ sink_stats(const struct sink *s, struct sink_stats *st)
 	st->reconnects = s->reconnects;
 	snprintf(st->last_error, sizeof st->last_error, "%s", s->last_error);
 	st->inflight = s->kafka != NULL ? kafka_inflight(s->kafka) :
-	    s->nrecs - s->recs_first;
+	    s->recs.n - s->recs.first;
 	st->resends = s->resends;
 }
 

@@ -244,11 +244,11 @@ sink_close_conn(struct sink *s)
 		evutil_freeaddrinfo(s->ai);	/* getaddrinfo's or evdns's */
 	s->ai = s->ai_cur = NULL;
 	evbuffer_drain(s->out, evbuffer_get_length(s->out));
-	s->resends += s->recs.n - s->recs.first;
+	s->resends += sinkrecs_pending(&s->recs);
 	if (s->kafka != NULL)
 		s->resends += kafka_reset(s->kafka);
 	s->queued = s->written = s->peer_acked = 0;
-	s->recs.first = s->recs.tcp = s->recs.n = 0;
+	sinkrecs_clear(&s->recs);
 	s->marks.first = s->marks.n = 0;
 	buf_reset(&s->relp.in);
 	s->tls_retry = 0;
@@ -717,8 +717,8 @@ sink_ackflush_cb(evutil_socket_t fd, short what, void *arg)
 static void
 sink_ack(struct sink *s, bool all)
 {
-	struct sink_rec	*last = NULL, *r;
-	uint64_t	 done, n = 0;
+	struct spool_pos end;
+	uint64_t	 done, n;
 	int64_t		 now = mono_ms();
 
 	if (sink_is_relp(s)) {
@@ -728,24 +728,12 @@ sink_ack(struct sink *s, bool all)
 	done = sink_delivered(s);
 	if (sink_is_local(s))
 		all = true;
-	while (s->recs.tcp < s->recs.n &&
-	    s->recs.v[s->recs.tcp].end_off <= done) {
-		s->recs.v[s->recs.tcp++].acked_at = now;
+	if (sinkrecs_reach(&s->recs, done, now))
 		s->progressed = true;
-	}
-	while (s->recs.first < s->recs.tcp) {
-		r = &s->recs.v[s->recs.first];
-		if (!all && now - r->acked_at < SINK_ACK_HOLD_MS &&
-		    done - r->end_off < SINK_ACK_HOLD_BYTES)
-			break;
-		last = r;
-		s->recs.first++;
-		n++;
-	}
-	if (s->recs.first == s->recs.n)
-		s->recs.first = s->recs.tcp = s->recs.n = 0;
-	if (last != NULL)
-		sink_spool_ack(s, &last->end, n);
+	n = sinkrecs_release(&s->recs, done, now, all ? 0 : SINK_ACK_HOLD_MS,
+	    all ? 0 : SINK_ACK_HOLD_BYTES, &end);
+	if (n > 0)
+		sink_spool_ack(s, &end, n);
 }
 
 /* Look at the send queue again soon while records are outstanding. */
@@ -761,7 +749,8 @@ sink_ackpoll_arm(struct sink *s)
 		evtimer_del(s->ackpoll);
 		return;
 	}
-	if (s->recs.first < s->recs.n && !evtimer_pending(s->ackpoll, NULL))
+	if (sinkrecs_pending(&s->recs) > 0 &&
+	    !evtimer_pending(s->ackpoll, NULL))
 		evtimer_add(s->ackpoll, &tv);
 }
 
@@ -772,7 +761,7 @@ sink_ackpoll_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (s->state != SINK_UP)
 		return;
-	if (sink_is_relp(s) && s->recs.first < s->recs.n &&
+	if (sink_is_relp(s) && sinkrecs_pending(&s->recs) > 0 &&
 	    mono_ms() - s->relp.rsp_at > SINK_RELP_TIMEOUT_MS) {
 		sink_fail(s, "lost connection to", "no RELP response for "
 		    "%ds", SINK_RELP_TIMEOUT_MS / 1000);
@@ -803,19 +792,12 @@ sink_relp_open(struct sink *s)
 static void
 sink_relp_release(struct sink *s)
 {
-	struct sink_rec	*last = NULL;
-	uint64_t	 n = 0;
+	struct spool_pos end;
+	uint64_t	 n;
 
-	while (s->recs.first < s->recs.n &&
-	    s->recs.v[s->recs.first].acked_at != 0) {
-		last = &s->recs.v[s->recs.first++];
-		n++;
-	}
-	if (s->recs.first == s->recs.n)
-		s->recs.first = s->recs.tcp = s->recs.n = 0;
-	if (last != NULL) {
+	if ((n = sinkrecs_answered(&s->recs, &end)) > 0) {
 		s->progressed = true;
-		sink_spool_ack(s, &last->end, n);
+		sink_spool_ack(s, &end, n);
 	}
 }
 
@@ -842,29 +824,6 @@ sink_relp_input(struct sink *s, const char *data, size_t len)
 	return 0;
 }
 
-/* Remember a record that now sits in the output buffer. */
-static void
-sink_rec_push(struct sink *s)
-{
-	if (s->recs.first > 0 && s->recs.n == s->recs.cap) {
-		memmove(s->recs.v, s->recs.v + s->recs.first,
-		    (s->recs.n - s->recs.first) * sizeof *s->recs.v);
-		s->recs.n -= s->recs.first;
-		s->recs.tcp -= s->recs.first;
-		s->recs.first = 0;
-	}
-	if (s->recs.n == s->recs.cap) {
-		s->recs.cap = s->recs.cap == 0 ? 64 : s->recs.cap * 2;
-		s->recs.v = xreallocarray(s->recs.v, s->recs.cap,
-		    sizeof *s->recs.v);
-	}
-	s->recs.v[s->recs.n].end = s->sendpos;
-	s->recs.v[s->recs.n].end_off = s->queued;
-	s->recs.v[s->recs.n].acked_at = 0;
-	s->recs.v[s->recs.n].txnr = s->relp.txnr;
-	s->recs.n++;
-}
-
 /* Frame spool records into the output buffer up to the watermark. */
 static int
 sink_fill(struct sink *s)
@@ -877,8 +836,8 @@ sink_fill(struct sink *s)
 	if (sink_is_local(s))
 		framing = FRAME_NEWLINE;
 	while (evbuffer_get_length(s->out) < SINK_HIWAT) {
-		if (sink_is_relp(s) && s->recs.n - s->recs.first >=
-		    SINK_RELP_WINDOW)
+		if (sink_is_relp(s) &&
+		    sinkrecs_pending(&s->recs) >= SINK_RELP_WINDOW)
 			break;
 		if ((r = spool_read(s->spool, &s->sendpos, &s->rec)) == 0)
 			break;
@@ -892,13 +851,13 @@ sink_fill(struct sink *s)
 		    &msg, &len);
 		if (sink_is_relp(s))
 			sinkrelp_frame(&s->relp, &s->frame, msg, len,
-			    s->recs.n == s->recs.first);
+			    sinkrecs_pending(&s->recs) == 0);
 		else
 			frame_message(&s->frame, framing, msg, len);
 		if (evbuffer_add(s->out, s->frame.data, s->frame.len) == -1)
 			fatalx("evbuffer_add");
 		s->queued += s->frame.len;
-		sink_rec_push(s);
+		sinkrecs_push(&s->recs, &s->sendpos, s->queued, s->relp.txnr);
 	}
 	return 0;
 }
@@ -1476,7 +1435,7 @@ sink_stats(const struct sink *s, struct sink_stats *st)
 	st->reconnects = s->reconnects;
 	snprintf(st->last_error, sizeof st->last_error, "%s", s->last_error);
 	st->inflight = s->kafka != NULL ? kafka_inflight(s->kafka) :
-	    s->recs.n - s->recs.first;
+	    sinkrecs_pending(&s->recs);
 	st->resends = s->resends;
 }
 

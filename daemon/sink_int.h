@@ -1,6 +1,7 @@
 /*
- * sink_int.h: what sink.c shares with the parts below it, sinktls.c (TLS)
- * and sinkrelp.c (RELP sessions).  Neither calls back into sink.c.
+ * sink_int.h: what sink.c shares with the parts below it: sinkrecs.c
+ * (records awaiting acknowledgement), sinktls.c (TLS) and sinkrelp.c
+ * (RELP sessions).  None of them calls back into sink.c.
  */
 #ifndef SINK_INT_H
 #define SINK_INT_H
@@ -29,6 +30,17 @@ struct sink_recs {
 	struct sink_rec		*v;
 	size_t			 first, tcp, n, cap;
 };
+
+/* sinkrecs.c: the records of a connection. */
+void		 sinkrecs_push(struct sink_recs *, const struct spool_pos *end,
+		    uint64_t end_off, uint32_t txnr);
+size_t		 sinkrecs_pending(const struct sink_recs *);
+void		 sinkrecs_clear(struct sink_recs *);
+bool		 sinkrecs_reach(struct sink_recs *, uint64_t done, int64_t now);
+uint64_t	 sinkrecs_release(struct sink_recs *, uint64_t done,
+		    int64_t now, int64_t hold_ms, uint64_t hold_bytes,
+		    struct spool_pos *end);
+uint64_t	 sinkrecs_answered(struct sink_recs *, struct spool_pos *end);
 
 /* TLS: after a successful SSL_write, plaintext and socket byte counts. */
 struct sink_mark {

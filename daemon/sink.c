@@ -1,16 +1,10 @@
 /* Outputs: each output's spool, drained to its SIEM or file. */
 
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/uio.h>
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#ifdef __linux__
-#include <linux/sockios.h>
-#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,7 +32,6 @@
 /* Framed bytes kept outside the kernel, and batch sizes per loop pass. */
 #define SINK_HIWAT		(256 * 1024)
 #define SINK_TLS_CHUNK		16384
-#define SINK_IOV		16
 #define SINK_ROUNDS		8
 #define SINK_UDP_BATCH		256
 
@@ -55,16 +48,12 @@
  * often the kernel's send queue is looked at while records are out, and
  * how long (time, and bytes of later acknowledged data) a record stays in
  * the spool after the peer's TCP stack took it.  Unacknowledged data older
- * than SINK_USER_TIMEOUT_MS breaks the link.
+ * than a minute breaks the link (SINKNET_USER_TIMEOUT_MS in sinknet.c).
  */
 #define SINK_ACK_POLL_MS	20
 #define SINK_ACK_HOLD_MS	250
 #define SINK_ACK_HOLD_BYTES	(256 * 1024)
 #define SINK_ACK_FLUSH_MS	150	/* saving the ack after the last one */
-#define SINK_USER_TIMEOUT_MS	60000
-#define SINK_KEEPIDLE_S		30
-#define SINK_KEEPINTVL_S	10
-#define SINK_KEEPCNT		3
 
 enum sink_state {
 	SINK_IDLE,		/* closed: waiting for the timer */
@@ -385,12 +374,9 @@ sink_tls_handshake(struct sink *s)
 static void
 sink_connected(struct sink *s)
 {
-	int		 error = 0;
-	socklen_t	 len = sizeof error;
+	int	 error;
 
-	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
-		error = errno;
-	if (error != 0) {
+	if ((error = sinknet_connect_error(s->fd)) != 0) {
 		if (s->ai_cur != NULL && s->ai_cur->ai_next != NULL) {
 			/* Try the host's next address. */
 			event_free(s->ev_read);
@@ -502,39 +488,11 @@ sink_open_local(struct sink *s)
 	sink_up(s);
 }
 
-/*
- * Keepalives find a silent peer while idle; a user timeout breaks the
- * link when sent data stays unacknowledged (a vanished host), so that the
- * records are resent on a new connection instead of waiting for the
- * kernel's retransmissions to give up after many minutes.
- */
-static void
-sink_tcp_opts(struct sink *s)
-{
-	int	 one = 1, v = 0;
-
-	setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-#ifdef TCP_KEEPIDLE
-	v = SINK_KEEPIDLE_S;
-	setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof v);
-	v = SINK_KEEPINTVL_S;
-	setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof v);
-	v = SINK_KEEPCNT;
-	setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof v);
-#endif
-#ifdef TCP_USER_TIMEOUT
-	v = SINK_USER_TIMEOUT_MS;
-	setsockopt(s->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof v);
-#endif
-	(void)v;
-}
-
 /* Start a connection attempt to s->ai_cur (resolving first if needed). */
 static void
 sink_connect(struct sink *s)
 {
-	struct addrinfo	*ai;
-	int		 error = 0;
+	int	 error = 0;
 
 	if (sink_is_local(s)) {
 		sink_open_local(s);
@@ -549,21 +507,7 @@ sink_connect(struct sink *s)
 		sink_resolve(s);	/* comes back here once resolved */
 		return;
 	}
-	for (; (ai = s->ai_cur) != NULL; s->ai_cur = ai->ai_next) {
-		s->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, ai->ai_protocol);
-		if (s->fd == -1) {
-			error = errno;
-			continue;
-		}
-		if (connect(s->fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
-		    errno == EINPROGRESS)
-			break;
-		error = errno;
-		close(s->fd);
-		s->fd = -1;
-	}
-	if (s->fd == -1) {
+	if ((s->fd = sinknet_connect(&s->ai_cur, &error)) == -1) {
 		sink_fail(s, "cannot connect to", "%s", strerror(error));
 		return;
 	}
@@ -578,7 +522,7 @@ sink_connect(struct sink *s)
 		sink_up(s);
 		return;
 	}
-	sink_tcp_opts(s);
+	sinknet_tcp_opts(s->fd);
 	s->state = SINK_CONNECTING;
 	event_add(s->ev_write, NULL);
 	sink_timer_add(s, SINK_CONNECT_MS);
@@ -662,14 +606,12 @@ sink_check_drained(struct sink *s)
 static uint64_t
 sink_delivered(struct sink *s)
 {
-	int		 outq = 0;
+	int		 outq;
 
 	if (sink_is_local(s) || s->fd == -1)
 		return s->written;
-#ifdef SIOCOUTQ
-	if (ioctl(s->fd, SIOCOUTQ, &outq) == -1 || outq < 0)
+	if (sinknet_outq(s->fd, &outq) == -1)
 		return s->peer_acked;
-#endif
 	if (!sink_uses_tls(s)) {
 		if ((uint64_t)outq <= s->written &&
 		    s->written - (uint64_t)outq > s->peer_acked)
@@ -866,28 +808,10 @@ sink_fill(struct sink *s)
 static int
 sink_flush_fd(struct sink *s)
 {
-	struct evbuffer_iovec	 vec[SINK_IOV];
-	struct iovec		 iov[SINK_IOV];
-	struct msghdr		 msg;
-	ssize_t			 n;
-	int			 i, niov;
+	ssize_t	 n;
 
 	while (evbuffer_get_length(s->out) > 0) {
-		niov = evbuffer_peek(s->out, -1, NULL, vec, SINK_IOV);
-		if (niov > SINK_IOV)
-			niov = SINK_IOV;
-		for (i = 0; i < niov; i++) {
-			iov[i].iov_base = vec[i].iov_base;
-			iov[i].iov_len = vec[i].iov_len;
-		}
-		if (sink_is_local(s))
-			n = writev(s->fd, iov, niov);
-		else {
-			memset(&msg, 0, sizeof msg);
-			msg.msg_iov = iov;
-			msg.msg_iovlen = niov;
-			n = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
-		}
+		n = sinknet_write(s->fd, sink_is_local(s), s->out);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -945,11 +869,7 @@ sink_flush_tls(struct sink *s)
 	return 1;
 }
 
-/*
- * Send one datagram.  ECONNREFUSED reports an ICMP error caused by an
- * earlier datagram, so this one is sent again once; a second refusal
- * counts it as gone, as UDP gives no delivery guarantee anyway.
- */
+/* Send the record in s->rec as one datagram (see sinknet_send_udp). */
 static int
 sink_send_udp(struct sink *s, int *refused)
 {
@@ -958,15 +878,7 @@ sink_send_udp(struct sink *s, int *refused)
 
 	/* A record spooled while the output was kafka: without its key. */
 	kafka_record_split(s->rec.data, s->rec.len, &key, &keylen, &msg, &len);
-	if (send(s->fd, msg, len, MSG_NOSIGNAL) != -1)
-		return 0;
-	if (errno != ECONNREFUSED)
-		return -1;
-	(*refused)++;
-	if (send(s->fd, msg, len, MSG_NOSIGNAL) != -1 ||
-	    errno == ECONNREFUSED)
-		return 0;
-	return -1;
+	return sinknet_send_udp(s->fd, msg, len, refused);
 }
 
 /* Note refused datagrams, at most once every ten minutes. */

@@ -1,10 +1,13 @@
 /*
- * sink_int.h: what sink.c shares with the parts below it: sinkrecs.c
- * (records awaiting acknowledgement), sinktls.c (TLS) and sinkrelp.c
- * (RELP sessions).  None of them calls back into sink.c.
+ * sink_int.h: what sink.c shares with the parts below it: sinknet.c
+ * (socket system calls), sinkrecs.c (records awaiting acknowledgement),
+ * sinktls.c (TLS) and sinkrelp.c (RELP sessions).  None of them calls
+ * back into sink.c.
  */
 #ifndef SINK_INT_H
 #define SINK_INT_H
+
+#include <sys/types.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -30,6 +33,17 @@ struct sink_recs {
 	struct sink_rec		*v;
 	size_t			 first, tcp, n, cap;
 };
+
+/* sinknet.c: the system calls on an output's socket or file. */
+struct addrinfo;
+struct evbuffer;
+int		 sinknet_connect(struct addrinfo **cur, int *error);
+int		 sinknet_connect_error(int fd);
+void		 sinknet_tcp_opts(int fd);
+int		 sinknet_outq(int fd, int *outq);
+ssize_t		 sinknet_write(int fd, bool file, struct evbuffer *);
+int		 sinknet_send_udp(int fd, const char *msg, size_t len,
+		    int *refused);
 
 /* sinkrecs.c: the records of a connection. */
 void		 sinkrecs_push(struct sink_recs *, const struct spool_pos *end,

@@ -1,17 +1,10 @@
 /* Outputs: each output's spool, drained to its SIEM or file. */
 
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/uio.h>
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <arpa/inet.h>
-#ifdef __linux__
-#include <linux/sockios.h>
-#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,17 +23,15 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "internal.h"
 #include "backoff.h"
 #include "kafka.h"
-#include "relp.h"
+#include "sink_int.h"
 
 /* Framed bytes kept outside the kernel, and batch sizes per loop pass. */
 #define SINK_HIWAT		(256 * 1024)
 #define SINK_TLS_CHUNK		16384
-#define SINK_IOV		16
 #define SINK_ROUNDS		8
 #define SINK_UDP_BATCH		256
 
@@ -57,16 +48,12 @@
  * often the kernel's send queue is looked at while records are out, and
  * how long (time, and bytes of later acknowledged data) a record stays in
  * the spool after the peer's TCP stack took it.  Unacknowledged data older
- * than SINK_USER_TIMEOUT_MS breaks the link.
+ * than a minute breaks the link (SINKNET_USER_TIMEOUT_MS in sinknet.c).
  */
 #define SINK_ACK_POLL_MS	20
 #define SINK_ACK_HOLD_MS	250
 #define SINK_ACK_HOLD_BYTES	(256 * 1024)
 #define SINK_ACK_FLUSH_MS	150	/* saving the ack after the last one */
-#define SINK_USER_TIMEOUT_MS	60000
-#define SINK_KEEPIDLE_S		30
-#define SINK_KEEPINTVL_S	10
-#define SINK_KEEPCNT		3
 
 enum sink_state {
 	SINK_IDLE,		/* closed: waiting for the timer */
@@ -74,20 +61,6 @@ enum sink_state {
 	SINK_CONNECTING,	/* non-blocking TCP connect */
 	SINK_HANDSHAKE,		/* TLS handshake */
 	SINK_UP,		/* sending */
-};
-
-/* A record sent on this connection and not yet acknowledged in the spool. */
-struct sink_rec {
-	struct spool_pos	 end;		/* spool position after it */
-	uint64_t		 end_off;	/* s->queued after it */
-	int64_t			 acked_at;	/* mono_ms of its ack, or 0 */
-	uint32_t		 txnr;		/* relp: its transaction */
-};
-
-/* TLS: after a successful SSL_write, plaintext and socket byte counts. */
-struct sink_mark {
-	uint64_t		 plain;		/* s->written after it */
-	uint64_t		 cipher;	/* BIO_number_written after it */
 };
 
 struct sink {
@@ -115,20 +88,18 @@ struct sink {
 	 * Stream transports: framed records on their way to the SIEM.
 	 * queued counts bytes put into out since the connection started,
 	 * written the bytes that left it (plaintext, for TLS), peer_acked
-	 * those the peer's TCP stack has acknowledged.  recs[recs_first..
-	 * nrecs) are the records not yet acknowledged in the spool, each
-	 * with its cumulative end offset; those before recs_tcp are known
-	 * to be in the peer's hands (acked_at set).  marks[marks_first..
-	 * nmarks) map plaintext to socket bytes for TLS.
+	 * those the peer's TCP stack has acknowledged.  recs.v[recs.first..
+	 * recs.n) are the records not yet acknowledged in the spool, each
+	 * with its cumulative end offset; those before recs.tcp are known
+	 * to be in the peer's hands (acked_at set).  marks.v[marks.first..
+	 * marks.n) map plaintext to socket bytes for TLS.
 	 */
 	struct evbuffer		*out;
 	uint64_t		 queued;
 	uint64_t		 written;
 	uint64_t		 peer_acked;
-	struct sink_rec		*recs;
-	size_t			 recs_first, recs_tcp, nrecs, recs_cap;
-	struct sink_mark	*marks;
-	size_t			 marks_first, nmarks, marks_cap;
+	struct sink_recs	 recs;
+	struct sinktls_marks	 marks;
 	size_t			 tls_retry;	/* SSL_write to repeat */
 	bool			 tls_wants_read; /* ... once readable */
 	struct spool_pos	 sendpos;	/* next record to read */
@@ -150,9 +121,7 @@ struct sink {
 	char			 last_error[512]; /* why it is down (status) */
 	uint64_t		 resends;	/* records sent again */
 	struct kafka		*kafka;		/* kafka outputs: producer */
-	uint32_t		 relp_txnr;	/* relp: last one sent */
-	struct buf		 relp_in;	/* relp: unparsed responses */
-	int64_t			 relp_rsp_at;	/* relp: mono_ms, last rsp */
+	struct sinkrelp		 relp;		/* relp: the session */
 };
 
 static void	sink_connect(struct sink *);
@@ -160,7 +129,6 @@ static void	sink_pump(struct sink *);
 static void	sink_io_cb(evutil_socket_t, short, void *);
 static void	sink_relp_open(struct sink *);
 static void	sink_relp_release(struct sink *);
-static int	sink_relp_input(struct sink *, const char *, size_t);
 
 /* RELP's records are acknowledged by its responses (see sink_relp_input). */
 #define SINK_RELP_WINDOW	1024
@@ -196,70 +164,6 @@ sink_target(const struct sink *s)
 	if (s->conf.transport == OUT_KAFKA)
 		return s->conf.brokers;
 	return s->conf.address != NULL ? s->conf.address : "(none)";
-}
-
-/* The short reason of the first queued OpenSSL error, or NULL. */
-static const char *
-sink_ssl_reason(void)
-{
-	unsigned long	 e;
-	const char	*r;
-
-	if ((e = ERR_peek_error()) == 0)
-		return NULL;
-	if ((r = ERR_reason_error_string(e)) == NULL)
-		r = "unknown TLS error";
-	return r;
-}
-
-/* Build the TLS client context: TLS >= 1.2, peer always verified. */
-static SSL_CTX *
-sink_ssl_ctx(const struct conf_output *c, char *err, size_t errlen)
-{
-	SSL_CTX		*ctx;
-	const char	*key;
-
-	ERR_clear_error();
-	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-		snprintf(err, errlen, "output %s: cannot create TLS context",
-		    c->name);
-		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if (c->ca_file != NULL) {
-		if (SSL_CTX_load_verify_locations(ctx, c->ca_file,
-		    NULL) != 1) {
-			snprintf(err, errlen, "output %s: cannot load ca_file "
-			    "%s: %s", c->name, c->ca_file, sink_ssl_reason());
-			goto fail;
-		}
-	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		snprintf(err, errlen, "output %s: cannot load the system "
-		    "CA certificates: %s", c->name, sink_ssl_reason());
-		goto fail;
-	}
-	if (c->cert_file == NULL)
-		return ctx;
-	key = c->key_file != NULL ? c->key_file : c->cert_file;
-	if (SSL_CTX_use_certificate_chain_file(ctx, c->cert_file) != 1) {
-		snprintf(err, errlen, "output %s: cannot load cert_file %s: %s",
-		    c->name, c->cert_file, sink_ssl_reason());
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(err, errlen, "output %s: cannot load key_file %s: %s",
-		    c->name, key, sink_ssl_reason());
-		goto fail;
-	}
-	return ctx;
-fail:
-	ERR_clear_error();
-	SSL_CTX_free(ctx);
-	return NULL;
 }
 
 /* Open the output's spool under state_dir/spool/NAME. */
@@ -329,13 +233,13 @@ sink_close_conn(struct sink *s)
 		evutil_freeaddrinfo(s->ai);	/* getaddrinfo's or evdns's */
 	s->ai = s->ai_cur = NULL;
 	evbuffer_drain(s->out, evbuffer_get_length(s->out));
-	s->resends += s->nrecs - s->recs_first;
+	s->resends += sinkrecs_pending(&s->recs);
 	if (s->kafka != NULL)
 		s->resends += kafka_reset(s->kafka);
 	s->queued = s->written = s->peer_acked = 0;
-	s->recs_first = s->recs_tcp = s->nrecs = 0;
-	s->marks_first = s->nmarks = 0;
-	buf_reset(&s->relp_in);
+	sinkrecs_clear(&s->recs);
+	s->marks.first = s->marks.n = 0;
+	buf_reset(&s->relp.in);
 	s->tls_retry = 0;
 	s->tls_wants_read = false;
 	evtimer_del(s->timer);
@@ -398,50 +302,6 @@ sink_fail(struct sink *s, const char *what, const char *fmt, ...)
 	sink_timer_add(s, delay);
 }
 
-/* A hint for the operator next to a certificate verification error. */
-static const char *
-sink_verify_hint(long v)
-{
-	switch (v) {
-	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-	case X509_V_ERR_CERT_UNTRUSTED:
-		return " (check ca_file)";
-	case X509_V_ERR_HOSTNAME_MISMATCH:
-	case X509_V_ERR_IP_ADDRESS_MISMATCH:
-		return " (check tls_server_name)";
-	default:
-		return "";
-	}
-}
-
-/* Describe a failed SSL_* call for the outage message. */
-static void
-sink_tls_reason(struct sink *s, int ret, char *out, size_t len)
-{
-	long		 v;
-	int		 e, saved = errno;
-	const char	*r;
-
-	e = SSL_get_error(s->ssl, ret);
-	v = SSL_get_verify_result(s->ssl);
-	if (s->state == SINK_HANDSHAKE && v != X509_V_OK)
-		snprintf(out, len, "certificate verify failed: %s%s",
-		    X509_verify_cert_error_string(v), sink_verify_hint(v));
-	else if (e == SSL_ERROR_ZERO_RETURN)
-		snprintf(out, len, "connection closed by the peer");
-	else if ((r = sink_ssl_reason()) != NULL)
-		snprintf(out, len, "TLS error: %s", r);
-	else if (e == SSL_ERROR_SYSCALL && saved != 0)
-		snprintf(out, len, "%s", strerror(saved));
-	else
-		snprintf(out, len, "connection closed by the peer");
-	ERR_clear_error();
-}
-
 /* The connection works: start sending from the spool head. */
 static void
 sink_up(struct sink *s)
@@ -472,35 +332,15 @@ sink_up(struct sink *s)
 static void
 sink_tls_start(struct sink *s)
 {
+	char		 reason[512];
 	const char	*name;
-	unsigned char	 addr[sizeof(struct in6_addr)];
-	int		 isip;
 
 	name = s->conf.tls_server_name != NULL ? s->conf.tls_server_name :
 	    s->conf.host;
-	if ((s->ssl = SSL_new(s->ssl_ctx)) == NULL ||
-	    SSL_set_fd(s->ssl, s->fd) != 1) {
-		sink_fail(s, "cannot connect to", "cannot create TLS session");
+	if ((s->ssl = sinktls_session(s->ssl_ctx, s->fd, name, reason,
+	    sizeof reason)) == NULL) {
+		sink_fail(s, "cannot connect to", "%s", reason);
 		return;
-	}
-	isip = inet_pton(AF_INET, name, addr) == 1 ||
-	    inet_pton(AF_INET6, name, addr) == 1;
-	if (isip) {
-		/* IP addresses are matched against IP SANs; no SNI. */
-		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl),
-		    name) != 1) {
-			sink_fail(s, "cannot connect to", "bad IP address %s",
-			    name);
-			return;
-		}
-	} else {
-		SSL_set_hostflags(s->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-		if (SSL_set1_host(s->ssl, name) != 1 ||
-		    SSL_set_tlsext_host_name(s->ssl, name) != 1) {
-			sink_fail(s, "cannot connect to", "bad server name %s",
-			    name);
-			return;
-		}
 	}
 	s->state = SINK_HANDSHAKE;
 	event_add(s->ev_read, NULL);
@@ -512,24 +352,21 @@ static void
 sink_tls_handshake(struct sink *s)
 {
 	char	 reason[512];
-	int	 r;
 
-	ERR_clear_error();
-	errno = 0;
-	if ((r = SSL_connect(s->ssl)) == 1) {
+	switch (sinktls_handshake(s->ssl, reason, sizeof reason)) {
+	case SINKTLS_DONE:
 		event_del(s->ev_write);
 		sink_up(s);
 		return;
-	}
-	switch (SSL_get_error(s->ssl, r)) {
-	case SSL_ERROR_WANT_READ:
+	case SINKTLS_WANT_READ:
 		event_del(s->ev_write);
 		return;
-	case SSL_ERROR_WANT_WRITE:
+	case SINKTLS_WANT_WRITE:
 		event_add(s->ev_write, NULL);
 		return;
+	case SINKTLS_FAILED:
+		break;
 	}
-	sink_tls_reason(s, r, reason, sizeof reason);
 	sink_fail(s, "cannot connect to", "%s", reason);
 }
 
@@ -537,12 +374,9 @@ sink_tls_handshake(struct sink *s)
 static void
 sink_connected(struct sink *s)
 {
-	int		 error = 0;
-	socklen_t	 len = sizeof error;
+	int	 error;
 
-	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
-		error = errno;
-	if (error != 0) {
+	if ((error = sinknet_connect_error(s->fd)) != 0) {
 		if (s->ai_cur != NULL && s->ai_cur->ai_next != NULL) {
 			/* Try the host's next address. */
 			event_free(s->ev_read);
@@ -654,39 +488,11 @@ sink_open_local(struct sink *s)
 	sink_up(s);
 }
 
-/*
- * Keepalives find a silent peer while idle; a user timeout breaks the
- * link when sent data stays unacknowledged (a vanished host), so that the
- * records are resent on a new connection instead of waiting for the
- * kernel's retransmissions to give up after many minutes.
- */
-static void
-sink_tcp_opts(struct sink *s)
-{
-	int	 one = 1, v = 0;
-
-	setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-#ifdef TCP_KEEPIDLE
-	v = SINK_KEEPIDLE_S;
-	setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof v);
-	v = SINK_KEEPINTVL_S;
-	setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof v);
-	v = SINK_KEEPCNT;
-	setsockopt(s->fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof v);
-#endif
-#ifdef TCP_USER_TIMEOUT
-	v = SINK_USER_TIMEOUT_MS;
-	setsockopt(s->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof v);
-#endif
-	(void)v;
-}
-
 /* Start a connection attempt to s->ai_cur (resolving first if needed). */
 static void
 sink_connect(struct sink *s)
 {
-	struct addrinfo	*ai;
-	int		 error = 0;
+	int	 error = 0;
 
 	if (sink_is_local(s)) {
 		sink_open_local(s);
@@ -701,21 +507,7 @@ sink_connect(struct sink *s)
 		sink_resolve(s);	/* comes back here once resolved */
 		return;
 	}
-	for (; (ai = s->ai_cur) != NULL; s->ai_cur = ai->ai_next) {
-		s->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, ai->ai_protocol);
-		if (s->fd == -1) {
-			error = errno;
-			continue;
-		}
-		if (connect(s->fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
-		    errno == EINPROGRESS)
-			break;
-		error = errno;
-		close(s->fd);
-		s->fd = -1;
-	}
-	if (s->fd == -1) {
+	if ((s->fd = sinknet_connect(&s->ai_cur, &error)) == -1) {
 		sink_fail(s, "cannot connect to", "%s", strerror(error));
 		return;
 	}
@@ -730,7 +522,7 @@ sink_connect(struct sink *s)
 		sink_up(s);
 		return;
 	}
-	sink_tcp_opts(s);
+	sinknet_tcp_opts(s->fd);
 	s->state = SINK_CONNECTING;
 	event_add(s->ev_write, NULL);
 	sink_timer_add(s, SINK_CONNECT_MS);
@@ -814,49 +606,20 @@ sink_check_drained(struct sink *s)
 static uint64_t
 sink_delivered(struct sink *s)
 {
-	uint64_t	 cipher, acked;
-	int		 outq = 0;
+	int		 outq;
 
 	if (sink_is_local(s) || s->fd == -1)
 		return s->written;
-#ifdef SIOCOUTQ
-	if (ioctl(s->fd, SIOCOUTQ, &outq) == -1 || outq < 0)
+	if (sinknet_outq(s->fd, &outq) == -1)
 		return s->peer_acked;
-#endif
 	if (!sink_uses_tls(s)) {
 		if ((uint64_t)outq <= s->written &&
 		    s->written - (uint64_t)outq > s->peer_acked)
 			s->peer_acked = s->written - (uint64_t)outq;
 		return s->peer_acked;
 	}
-	cipher = BIO_number_written(SSL_get_wbio(s->ssl));
-	acked = cipher >= (uint64_t)outq ? cipher - (uint64_t)outq : 0;
-	while (s->marks_first < s->nmarks &&
-	    s->marks[s->marks_first].cipher <= acked)
-		s->peer_acked = s->marks[s->marks_first++].plain;
-	if (s->marks_first == s->nmarks)
-		s->marks_first = s->nmarks = 0;
+	s->peer_acked = sinktls_acked(&s->marks, s->ssl, outq, s->peer_acked);
 	return s->peer_acked;
-}
-
-/* Remember where a successful SSL_write left both byte streams. */
-static void
-sink_mark_push(struct sink *s)
-{
-	if (s->marks_first > 0 && s->nmarks == s->marks_cap) {
-		memmove(s->marks, s->marks + s->marks_first,
-		    (s->nmarks - s->marks_first) * sizeof *s->marks);
-		s->nmarks -= s->marks_first;
-		s->marks_first = 0;
-	}
-	if (s->nmarks == s->marks_cap) {
-		s->marks_cap = s->marks_cap == 0 ? 64 : s->marks_cap * 2;
-		s->marks = xreallocarray(s->marks, s->marks_cap,
-		    sizeof *s->marks);
-	}
-	s->marks[s->nmarks].plain = s->written;
-	s->marks[s->nmarks].cipher = BIO_number_written(SSL_get_wbio(s->ssl));
-	s->nmarks++;
 }
 
 /*
@@ -896,8 +659,8 @@ sink_ackflush_cb(evutil_socket_t fd, short what, void *arg)
 static void
 sink_ack(struct sink *s, bool all)
 {
-	struct sink_rec	*last = NULL, *r;
-	uint64_t	 done, n = 0;
+	struct spool_pos end;
+	uint64_t	 done, n;
 	int64_t		 now = mono_ms();
 
 	if (sink_is_relp(s)) {
@@ -907,23 +670,12 @@ sink_ack(struct sink *s, bool all)
 	done = sink_delivered(s);
 	if (sink_is_local(s))
 		all = true;
-	while (s->recs_tcp < s->nrecs && s->recs[s->recs_tcp].end_off <= done) {
-		s->recs[s->recs_tcp++].acked_at = now;
+	if (sinkrecs_reach(&s->recs, done, now))
 		s->progressed = true;
-	}
-	while (s->recs_first < s->recs_tcp) {
-		r = &s->recs[s->recs_first];
-		if (!all && now - r->acked_at < SINK_ACK_HOLD_MS &&
-		    done - r->end_off < SINK_ACK_HOLD_BYTES)
-			break;
-		last = r;
-		s->recs_first++;
-		n++;
-	}
-	if (s->recs_first == s->nrecs)
-		s->recs_first = s->recs_tcp = s->nrecs = 0;
-	if (last != NULL)
-		sink_spool_ack(s, &last->end, n);
+	n = sinkrecs_release(&s->recs, done, now, all ? 0 : SINK_ACK_HOLD_MS,
+	    all ? 0 : SINK_ACK_HOLD_BYTES, &end);
+	if (n > 0)
+		sink_spool_ack(s, &end, n);
 }
 
 /* Look at the send queue again soon while records are outstanding. */
@@ -939,7 +691,8 @@ sink_ackpoll_arm(struct sink *s)
 		evtimer_del(s->ackpoll);
 		return;
 	}
-	if (s->recs_first < s->nrecs && !evtimer_pending(s->ackpoll, NULL))
+	if (sinkrecs_pending(&s->recs) > 0 &&
+	    !evtimer_pending(s->ackpoll, NULL))
 		evtimer_add(s->ackpoll, &tv);
 }
 
@@ -950,23 +703,14 @@ sink_ackpoll_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (s->state != SINK_UP)
 		return;
-	if (sink_is_relp(s) && s->recs_first < s->nrecs &&
-	    mono_ms() - s->relp_rsp_at > SINK_RELP_TIMEOUT_MS) {
+	if (sink_is_relp(s) && sinkrecs_pending(&s->recs) > 0 &&
+	    mono_ms() - s->relp.rsp_at > SINK_RELP_TIMEOUT_MS) {
 		sink_fail(s, "lost connection to", "no RELP response for "
 		    "%ds", SINK_RELP_TIMEOUT_MS / 1000);
 		return;
 	}
 	sink_ack(s, false);
 	sink_ackpoll_arm(s);
-}
-
-/* RELP: the next transaction number (1..999999999, then 1 again). */
-static uint32_t
-sink_relp_next(struct sink *s)
-{
-	if (++s->relp_txnr > RELP_TXNR_MAX)
-		s->relp_txnr = 1;
-	return s->relp_txnr;
 }
 
 /*
@@ -980,120 +724,46 @@ static void
 sink_relp_open(struct sink *s)
 {
 	s->progressed = true;
-	s->relp_txnr = 0;
-	s->relp_rsp_at = mono_ms();
-	buf_reset(&s->frame);
-	relp_frame(&s->frame, sink_relp_next(s), "open", RELP_OFFERS,
-	    strlen(RELP_OFFERS));
+	sinkrelp_open(&s->relp, &s->frame);
 	if (evbuffer_add(s->out, s->frame.data, s->frame.len) == -1)
 		fatalx("evbuffer_add");
 	s->queued += s->frame.len;
-}
-
-/* One record as a "syslog" command, into s->frame. */
-static void
-sink_relp_frame(struct sink *s, const char *msg, size_t len)
-{
-	if (s->nrecs == s->recs_first)
-		s->relp_rsp_at = mono_ms();	/* the timeout starts now */
-	relp_frame(&s->frame, sink_relp_next(s), "syslog", msg, len);
 }
 
 /* Acknowledge in the spool the records answered "200", in order. */
 static void
 sink_relp_release(struct sink *s)
 {
-	struct sink_rec	*last = NULL;
-	uint64_t	 n = 0;
+	struct spool_pos end;
+	uint64_t	 n;
 
-	while (s->recs_first < s->nrecs &&
-	    s->recs[s->recs_first].acked_at != 0) {
-		last = &s->recs[s->recs_first++];
-		n++;
-	}
-	if (s->recs_first == s->nrecs)
-		s->recs_first = s->recs_tcp = s->nrecs = 0;
-	if (last != NULL) {
+	if ((n = sinkrecs_answered(&s->recs, &end)) > 0) {
 		s->progressed = true;
-		sink_spool_ack(s, &last->end, n);
+		sink_spool_ack(s, &end, n);
 	}
 }
 
-/* A response: mark its record (or the open) answered; -1 after failing. */
-static int
-sink_relp_rsp(struct sink *s, const struct relp_msg *m)
-{
-	size_t	 i;
-	int	 tl = (int)(m->textlen > 200 ? 200 : m->textlen);
-
-	s->relp_rsp_at = mono_ms();
-	for (i = s->recs_first; i < s->nrecs; i++) {
-		if (s->recs[i].txnr == m->txnr)
-			break;
-	}
-	if (m->code != 200) {
-		sink_fail(s, "lost connection to", "RELP server answered "
-		    "%d %.*s to %s", m->code, tl, m->text, i < s->nrecs ?
-		    "a record" : "the session's open");
-		return -1;
-	}
-	if (i < s->nrecs)
-		s->recs[i].acked_at = s->relp_rsp_at;
-	return 0;
-}
-
-/* Bytes from a RELP server: responses acknowledge records. */
+/* Bytes from a RELP server: responses acknowledge records; -1 failed. */
 static int
 sink_relp_input(struct sink *s, const char *data, size_t len)
 {
-	struct relp_msg	 m;
-	const char	*why = NULL;
-	long		 n;
-	size_t		 off = 0;
+	char	 why[512];
 
-	buf_add(&s->relp_in, data, len);
-	while ((n = relp_parse(s->relp_in.data + off, s->relp_in.len - off,
-	    &m, &why)) > 0) {
-		off += (size_t)n;
-		if (strcmp(m.cmd, "serverclose") == 0) {
-			sink_relp_release(s);
-			sink_fail(s, "lost connection to", "the RELP server "
-			    "closed the session");
-			return -1;
-		}
-		if (strcmp(m.cmd, "rsp") == 0 && sink_relp_rsp(s, &m) == -1)
-			return -1;
-	}
-	if (n == -1) {
+	switch (sinkrelp_input(&s->relp, &s->recs, data, len, why,
+	    sizeof why)) {
+	case SINKRELP_OK:
+		break;
+	case SINKRELP_CLOSED:
+		sink_relp_release(s);
+		sink_fail(s, "lost connection to", "the RELP server "
+		    "closed the session");
+		return -1;
+	case SINKRELP_FAILED:
 		sink_fail(s, "lost connection to", "%s", why);
 		return -1;
 	}
-	memmove(s->relp_in.data, s->relp_in.data + off, s->relp_in.len - off);
-	s->relp_in.len -= off;
 	sink_relp_release(s);
 	return 0;
-}
-
-/* Remember a record that now sits in the output buffer. */
-static void
-sink_rec_push(struct sink *s)
-{
-	if (s->recs_first > 0 && s->nrecs == s->recs_cap) {
-		memmove(s->recs, s->recs + s->recs_first,
-		    (s->nrecs - s->recs_first) * sizeof *s->recs);
-		s->nrecs -= s->recs_first;
-		s->recs_tcp -= s->recs_first;
-		s->recs_first = 0;
-	}
-	if (s->nrecs == s->recs_cap) {
-		s->recs_cap = s->recs_cap == 0 ? 64 : s->recs_cap * 2;
-		s->recs = xreallocarray(s->recs, s->recs_cap, sizeof *s->recs);
-	}
-	s->recs[s->nrecs].end = s->sendpos;
-	s->recs[s->nrecs].end_off = s->queued;
-	s->recs[s->nrecs].acked_at = 0;
-	s->recs[s->nrecs].txnr = s->relp_txnr;
-	s->nrecs++;
 }
 
 /* Frame spool records into the output buffer up to the watermark. */
@@ -1108,8 +778,8 @@ sink_fill(struct sink *s)
 	if (sink_is_local(s))
 		framing = FRAME_NEWLINE;
 	while (evbuffer_get_length(s->out) < SINK_HIWAT) {
-		if (sink_is_relp(s) && s->nrecs - s->recs_first >=
-		    SINK_RELP_WINDOW)
+		if (sink_is_relp(s) &&
+		    sinkrecs_pending(&s->recs) >= SINK_RELP_WINDOW)
 			break;
 		if ((r = spool_read(s->spool, &s->sendpos, &s->rec)) == 0)
 			break;
@@ -1122,13 +792,14 @@ sink_fill(struct sink *s)
 		kafka_record_split(s->rec.data, s->rec.len, &key, &keylen,
 		    &msg, &len);
 		if (sink_is_relp(s))
-			sink_relp_frame(s, msg, len);
+			sinkrelp_frame(&s->relp, &s->frame, msg, len,
+			    sinkrecs_pending(&s->recs) == 0);
 		else
 			frame_message(&s->frame, framing, msg, len);
 		if (evbuffer_add(s->out, s->frame.data, s->frame.len) == -1)
 			fatalx("evbuffer_add");
 		s->queued += s->frame.len;
-		sink_rec_push(s);
+		sinkrecs_push(&s->recs, &s->sendpos, s->queued, s->relp.txnr);
 	}
 	return 0;
 }
@@ -1137,28 +808,10 @@ sink_fill(struct sink *s)
 static int
 sink_flush_fd(struct sink *s)
 {
-	struct evbuffer_iovec	 vec[SINK_IOV];
-	struct iovec		 iov[SINK_IOV];
-	struct msghdr		 msg;
-	ssize_t			 n;
-	int			 i, niov;
+	ssize_t	 n;
 
 	while (evbuffer_get_length(s->out) > 0) {
-		niov = evbuffer_peek(s->out, -1, NULL, vec, SINK_IOV);
-		if (niov > SINK_IOV)
-			niov = SINK_IOV;
-		for (i = 0; i < niov; i++) {
-			iov[i].iov_base = vec[i].iov_base;
-			iov[i].iov_len = vec[i].iov_len;
-		}
-		if (sink_is_local(s))
-			n = writev(s->fd, iov, niov);
-		else {
-			memset(&msg, 0, sizeof msg);
-			msg.msg_iov = iov;
-			msg.msg_iovlen = niov;
-			n = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
-		}
+		n = sinknet_write(s->fd, sink_is_local(s), s->out);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -1198,7 +851,7 @@ sink_flush_tls(struct sink *s)
 			s->tls_retry = 0;
 			evbuffer_drain(s->out, r);
 			s->written += r;
-			sink_mark_push(s);
+			sinktls_mark(&s->marks, s->ssl, s->written);
 			continue;
 		}
 		switch (SSL_get_error(s->ssl, r)) {
@@ -1209,18 +862,14 @@ sink_flush_tls(struct sink *s)
 			s->tls_retry = len;
 			return 0;
 		}
-		sink_tls_reason(s, r, reason, sizeof reason);
+		sinktls_explain(s->ssl, r, false, reason, sizeof reason);
 		sink_fail(s, "lost connection to", "%s", reason);
 		return -1;
 	}
 	return 1;
 }
 
-/*
- * Send one datagram.  ECONNREFUSED reports an ICMP error caused by an
- * earlier datagram, so this one is sent again once; a second refusal
- * counts it as gone, as UDP gives no delivery guarantee anyway.
- */
+/* Send the record in s->rec as one datagram (see sinknet_send_udp). */
 static int
 sink_send_udp(struct sink *s, int *refused)
 {
@@ -1229,15 +878,7 @@ sink_send_udp(struct sink *s, int *refused)
 
 	/* A record spooled while the output was kafka: without its key. */
 	kafka_record_split(s->rec.data, s->rec.len, &key, &keylen, &msg, &len);
-	if (send(s->fd, msg, len, MSG_NOSIGNAL) != -1)
-		return 0;
-	if (errno != ECONNREFUSED)
-		return -1;
-	(*refused)++;
-	if (send(s->fd, msg, len, MSG_NOSIGNAL) != -1 ||
-	    errno == ECONNREFUSED)
-		return 0;
-	return -1;
+	return sinknet_send_udp(s->fd, msg, len, refused);
 }
 
 /* Note refused datagrams, at most once every ten minutes. */
@@ -1399,28 +1040,6 @@ sink_pump(struct sink *s)
 }
 
 /*
- * Did SSL_read fail because the peer closed: close_notify, or a TCP FIN
- * without one?  (Looked at before sink_tls_reason clears the errors.)
- */
-static bool
-sink_tls_eof(struct sink *s, int ret)
-{
-	unsigned long	 e;
-
-	switch (SSL_get_error(s->ssl, ret)) {
-	case SSL_ERROR_ZERO_RETURN:
-		return true;
-	case SSL_ERROR_SYSCALL:
-		return ERR_peek_error() == 0 && errno == 0;
-	case SSL_ERROR_SSL:
-		e = ERR_peek_error();
-		return ERR_GET_LIB(e) == ERR_LIB_SSL &&
-		    ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
-	}
-	return false;
-}
-
-/*
  * Read and discard what the SIEM sends; notice when it goes away.  A
  * clean close (FIN) comes only after the peer read everything: what its
  * TCP stack acknowledged is delivered (see sink_delivered).  Anything
@@ -1448,9 +1067,10 @@ sink_read(struct sink *s)
 			case SSL_ERROR_WANT_WRITE:
 				return;
 			}
-			if (sink_tls_eof(s, r))
+			if (sinktls_eof(s->ssl, r))
 				sink_ack(s, true);
-			sink_tls_reason(s, r, reason, sizeof reason);
+			sinktls_explain(s->ssl, r, false, reason,
+			    sizeof reason);
 			sink_fail(s, "lost connection to", "%s", reason);
 			return;
 		}
@@ -1520,7 +1140,7 @@ sink_build(struct event_base *base, const struct conf_output *c,
 	s->backoff_ms = SINK_BACKOFF_MIN_MS;
 	buf_init(&s->rec);
 	buf_init(&s->frame);
-	buf_init(&s->relp_in);
+	buf_init(&s->relp.in);
 	conf_output_dup(&s->conf, c);
 	if (c->transport == OUT_KAFKA) {
 		struct kafka_cbs cbs = { sink_kafka_acked_cb,
@@ -1531,7 +1151,7 @@ sink_build(struct event_base *base, const struct conf_output *c,
 			goto fail;
 	}
 	if ((c->transport == OUT_TLS || (c->transport == OUT_RELP && c->tls)) &&
-	    (s->ssl_ctx = sink_ssl_ctx(c, err, errlen)) == NULL)
+	    (s->ssl_ctx = sinktls_ctx(c, err, errlen)) == NULL)
 		goto fail;
 	if (from == NULL && (s->spool = sink_spool_open(c, state_dir, err,
 	    errlen)) == NULL)
@@ -1655,11 +1275,11 @@ sink_free(struct sink *s)
 		evbuffer_free(s->out);
 	SSL_CTX_free(s->ssl_ctx);
 	spool_close(s->spool);
-	free(s->recs);
-	free(s->marks);
+	free(s->recs.v);
+	free(s->marks.v);
 	buf_clear(&s->rec);
 	buf_clear(&s->frame);
-	buf_clear(&s->relp_in);
+	buf_clear(&s->relp.in);
 	conf_output_dup_free(&s->conf);
 	free(s);
 }
@@ -1727,7 +1347,7 @@ sink_stats(const struct sink *s, struct sink_stats *st)
 	st->reconnects = s->reconnects;
 	snprintf(st->last_error, sizeof st->last_error, "%s", s->last_error);
 	st->inflight = s->kafka != NULL ? kafka_inflight(s->kafka) :
-	    s->nrecs - s->recs_first;
+	    sinkrecs_pending(&s->recs);
 	st->resends = s->resends;
 }
 

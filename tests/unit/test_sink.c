@@ -1,6 +1,10 @@
 /* Unit tests for daemon/sink.c: delivery over TCP, UDP, TLS and to files. */
 
 #include "../../daemon/sink.c"
+#include "../../daemon/sinknet.c"
+#include "../../daemon/sinkrecs.c"
+#include "../../daemon/sinkrelp.c"
+#include "../../daemon/sinktls.c"
 
 #include <sys/wait.h>
 

@@ -1,24 +1,17 @@
 /* Configuration loader: files, includes, sections, key tables (SPEC §3). */
-#include <sys/stat.h>
-
 #include <errno.h>
-#include <fcntl.h>
 #include <glob.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "conf.h"
-#include "graph.h"
-#include "log.h"
-#include "util.h"
 #include "conf_int.h"
 
 _Static_assert(sizeof(enum out_transport) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_notify_events) == sizeof(int), "enum size");
+
+/* ---- value tables ---- */
 
 const struct nameval conf_transports[] = {
 	{ "udp", OUT_UDP }, { "tcp", OUT_TCP }, { "tls", OUT_TLS },
@@ -263,6 +256,8 @@ static const struct keydef cluster_keys[] = {
 	KEY("key_file", key_keyfile, C(key_file)),
 };
 #undef C
+
+/* ---- sections ---- */
 
 static const struct sectdef sections[] = {
 	{ "daemon", false, daemon_keys, nitems(daemon_keys), daemon_open,

@@ -1,21 +1,14 @@
 /* Configuration key handlers: one setter per kind of value. */
-#include <sys/stat.h>
-
 #include <errno.h>
-#include <fcntl.h>
-#include <glob.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "conf.h"
+#include "conf_int.h"
 #include "graph.h"
 #include "log.h"
-#include "util.h"
-#include "conf_int.h"
 
 static const struct nameval booleans[] = {
 	{ "yes", 1 }, { "no", 0 }, { "true", 1 }, { "false", 0 },

@@ -1,20 +1,9 @@
 /* Configuration copies, freeing, lookups and the effective-config printer. */
-#include <sys/stat.h>
-
-#include <errno.h>
-#include <fcntl.h>
-#include <glob.h>
-#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "conf.h"
-#include "graph.h"
-#include "log.h"
-#include "util.h"
 #include "conf_int.h"
 
 static const struct nameval severities[] = {
@@ -374,8 +363,8 @@ summary_output(const struct conf_output *o, FILE *f, bool all)
 		put_kv(f, "kafka_security", nv_name(conf_kafka_securities,
 		    (int)o->kafka_security));
 		if (o->kafka_security == KAFKA_SASL_SSL) {
-			put_kv(f, "sasl_mechanism", nv_name(conf_sasl_mechanisms,
-			    (int)o->sasl_mechanism));
+			put_kv(f, "sasl_mechanism", nv_name(
+			    conf_sasl_mechanisms, (int)o->sasl_mechanism));
 			put_kv(f, "sasl_username", o->sasl_username);
 		}
 	}

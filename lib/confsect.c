@@ -1,20 +1,9 @@
 /* Configuration sections: opening them, checking them when closed. */
-#include <sys/stat.h>
-
-#include <errno.h>
-#include <fcntl.h>
-#include <glob.h>
-#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "conf.h"
-#include "graph.h"
-#include "log.h"
-#include "util.h"
 #include "conf_int.h"
 
 /*

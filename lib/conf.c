@@ -1,4 +1,4 @@
-/* Configuration loader: files, includes, sections, key tables (SPEC §3). */
+/* Configuration loader and its data: files, key tables, freeing (SPEC §3). */
 #include <errno.h>
 #include <glob.h>
 #include <stdarg.h>
@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf.h"
 #include "conf_int.h"
+#include "util.h"
 
 _Static_assert(sizeof(enum out_transport) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_notify_events) == sizeof(int), "enum size");
@@ -64,6 +66,12 @@ static const struct nameval min_severities[] = {
 const struct nameval conf_notify_events[] = {
 	{ "alerts", NOTIFY_ALERTS }, { "incidents", NOTIFY_INCIDENTS },
 	{ "both", NOTIFY_BOTH }, { NULL, 0 }
+};
+
+static const struct nameval severities[] = {
+	{ "unspecified", SEV_UNSPECIFIED },
+	{ "informational", SEV_INFORMATIONAL }, { "low", SEV_LOW },
+	{ "medium", SEV_MEDIUM }, { "high", SEV_HIGH }, { NULL, 0 }
 };
 
 /* ---- errors ---- */
@@ -142,6 +150,102 @@ conf_errors_clear(struct conf_errors *errs)
 	free(errs->msg);
 	errs->msg = NULL;
 	errs->n = 0;
+}
+
+/* ---- small helpers ---- */
+
+/* Look a name up in a value table, ignoring case. */
+const struct nameval *
+nv_find(const struct nameval *nv, const char *s, size_t len)
+{
+	for (; nv->name != NULL; nv++) {
+		if (strlen(nv->name) == len &&
+		    strncasecmp(nv->name, s, len) == 0)
+			return nv;
+	}
+	return NULL;
+}
+
+/* The name of a value in a table ("?" if absent). */
+const char *
+nv_name(const struct nameval *nv, int value)
+{
+	for (; nv->name != NULL; nv++) {
+		if (nv->value == value)
+			return nv->name;
+	}
+	return "?";
+}
+
+/* "a, b, c" from a value table, into b. */
+void
+nv_join(struct buf *b, const struct nameval *nv)
+{
+	const struct nameval	*first = nv;
+
+	for (; nv->name != NULL; nv++)
+		buf_addf(b, "%s%s", nv == first ? "" : ", ", nv->name);
+}
+
+/* Free a vector of n strings. */
+void
+strv_free(char **v, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* What is wrong with a section or item name, or NULL. */
+const char *
+name_why(const char *s)
+{
+	if (*s == '\0')
+		return "is empty";
+	if (strlen(s) > CONF_MAX_NAME)
+		return "is too long (at most 64 characters)";
+	if (s[strspn(s, NAME_CHARS)] != '\0')
+		return "is not a valid name (only A-Z a-z 0-9 . _ -)";
+	return NULL;
+}
+
+/* Tenant and client IDs are GUIDs or domain names. */
+const char *
+id_why(const char *s)
+{
+	if (s[strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789.-")] != '\0')
+		return "is not a GUID or domain name";
+	return NULL;
+}
+
+/* A mail address: something@something, no spaces or brackets. */
+static const char *
+email_why(const char *s)
+{
+	const char	*at = strchr(s, '@');
+
+	if (at == NULL || at == s || at[1] == '\0' ||
+	    strpbrk(s, " \t<>,;\"") != NULL)
+		return "is not a mail address (user@example.com)";
+	return NULL;
+}
+
+/* The directory part of path ("" for none), with glob characters escaped. */
+static void
+dir_escaped(struct buf *b, const char *path)
+{
+	const char	*slash = strrchr(path, '/'), *s;
+
+	if (slash == NULL)
+		return;
+	for (s = path; s <= slash; s++) {
+		if (strchr("*?[\\", *s) != NULL)
+			buf_addc(b, '\\');
+		buf_addc(b, *s);
+	}
 }
 
 /* ---- key tables ---- */
@@ -794,4 +898,270 @@ conf_parse(const char *name, const char *text, size_t len,
 	c = parser_finish(&p);
 	conf_errors_clear(&local);
 	return c;
+}
+
+/* ---- freeing ---- */
+
+/* An [output]'s strings; not file, which the configuration lends. */
+static void
+output_clear(struct conf_output *o)
+{
+	free(o->name);
+	free(o->address);
+	free(o->host);
+	free(o->port);
+	free(o->ca_file);
+	free(o->cert_file);
+	free(o->key_file);
+	free(o->tls_server_name);
+	free(o->brokers);
+	free(o->topic);
+	free(o->sasl_username);
+	free(o->sasl_password_file);
+	secret_free(o->sasl_password);
+}
+
+/* Free one [output]. */
+static void
+output_free(struct conf_output *o)
+{
+	output_clear(o);
+	free(o);
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s == NULL ? NULL : xstrdup(s);
+}
+
+void
+conf_output_dup(struct conf_output *dst, const struct conf_output *src)
+{
+	*dst = *src;
+	dst->name = dup_or_null(src->name);
+	dst->address = dup_or_null(src->address);
+	dst->host = dup_or_null(src->host);
+	dst->port = dup_or_null(src->port);
+	dst->ca_file = dup_or_null(src->ca_file);
+	dst->cert_file = dup_or_null(src->cert_file);
+	dst->key_file = dup_or_null(src->key_file);
+	dst->tls_server_name = dup_or_null(src->tls_server_name);
+	dst->brokers = dup_or_null(src->brokers);
+	dst->topic = dup_or_null(src->topic);
+	dst->sasl_username = dup_or_null(src->sasl_username);
+	dst->sasl_password_file = dup_or_null(src->sasl_password_file);
+	dst->sasl_password = dup_or_null(src->sasl_password);
+	dst->file = dup_or_null(src->file);	/* a copy owns its own */
+}
+
+void
+conf_output_dup_free(struct conf_output *c)
+{
+	output_clear(c);
+	free((char *)c->file);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Free one [tenant]; the secret is wiped first. */
+/* Free the strings of a [cluster] section. */
+static void
+cluster_clear(struct conf_cluster *cl)
+{
+	strv_free(cl->etcd_endpoints, cl->netcd_endpoints);
+	free(cl->member_name);
+	free(cl->prefix);
+	free(cl->ca_file);
+	free(cl->cert_file);
+	free(cl->key_file);
+}
+
+struct conf_cluster *
+conf_cluster_dup(const struct conf_cluster *cl)
+{
+	struct conf_cluster	*d;
+	size_t			 i;
+
+	d = xcalloc(1, sizeof(*d));
+	*d = *cl;
+	d->etcd_endpoints = xcalloc(cl->netcd_endpoints + 1,
+	    sizeof(*d->etcd_endpoints));
+	for (i = 0; i < cl->netcd_endpoints; i++)
+		d->etcd_endpoints[i] = xstrdup(cl->etcd_endpoints[i]);
+	d->member_name = dup_or_null(cl->member_name);
+	d->prefix = dup_or_null(cl->prefix);
+	d->ca_file = dup_or_null(cl->ca_file);
+	d->cert_file = dup_or_null(cl->cert_file);
+	d->key_file = dup_or_null(cl->key_file);
+	return d;
+}
+
+void
+conf_cluster_free(struct conf_cluster *cl)
+{
+	if (cl == NULL)
+		return;
+	cluster_clear(cl);
+	free(cl);
+}
+
+static void
+conf_tenant_free(struct conf_tenant *t)
+{
+	free(t->name);
+	free(t->tenant_id);
+	free(t->client_id);
+	secret_free(t->client_secret);
+	free(t->client_secret_file);
+	free(t->certificate_file);
+	free(t->private_key_file);
+	free(t->client_assertion_file);
+	free(t->api_url);
+	free(t->login_url);
+	free(t->scope);
+	free(t->ca_file);
+	free(t->label);
+	free(t->service_sources);
+	strv_free(t->outputs, t->noutputs);
+	free(t);
+}
+
+/* Free one [notify]; the password is wiped first. */
+static void
+notify_free(struct conf_notify *n)
+{
+	free(n->name);
+	free(n->smtp_url);
+	free(n->from);
+	strv_free(n->to, n->nto);
+	free(n->username);
+	secret_free(n->password);
+	free(n->password_file);
+	strv_free(n->tenants, n->ntenants);
+	free(n);
+}
+
+/* Free the [daemon] and [cluster] strings. */
+static void
+daemon_cluster_clear(struct config *c)
+{
+	struct conf_daemon	*d = &c->daemon;
+	struct conf_cluster	*cl = &c->cluster;
+
+	free(d->state_dir);
+	free(d->user_agent);
+	free(d->control_socket);
+	free(d->metrics_listen);
+	cluster_clear(cl);
+}
+
+void
+conf_free(struct config *c)
+{
+	size_t	 i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->noutputs; i++)
+		output_free(c->outputs[i]);
+	free(c->outputs);
+	for (i = 0; i < c->ntenants; i++)
+		conf_tenant_free(c->tenants[i]);
+	free(c->tenants);
+	free(c->tenant_index);
+	for (i = 0; i < c->nnotifies; i++)
+		notify_free(c->notifies[i]);
+	free(c->notifies);
+	daemon_cluster_clear(c);
+	strv_free(c->files, c->nfiles);
+	free(c->path);
+	free(c);
+}
+
+/* ---- lookups ---- */
+
+struct conf_output *
+conf_output_find(const struct config *c, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < c->noutputs; i++) {
+		if (strcmp(c->outputs[i]->name, name) == 0)
+			return c->outputs[i];
+	}
+	return NULL;
+}
+
+struct conf_tenant *
+conf_tenant_find(const struct config *c, const char *name)
+{
+	size_t	 i, j;
+
+	if (c->tenant_index_cap > 0) {
+		j = hash64(name, strlen(name)) & (c->tenant_index_cap - 1);
+		for (; (i = c->tenant_index[j]) != 0;
+		    j = (j + 1) & (c->tenant_index_cap - 1))
+			if (strcmp(c->tenants[i - 1]->name, name) == 0)
+				return c->tenants[i - 1];
+		return NULL;
+	}
+	for (i = 0; i < c->ntenants; i++) {
+		if (strcmp(c->tenants[i]->name, name) == 0)
+			return c->tenants[i];
+	}
+	return NULL;
+}
+
+bool
+conf_tenant_routes(const struct conf_tenant *t, const struct conf_output *o)
+{
+	size_t	 i;
+
+	if (t->outputs == NULL)
+		return true;
+	for (i = 0; i < t->noutputs; i++) {
+		if (strcmp(t->outputs[i], o->name) == 0)
+			return true;
+	}
+	return false;
+}
+
+bool
+conf_in_shard(const struct config *c, const char *name)
+{
+	const struct conf_daemon *d = &c->daemon;
+
+	if (d->shard_n <= 1)
+		return true;
+	return hash64(name, strlen(name)) % d->shard_n + 1 == d->shard_k;
+}
+
+const char *
+conf_transport_name(enum out_transport t)
+{
+	return nv_name(conf_transports, (int)t);
+}
+
+const char *
+conf_format_name(enum out_format f)
+{
+	return nv_name(conf_formats, (int)f);
+}
+
+const char *
+severity_name(enum severity s)
+{
+	if ((int)s < SEV_UNSPECIFIED || s > SEV_HIGH)
+		return "unspecified";
+	return nv_name(severities, (int)s);
+}
+
+int
+severity_parse(const char *s, size_t len)
+{
+	const struct nameval	*nv;
+
+	if ((nv = nv_find(severities, s, len)) == NULL)
+		return -1;
+	return nv->value;
 }

@@ -6,9 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conf.h"
-#include "util.h"
-
 #define CONF_MAX_DEPTH		8	/* include nesting below the main one */
 #define CONF_MAX_ERRORS		100
 #define CONF_MAX_FILE		(64 * 1024 * 1024)
@@ -25,8 +22,12 @@
 				"abcdefghijklmnopqrstuvwxyz0123456789._-"
 #define FIELD(obj, off, type)	((type *)(void *)((char *)(obj) + (off)))
 
-struct parser;
+struct buf;
+struct conf_errors;
+struct conf_output;
+struct config;
 struct keydef;
+struct parser;
 
 /* Set one key of the current section from its (unquoted) value. */
 typedef void (*key_fn)(struct parser *, const struct keydef *, void *,
@@ -109,31 +110,29 @@ extern const struct nameval conf_sources[];
 extern const struct nameval conf_clouds[];
 extern const struct nameval conf_notify_events[];
 
-/* conf.c: errors */
+/* conf.c: errors and small helpers */
 void	 perr_at(struct parser *, int, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 void	 perr(struct parser *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
-
-/* confvalue.c: values */
 const struct nameval	*nv_find(const struct nameval *, const char *, size_t);
 const char	*nv_name(const struct nameval *, int);
 void	 nv_join(struct buf *, const struct nameval *);
 void	 strv_free(char **, size_t);
 const char	*name_why(const char *);
 const char	*id_why(const char *);
-const char	*email_why(const char *);
+
+/* confvalue.c: values, paths, secret files */
 long	 number_parse(const char *, size_t);
 const char	*hostport_parse(const char *, char **, char **);
 int	 url_check(struct parser *, const char *, const char *, struct url *);
-void	 dir_escaped(struct buf *, const char *);
 char	*path_resolve(struct parser *, const char *);
 const char	*dur_fmt(int64_t, char *, size_t);
 const char	*size_fmt(uint64_t, char *, size_t);
 int	 file_open_checked(struct parser *, const char *, const char *, bool);
 char	*secret_load(struct parser *, const char *, const char *);
 
-/* confkeys.c: key handlers */
+/* confkeys.c: key handlers for the key tables */
 void	 key_str(struct parser *, const struct keydef *, void *, const char *);
 void	 key_service_sources(struct parser *, const struct keydef *, void *,
     const char *);
@@ -176,7 +175,7 @@ void	 key_brokers(struct parser *, const struct keydef *, void *,
 void	 key_topic(struct parser *, const struct keydef *, void *,
     const char *);
 
-/* confsect.c: section open/close */
+/* confsect.c: section open/close for sections[] */
 void	*daemon_open(struct parser *, const char *);
 void	*output_open(struct parser *, const char *);
 bool	 output_uses_tls(const struct conf_output *);

@@ -6,9 +6,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf.h"
 #include "conf_int.h"
 #include "graph.h"
 #include "log.h"
+#include "util.h"
 
 static const struct nameval booleans[] = {
 	{ "yes", 1 }, { "no", 0 }, { "true", 1 }, { "false", 0 },

@@ -4,7 +4,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conf.h"
 #include "conf_int.h"
+#include "util.h"
 
 /*
  * Login host, Defender API host and scope, and Graph host per cloud.  The

@@ -9,88 +9,11 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "conf.h"
 #include "conf_int.h"
+#include "util.h"
 
 /* ---- small helpers ---- */
-
-/* Look a name up in a value table, ignoring case. */
-const struct nameval *
-nv_find(const struct nameval *nv, const char *s, size_t len)
-{
-	for (; nv->name != NULL; nv++) {
-		if (strlen(nv->name) == len &&
-		    strncasecmp(nv->name, s, len) == 0)
-			return nv;
-	}
-	return NULL;
-}
-
-/* The name of a value in a table ("?" if absent). */
-const char *
-nv_name(const struct nameval *nv, int value)
-{
-	for (; nv->name != NULL; nv++) {
-		if (nv->value == value)
-			return nv->name;
-	}
-	return "?";
-}
-
-/* "a, b, c" from a value table, into b. */
-void
-nv_join(struct buf *b, const struct nameval *nv)
-{
-	const struct nameval	*first = nv;
-
-	for (; nv->name != NULL; nv++)
-		buf_addf(b, "%s%s", nv == first ? "" : ", ", nv->name);
-}
-
-/* Free a vector of n strings. */
-void
-strv_free(char **v, size_t n)
-{
-	size_t	 i;
-
-	for (i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-/* What is wrong with a section or item name, or NULL. */
-const char *
-name_why(const char *s)
-{
-	if (*s == '\0')
-		return "is empty";
-	if (strlen(s) > CONF_MAX_NAME)
-		return "is too long (at most 64 characters)";
-	if (s[strspn(s, NAME_CHARS)] != '\0')
-		return "is not a valid name (only A-Z a-z 0-9 . _ -)";
-	return NULL;
-}
-
-/* Tenant and client IDs are GUIDs or domain names. */
-const char *
-id_why(const char *s)
-{
-	if (s[strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	    "0123456789.-")] != '\0')
-		return "is not a GUID or domain name";
-	return NULL;
-}
-
-/* A mail address: something@something, no spaces or brackets. */
-const char *
-email_why(const char *s)
-{
-	const char	*at = strchr(s, '@');
-
-	if (at == NULL || at == s || at[1] == '\0' ||
-	    strpbrk(s, " \t<>,;\"") != NULL)
-		return "is not a mail address (user@example.com)";
-	return NULL;
-}
 
 /* A decimal number of 1 to 9 digits in s[0..n), or -1. */
 long
@@ -194,21 +117,6 @@ url_check(struct parser *p, const char *key, const char *val,
 		return -1;
 	}
 	return 0;
-}
-
-/* The directory part of path ("" for none), with glob characters escaped. */
-void
-dir_escaped(struct buf *b, const char *path)
-{
-	const char	*slash = strrchr(path, '/'), *s;
-
-	if (slash == NULL)
-		return;
-	for (s = path; s <= slash; s++) {
-		if (strchr("*?[\\", *s) != NULL)
-			buf_addc(b, '\\');
-		buf_addc(b, *s);
-	}
 }
 
 /* A path relative to the directory of the current file (or absolute). */

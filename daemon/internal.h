@@ -367,8 +367,6 @@ void		 tenant_note_sunset(struct tenant *, const struct http_result *,
 /* Set the tenant's last error (and log it once, with fields). */
 void		 tenant_error(struct tenant *, int prio, const struct log_ctx *,
 		    const char *, ...) __attribute__((format(printf, 4, 5)));
-/* Arm ev to fire in ms milliseconds (< 0: at once). */
-void		 reader_timer_in(struct event *, int64_t ms);
 /* Set the phase and arm the tenant's timer. */
 void		 tenant_schedule(struct tenant *, enum tenant_phase, int64_t);
 /* The state file cannot be read: this tenant stops alone (logged). */

@@ -13,18 +13,10 @@
 #include "internal.h"
 
 void
-reader_timer_in(struct event *ev, int64_t ms)
-{
-	struct timeval	 tv = tv_from_ms(ms);
-
-	evtimer_add(ev, &tv);
-}
-
-void
 tenant_schedule(struct tenant *t, enum tenant_phase phase, int64_t ms)
 {
 	t->phase = phase;
-	reader_timer_in(t->timer, ms);
+	timer_in(t->timer, ms);
 }
 
 void

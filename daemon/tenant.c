@@ -99,7 +99,7 @@ static void
 catchup_wait(struct catchup *c, enum tenant_phase phase, int64_t ms)
 {
 	if (c->backfill)
-		reader_timer_in(c->timer, ms);
+		timer_in(c->timer, ms);
 	else
 		tenant_schedule(c->t, phase, ms);
 }
@@ -213,7 +213,7 @@ catchup_backoff(struct catchup *c, int64_t retry_after_ms, bool counts)
 			backfill_end(c, false, t->last_error);
 			return;
 		}
-		reader_timer_in(c->timer, backoff_delay(c->failures ?
+		timer_in(c->timer, backoff_delay(c->failures ?
 		    c->failures : 1, retry_after_ms, arc4random()));
 		return;
 	}

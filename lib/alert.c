@@ -3,7 +3,6 @@
  * in a single pass.
  */
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -610,16 +609,68 @@ read_field(struct alert *a, struct jscan *js, const struct afield *f)
 	return jscan_skip(js);
 }
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
+int
+alert_object_walk(const struct keytab *kt, const char *json, size_t len,
+    const char *what, int (*read)(void *, struct jscan *, int), void *arg,
+    char *err, size_t errlen)
 {
-	va_list	 ap;
+	struct jscan	 js;
+	struct jstr	 key;
+	unsigned	 n = 0;
+	int		 i, r;
 
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
+	jscan_init(&js, json, len);
+	if (jscan_peek(&js) != '{') {
+		err_set(err, errlen, "%s is not a JSON object", what);
+		return -1;
+	}
+	jscan_open(&js, '{');
+	while ((r = jscan_member(&js, &n, &key)) == 1) {
+		if ((i = keytab_key(kt, &key)) < 0)
+			r = jscan_skip(&js);
+		else
+			r = read(arg, &js, i);
+		if (r != 0)
+			break;
+	}
+	if (r == 0)
+		r = jscan_end(&js);
+	if (r != 0) {
+		err_set(err, errlen, "invalid JSON at byte %zu: %s",
+		    js.err_off, js.err);
+		return -1;
+	}
+	return 0;
+}
+
+int
+alert_object_check(const struct astr *id, int64_t last_update,
+    const char *lu, char *err, size_t errlen)
+{
+	if (id->p == NULL || id->len == 0) {
+		err_set(err, errlen,
+		    "\"id\" is missing, empty or not a string");
+		return -1;
+	}
+	if (last_update == TICKS_NONE) {
+		err_set(err, errlen, "\"%s\" is missing or not a valid time",
+		    lu);
+		return -1;
+	}
+	return 0;
+}
+
+struct alert_walk {
+	struct alert		*a;
+	const struct afield	*fields;
+};
+
+static int
+alert_walk_cb(void *arg, struct jscan *js, int i)
+{
+	struct alert_walk	*w = arg;
+
+	return read_field(w->a, js, &w->fields[i]);
 }
 
 /*
@@ -631,13 +682,9 @@ int
 alert_parse(struct alert *a, enum tenant_source src, const char *json,
     size_t len, char *err, size_t errlen)
 {
-	const struct afield	*fields;
-	const struct keytab	*kt;
-	const char		*lu;
-	struct jscan		 js;
-	struct jstr		 key;
-	unsigned		 n = 0;
-	int			 i, r;
+	struct alert_walk	 w = { a, mde_fields };
+	const struct keytab	*kt = &kt_mde;
+	const char		*lu = "lastUpdateTime";
 
 	tables_init();
 	alert_reset(a);
@@ -645,49 +692,14 @@ alert_parse(struct alert *a, enum tenant_source src, const char *json,
 	a->raw_len = len;
 	buf_reserve(&a->arena, len + 2);
 	if (src == SRC_GRAPH) {
-		fields = graph_fields;
+		w.fields = graph_fields;
 		kt = &kt_graph;
 		lu = "lastUpdateDateTime";
-	} else {
-		fields = mde_fields;
-		kt = &kt_mde;
-		lu = "lastUpdateTime";
 	}
-
-	jscan_init(&js, json, len);
-	if (jscan_peek(&js) != '{') {
-		set_err(err, errlen, "alert is not a JSON object");
-		goto fail;
-	}
-	jscan_open(&js, '{');
-	while ((r = jscan_member(&js, &n, &key)) == 1) {
-		if ((i = keytab_key(kt, &key)) < 0)
-			r = jscan_skip(&js);
-		else
-			r = read_field(a, &js, &fields[i]);
-		if (r != 0)
-			break;
-	}
-	if (r == 0)
-		r = jscan_end(&js);
-	if (r != 0) {
-		set_err(err, errlen, "invalid JSON at byte %zu: %s",
-		    js.err_off, js.err);
-		goto fail;
-	}
-	if (a->id.p == NULL || a->id.len == 0) {
-		set_err(err, errlen,
-		    "\"id\" is missing, empty or not a string");
-		goto fail;
-	}
-	if (a->last_update == TICKS_NONE) {
-		set_err(err, errlen, "\"%s\" is missing or not a valid time",
-		    lu);
-		goto fail;
-	}
-	return 0;
-
-fail:
+	if (alert_object_walk(kt, json, len, "alert", alert_walk_cb, &w, err,
+	    errlen) == 0 && alert_object_check(&a->id, a->last_update, lu, err,
+	    errlen) == 0)
+		return 0;
 	alert_reset(a);
 	return -1;
 }

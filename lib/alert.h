@@ -113,6 +113,19 @@ int	 astr_read(struct buf *arena, struct jscan *, struct astr *out,
 int	 ticks_read(struct jscan *, int64_t *);
 /* "informational", "low", ... (any case); anything else SEV_UNSPECIFIED. */
 enum severity severity_of(const struct astr *);
+/*
+ * Walk the JSON object json in one pass (what names it in errors): each
+ * member named in kt is read by read(arg, cursor, its index), any other
+ * skipped (its syntax still checked).  -1 with err set when it is not a
+ * JSON object or not valid JSON.
+ */
+int	 alert_object_walk(const struct keytab *kt, const char *json,
+	    size_t len, const char *what,
+	    int (*read)(void *, struct jscan *, int), void *arg, char *err,
+	    size_t errlen);
+/* What every object needs: a non-empty "id" and a valid time in lu. */
+int	 alert_object_check(const struct astr *id, int64_t last_update,
+	    const char *lu, char *err, size_t errlen);
 
 #endif
 

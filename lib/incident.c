@@ -4,7 +4,6 @@
  */
 
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,33 +197,11 @@ read_field(struct incident *inc, struct jscan *js, const struct ifield *f)
 	return jscan_skip(js);
 }
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* The members incident_parse requires. */
 static int
-incident_check(const struct incident *inc, char *err, size_t errlen)
+incident_walk_cb(void *arg, struct jscan *js, int i)
 {
-	if (inc->id.p == NULL || inc->id.len == 0) {
-		set_err(err, errlen,
-		    "\"id\" is missing, empty or not a string");
-		return -1;
-	}
-	if (inc->last_update == TICKS_NONE) {
-		set_err(err, errlen, "\"lastUpdateDateTime\" is missing or "
-		    "not a valid time");
-		return -1;
-	}
-	return 0;
+	return read_field(arg, js, &fields[i]);
 }
 
 /*
@@ -235,41 +212,16 @@ int
 incident_parse(struct incident *inc, const char *json, size_t len,
     char *err, size_t errlen)
 {
-	struct jscan	 js;
-	struct jstr	 key;
-	unsigned	 n = 0;
-	int		 i, r;
-
 	tables_init();
 	incident_reset(inc);
 	inc->raw = json;
 	inc->raw_len = len;
 	buf_reserve(&inc->arena, len + 2);
-
-	jscan_init(&js, json, len);
-	if (jscan_peek(&js) != '{') {
-		set_err(err, errlen, "incident is not a JSON object");
-		goto fail;
-	}
-	jscan_open(&js, '{');
-	while ((r = jscan_member(&js, &n, &key)) == 1) {
-		if ((i = keytab_key(&kt_incident, &key)) < 0)
-			r = jscan_skip(&js);
-		else
-			r = read_field(inc, &js, &fields[i]);
-		if (r != 0)
-			break;
-	}
-	if (r == 0)
-		r = jscan_end(&js);
-	if (r != 0) {
-		set_err(err, errlen, "invalid JSON at byte %zu: %s",
-		    js.err_off, js.err);
-		goto fail;
-	}
-	if (incident_check(inc, err, errlen) == 0)
+	if (alert_object_walk(&kt_incident, json, len, "incident",
+	    incident_walk_cb, inc, err, errlen) == 0 &&
+	    alert_object_check(&inc->id, inc->last_update,
+	    "lastUpdateDateTime", err, errlen) == 0)
 		return 0;
-fail:
 	incident_reset(inc);
 	return -1;
 }

@@ -77,61 +77,55 @@ enum akind {
 	AK_GEVIDENCE,	/* Graph evidence array */
 };
 
+/* Which source's alerts carry a member. */
+#define AF_MDE		0x1
+#define AF_GRAPH	0x2
+#define AF_BOTH		(AF_MDE | AF_GRAPH)
+
 struct afield {
 	const char	*key;
 	enum akind	 kind;
 	size_t		 off;
+	int		 src;		/* AF_MDE, AF_GRAPH or both */
 };
 
 #define AO(f)	offsetof(struct alert, f)
 
-static const struct afield mde_fields[] = {
-	{ "id", AK_STR, AO(id) },
-	{ "title", AK_STR, AO(title) },
-	{ "description", AK_STR, AO(description) },
-	{ "category", AK_STR, AO(category) },
-	{ "detectorId", AK_STR, AO(detector_id) },
-	{ "detectionSource", AK_STR, AO(detection_source) },
-	{ "computerDnsName", AK_STR, AO(computer_dns_name) },
-	{ "machineId", AK_STR, AO(machine_id) },
-	{ "aadTenantId", AK_STR, AO(aad_tenant_id) },
-	{ "threatName", AK_STR, AO(threat_name) },
-	{ "status", AK_STR, AO(status) },
-	{ "classification", AK_STR, AO(classification) },
-	{ "determination", AK_STR, AO(determination) },
-	{ "severity", AK_SEV, AO(severity_text) },
-	{ "relatedUser", AK_USER, 0 },
-	{ "mitreTechniques", AK_MITRE, AO(mitre) },
-	{ "incidentId", AK_NUMSTR, AO(incident_id) },
-	{ "investigationId", AK_NUMSTR, AO(investigation_id) },
-	{ "lastUpdateTime", AK_TIME, AO(last_update) },
-	{ "alertCreationTime", AK_TIME, AO(creation) },
-	{ "firstEventTime", AK_TIME, AO(first_event) },
-	{ "lastEventTime", AK_TIME, AO(last_event) },
-	{ "evidence", AK_EVIDENCE, 0 },
-};
-
-static const struct afield graph_fields[] = {
-	{ "id", AK_STR, AO(id) },
-	{ "title", AK_STR, AO(title) },
-	{ "description", AK_STR, AO(description) },
-	{ "category", AK_STR, AO(category) },
-	{ "detectorId", AK_STR, AO(detector_id) },
-	{ "detectionSource", AK_STR, AO(detection_source) },
-	{ "serviceSource", AK_STR, AO(service_source) },
-	{ "status", AK_STR, AO(status) },
-	{ "classification", AK_STR, AO(classification) },
-	{ "determination", AK_STR, AO(determination) },
-	{ "severity", AK_SEV, AO(severity_text) },
-	{ "tenantId", AK_STR, AO(aad_tenant_id) },
-	{ "threatFamilyName", AK_STR, AO(threat_name) },
-	{ "incidentId", AK_NUMSTR, AO(incident_id) },
-	{ "mitreTechniques", AK_MITRE, AO(mitre) },
-	{ "lastUpdateDateTime", AK_TIME, AO(last_update) },
-	{ "createdDateTime", AK_TIME, AO(creation) },
-	{ "firstActivityDateTime", AK_TIME, AO(first_event) },
-	{ "lastActivityDateTime", AK_TIME, AO(last_event) },
-	{ "evidence", AK_GEVIDENCE, 0 },
+/* The members of MDE and of Graph alerts_v2 alerts, one table. */
+static const struct afield fields[] = {
+	{ "id", AK_STR, AO(id), AF_BOTH },
+	{ "title", AK_STR, AO(title), AF_BOTH },
+	{ "description", AK_STR, AO(description), AF_BOTH },
+	{ "category", AK_STR, AO(category), AF_BOTH },
+	{ "detectorId", AK_STR, AO(detector_id), AF_BOTH },
+	{ "detectionSource", AK_STR, AO(detection_source), AF_BOTH },
+	{ "status", AK_STR, AO(status), AF_BOTH },
+	{ "classification", AK_STR, AO(classification), AF_BOTH },
+	{ "determination", AK_STR, AO(determination), AF_BOTH },
+	{ "severity", AK_SEV, AO(severity_text), AF_BOTH },
+	{ "mitreTechniques", AK_MITRE, AO(mitre), AF_BOTH },
+	{ "incidentId", AK_NUMSTR, AO(incident_id), AF_BOTH },
+	/* MDE only */
+	{ "computerDnsName", AK_STR, AO(computer_dns_name), AF_MDE },
+	{ "machineId", AK_STR, AO(machine_id), AF_MDE },
+	{ "aadTenantId", AK_STR, AO(aad_tenant_id), AF_MDE },
+	{ "threatName", AK_STR, AO(threat_name), AF_MDE },
+	{ "relatedUser", AK_USER, 0, AF_MDE },
+	{ "investigationId", AK_NUMSTR, AO(investigation_id), AF_MDE },
+	{ "lastUpdateTime", AK_TIME, AO(last_update), AF_MDE },
+	{ "alertCreationTime", AK_TIME, AO(creation), AF_MDE },
+	{ "firstEventTime", AK_TIME, AO(first_event), AF_MDE },
+	{ "lastEventTime", AK_TIME, AO(last_event), AF_MDE },
+	{ "evidence", AK_EVIDENCE, 0, AF_MDE },
+	/* Graph only */
+	{ "serviceSource", AK_STR, AO(service_source), AF_GRAPH },
+	{ "tenantId", AK_STR, AO(aad_tenant_id), AF_GRAPH },
+	{ "threatFamilyName", AK_STR, AO(threat_name), AF_GRAPH },
+	{ "lastUpdateDateTime", AK_TIME, AO(last_update), AF_GRAPH },
+	{ "createdDateTime", AK_TIME, AO(creation), AF_GRAPH },
+	{ "firstActivityDateTime", AK_TIME, AO(first_event), AF_GRAPH },
+	{ "lastActivityDateTime", AK_TIME, AO(last_event), AF_GRAPH },
+	{ "evidence", AK_GEVIDENCE, 0, AF_GRAPH },
 };
 
 /* Members of nested objects, read as raw strings into arrays. */
@@ -174,10 +168,12 @@ tables_init(void)
 	if (done)
 		return;
 	done = 1;
-	for (i = 0; i < nitems(mde_fields); i++)
-		keytab_add(&kt_mde, mde_fields[i].key, i);
-	for (i = 0; i < nitems(graph_fields); i++)
-		keytab_add(&kt_graph, graph_fields[i].key, i);
+	for (i = 0; i < nitems(fields); i++) {
+		if (fields[i].src & AF_MDE)
+			keytab_add(&kt_mde, fields[i].key, i);
+		if (fields[i].src & AF_GRAPH)
+			keytab_add(&kt_graph, fields[i].key, i);
+	}
 	for (i = 0; i < nitems(user_keys); i++)
 		keytab_add(&kt_user, user_keys[i], i);
 	for (i = 0; i < nitems(ev_keys); i++)
@@ -369,12 +365,8 @@ read_mitre(struct alert *a, struct jscan *js)
 	return r;
 }
 
-/*
- * Read the string members of an object named in kt into out[] as raw
- * strings; a later duplicate wins, null or another type is absent.
- */
-static int
-read_strings(struct jscan *js, const struct keytab *kt, struct jstr *out,
+int
+keytab_strings(struct jscan *js, const struct keytab *kt, struct jstr *out,
     size_t nout)
 {
 	struct jstr	 key;
@@ -409,7 +401,7 @@ read_user(struct alert *a, struct jscan *js)
 	a->user_name.len = a->domain_name.len = 0;
 	if (jscan_peek(js) != '{')
 		return jscan_skip(js);
-	if (read_strings(js, &kt_user, v, U_N) != 0)
+	if (keytab_strings(js, &kt_user, v, U_N) != 0)
 		return -1;
 	a->user_name = arena_put(a, &v[U_NAME]);
 	a->domain_name = arena_put(a, &v[U_DOMAIN]);
@@ -450,7 +442,7 @@ read_mde_evidence(struct alert *a, struct jscan *js)
 				return -1;
 			continue;
 		}
-		if (read_strings(js, &kt_ev, v, EV_N) != 0)
+		if (keytab_strings(js, &kt_ev, v, EV_N) != 0)
 			return -1;
 		if (!got_file && (jstr_eq(&v[EV_TYPE], "File", 4) ||
 		    jstr_eq(&v[EV_TYPE], "Process", 7))) {
@@ -534,9 +526,9 @@ read_graph_entry(struct jscan *js, struct gentry *e)
 		i = keytab_key(&kt_gev, &key);
 		f = i == GE_FILE ? e->file : i == GE_IMAGE ? e->image : NULL;
 		if (i == GE_ACCT && jscan_peek(js) == '{')
-			r = read_strings(js, &kt_gacct, e->acct, GA_N);
+			r = keytab_strings(js, &kt_gacct, e->acct, GA_N);
 		else if (f != NULL && jscan_peek(js) == '{')
-			r = read_strings(js, &kt_gfile, f, GF_N);
+			r = keytab_strings(js, &kt_gfile, f, GF_N);
 		else if (i >= 0 && i < GE_N && jscan_peek(js) == '"')
 			r = jscan_string(js, &e->v[i]);
 		else {
@@ -660,17 +652,10 @@ alert_object_check(const struct astr *id, int64_t last_update,
 	return 0;
 }
 
-struct alert_walk {
-	struct alert		*a;
-	const struct afield	*fields;
-};
-
 static int
 alert_walk_cb(void *arg, struct jscan *js, int i)
 {
-	struct alert_walk	*w = arg;
-
-	return read_field(w->a, js, &w->fields[i]);
+	return read_field(arg, js, &fields[i]);
 }
 
 /*
@@ -682,7 +667,6 @@ int
 alert_parse(struct alert *a, enum tenant_source src, const char *json,
     size_t len, char *err, size_t errlen)
 {
-	struct alert_walk	 w = { a, mde_fields };
 	const struct keytab	*kt = &kt_mde;
 	const char		*lu = "lastUpdateTime";
 
@@ -692,11 +676,10 @@ alert_parse(struct alert *a, enum tenant_source src, const char *json,
 	a->raw_len = len;
 	buf_reserve(&a->arena, len + 2);
 	if (src == SRC_GRAPH) {
-		w.fields = graph_fields;
 		kt = &kt_graph;
 		lu = "lastUpdateDateTime";
 	}
-	if (alert_object_walk(kt, json, len, "alert", alert_walk_cb, &w, err,
+	if (alert_object_walk(kt, json, len, "alert", alert_walk_cb, a, err,
 	    errlen) == 0 && alert_object_check(&a->id, a->last_update, lu, err,
 	    errlen) == 0)
 		return 0;

@@ -99,6 +99,13 @@ void	 keytab_add(struct keytab *, const char *name, unsigned idx);
 /* Index of the (raw, maybe escaped) member name key, or -1. */
 int	 keytab_key(const struct keytab *, const struct jstr *key);
 /*
+ * Read the string members of the object at the cursor named in kt into
+ * out[] (by index) as raw strings; a later duplicate wins, null or another
+ * type is absent (p NULL).
+ */
+int	 keytab_strings(struct jscan *, const struct keytab *kt,
+	    struct jstr *out, size_t nout);
+/*
  * Decode string s into arena, NUL-terminated.  The arena must already
  * have room (s->len + 2 bytes): it never moves while astrs point into it.
  */

@@ -46,6 +46,7 @@ static const struct ifield fields[] = {
 };
 
 static struct keytab	 kt_incident;
+static struct keytab	 kt_alert;	/* an alert of "alerts": its "id" */
 
 static void
 tables_init(void)
@@ -58,6 +59,7 @@ tables_init(void)
 	done = 1;
 	for (i = 0; i < nitems(fields); i++)
 		keytab_add(&kt_incident, fields[i].key, i);
+	keytab_add(&kt_alert, "id", 0);
 }
 
 void
@@ -107,33 +109,6 @@ incident_add_alert(struct incident *inc, const char *id, size_t len)
 	inc->alert_ids_n++;
 }
 
-/* The "id" of one alert object (raw; p NULL when none is a string). */
-static int
-alert_id(struct jscan *js, struct jstr *id)
-{
-	struct jstr	 key;
-	unsigned	 n = 0;
-	int		 r;
-
-	memset(id, 0, sizeof *id);
-	if (jscan_open(js, '{') != 0)
-		return -1;
-	while ((r = jscan_member(js, &n, &key)) == 1) {
-		if (jstr_eq(&key, "id", 2)) {
-			/* a later duplicate wins, even when it is no string */
-			memset(id, 0, sizeof *id);
-			if (jscan_peek(js) == '"') {
-				if (jscan_string(js, id) != 0)
-					return -1;
-				continue;
-			}
-		}
-		if (jscan_skip(js) != 0)
-			return -1;
-	}
-	return r;
-}
-
 /*
  * The alerts array: every element is counted, the ids of alert objects
  * listed.  Another type is absent (count unknown); a later "alerts" member
@@ -161,7 +136,7 @@ read_alerts(struct incident *inc, struct jscan *js)
 		if (jscan_peek(js) != '{')
 			r = jscan_skip(js);
 		else
-			r = alert_id(js, &id);
+			r = keytab_strings(js, &kt_alert, &id, 1);
 		if (r != 0)
 			return -1;
 		if (id.p == NULL || !id.esc) {

@@ -38,6 +38,16 @@ keytab_add(struct keytab *kt, const char *name, unsigned idx)
 	kt->idx[h] = (uint8_t)idx;
 }
 
+void
+keytab_fill(struct keytab *kt, const void *table, size_t n, size_t stride)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		keytab_add(kt, *(const char *const *)(const void *)
+		    ((const char *)table + i * stride), i);
+}
+
 static int
 keytab_find(const struct keytab *kt, const char *k, size_t len)
 {
@@ -174,16 +184,14 @@ tables_init(void)
 		if (fields[i].src & AF_GRAPH)
 			keytab_add(&kt_graph, fields[i].key, i);
 	}
-	for (i = 0; i < nitems(user_keys); i++)
-		keytab_add(&kt_user, user_keys[i], i);
-	for (i = 0; i < nitems(ev_keys); i++)
-		keytab_add(&kt_ev, ev_keys[i], i);
-	for (i = 0; i < nitems(gev_keys); i++)
-		keytab_add(&kt_gev, gev_keys[i], i);
-	for (i = 0; i < nitems(gfile_keys); i++)
-		keytab_add(&kt_gfile, gfile_keys[i], i);
-	for (i = 0; i < nitems(gacct_keys); i++)
-		keytab_add(&kt_gacct, gacct_keys[i], i);
+	keytab_fill(&kt_user, user_keys, nitems(user_keys),
+	    sizeof(user_keys[0]));
+	keytab_fill(&kt_ev, ev_keys, nitems(ev_keys), sizeof(ev_keys[0]));
+	keytab_fill(&kt_gev, gev_keys, nitems(gev_keys), sizeof(gev_keys[0]));
+	keytab_fill(&kt_gfile, gfile_keys, nitems(gfile_keys),
+	    sizeof(gfile_keys[0]));
+	keytab_fill(&kt_gacct, gacct_keys, nitems(gacct_keys),
+	    sizeof(gacct_keys[0]));
 }
 
 void
@@ -392,6 +400,28 @@ keytab_strings(struct jscan *js, const struct keytab *kt, struct jstr *out,
 	return r;
 }
 
+int
+alert_array_walk(struct jscan *js, int (*each)(void *, struct jscan *),
+    void *arg)
+{
+	unsigned	 n = 0;
+	int		 r;
+
+	if (jscan_peek(js) != '[')
+		return jscan_skip(js);
+	if (jscan_open(js, '[') != 0)
+		return -1;
+	while ((r = jscan_element(js, &n)) == 1) {
+		if (jscan_peek(js) != '{')
+			r = jscan_skip(js) != 0 ? -1 : each(arg, NULL);
+		else
+			r = each(arg, js);
+		if (r != 0)
+			return -1;
+	}
+	return r;
+}
+
 static int
 read_user(struct alert *a, struct jscan *js)
 {
@@ -423,39 +453,43 @@ evidence_reset(struct alert *a, enum tenant_source src)
 	}
 }
 
+struct mde_walk {
+	struct alert	*a;
+	int		 got_file;
+};
+
+static int
+mde_evidence_cb(void *arg, struct jscan *js)
+{
+	struct mde_walk	*w = arg;
+	struct alert	*a = w->a;
+	struct jstr	 v[EV_N];
+
+	a->evidence_count++;
+	if (js == NULL)
+		return 0;
+	if (keytab_strings(js, &kt_ev, v, EV_N) != 0)
+		return -1;
+	if (!w->got_file && (jstr_eq(&v[EV_TYPE], "File", 4) ||
+	    jstr_eq(&v[EV_TYPE], "Process", 7))) {
+		w->got_file = 1;
+		a->file_name = arena_put(a, &v[EV_FNAME]);
+		a->file_path = arena_put(a, &v[EV_FPATH]);
+		a->sha1 = arena_put(a, &v[EV_SHA1]);
+	}
+	take_first(a, &a->sha256, &v[EV_SHA256]);
+	take_first(a, &a->ip_address, &v[EV_IP]);
+	take_first(a, &a->url, &v[EV_URL]);
+	return 0;
+}
+
 static int
 read_mde_evidence(struct alert *a, struct jscan *js)
 {
-	struct jstr	 v[EV_N];
-	unsigned	 n = 0;
-	int		 r, got_file = 0;
+	struct mde_walk	 w = { a, 0 };
 
 	evidence_reset(a, SRC_MDE);
-	if (jscan_peek(js) != '[')
-		return jscan_skip(js);
-	if (jscan_open(js, '[') != 0)
-		return -1;
-	while ((r = jscan_element(js, &n)) == 1) {
-		a->evidence_count++;
-		if (jscan_peek(js) != '{') {
-			if (jscan_skip(js) != 0)
-				return -1;
-			continue;
-		}
-		if (keytab_strings(js, &kt_ev, v, EV_N) != 0)
-			return -1;
-		if (!got_file && (jstr_eq(&v[EV_TYPE], "File", 4) ||
-		    jstr_eq(&v[EV_TYPE], "Process", 7))) {
-			got_file = 1;
-			a->file_name = arena_put(a, &v[EV_FNAME]);
-			a->file_path = arena_put(a, &v[EV_FPATH]);
-			a->sha1 = arena_put(a, &v[EV_SHA1]);
-		}
-		take_first(a, &a->sha256, &v[EV_SHA256]);
-		take_first(a, &a->ip_address, &v[EV_IP]);
-		take_first(a, &a->url, &v[EV_URL]);
-	}
-	return r;
+	return alert_array_walk(js, mde_evidence_cb, &w);
 }
 
 /* What the Graph evidence entries seen so far have given. */
@@ -547,29 +581,33 @@ read_graph_entry(struct jscan *js, struct gentry *e)
 	return r;
 }
 
+struct graph_walk {
+	struct alert	*a;
+	struct gstate	 st;
+};
+
+static int
+graph_evidence_cb(void *arg, struct jscan *js)
+{
+	struct graph_walk *w = arg;
+	struct gentry	 e;
+
+	w->a->evidence_count++;
+	if (js == NULL)
+		return 0;
+	if (read_graph_entry(js, &e) != 0)
+		return -1;
+	graph_apply(w->a, &e, &w->st);
+	return 0;
+}
+
 static int
 read_graph_evidence(struct alert *a, struct jscan *js)
 {
-	struct gstate	 st = { 0, 0, 0 };
-	struct gentry	 e;
-	unsigned	 n = 0;
-	int		 r;
+	struct graph_walk w = { a, { 0, 0, 0 } };
 
 	evidence_reset(a, SRC_GRAPH);
-	if (jscan_peek(js) != '[')
-		return jscan_skip(js);
-	if (jscan_open(js, '[') != 0)
-		return -1;
-	while ((r = jscan_element(js, &n)) == 1) {
-		a->evidence_count++;
-		if (jscan_peek(js) != '{')
-			r = jscan_skip(js);
-		else if ((r = read_graph_entry(js, &e)) == 0)
-			graph_apply(a, &e, &st);
-		if (r != 0)
-			return -1;
-	}
-	return r;
+	return alert_array_walk(js, graph_evidence_cb, &w);
 }
 
 static int

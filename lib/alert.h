@@ -96,6 +96,12 @@ struct keytab {
 };
 
 void	 keytab_add(struct keytab *, const char *name, unsigned idx);
+/*
+ * Add the n names of a table: each element (stride bytes apart) starts
+ * with its name (a const char *), its index is its place in the table.
+ */
+void	 keytab_fill(struct keytab *, const void *table, size_t n,
+	    size_t stride);
 /* Index of the (raw, maybe escaped) member name key, or -1. */
 int	 keytab_key(const struct keytab *, const struct jstr *key);
 /*
@@ -105,6 +111,13 @@ int	 keytab_key(const struct keytab *, const struct jstr *key);
  */
 int	 keytab_strings(struct jscan *, const struct keytab *kt,
 	    struct jstr *out, size_t nout);
+/*
+ * Walk the array at the cursor (any other value is skipped): each(arg,
+ * cursor) reads an object element, each(arg, NULL) counts another one
+ * (already skipped).
+ */
+int	 alert_array_walk(struct jscan *,
+	    int (*each)(void *, struct jscan *), void *arg);
 /*
  * Decode string s into arena, NUL-terminated.  The arena must already
  * have room (s->len + 2 bytes): it never moves while astrs point into it.

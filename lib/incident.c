@@ -52,13 +52,11 @@ static void
 tables_init(void)
 {
 	static int	 done;
-	size_t		 i;
 
 	if (done)
 		return;
 	done = 1;
-	for (i = 0; i < nitems(fields); i++)
-		keytab_add(&kt_incident, fields[i].key, i);
+	keytab_fill(&kt_incident, fields, nitems(fields), sizeof(fields[0]));
 	keytab_add(&kt_alert, "id", 0);
 }
 
@@ -109,6 +107,28 @@ incident_add_alert(struct incident *inc, const char *id, size_t len)
 	inc->alert_ids_n++;
 }
 
+static int
+alert_cb(void *arg, struct jscan *js)
+{
+	struct incident	*inc = arg;
+	struct jstr	 id;
+	size_t		 dlen;
+	char		*tmp;
+
+	memset(&id, 0, sizeof id);
+	if (js != NULL && keytab_strings(js, &kt_alert, &id, 1) != 0)
+		return -1;
+	if (id.p == NULL || !id.esc) {
+		incident_add_alert(inc, id.p, id.len);
+		return 0;
+	}
+	tmp = xmalloc(id.len + 1);
+	dlen = jscan_unescape(id.p, id.len, tmp);
+	incident_add_alert(inc, tmp, dlen);
+	free(tmp);
+	return 0;
+}
+
 /*
  * The alerts array: every element is counted, the ids of alert objects
  * listed.  Another type is absent (count unknown); a later "alerts" member
@@ -117,38 +137,10 @@ incident_add_alert(struct incident *inc, const char *id, size_t len)
 static int
 read_alerts(struct incident *inc, struct jscan *js)
 {
-	struct jstr	 id;
-	unsigned	 n = 0;
-	size_t		 dlen;
-	char		*tmp;
-	int		 r;
-
-	inc->alerts_known = false;
 	inc->alert_count = inc->alert_ids_n = 0;
 	buf_reset(&inc->alert_ids);
-	if (jscan_peek(js) != '[')
-		return jscan_skip(js);
-	if (jscan_open(js, '[') != 0)
-		return -1;
-	inc->alerts_known = true;
-	while ((r = jscan_element(js, &n)) == 1) {
-		memset(&id, 0, sizeof id);
-		if (jscan_peek(js) != '{')
-			r = jscan_skip(js);
-		else
-			r = keytab_strings(js, &kt_alert, &id, 1);
-		if (r != 0)
-			return -1;
-		if (id.p == NULL || !id.esc) {
-			incident_add_alert(inc, id.p, id.len);
-			continue;
-		}
-		tmp = xmalloc(id.len + 1);
-		dlen = jscan_unescape(id.p, id.len, tmp);
-		incident_add_alert(inc, tmp, dlen);
-		free(tmp);
-	}
-	return r;
+	inc->alerts_known = jscan_peek(js) == '[';
+	return alert_array_walk(js, alert_cb, inc);
 }
 
 static int

@@ -388,18 +388,6 @@ members_clear(struct cluster *c)
 	c->nmembers = 0;
 }
 
-static void
-timer_in(struct event *ev, int64_t ms)
-{
-	struct timeval	 tv;
-
-	if (ms < 0)
-		ms = 0;
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(ev, &tv);
-}
-
 /* ---- ownership ---- */
 
 /* Stop every tenant: the lease can no longer be trusted. */

@@ -493,18 +493,6 @@ etcd_cancel(struct etcd *e, struct etcd_req *rq)
 /* ---- the lease ---- */
 
 static void
-timer_in(struct event *ev, int64_t ms)
-{
-	struct timeval	 tv;
-
-	if (ms < 0)
-		ms = 0;
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(ev, &tv);
-}
-
-static void
 etcd_lease_event(struct etcd *e, enum etcd_lease_event ev, const char *why)
 {
 	e->lease_cb(ev, why, e->lease_arg);

@@ -367,8 +367,6 @@ void		 tenant_note_sunset(struct tenant *, const struct http_result *,
 /* Set the tenant's last error (and log it once, with fields). */
 void		 tenant_error(struct tenant *, int prio, const struct log_ctx *,
 		    const char *, ...) __attribute__((format(printf, 4, 5)));
-/* Arm ev to fire in ms milliseconds (< 0: at once). */
-void		 reader_timer_in(struct event *, int64_t ms);
 /* Set the phase and arm the tenant's timer. */
 void		 tenant_schedule(struct tenant *, enum tenant_phase, int64_t);
 /* The state file cannot be read: this tenant stops alone (logged). */
@@ -381,8 +379,23 @@ const char *const *tenant_headers(const struct tenant *);
 void		 tenant_event_meta(const struct tenant *, int updated,
 		    struct event_meta *);
 /* A GET to the tenant's API with its token, headers and timeouts. */
-void		 tenant_api_opts(const struct tenant *, struct http_opts *,
-		    const char *url, const char *tok);
+struct http_req	*tenant_api_get(const struct tenant *, const char *url,
+		    const char *tok, size_t max_body, http_data_cb,
+		    http_done_cb, void *arg);
+/* Writes one event for an output (event_encode()'s arguments). */
+typedef int	(*reader_encode_fn)(struct buf *, const struct conf_output *,
+		    const void *ev, const struct event_meta *,
+		    const char *hostname, int pid);
+/*
+ * Encode one version (ev, by enc) for every routed output and queue it;
+ * -1 with err set ("output N: cannot queue <what> in spool: ...").
+ */
+int		 reader_enqueue(struct tenant *, const char *what,
+		    const char *id, size_t idlen, reader_encode_fn,
+		    const void *ev, const struct event_meta *, char *err,
+		    size_t errlen);
+/* Make every routed output durable; NULL, or the one that failed (errno). */
+const char	*reader_sync(struct tenant *);
 /* Feed a body piece to a page split; -1 with err set (if still ""). */
 int		 reader_feed(struct pagesplit *, const char *, size_t,
 		    char *err, size_t errlen);

@@ -169,7 +169,6 @@ ireader_fetch_alerts(struct ireader *ir, const char *tok)
 {
 	struct tenant	*t = ir->t;
 	struct ipend	*pe = &ir->pend[ir->ipend];
-	struct http_opts o;
 	struct buf	 url;
 	char		 err[200], *id;
 
@@ -183,11 +182,8 @@ ireader_fetch_alerts(struct ireader *ir, const char *tok)
 	http_urlencode(&url, id);
 	free(id);
 	buf_adds(&url, "/alerts");
-	tenant_api_opts(t, &o, url.data, tok);
-	o.max_body = MAX_ALERT_BYTES;
-	o.done_cb = ireader_alerts_cb;
-	o.arg = ir;
-	ir->req = http_request(t->relay->http, &o);
+	ir->req = tenant_api_get(t, url.data, tok, MAX_ALERT_BYTES, NULL,
+	    ireader_alerts_cb, ir);
 	buf_clear(&url);
 }
 
@@ -196,7 +192,6 @@ void
 ireader_fetch(struct ireader *ir)
 {
 	struct tenant	*t = ir->t;
-	struct http_opts o;
 	struct buf	 url;
 	const char	*tok;
 	int64_t		 now = mono_ms(), wait;
@@ -231,12 +226,8 @@ ireader_fetch(struct ireader *ir)
 	ir->page_sane = TICKS_NONE;
 	ir->page_error[0] = '\0';
 	ir->pg_sent = ir->pg;
-	tenant_api_opts(t, &o, url.data, tok);
-	o.max_body = MAX_PAGE_BYTES;
-	o.data_cb = ireader_data_cb;
-	o.done_cb = ireader_page_cb;
-	o.arg = ir;
-	ir->req = http_request(t->relay->http, &o);
+	ir->req = tenant_api_get(t, url.data, tok, MAX_PAGE_BYTES,
+	    ireader_data_cb, ireader_page_cb, ir);
 	buf_clear(&url);
 }
 
@@ -282,30 +273,26 @@ ireader_classify(struct ireader *ir, const struct incident *in)
 	return 0;
 }
 
+static int
+ireader_encode(struct buf *out, const struct conf_output *oc, const void *ev,
+    const struct event_meta *m, const char *hostname, int pid)
+{
+	return incident_encode(out, oc, ev, m, hostname, pid);
+}
+
 /* Encode one incident version for every routed output and queue it. */
 static int
 ireader_forward(struct ireader *ir, const struct incident *in, int updated)
 {
-	static struct buf	 msg;
 	struct tenant		*t = ir->t;
 	struct relay		*r = t->relay;
 	struct event_meta	 m;
-	size_t			 i;
 
 	tenant_event_meta(t, updated, &m);
-	for (i = 0; i < t->nsinks; i++) {
-		buf_reset(&msg);
-		if (incident_encode(&msg, sink_conf(t->sinks[i]), in, &m,
-		    r->hostname, r->pid) == -1)
-			continue;
-		if (sink_enqueue_alert(t->sinks[i], t->name, in->id.p,
-		    in->id.len, msg.data, msg.len) == -1) {
-			snprintf(ir->page_error, sizeof(ir->page_error),
-			    "output %s: cannot queue incident in spool: %s",
-			    sink_conf(t->sinks[i])->name, strerror(errno));
-			return -1;
-		}
-	}
+	if (reader_enqueue(t, "incident", in->id.p, in->id.len,
+	    ireader_encode, in, &m, ir->page_error,
+	    sizeof(ir->page_error)) == -1)
+		return -1;
 	notifiers_incident(r->notifiers, r->nnotifiers, in, &m);
 	return 0;
 }
@@ -362,14 +349,11 @@ ireader_commit(struct ireader *ir)
 	struct tenant	*t = ir->t;
 	const struct conf_daemon *d = &t->relay->conf->daemon;
 	struct log_ctx	 lc = { .tenant = t->name };
-	size_t		 i, before;
+	size_t		 before;
 
 	if (t->state_bad)
 		return -1;
-	for (i = 0; i < t->nsinks; i++) {
-		if (sink_sync(t->sinks[i]) == 0)
-			continue;
-		lc.output = sink_conf(t->sinks[i])->name;
+	if ((lc.output = reader_sync(t)) != NULL) {
 		tenant_error(t, LOG_ERR, &lc, "tenant %s: output %s: cannot "
 		    "write spool in %s: %s", t->name, lc.output,
 		    d->state_dir, strerror(errno));

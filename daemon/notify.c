@@ -560,6 +560,15 @@ body_fields(struct buf *body, json_t *r)
 	body_field(body, "Tenant ID:", rget(r, "tid"));
 }
 
+/* Sign the body and append it, quoted-printable, to the mail in out. */
+static void
+mail_body_end(const struct notifier *n, struct buf *body, struct buf *out)
+{
+	buf_addf(body, "\n-- \nalertrelayd on %s, [notify \"%s\"]\n",
+	    n->relay->hostname, n->name);
+	mime_qp(out, body->data, body->len);
+}
+
 /* The mail for one alert or incident. */
 static void
 mail_single(const struct notifier *n, json_t *r, struct buf *out)
@@ -594,9 +603,7 @@ mail_single(const struct notifier *n, json_t *r, struct buf *out)
 		buf_add(&body, s.data, s.len);
 		buf_adds(&body, "\n");
 	}
-	buf_addf(&body, "\n-- \nalertrelayd on %s, [notify \"%s\"]\n",
-	    n->relay->hostname, n->name);
-	mime_qp(out, body.data, body.len);
+	mail_body_end(n, &body, out);
 	buf_clear(&subj);
 	buf_clear(&body);
 	buf_clear(&key);
@@ -666,9 +673,7 @@ mail_digest(const struct notifier *n, json_t **rs, size_t nr,
 	    n->conf->max_per_hour);
 	for (i = 0; i < nr; i++)
 		digest_item(&body, i + 1, rs[i]);
-	buf_addf(&body, "\n-- \nalertrelayd on %s, [notify \"%s\"]\n",
-	    n->relay->hostname, n->name);
-	mime_qp(out, body.data, body.len);
+	mail_body_end(n, &body, out);
 	buf_clear(&subj);
 	buf_clear(&body);
 	buf_clear(&key);

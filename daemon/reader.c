@@ -13,18 +13,10 @@
 #include "internal.h"
 
 void
-reader_timer_in(struct event *ev, int64_t ms)
-{
-	struct timeval	 tv = tv_from_ms(ms);
-
-	evtimer_add(ev, &tv);
-}
-
-void
 tenant_schedule(struct tenant *t, enum tenant_phase phase, int64_t ms)
 {
 	t->phase = phase;
-	reader_timer_in(t->timer, ms);
+	timer_in(t->timer, ms);
 }
 
 void
@@ -219,18 +211,61 @@ tenant_count_status(struct tenant *t, const struct http_result *res)
 	    (cls >= 1 && cls <= 5 ? cls : 0)]++;
 }
 
-void
-tenant_api_opts(const struct tenant *t, struct http_opts *o, const char *url,
-    const char *tok)
+struct http_req *
+tenant_api_get(const struct tenant *t, const char *url, const char *tok,
+    size_t max_body, http_data_cb data_cb, http_done_cb done_cb, void *arg)
 {
-	memset(o, 0, sizeof(*o));
-	o->method = "GET";
-	o->url = url;
-	o->bearer = tok;
-	o->headers = tenant_headers(t);
-	o->user_agent = t->relay->conf->daemon.user_agent;
-	o->ca_file = t->conf->ca_file;
-	o->timeout_ms = t->relay->conf->daemon.request_timeout_ms;
+	struct http_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.method = "GET";
+	o.url = url;
+	o.bearer = tok;
+	o.headers = tenant_headers(t);
+	o.user_agent = t->relay->conf->daemon.user_agent;
+	o.ca_file = t->conf->ca_file;
+	o.timeout_ms = t->relay->conf->daemon.request_timeout_ms;
+	o.max_body = max_body;
+	o.data_cb = data_cb;
+	o.done_cb = done_cb;
+	o.arg = arg;
+	return http_request(t->relay->http, &o);
+}
+
+int
+reader_enqueue(struct tenant *t, const char *what, const char *id,
+    size_t idlen, reader_encode_fn enc, const void *ev,
+    const struct event_meta *m, char *err, size_t errlen)
+{
+	static struct buf	 msg;
+	struct relay		*r = t->relay;
+	size_t			 i;
+
+	for (i = 0; i < t->nsinks; i++) {
+		buf_reset(&msg);
+		if (enc(&msg, sink_conf(t->sinks[i]), ev, m, r->hostname,
+		    r->pid) == -1)
+			continue;	/* cannot happen at sane sizes */
+		if (sink_enqueue_alert(t->sinks[i], t->name, id, idlen,
+		    msg.data, msg.len) == -1) {
+			snprintf(err, errlen, "output %s: cannot queue %s in "
+			    "spool: %s", sink_conf(t->sinks[i])->name, what,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+const char *
+reader_sync(struct tenant *t)
+{
+	size_t	 i;
+
+	for (i = 0; i < t->nsinks; i++)
+		if (sink_sync(t->sinks[i]) != 0)
+			return sink_conf(t->sinks[i])->name;
+	return NULL;
 }
 
 int

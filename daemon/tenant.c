@@ -99,7 +99,7 @@ static void
 catchup_wait(struct catchup *c, enum tenant_phase phase, int64_t ms)
 {
 	if (c->backfill)
-		reader_timer_in(c->timer, ms);
+		timer_in(c->timer, ms);
 	else
 		tenant_schedule(c->t, phase, ms);
 }
@@ -213,7 +213,7 @@ catchup_backoff(struct catchup *c, int64_t retry_after_ms, bool counts)
 			backfill_end(c, false, t->last_error);
 			return;
 		}
-		reader_timer_in(c->timer, backoff_delay(c->failures ?
+		timer_in(c->timer, backoff_delay(c->failures ?
 		    c->failures : 1, retry_after_ms, arc4random()));
 		return;
 	}
@@ -432,7 +432,6 @@ static void
 catchup_fetch(struct catchup *c)
 {
 	struct tenant	*t = c->t;
-	struct http_opts o;
 	struct buf	 url;
 	const char	*tok;
 	int64_t		 now = mono_ms(), wait;
@@ -461,15 +460,11 @@ catchup_fetch(struct catchup *c)
 	catchup_url(c, &url);
 	catchup_reset_page(c);
 	c->pg_sent = c->pg;
-	tenant_api_opts(t, &o, url.data, tok);
-	o.max_body = MAX_PAGE_BYTES;
-	o.data_cb = catchup_data_cb;
-	o.done_cb = catchup_page_cb;
-	o.arg = c;
 	rate_note(&t->rate, now);
 	if (!c->backfill)
 		t->phase = TENANT_FETCH;
-	c->req = http_request(t->relay->http, &o);
+	c->req = tenant_api_get(t, url.data, tok, MAX_PAGE_BYTES,
+	    catchup_data_cb, catchup_page_cb, c);
 	buf_clear(&url);
 }
 
@@ -514,30 +509,26 @@ tenant_classify(struct catchup *c, const struct alert *a)
 	return 0;
 }
 
+static int
+tenant_encode(struct buf *out, const struct conf_output *oc, const void *ev,
+    const struct event_meta *m, const char *hostname, int pid)
+{
+	return event_encode(out, oc, ev, m, hostname, pid);
+}
+
 /* Encode one alert version for every routed output and queue it. */
 static int
 tenant_forward(struct catchup *c, const struct alert *a, int updated)
 {
-	static struct buf	 msg;
 	struct tenant		*t = c->t;
 	struct relay		*r = t->relay;
 	struct event_meta	 m;
 	size_t			 i;
 
 	tenant_event_meta(t, updated, &m);
-	for (i = 0; i < t->nsinks; i++) {
-		buf_reset(&msg);
-		if (event_encode(&msg, sink_conf(t->sinks[i]), a, &m,
-		    r->hostname, r->pid) == -1)
-			continue;	/* cannot happen at sane sizes */
-		if (sink_enqueue_alert(t->sinks[i], t->name, a->id.p,
-		    a->id.len, msg.data, msg.len) == -1) {
-			snprintf(c->page_error, sizeof(c->page_error),
-			    "output %s: cannot queue alert in spool: %s",
-			    sink_conf(t->sinks[i])->name, strerror(errno));
-			return -1;
-		}
-	}
+	if (reader_enqueue(t, "alert", a->id.p, a->id.len, tenant_encode, a,
+	    &m, c->page_error, sizeof(c->page_error)) == -1)
+		return -1;
 	/* Mails are best effort: a notify spool error does not stop polling. */
 	for (i = 0; !c->backfill && i < r->nnotifiers; i++) {
 		if (!notifier_wants(r->notifiers[i], t->name, a))
@@ -636,10 +627,7 @@ catchup_commit(struct catchup *c)
 
 	if (t->state_bad)
 		return -1;
-	for (i = 0; i < t->nsinks; i++) {
-		if (sink_sync(t->sinks[i]) == 0)
-			continue;
-		lc.output = sink_conf(t->sinks[i])->name;
+	if ((lc.output = reader_sync(t)) != NULL) {
 		/* Logged once per streak; the retries are debug. */
 		tenant_error(t, t->spool_failing ? LOG_DEBUG : LOG_ERR, &lc,
 		    "tenant %s: output %s: cannot write spool in %s: %s; "

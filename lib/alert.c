@@ -3,7 +3,6 @@
  * in a single pass.
  */
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +36,16 @@ keytab_add(struct keytab *kt, const char *name, unsigned idx)
 	kt->name[h] = name;
 	kt->len[h] = (uint8_t)len;
 	kt->idx[h] = (uint8_t)idx;
+}
+
+void
+keytab_fill(struct keytab *kt, const void *table, size_t n, size_t stride)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		keytab_add(kt, *(const char *const *)(const void *)
+		    ((const char *)table + i * stride), i);
 }
 
 static int
@@ -78,61 +87,55 @@ enum akind {
 	AK_GEVIDENCE,	/* Graph evidence array */
 };
 
+/* Which source's alerts carry a member. */
+#define AF_MDE		0x1
+#define AF_GRAPH	0x2
+#define AF_BOTH		(AF_MDE | AF_GRAPH)
+
 struct afield {
 	const char	*key;
 	enum akind	 kind;
 	size_t		 off;
+	int		 src;		/* AF_MDE, AF_GRAPH or both */
 };
 
 #define AO(f)	offsetof(struct alert, f)
 
-static const struct afield mde_fields[] = {
-	{ "id", AK_STR, AO(id) },
-	{ "title", AK_STR, AO(title) },
-	{ "description", AK_STR, AO(description) },
-	{ "category", AK_STR, AO(category) },
-	{ "detectorId", AK_STR, AO(detector_id) },
-	{ "detectionSource", AK_STR, AO(detection_source) },
-	{ "computerDnsName", AK_STR, AO(computer_dns_name) },
-	{ "machineId", AK_STR, AO(machine_id) },
-	{ "aadTenantId", AK_STR, AO(aad_tenant_id) },
-	{ "threatName", AK_STR, AO(threat_name) },
-	{ "status", AK_STR, AO(status) },
-	{ "classification", AK_STR, AO(classification) },
-	{ "determination", AK_STR, AO(determination) },
-	{ "severity", AK_SEV, AO(severity_text) },
-	{ "relatedUser", AK_USER, 0 },
-	{ "mitreTechniques", AK_MITRE, AO(mitre) },
-	{ "incidentId", AK_NUMSTR, AO(incident_id) },
-	{ "investigationId", AK_NUMSTR, AO(investigation_id) },
-	{ "lastUpdateTime", AK_TIME, AO(last_update) },
-	{ "alertCreationTime", AK_TIME, AO(creation) },
-	{ "firstEventTime", AK_TIME, AO(first_event) },
-	{ "lastEventTime", AK_TIME, AO(last_event) },
-	{ "evidence", AK_EVIDENCE, 0 },
-};
-
-static const struct afield graph_fields[] = {
-	{ "id", AK_STR, AO(id) },
-	{ "title", AK_STR, AO(title) },
-	{ "description", AK_STR, AO(description) },
-	{ "category", AK_STR, AO(category) },
-	{ "detectorId", AK_STR, AO(detector_id) },
-	{ "detectionSource", AK_STR, AO(detection_source) },
-	{ "serviceSource", AK_STR, AO(service_source) },
-	{ "status", AK_STR, AO(status) },
-	{ "classification", AK_STR, AO(classification) },
-	{ "determination", AK_STR, AO(determination) },
-	{ "severity", AK_SEV, AO(severity_text) },
-	{ "tenantId", AK_STR, AO(aad_tenant_id) },
-	{ "threatFamilyName", AK_STR, AO(threat_name) },
-	{ "incidentId", AK_NUMSTR, AO(incident_id) },
-	{ "mitreTechniques", AK_MITRE, AO(mitre) },
-	{ "lastUpdateDateTime", AK_TIME, AO(last_update) },
-	{ "createdDateTime", AK_TIME, AO(creation) },
-	{ "firstActivityDateTime", AK_TIME, AO(first_event) },
-	{ "lastActivityDateTime", AK_TIME, AO(last_event) },
-	{ "evidence", AK_GEVIDENCE, 0 },
+/* The members of MDE and of Graph alerts_v2 alerts, one table. */
+static const struct afield fields[] = {
+	{ "id", AK_STR, AO(id), AF_BOTH },
+	{ "title", AK_STR, AO(title), AF_BOTH },
+	{ "description", AK_STR, AO(description), AF_BOTH },
+	{ "category", AK_STR, AO(category), AF_BOTH },
+	{ "detectorId", AK_STR, AO(detector_id), AF_BOTH },
+	{ "detectionSource", AK_STR, AO(detection_source), AF_BOTH },
+	{ "status", AK_STR, AO(status), AF_BOTH },
+	{ "classification", AK_STR, AO(classification), AF_BOTH },
+	{ "determination", AK_STR, AO(determination), AF_BOTH },
+	{ "severity", AK_SEV, AO(severity_text), AF_BOTH },
+	{ "mitreTechniques", AK_MITRE, AO(mitre), AF_BOTH },
+	{ "incidentId", AK_NUMSTR, AO(incident_id), AF_BOTH },
+	/* MDE only */
+	{ "computerDnsName", AK_STR, AO(computer_dns_name), AF_MDE },
+	{ "machineId", AK_STR, AO(machine_id), AF_MDE },
+	{ "aadTenantId", AK_STR, AO(aad_tenant_id), AF_MDE },
+	{ "threatName", AK_STR, AO(threat_name), AF_MDE },
+	{ "relatedUser", AK_USER, 0, AF_MDE },
+	{ "investigationId", AK_NUMSTR, AO(investigation_id), AF_MDE },
+	{ "lastUpdateTime", AK_TIME, AO(last_update), AF_MDE },
+	{ "alertCreationTime", AK_TIME, AO(creation), AF_MDE },
+	{ "firstEventTime", AK_TIME, AO(first_event), AF_MDE },
+	{ "lastEventTime", AK_TIME, AO(last_event), AF_MDE },
+	{ "evidence", AK_EVIDENCE, 0, AF_MDE },
+	/* Graph only */
+	{ "serviceSource", AK_STR, AO(service_source), AF_GRAPH },
+	{ "tenantId", AK_STR, AO(aad_tenant_id), AF_GRAPH },
+	{ "threatFamilyName", AK_STR, AO(threat_name), AF_GRAPH },
+	{ "lastUpdateDateTime", AK_TIME, AO(last_update), AF_GRAPH },
+	{ "createdDateTime", AK_TIME, AO(creation), AF_GRAPH },
+	{ "firstActivityDateTime", AK_TIME, AO(first_event), AF_GRAPH },
+	{ "lastActivityDateTime", AK_TIME, AO(last_event), AF_GRAPH },
+	{ "evidence", AK_GEVIDENCE, 0, AF_GRAPH },
 };
 
 /* Members of nested objects, read as raw strings into arrays. */
@@ -175,20 +178,20 @@ tables_init(void)
 	if (done)
 		return;
 	done = 1;
-	for (i = 0; i < nitems(mde_fields); i++)
-		keytab_add(&kt_mde, mde_fields[i].key, i);
-	for (i = 0; i < nitems(graph_fields); i++)
-		keytab_add(&kt_graph, graph_fields[i].key, i);
-	for (i = 0; i < nitems(user_keys); i++)
-		keytab_add(&kt_user, user_keys[i], i);
-	for (i = 0; i < nitems(ev_keys); i++)
-		keytab_add(&kt_ev, ev_keys[i], i);
-	for (i = 0; i < nitems(gev_keys); i++)
-		keytab_add(&kt_gev, gev_keys[i], i);
-	for (i = 0; i < nitems(gfile_keys); i++)
-		keytab_add(&kt_gfile, gfile_keys[i], i);
-	for (i = 0; i < nitems(gacct_keys); i++)
-		keytab_add(&kt_gacct, gacct_keys[i], i);
+	for (i = 0; i < nitems(fields); i++) {
+		if (fields[i].src & AF_MDE)
+			keytab_add(&kt_mde, fields[i].key, i);
+		if (fields[i].src & AF_GRAPH)
+			keytab_add(&kt_graph, fields[i].key, i);
+	}
+	keytab_fill(&kt_user, user_keys, nitems(user_keys),
+	    sizeof(user_keys[0]));
+	keytab_fill(&kt_ev, ev_keys, nitems(ev_keys), sizeof(ev_keys[0]));
+	keytab_fill(&kt_gev, gev_keys, nitems(gev_keys), sizeof(gev_keys[0]));
+	keytab_fill(&kt_gfile, gfile_keys, nitems(gfile_keys),
+	    sizeof(gfile_keys[0]));
+	keytab_fill(&kt_gacct, gacct_keys, nitems(gacct_keys),
+	    sizeof(gacct_keys[0]));
 }
 
 void
@@ -370,12 +373,8 @@ read_mitre(struct alert *a, struct jscan *js)
 	return r;
 }
 
-/*
- * Read the string members of an object named in kt into out[] as raw
- * strings; a later duplicate wins, null or another type is absent.
- */
-static int
-read_strings(struct jscan *js, const struct keytab *kt, struct jstr *out,
+int
+keytab_strings(struct jscan *js, const struct keytab *kt, struct jstr *out,
     size_t nout)
 {
 	struct jstr	 key;
@@ -401,6 +400,28 @@ read_strings(struct jscan *js, const struct keytab *kt, struct jstr *out,
 	return r;
 }
 
+int
+alert_array_walk(struct jscan *js, int (*each)(void *, struct jscan *),
+    void *arg)
+{
+	unsigned	 n = 0;
+	int		 r;
+
+	if (jscan_peek(js) != '[')
+		return jscan_skip(js);
+	if (jscan_open(js, '[') != 0)
+		return -1;
+	while ((r = jscan_element(js, &n)) == 1) {
+		if (jscan_peek(js) != '{')
+			r = jscan_skip(js) != 0 ? -1 : each(arg, NULL);
+		else
+			r = each(arg, js);
+		if (r != 0)
+			return -1;
+	}
+	return r;
+}
+
 static int
 read_user(struct alert *a, struct jscan *js)
 {
@@ -410,7 +431,7 @@ read_user(struct alert *a, struct jscan *js)
 	a->user_name.len = a->domain_name.len = 0;
 	if (jscan_peek(js) != '{')
 		return jscan_skip(js);
-	if (read_strings(js, &kt_user, v, U_N) != 0)
+	if (keytab_strings(js, &kt_user, v, U_N) != 0)
 		return -1;
 	a->user_name = arena_put(a, &v[U_NAME]);
 	a->domain_name = arena_put(a, &v[U_DOMAIN]);
@@ -432,39 +453,43 @@ evidence_reset(struct alert *a, enum tenant_source src)
 	}
 }
 
+struct mde_walk {
+	struct alert	*a;
+	int		 got_file;
+};
+
+static int
+mde_evidence_cb(void *arg, struct jscan *js)
+{
+	struct mde_walk	*w = arg;
+	struct alert	*a = w->a;
+	struct jstr	 v[EV_N];
+
+	a->evidence_count++;
+	if (js == NULL)
+		return 0;
+	if (keytab_strings(js, &kt_ev, v, EV_N) != 0)
+		return -1;
+	if (!w->got_file && (jstr_eq(&v[EV_TYPE], "File", 4) ||
+	    jstr_eq(&v[EV_TYPE], "Process", 7))) {
+		w->got_file = 1;
+		a->file_name = arena_put(a, &v[EV_FNAME]);
+		a->file_path = arena_put(a, &v[EV_FPATH]);
+		a->sha1 = arena_put(a, &v[EV_SHA1]);
+	}
+	take_first(a, &a->sha256, &v[EV_SHA256]);
+	take_first(a, &a->ip_address, &v[EV_IP]);
+	take_first(a, &a->url, &v[EV_URL]);
+	return 0;
+}
+
 static int
 read_mde_evidence(struct alert *a, struct jscan *js)
 {
-	struct jstr	 v[EV_N];
-	unsigned	 n = 0;
-	int		 r, got_file = 0;
+	struct mde_walk	 w = { a, 0 };
 
 	evidence_reset(a, SRC_MDE);
-	if (jscan_peek(js) != '[')
-		return jscan_skip(js);
-	if (jscan_open(js, '[') != 0)
-		return -1;
-	while ((r = jscan_element(js, &n)) == 1) {
-		a->evidence_count++;
-		if (jscan_peek(js) != '{') {
-			if (jscan_skip(js) != 0)
-				return -1;
-			continue;
-		}
-		if (read_strings(js, &kt_ev, v, EV_N) != 0)
-			return -1;
-		if (!got_file && (jstr_eq(&v[EV_TYPE], "File", 4) ||
-		    jstr_eq(&v[EV_TYPE], "Process", 7))) {
-			got_file = 1;
-			a->file_name = arena_put(a, &v[EV_FNAME]);
-			a->file_path = arena_put(a, &v[EV_FPATH]);
-			a->sha1 = arena_put(a, &v[EV_SHA1]);
-		}
-		take_first(a, &a->sha256, &v[EV_SHA256]);
-		take_first(a, &a->ip_address, &v[EV_IP]);
-		take_first(a, &a->url, &v[EV_URL]);
-	}
-	return r;
+	return alert_array_walk(js, mde_evidence_cb, &w);
 }
 
 /* What the Graph evidence entries seen so far have given. */
@@ -535,9 +560,9 @@ read_graph_entry(struct jscan *js, struct gentry *e)
 		i = keytab_key(&kt_gev, &key);
 		f = i == GE_FILE ? e->file : i == GE_IMAGE ? e->image : NULL;
 		if (i == GE_ACCT && jscan_peek(js) == '{')
-			r = read_strings(js, &kt_gacct, e->acct, GA_N);
+			r = keytab_strings(js, &kt_gacct, e->acct, GA_N);
 		else if (f != NULL && jscan_peek(js) == '{')
-			r = read_strings(js, &kt_gfile, f, GF_N);
+			r = keytab_strings(js, &kt_gfile, f, GF_N);
 		else if (i >= 0 && i < GE_N && jscan_peek(js) == '"')
 			r = jscan_string(js, &e->v[i]);
 		else {
@@ -556,29 +581,33 @@ read_graph_entry(struct jscan *js, struct gentry *e)
 	return r;
 }
 
+struct graph_walk {
+	struct alert	*a;
+	struct gstate	 st;
+};
+
+static int
+graph_evidence_cb(void *arg, struct jscan *js)
+{
+	struct graph_walk *w = arg;
+	struct gentry	 e;
+
+	w->a->evidence_count++;
+	if (js == NULL)
+		return 0;
+	if (read_graph_entry(js, &e) != 0)
+		return -1;
+	graph_apply(w->a, &e, &w->st);
+	return 0;
+}
+
 static int
 read_graph_evidence(struct alert *a, struct jscan *js)
 {
-	struct gstate	 st = { 0, 0, 0 };
-	struct gentry	 e;
-	unsigned	 n = 0;
-	int		 r;
+	struct graph_walk w = { a, { 0, 0, 0 } };
 
 	evidence_reset(a, SRC_GRAPH);
-	if (jscan_peek(js) != '[')
-		return jscan_skip(js);
-	if (jscan_open(js, '[') != 0)
-		return -1;
-	while ((r = jscan_element(js, &n)) == 1) {
-		a->evidence_count++;
-		if (jscan_peek(js) != '{')
-			r = jscan_skip(js);
-		else if ((r = read_graph_entry(js, &e)) == 0)
-			graph_apply(a, &e, &st);
-		if (r != 0)
-			return -1;
-	}
-	return r;
+	return alert_array_walk(js, graph_evidence_cb, &w);
 }
 
 static int
@@ -610,16 +639,61 @@ read_field(struct alert *a, struct jscan *js, const struct afield *f)
 	return jscan_skip(js);
 }
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
+int
+alert_object_walk(const struct keytab *kt, const char *json, size_t len,
+    const char *what, int (*read)(void *, struct jscan *, int), void *arg,
+    char *err, size_t errlen)
 {
-	va_list	 ap;
+	struct jscan	 js;
+	struct jstr	 key;
+	unsigned	 n = 0;
+	int		 i, r;
 
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
+	jscan_init(&js, json, len);
+	if (jscan_peek(&js) != '{') {
+		err_set(err, errlen, "%s is not a JSON object", what);
+		return -1;
+	}
+	jscan_open(&js, '{');
+	while ((r = jscan_member(&js, &n, &key)) == 1) {
+		if ((i = keytab_key(kt, &key)) < 0)
+			r = jscan_skip(&js);
+		else
+			r = read(arg, &js, i);
+		if (r != 0)
+			break;
+	}
+	if (r == 0)
+		r = jscan_end(&js);
+	if (r != 0) {
+		err_set(err, errlen, "invalid JSON at byte %zu: %s",
+		    js.err_off, js.err);
+		return -1;
+	}
+	return 0;
+}
+
+int
+alert_object_check(const struct astr *id, int64_t last_update,
+    const char *lu, char *err, size_t errlen)
+{
+	if (id->p == NULL || id->len == 0) {
+		err_set(err, errlen,
+		    "\"id\" is missing, empty or not a string");
+		return -1;
+	}
+	if (last_update == TICKS_NONE) {
+		err_set(err, errlen, "\"%s\" is missing or not a valid time",
+		    lu);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+alert_walk_cb(void *arg, struct jscan *js, int i)
+{
+	return read_field(arg, js, &fields[i]);
 }
 
 /*
@@ -631,13 +705,8 @@ int
 alert_parse(struct alert *a, enum tenant_source src, const char *json,
     size_t len, char *err, size_t errlen)
 {
-	const struct afield	*fields;
-	const struct keytab	*kt;
-	const char		*lu;
-	struct jscan		 js;
-	struct jstr		 key;
-	unsigned		 n = 0;
-	int			 i, r;
+	const struct keytab	*kt = &kt_mde;
+	const char		*lu = "lastUpdateTime";
 
 	tables_init();
 	alert_reset(a);
@@ -645,49 +714,13 @@ alert_parse(struct alert *a, enum tenant_source src, const char *json,
 	a->raw_len = len;
 	buf_reserve(&a->arena, len + 2);
 	if (src == SRC_GRAPH) {
-		fields = graph_fields;
 		kt = &kt_graph;
 		lu = "lastUpdateDateTime";
-	} else {
-		fields = mde_fields;
-		kt = &kt_mde;
-		lu = "lastUpdateTime";
 	}
-
-	jscan_init(&js, json, len);
-	if (jscan_peek(&js) != '{') {
-		set_err(err, errlen, "alert is not a JSON object");
-		goto fail;
-	}
-	jscan_open(&js, '{');
-	while ((r = jscan_member(&js, &n, &key)) == 1) {
-		if ((i = keytab_key(kt, &key)) < 0)
-			r = jscan_skip(&js);
-		else
-			r = read_field(a, &js, &fields[i]);
-		if (r != 0)
-			break;
-	}
-	if (r == 0)
-		r = jscan_end(&js);
-	if (r != 0) {
-		set_err(err, errlen, "invalid JSON at byte %zu: %s",
-		    js.err_off, js.err);
-		goto fail;
-	}
-	if (a->id.p == NULL || a->id.len == 0) {
-		set_err(err, errlen,
-		    "\"id\" is missing, empty or not a string");
-		goto fail;
-	}
-	if (a->last_update == TICKS_NONE) {
-		set_err(err, errlen, "\"%s\" is missing or not a valid time",
-		    lu);
-		goto fail;
-	}
-	return 0;
-
-fail:
+	if (alert_object_walk(kt, json, len, "alert", alert_walk_cb, a, err,
+	    errlen) == 0 && alert_object_check(&a->id, a->last_update, lu, err,
+	    errlen) == 0)
+		return 0;
 	alert_reset(a);
 	return -1;
 }

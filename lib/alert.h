@@ -96,8 +96,28 @@ struct keytab {
 };
 
 void	 keytab_add(struct keytab *, const char *name, unsigned idx);
+/*
+ * Add the n names of a table: each element (stride bytes apart) starts
+ * with its name (a const char *), its index is its place in the table.
+ */
+void	 keytab_fill(struct keytab *, const void *table, size_t n,
+	    size_t stride);
 /* Index of the (raw, maybe escaped) member name key, or -1. */
 int	 keytab_key(const struct keytab *, const struct jstr *key);
+/*
+ * Read the string members of the object at the cursor named in kt into
+ * out[] (by index) as raw strings; a later duplicate wins, null or another
+ * type is absent (p NULL).
+ */
+int	 keytab_strings(struct jscan *, const struct keytab *kt,
+	    struct jstr *out, size_t nout);
+/*
+ * Walk the array at the cursor (any other value is skipped): each(arg,
+ * cursor) reads an object element, each(arg, NULL) counts another one
+ * (already skipped).
+ */
+int	 alert_array_walk(struct jscan *,
+	    int (*each)(void *, struct jscan *), void *arg);
 /*
  * Decode string s into arena, NUL-terminated.  The arena must already
  * have room (s->len + 2 bytes): it never moves while astrs point into it.
@@ -113,6 +133,19 @@ int	 astr_read(struct buf *arena, struct jscan *, struct astr *out,
 int	 ticks_read(struct jscan *, int64_t *);
 /* "informational", "low", ... (any case); anything else SEV_UNSPECIFIED. */
 enum severity severity_of(const struct astr *);
+/*
+ * Walk the JSON object json in one pass (what names it in errors): each
+ * member named in kt is read by read(arg, cursor, its index), any other
+ * skipped (its syntax still checked).  -1 with err set when it is not a
+ * JSON object or not valid JSON.
+ */
+int	 alert_object_walk(const struct keytab *kt, const char *json,
+	    size_t len, const char *what,
+	    int (*read)(void *, struct jscan *, int), void *arg, char *err,
+	    size_t errlen);
+/* What every object needs: a non-empty "id" and a valid time in lu. */
+int	 alert_object_check(const struct astr *id, int64_t last_update,
+	    const char *lu, char *err, size_t errlen);
 
 #endif
 

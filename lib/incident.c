@@ -4,7 +4,6 @@
  */
 
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,18 +46,18 @@ static const struct ifield fields[] = {
 };
 
 static struct keytab	 kt_incident;
+static struct keytab	 kt_alert;	/* an alert of "alerts": its "id" */
 
 static void
 tables_init(void)
 {
 	static int	 done;
-	size_t		 i;
 
 	if (done)
 		return;
 	done = 1;
-	for (i = 0; i < nitems(fields); i++)
-		keytab_add(&kt_incident, fields[i].key, i);
+	keytab_fill(&kt_incident, fields, nitems(fields), sizeof(fields[0]));
+	keytab_add(&kt_alert, "id", 0);
 }
 
 void
@@ -108,31 +107,26 @@ incident_add_alert(struct incident *inc, const char *id, size_t len)
 	inc->alert_ids_n++;
 }
 
-/* The "id" of one alert object (raw; p NULL when none is a string). */
 static int
-alert_id(struct jscan *js, struct jstr *id)
+alert_cb(void *arg, struct jscan *js)
 {
-	struct jstr	 key;
-	unsigned	 n = 0;
-	int		 r;
+	struct incident	*inc = arg;
+	struct jstr	 id;
+	size_t		 dlen;
+	char		*tmp;
 
-	memset(id, 0, sizeof *id);
-	if (jscan_open(js, '{') != 0)
+	memset(&id, 0, sizeof id);
+	if (js != NULL && keytab_strings(js, &kt_alert, &id, 1) != 0)
 		return -1;
-	while ((r = jscan_member(js, &n, &key)) == 1) {
-		if (jstr_eq(&key, "id", 2)) {
-			/* a later duplicate wins, even when it is no string */
-			memset(id, 0, sizeof *id);
-			if (jscan_peek(js) == '"') {
-				if (jscan_string(js, id) != 0)
-					return -1;
-				continue;
-			}
-		}
-		if (jscan_skip(js) != 0)
-			return -1;
+	if (id.p == NULL || !id.esc) {
+		incident_add_alert(inc, id.p, id.len);
+		return 0;
 	}
-	return r;
+	tmp = xmalloc(id.len + 1);
+	dlen = jscan_unescape(id.p, id.len, tmp);
+	incident_add_alert(inc, tmp, dlen);
+	free(tmp);
+	return 0;
 }
 
 /*
@@ -143,38 +137,10 @@ alert_id(struct jscan *js, struct jstr *id)
 static int
 read_alerts(struct incident *inc, struct jscan *js)
 {
-	struct jstr	 id;
-	unsigned	 n = 0;
-	size_t		 dlen;
-	char		*tmp;
-	int		 r;
-
-	inc->alerts_known = false;
 	inc->alert_count = inc->alert_ids_n = 0;
 	buf_reset(&inc->alert_ids);
-	if (jscan_peek(js) != '[')
-		return jscan_skip(js);
-	if (jscan_open(js, '[') != 0)
-		return -1;
-	inc->alerts_known = true;
-	while ((r = jscan_element(js, &n)) == 1) {
-		memset(&id, 0, sizeof id);
-		if (jscan_peek(js) != '{')
-			r = jscan_skip(js);
-		else
-			r = alert_id(js, &id);
-		if (r != 0)
-			return -1;
-		if (id.p == NULL || !id.esc) {
-			incident_add_alert(inc, id.p, id.len);
-			continue;
-		}
-		tmp = xmalloc(id.len + 1);
-		dlen = jscan_unescape(id.p, id.len, tmp);
-		incident_add_alert(inc, tmp, dlen);
-		free(tmp);
-	}
-	return r;
+	inc->alerts_known = jscan_peek(js) == '[';
+	return alert_array_walk(js, alert_cb, inc);
 }
 
 static int
@@ -198,33 +164,11 @@ read_field(struct incident *inc, struct jscan *js, const struct ifield *f)
 	return jscan_skip(js);
 }
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* The members incident_parse requires. */
 static int
-incident_check(const struct incident *inc, char *err, size_t errlen)
+incident_walk_cb(void *arg, struct jscan *js, int i)
 {
-	if (inc->id.p == NULL || inc->id.len == 0) {
-		set_err(err, errlen,
-		    "\"id\" is missing, empty or not a string");
-		return -1;
-	}
-	if (inc->last_update == TICKS_NONE) {
-		set_err(err, errlen, "\"lastUpdateDateTime\" is missing or "
-		    "not a valid time");
-		return -1;
-	}
-	return 0;
+	return read_field(arg, js, &fields[i]);
 }
 
 /*
@@ -235,41 +179,16 @@ int
 incident_parse(struct incident *inc, const char *json, size_t len,
     char *err, size_t errlen)
 {
-	struct jscan	 js;
-	struct jstr	 key;
-	unsigned	 n = 0;
-	int		 i, r;
-
 	tables_init();
 	incident_reset(inc);
 	inc->raw = json;
 	inc->raw_len = len;
 	buf_reserve(&inc->arena, len + 2);
-
-	jscan_init(&js, json, len);
-	if (jscan_peek(&js) != '{') {
-		set_err(err, errlen, "incident is not a JSON object");
-		goto fail;
-	}
-	jscan_open(&js, '{');
-	while ((r = jscan_member(&js, &n, &key)) == 1) {
-		if ((i = keytab_key(&kt_incident, &key)) < 0)
-			r = jscan_skip(&js);
-		else
-			r = read_field(inc, &js, &fields[i]);
-		if (r != 0)
-			break;
-	}
-	if (r == 0)
-		r = jscan_end(&js);
-	if (r != 0) {
-		set_err(err, errlen, "invalid JSON at byte %zu: %s",
-		    js.err_off, js.err);
-		goto fail;
-	}
-	if (incident_check(inc, err, errlen) == 0)
+	if (alert_object_walk(&kt_incident, json, len, "incident",
+	    incident_walk_cb, inc, err, errlen) == 0 &&
+	    alert_object_check(&inc->id, inc->last_update,
+	    "lastUpdateDateTime", err, errlen) == 0)
 		return 0;
-fail:
 	incident_reset(inc);
 	return -1;
 }

@@ -53,29 +53,31 @@ utf8_prefix(const char *s, size_t len, size_t max)
 	return (max);
 }
 
-void
-cef_escape_header(struct buf *out, const char *s, size_t len)
+/*
+ * CEF escaping.  In the header CR, LF and TAB become a space, and
+ * backslash and '|' get a backslash; in the extension CR and LF become
+ * the two characters \r and \n, and backslash and '=' get a backslash.
+ */
+static void
+cef_escape(struct buf *out, const char *s, size_t len, int ext)
 {
-	char	*o;
-	size_t	 i;
+	const char	*special = ext ? "\\=" : "\\|";
+	char		*o, c;
+	size_t		 i;
 
 	buf_reserve(out, len * 2);
 	o = out->data + out->len;
 	for (i = 0; i < len; i++) {
-		switch (s[i]) {
-		case '\r':
-		case '\n':
-		case '\t':
-			*o++ = ' ';
-			break;
-		case '\\':
-		case '|':
+		c = s[i];
+		if (ext && (c == '\r' || c == '\n')) {
 			*o++ = '\\';
-			*o++ = s[i];
-			break;
-		default:
-			*o++ = s[i];
-			break;
+			*o++ = c == '\r' ? 'r' : 'n';
+		} else if (!ext && (c == '\r' || c == '\n' || c == '\t'))
+			*o++ = ' ';
+		else {
+			if (c == special[0] || c == special[1])
+				*o++ = '\\';
+			*o++ = c;
 		}
 	}
 	out->len = (size_t)(o - out->data);
@@ -83,33 +85,13 @@ cef_escape_header(struct buf *out, const char *s, size_t len)
 }
 
 void
+cef_escape_header(struct buf *out, const char *s, size_t len)
+{
+	cef_escape(out, s, len, 0);
+}
+
+void
 cef_escape_ext(struct buf *out, const char *s, size_t len)
 {
-	char	*o;
-	size_t	 i;
-
-	buf_reserve(out, len * 2);
-	o = out->data + out->len;
-	for (i = 0; i < len; i++) {
-		switch (s[i]) {
-		case '\r':
-			*o++ = '\\';
-			*o++ = 'r';
-			break;
-		case '\n':
-			*o++ = '\\';
-			*o++ = 'n';
-			break;
-		case '\\':
-		case '=':
-			*o++ = '\\';
-			*o++ = s[i];
-			break;
-		default:
-			*o++ = s[i];
-			break;
-		}
-	}
-	out->len = (size_t)(o - out->data);
-	out->data[out->len] = '\0';
+	cef_escape(out, s, len, 1);
 }

@@ -1031,6 +1031,18 @@ mark_count(struct spool *sp, const struct spool_pos *pos)
 	return -1;
 }
 
+/* Segment i's part between the ack and pos, [from, to); false past pos. */
+static bool
+seg_span(const struct spool *sp, size_t i, const struct spool_pos *pos,
+    uint64_t *from, uint64_t *to)
+{
+	if (sp->segs[i].num > pos->seg)
+		return false;
+	*from = sp->segs[i].num == sp->ack.seg ? sp->ack.off : 0;
+	*to = sp->segs[i].num == pos->seg ? pos->off : sp->segs[i].size;
+	return true;
+}
+
 /* Bytes between the ack and pos, from the segment sizes. */
 static uint64_t
 spool_distance(struct spool *sp, const struct spool_pos *pos)
@@ -1038,15 +1050,10 @@ spool_distance(struct spool *sp, const struct spool_pos *pos)
 	size_t		 i;
 	uint64_t	 from, to, bytes = 0;
 
-	for (i = seg_find(sp, sp->ack.seg); i < sp->nsegs; i++) {
-		if (sp->segs[i].num > pos->seg)
-			break;
-		from = sp->segs[i].num == sp->ack.seg ? sp->ack.off : 0;
-		to = sp->segs[i].num == pos->seg ? pos->off :
-		    sp->segs[i].size;
+	for (i = seg_find(sp, sp->ack.seg); i < sp->nsegs &&
+	    seg_span(sp, i, pos, &from, &to); i++)
 		if (to > from)
 			bytes += to - from;
-	}
 	return bytes;
 }
 
@@ -1060,12 +1067,8 @@ spool_count(struct spool *sp, const struct spool_pos *pos, uint64_t *records,
 	uint64_t	 from, to, tail;
 	int		 fd, r;
 
-	for (i = seg_find(sp, sp->ack.seg); i < sp->nsegs; i++) {
-		if (sp->segs[i].num > pos->seg)
-			break;
-		from = sp->segs[i].num == sp->ack.seg ? sp->ack.off : 0;
-		to = sp->segs[i].num == pos->seg ? pos->off :
-		    sp->segs[i].size;
+	for (i = seg_find(sp, sp->ack.seg); i < sp->nsegs &&
+	    seg_span(sp, i, pos, &from, &to); i++) {
 		if (to <= from)
 			continue;
 		*bytes += to - from;

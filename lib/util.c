@@ -7,12 +7,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "log.h"
 #include "util.h"
@@ -94,6 +97,18 @@ secret_free(char *s)
 		return;
 	explicit_bzero(s, strlen(s));
 	free(s);
+}
+
+void
+err_set(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 }
 
 void
@@ -311,6 +326,14 @@ tv_from_ms(int64_t ms)
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000 * 1000);
 	return tv;
+}
+
+void
+timer_in(struct event *ev, int64_t ms)
+{
+	struct timeval	 tv = tv_from_ms(ms);
+
+	evtimer_add(ev, &tv);
 }
 
 int

@@ -23,6 +23,9 @@ int	 xasprintf(char **, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 /* Overwrite a secret and free it; NULL is a no-op. */
 void	 secret_free(char *);
+/* printf into an error buffer of errlen bytes (none: err NULL or errlen 0). */
+void	 err_set(char *err, size_t errlen, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
 
 /* A growable byte buffer; always NUL-terminated after data[len]. */
 struct buf {
@@ -61,6 +64,9 @@ int64_t	 ts_now(void);
 int64_t	 mono_ms(void);
 /* Milliseconds as a struct timeval for a timer (< 0: 0). */
 struct timeval tv_from_ms(int64_t);
+struct event;
+/* Arm the libevent timer ev to fire in ms milliseconds (< 0: at once). */
+void	 timer_in(struct event *ev, int64_t ms);
 
 /*
  * Parse "10s", "15m", "250ms", "1h", "2d" into milliseconds; 0 ok, or -1

@@ -42,7 +42,13 @@ struct ireader {
 	bool		 no_expand;
 	struct ipend	*pend;
 	size_t		 npend, ipend;
+	/* The pending incident's alerts list goes on at this nextLink. */
+	char		*alerts_link;
+	unsigned	 alerts_pages;	/* of that list read so far */
 };
+
+/* An incident's alerts list longer than this is an error, not a loop. */
+#define IREADER_MAX_ALERT_PAGES	1000
 
 struct ipend {
 	char		*raw;		/* the incident object as received */
@@ -74,6 +80,9 @@ ireader_pend_clear(struct ireader *ir)
 	free(ir->pend);
 	ir->pend = NULL;
 	ir->npend = ir->ipend = 0;
+	free(ir->alerts_link);
+	ir->alerts_link = NULL;
+	ir->alerts_pages = 0;
 }
 
 void
@@ -172,6 +181,11 @@ ireader_fetch_alerts(struct ireader *ir, const char *tok)
 	struct buf	 url;
 	char		 err[200], *id;
 
+	if (ir->alerts_link != NULL) {		/* the list's next page */
+		ir->req = tenant_api_get(t, ir->alerts_link, tok,
+		    MAX_ALERT_BYTES, NULL, ireader_alerts_cb, ir);
+		return;
+	}
 	if (incident_parse(&ir->inc, pe->raw, pe->len, err,
 	    sizeof(err)) == -1)
 		fatalx("tenant %s: a kept incident does not parse: %s",
@@ -525,17 +539,51 @@ ireader_alert_id_cb(const char *obj, size_t len, void *arg)
 	return 0;
 }
 
-/* Read an alerts list into the kept incident; -1 with page_error. */
+/*
+ * After a page of an incident's alerts list: follow its @odata.nextLink
+ * (1: another page to read) or end the list (0); -1 with page_error.
+ */
+static int
+ireader_alerts_more(struct ireader *ir, const char *link)
+{
+	char	 got[300];
+
+	free(ir->alerts_link);
+	ir->alerts_link = NULL;
+	if (link == NULL) {
+		ir->alerts_pages = 0;
+		ir->inc.alerts_known = true;	/* an empty list: 0 alerts */
+		return 0;
+	}
+	if (!reader_link_home(ir->t, link, got, sizeof(got))) {
+		snprintf(ir->page_error, sizeof(ir->page_error), "refusing an "
+		    "incident alerts @odata.nextLink off api_url (%.150s)", got);
+		return -1;
+	}
+	if (++ir->alerts_pages >= IREADER_MAX_ALERT_PAGES) {
+		snprintf(ir->page_error, sizeof(ir->page_error), "incident "
+		    "alerts list longer than %d pages", IREADER_MAX_ALERT_PAGES);
+		return -1;
+	}
+	ir->alerts_link = xstrdup(link);
+	return 1;
+}
+
+/*
+ * Read a page of an alerts list into the kept incident (the first page
+ * starts it afresh from the kept text): 1 when the list goes on at a
+ * nextLink, 0 at its end, -1 with page_error.
+ */
 static int
 ireader_alerts_read(struct ireader *ir, const struct http_result *res)
 {
 	struct ipend	 *pe = &ir->pend[ir->ipend];
 	struct pagesplit *ps;
 	char		  err[200];
-	int		  rc = 0;
+	int		  rc;
 
-	if (incident_parse(&ir->inc, pe->raw, pe->len, err,
-	    sizeof(err)) == -1)
+	if (ir->alerts_link == NULL && incident_parse(&ir->inc, pe->raw,
+	    pe->len, err, sizeof(err)) == -1)
 		fatalx("tenant %s: a kept incident does not parse: %s",
 		    ir->t->name, err);
 	ps = pagesplit_new(MAX_ALERT_BYTES, ireader_alert_id_cb, ir);
@@ -546,7 +594,7 @@ ireader_alerts_read(struct ireader *ir, const struct http_result *res)
 		    "incident alerts body: %s", pagesplit_error(ps));
 		rc = -1;
 	} else
-		ir->inc.alerts_known = true;	/* an empty list: 0 alerts */
+		rc = ireader_alerts_more(ir, pagesplit_next_link(ps));
 	pagesplit_free(ps);
 	return rc;
 }
@@ -557,6 +605,7 @@ ireader_alerts_cb(const struct http_result *res, void *arg)
 {
 	struct ireader	*ir = arg;
 	struct tenant	*t = ir->t;
+	int		 more;
 
 	ir->req = NULL;
 	tenant_count_status(t, res);
@@ -567,10 +616,19 @@ ireader_alerts_cb(const struct http_result *res, void *arg)
 		ireader_fetch(ir);
 		return;
 	}
-	if (res->failed || res->status != 200 ||
-	    ireader_alerts_read(ir, res) == -1 ||
+	more = res->failed || res->status != 200 ? -1 :
+	    ireader_alerts_read(ir, res);
+	if (more == 1) {
+		ir->retried_401 = 0;
+		ireader_fetch(ir);
+		return;
+	}
+	if (more == -1 ||
 	    ireader_forward(ir, &ir->inc, ir->pend[ir->ipend].kind) == -1) {
 		/* The page is read again; what was forwarded is deduped. */
+		free(ir->alerts_link);
+		ir->alerts_link = NULL;
+		ir->alerts_pages = 0;
 		ireader_error(ir, res);
 		ir->pg = ir->pg_sent;
 		ir->page_sane = TICKS_NONE;

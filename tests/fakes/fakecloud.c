@@ -4282,12 +4282,19 @@ inc_query(const struct query *q, struct odata *od, char *err, size_t len)
 	return NULL;
 }
 
-/* GET /v1.0/security/incidents/{id}/alerts */
+/*
+ * GET /v1.0/security/incidents/{id}/alerts: every alert, or with
+ * --link-page N pages of N chained by @odata.nextLink ($skip).
+ */
 static void
-inc_alerts_cb(struct call *c, struct tenant *t, const char *id)
+inc_alerts_cb(struct call *c, struct tenant *t, const char *id,
+    const struct query *q, const char *path)
 {
-	struct buf	 b;
+	struct buf	 b, link;
+	struct finc	 part;
+	char		 extra[32];
 	size_t		 i;
+	int		 skip;
 
 	for (i = 0; i < t->ninc; i++)
 		if ((unsigned)strtoul(id, NULL, 10) == t->inc[i].num &&
@@ -4297,9 +4304,29 @@ inc_alerts_cb(struct call *c, struct tenant *t, const char *id)
 		reply_error(c, 404, "NotFound", "Incident not found.");
 		return;
 	}
+	if ((skip = arg_int(query_get(q, "$skip"), 0)) < 0) {
+		reply_error(c, 400, "BadRequest", "Invalid $skip.");
+		return;
+	}
+	part = t->inc[i];
+	part.alerts += (size_t)skip < part.nalerts ? (size_t)skip :
+	    part.nalerts;
+	part.nalerts -= (size_t)(part.alerts - t->inc[i].alerts);
 	buf_init(&b);
-	buf_adds(&b, "{\"value\":");
-	inc_alerts_json(&b, &t->inc[i]);
+	buf_adds(&b, "{");
+	if (F.link_page > 0 && part.nalerts > F.link_page) {
+		part.nalerts = F.link_page;
+		snprintf(extra, sizeof extra, "$skip=%zu",
+		    (size_t)skip + F.link_page);
+		buf_init(&link);
+		next_link(&link, c, q, path, extra, NULL);
+		buf_adds(&b, "\"@odata.nextLink\":");
+		json_str(&b, link.data);
+		buf_addc(&b, ',');
+		buf_clear(&link);
+	}
+	buf_adds(&b, "\"value\":");
+	inc_alerts_json(&b, &part);
 	buf_addc(&b, '}');
 	reply(c, 200, buf_to_evbuffer(&b));
 }
@@ -4324,7 +4351,7 @@ inc_list_cb(struct call *c, const char *path, const struct query *q)
 		char *id = xstrndup(rest + 1, strcspn(rest + 1, "/"));
 
 		if (strcmp(rest + 1 + strlen(id), "/alerts") == 0)
-			inc_alerts_cb(c, t, id);
+			inc_alerts_cb(c, t, id, q, path);
 		else
 			reply_error(c, 404, "NotFound", "No such resource.");
 		free(id);

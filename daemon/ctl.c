@@ -607,8 +607,8 @@ ctl_client_free(struct ctl_client *c)
 		return;
 	}
 	if (c->bf_tenant != NULL) {
-		log_tenant(LOG_INFO, c->bf_name, "tenant %s: alertrelayctl "
-		    "went away, cancelling the backfill", c->bf_name);
+		log_tenant(LOG_INFO, c->bf_name, "alertrelayctl "
+		    "went away, cancelling the backfill");
 		tenant_backfill_cancel(c->bf_tenant);
 	}
 	ctl_backfill_end(c);

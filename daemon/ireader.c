@@ -321,8 +321,8 @@ ireader_incident_cb(const char *obj, size_t len, void *arg)
 	int		 kind;
 
 	if (incident_parse(in, obj, len, err, sizeof(err)) == -1) {
-		log_tenant(LOG_WARNING, t->name, "tenant %s: skipping "
-		    "incident %zu of a page: %s", t->name,
+		log_tenant(LOG_WARNING, t->name, "skipping "
+		    "incident %zu of a page: %s",
 		    pagesplit_count(ir->split), err);
 		paging_seen(&ir->pg, TICKS_NONE);
 		return 0;
@@ -494,9 +494,9 @@ ireader_page_cb(const struct http_result *res, void *arg)
 		return;
 	}
 	if (res->status == 500 && !ir->no_expand) {
-		log_tenant(LOG_NOTICE, t->name, "tenant %s: incidents with "
+		log_tenant(LOG_NOTICE, t->name, "incidents with "
 		    "$expand=alerts answered HTTP 500; reading them without "
-		    "it and each incident's alerts on their own", t->name);
+		    "it and each incident's alerts on their own");
 		ir->no_expand = true;
 		free(ir->next_link);	/* that link carries $expand */
 		ir->next_link = NULL;

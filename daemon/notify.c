@@ -317,9 +317,9 @@ notifiers_incident(struct notifier **ns, size_t nn,
 			continue;
 		if (notifier_enqueue_incident(ns[i], in, m) == -1 ||
 		    notifier_sync(ns[i]) == -1)
-			log_tenant(LOG_WARNING, m->tenant_name, "tenant %s: "
-			    "notify %s: cannot queue the incident's mail: %s",
-			    m->tenant_name, ns[i]->name, strerror(errno));
+			log_tenant(LOG_WARNING, m->tenant_name, "notify %s: "
+			    "cannot queue the incident's mail: %s",
+			    ns[i]->name, strerror(errno));
 	}
 }
 

@@ -61,8 +61,8 @@ tenant_note_sunset(struct tenant *t, const struct http_result *res,
 	sunset_date(res->deprecation ? res->deprecation : "", dep,
 	    sizeof(dep));
 	sunset_date(res->sunset ? res->sunset : "", sun, sizeof(sun));
-	log_tenant(LOG_WARNING, t->name, "tenant %s: the %s API says it is "
-	    "going away: %s%s%s%s%s; %s", t->name, what,
+	log_tenant(LOG_WARNING, t->name, "the %s API says it is "
+	    "going away: %s%s%s%s%s; %s", what,
 	    res->deprecation ? "deprecated since " : "", dep,
 	    res->deprecation && res->sunset ? ", " : "",
 	    res->sunset ? "stops on " : "", sun,
@@ -126,8 +126,8 @@ tenant_outputs_full(struct tenant *t, bool quiet)
 		return true;
 	}
 	if (quiet && t->phase == TENANT_PAUSED)
-		log_tenant(LOG_INFO, t->name, "tenant %s: polling resumed: "
-		    "the outputs' spools have room again", t->name);
+		log_tenant(LOG_INFO, t->name, "polling resumed: "
+		    "the outputs' spools have room again");
 	return false;
 }
 

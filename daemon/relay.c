@@ -340,6 +340,7 @@ static void
 reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
 {
 	struct tenant	**nt, *t;
+	struct log_ctx	 lc = { 0 };
 	size_t		 i, j, cnt = 0;
 	char		 err[512];
 
@@ -366,8 +367,8 @@ reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
 		}
 		if ((t = tenant_new(r, &relay_tenant_ops, ct, err,
 		    sizeof(err))) == NULL) {
-			log_tenant(LOG_ERR, ct->name, "tenant %s: %s; not "
-			    "started", ct->name, err);
+			log_tenant(LOG_ERR, ct->name, "%s; not "
+			    "started", err);
 			continue;
 		}
 		relay_rate_adopt(r, t);
@@ -380,8 +381,8 @@ reload_tenants(struct relay *r, struct config *nc, unsigned n[3])
 	for (j = 0; j < r->ntenants; j++) {
 		if (r->tenants[j] == NULL)
 			continue;
-		log_tenant(LOG_INFO, r->tenants[j]->name, "tenant %s removed",
-		    r->tenants[j]->name);
+		lc.tenant = r->tenants[j]->name;
+		log_ctx(LOG_INFO, &lc, "tenant %s removed", lc.tenant);
 		relay_rate_keep(r, r->tenants[j]);
 		tenant_free(r->tenants[j]);
 		n[1]++;
@@ -610,8 +611,8 @@ relay_tenant_done(struct relay *r, struct tenant *t, bool ok)
 		r->once_failed++;
 	if (r->once_pending > 0)
 		r->once_pending--;
-	log_tenant(LOG_INFO, t->name, "tenant %s: %s (%llu alerts "
-	    "forwarded)", t->name, ok ? "caught up" : "gave up",
+	log_tenant(LOG_INFO, t->name, "%s (%llu alerts "
+	    "forwarded)", ok ? "caught up" : "gave up",
 	    (unsigned long long)t->forwarded);
 }
 
@@ -723,7 +724,7 @@ relay_open_tenants(struct relay *r)
 		    r->conf->tenants[i], err, sizeof(err));
 		if (r->tenants[r->ntenants] == NULL) {
 			log_tenant(LOG_ERR, r->conf->tenants[i]->name,
-			    "tenant %s: %s", r->conf->tenants[i]->name, err);
+			    "%s", err);
 			rc = -1;
 			continue;
 		}

@@ -172,16 +172,16 @@ backfill_end(struct catchup *c, bool ok, const char *error)
 	if (ok) {
 		tenant_state_cover(&t->state, c->from, c->to);
 		if (tenant_state_save(t->state_path, &t->state) == -1)
-			log_tenant(LOG_WARNING, t->name, "tenant %s: cannot "
-			    "save state %s: %s", t->name, t->state_path,
+			log_tenant(LOG_WARNING, t->name, "cannot "
+			    "save state %s: %s", t->state_path,
 			    strerror(errno));
 	}
 	if (c->cb != NULL)
 		c->cb(c->cb_arg, 1, ok, c->pages, c->seen, c->forwarded,
 		    error);
-	log_tenant(ok ? LOG_INFO : LOG_WARNING, t->name, "tenant %s: "
-	    "backfill %s: %llu pages, %llu alerts read, %llu forwarded%s%s",
-	    t->name, ok ? "done" : "failed", (unsigned long long)c->pages,
+	log_tenant(ok ? LOG_INFO : LOG_WARNING, t->name, "backfill %s: "
+	    "%llu pages, %llu alerts read, %llu forwarded%s%s",
+	    ok ? "done" : "failed", (unsigned long long)c->pages,
 	    (unsigned long long)c->seen, (unsigned long long)c->forwarded,
 	    error != NULL ? ": " : "", error != NULL ? error : "");
 	t->backfill = NULL;
@@ -380,9 +380,9 @@ tenant_top_notice(struct tenant *t)
 	if (top == page_size)
 		return;
 	t->top_noticed = true;
-	log_tenant(LOG_NOTICE, t->name, "tenant %s: page_size %u is above "
+	log_tenant(LOG_NOTICE, t->name, "page_size %u is above "
 	    "the $top maximum of Graph alerts_v2; asking for %u alerts a "
-	    "page", t->name, page_size, top);
+	    "page", page_size, top);
 }
 
 static void
@@ -449,8 +449,8 @@ catchup_fetch(struct catchup *c)
 		return;
 	}
 	if ((wait = rate_wait(&t->rate, now)) > 0) {
-		log_tenant(LOG_DEBUG, t->name, "tenant %s: rate budget spent, "
-		    "waiting %llds", t->name, (long long)(wait + 999) / 1000);
+		log_tenant(LOG_DEBUG, t->name, "rate budget spent, "
+		    "waiting %llds", (long long)(wait + 999) / 1000);
 		catchup_wait(c, TENANT_FETCH, wait);
 		return;
 	}
@@ -534,8 +534,8 @@ tenant_forward(struct catchup *c, const struct alert *a, int updated)
 		if (!notifier_wants(r->notifiers[i], t->name, a))
 			continue;
 		if (notifier_enqueue(r->notifiers[i], a, &m) == -1)
-			log_tenant(LOG_WARNING, t->name, "tenant %s: notify "
-			    "%s: cannot queue mail: %s", t->name,
+			log_tenant(LOG_WARNING, t->name, "notify "
+			    "%s: cannot queue mail: %s",
 			    notifier_conf(r->notifiers[i])->name,
 			    strerror(errno));
 	}
@@ -573,8 +573,8 @@ catchup_alert_cb(const char *obj, size_t len, void *arg)
 
 	if (alert_parse(a, t->conf->source, obj, len, err, sizeof(err)) ==
 	    -1) {
-		log_tenant(LOG_WARNING, t->name, "tenant %s: skipping "
-		    "alert %zu of a page: %s", t->name,
+		log_tenant(LOG_WARNING, t->name, "skipping "
+		    "alert %zu of a page: %s",
 		    pagesplit_count(c->split), err);
 		/* It still counts against $top. */
 		paging_seen(&c->pg, TICKS_NONE);
@@ -639,14 +639,14 @@ catchup_commit(struct catchup *c)
 	}
 	for (i = 0; i < t->relay->nnotifiers; i++)
 		if (notifier_sync(t->relay->notifiers[i]) == -1)
-			log_tenant(LOG_WARNING, t->name, "tenant %s: notify "
-			    "%s: cannot write mail spool: %s", t->name,
+			log_tenant(LOG_WARNING, t->name, "notify "
+			    "%s: cannot write mail spool: %s",
 			    notifier_conf(t->relay->notifiers[i])->name,
 			    strerror(errno));
 	if (t->spool_failing) {
 		t->spool_failing = false;
-		log_tenant(LOG_INFO, t->name, "tenant %s: spools writable "
-		    "again; polling resumes", t->name);
+		log_tenant(LOG_INFO, t->name, "spools writable "
+		    "again; polling resumes");
 	}
 	/*
 	 * Clock sanity: versions stamped past now + 5 min do not move the
@@ -771,8 +771,8 @@ tenant_own(struct tenant *t, bool own, int64_t delivered)
 	t->owned = own;
 	if (!own) {
 		tenant_stop(t);
-		log_tenant(LOG_INFO, t->name, "tenant %s: handed to another "
-		    "member", t->name);
+		log_tenant(LOG_INFO, t->name, "handed to another "
+		    "member");
 		return;
 	}
 	if (delivered != TICKS_NONE) {
@@ -784,8 +784,7 @@ tenant_own(struct tenant *t, bool own, int64_t delivered)
 	} else
 		t->delivered = t->state.cursor;
 	checkpoints_clear(t);
-	log_tenant(LOG_INFO, t->name, "tenant %s: now polled by this member",
-	    t->name);
+	log_tenant(LOG_INFO, t->name, "now polled by this member");
 	tenant_start(t);
 	if (t->phase == TENANT_IDLE)	/* take over promptly */
 		tenant_schedule(t, TENANT_IDLE, arc4random_uniform(1000));
@@ -1124,8 +1123,8 @@ tenant_state_renew(struct tenant *t, int64_t ticks, char *err, size_t elen)
 	checkpoints_clear(t);
 	t->delivered = ticks;
 	t->last_error[0] = '\0';
-	log_tenant(LOG_INFO, t->name, "tenant %s: new state file %s, cursor "
-	    "set by the operator", t->name, t->state_path);
+	log_tenant(LOG_INFO, t->name, "new state file %s, cursor "
+	    "set by the operator", t->state_path);
 	if (t->conf->enabled && (t->relay->cluster == NULL || t->owned))
 		tenant_start(t);
 	return 0;
@@ -1149,8 +1148,8 @@ tenant_cursor_set(struct tenant *t, int64_t ticks, char *err, size_t elen)
 		    strerror(errno));
 		return -1;
 	}
-	log_tenant(LOG_INFO, t->name, "tenant %s: cursor set by the "
-	    "operator", t->name);
+	log_tenant(LOG_INFO, t->name, "cursor set by the "
+	    "operator");
 	return 0;
 }
 
@@ -1183,8 +1182,7 @@ tenant_backfill(struct tenant *t, int64_t from, int64_t to, backfill_cb cb,
 	c->cb_arg = arg;
 	c->timer = evtimer_new(t->relay->base, backfill_timer_cb, c);
 	t->backfill = c;
-	log_tenant(LOG_INFO, t->name, "tenant %s: backfill started",
-	    t->name);
+	log_tenant(LOG_INFO, t->name, "backfill started");
 	catchup_fetch(c);
 	return 0;
 }
@@ -1196,8 +1194,7 @@ tenant_backfill_cancel(struct tenant *t)
 
 	if (c == NULL)
 		return;
-	log_tenant(LOG_INFO, t->name, "tenant %s: backfill cancelled",
-	    t->name);
+	log_tenant(LOG_INFO, t->name, "backfill cancelled");
 	/* What a cut page read is an ordered prefix: keep it. */
 	if (catchup_abandon(c))
 		catchup_commit(c);

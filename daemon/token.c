@@ -194,8 +194,7 @@ token_answer(struct tenant *t, const struct http_result *res)
 		return TOKEN_FAILED;
 	}
 	token_store(&t->token, &ot);
-	log_tenant(LOG_DEBUG, t->name, "tenant %s: token refreshed",
-	    t->name);
+	log_tenant(LOG_DEBUG, t->name, "token refreshed");
 	return TOKEN_OK;
 }
 

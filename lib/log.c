@@ -230,10 +230,20 @@ log_tenant(int prio, const char *tenant, const char *fmt, ...)
 {
 	struct log_ctx	 c = { .tenant = tenant };
 	va_list		 ap;
+	char		*msg;
+	int		 saved = errno;
 
+	if (prio == LOG_DEBUG && !verbose)
+		return;
 	va_start(ap, fmt);
-	log_vctx(prio, &c, fmt, ap);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		msg = NULL;
 	va_end(ap);
+	errno = saved;
+	if (msg == NULL)
+		return;
+	log_ctx(prio, &c, "tenant %s: %s", tenant, msg);
+	free(msg);
 }
 
 void

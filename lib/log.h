@@ -54,7 +54,7 @@ void	log_vctx(int prio, const struct log_ctx *, const char *, va_list);
  */
 char	*log_oneline(const char *);
 
-/* Tenant-scoped shorthand: adds TENANT=name. */
+/* Tenant-scoped shorthand: "tenant NAME: " before the text, TENANT=NAME. */
 void	log_tenant(int prio, const char *tenant, const char *, ...)
 	    __attribute__((format(printf, 3, 4)));
 void	log_output(int prio, const char *output, const char *, ...)

@@ -85,7 +85,8 @@ test_stderr_one_line(void **state)
 	assert_string_equal(buf,
 	    "alertrelayd: warning: tenant t1: alerts request failed: HTTP 400: "
 	    "Bad filter. alertrelayd: info: forged" FFFD "[2J\n"
-	    "alertrelayd: error: smtp reply 550 no  " FFFD "]0;x" FFFD "\n");
+	    "alertrelayd: error: tenant t1: smtp reply 550 no  " FFFD "]0;x"
+	    FFFD "\n");
 }
 
 int

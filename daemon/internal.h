@@ -134,8 +134,6 @@ void		 sink_positions(const struct sink *, struct spool_pos *head,
  * one only numeric addresses work.  Set before the first connection.
  */
 void		 sink_set_resolver(struct sink *, struct evdns_base *);
-/* Called (from the loop) whenever the sink becomes drained. */
-void		 sink_set_drained_cb(struct sink *, void (*)(void *), void *);
 
 /*
  * token.c: per-tenant OAuth2 client-credentials token cache.  The token

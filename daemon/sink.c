@@ -80,7 +80,6 @@ struct sink {
 	struct event		*ev_write;
 	struct event		*timer;		/* reconnect or timeout */
 	struct event		*kick;		/* send on a later pass */
-	struct event		*drain_ev;	/* drained callback */
 	struct event		*ackpoll;	/* look at the send queue */
 	struct event		*ackflush;	/* save the spool's ack file */
 
@@ -112,9 +111,6 @@ struct sink {
 	int64_t			 backoff_ms;
 	int64_t			 up_since;	/* mono_ms */
 	int64_t			 udp_noted;	/* mono_ms of last note */
-	bool			 drained_fired;
-	void			(*drained_cb)(void *);
-	void			*drained_arg;
 
 	uint64_t		 sent;
 	uint64_t		 reconnects;
@@ -545,28 +541,6 @@ sink_timer_cb(evutil_socket_t fd, short what, void *arg)
 		    SINK_CONNECT_MS / 1000);
 }
 
-/* The sink became drained: tell the owner from a fresh loop pass. */
-static void
-sink_drain_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct sink	*s = arg;
-
-	if (s->drained_cb != NULL && sink_drained(s))
-		s->drained_cb(s->drained_arg);
-}
-
-static void
-sink_check_drained(struct sink *s)
-{
-	struct timeval	 tv = { 0, 0 };
-
-	if (s->drained_fired || !sink_drained(s))
-		return;
-	s->drained_fired = true;
-	if (s->drained_cb != NULL)
-		evtimer_add(s->drain_ev, &tv);
-}
-
 /*
  * When is a record delivered?  UDP: once sent (no confirmation exists).
  * Files and standard output: once written.  TCP and TLS: once the peer's
@@ -639,7 +613,6 @@ sink_spool_ack(struct sink *s, const struct spool_pos *pos, uint64_t n)
 		    strerror(errno));
 	evtimer_add(s->ackflush, &tv);
 	s->sent += n;
-	sink_check_drained(s);
 }
 
 /* No ack for a while: let the spool write its ack file (see above). */
@@ -1160,11 +1133,10 @@ sink_build(struct event_base *base, const struct conf_output *c,
 		fatalx("evbuffer_new");
 	s->timer = evtimer_new(base, sink_timer_cb, s);
 	s->kick = evtimer_new(base, sink_kick_cb, s);
-	s->drain_ev = evtimer_new(base, sink_drain_cb, s);
 	s->ackpoll = evtimer_new(base, sink_ackpoll_cb, s);
 	s->ackflush = evtimer_new(base, sink_ackflush_cb, s);
-	if (s->timer == NULL || s->kick == NULL || s->drain_ev == NULL ||
-	    s->ackpoll == NULL || s->ackflush == NULL)
+	if (s->timer == NULL || s->kick == NULL || s->ackpoll == NULL ||
+	    s->ackflush == NULL)
 		fatalx("evtimer_new");
 	return s;
 fail:
@@ -1231,8 +1203,6 @@ sink_commit(struct sink *built, struct sink *from)
 		spool_set_max(built->spool, built->conf.spool_max_bytes);
 		built->sent = from->sent;
 		built->reconnects = from->reconnects;
-		built->drained_cb = from->drained_cb;
-		built->drained_arg = from->drained_arg;
 		sink_free(from);
 		/* Persist the last acknowledgement (see sink_spool_ack). */
 		spool_sync(built->spool);
@@ -1265,8 +1235,6 @@ sink_free(struct sink *s)
 		event_free(s->timer);
 	if (s->kick != NULL)
 		event_free(s->kick);
-	if (s->drain_ev != NULL)
-		event_free(s->drain_ev);
 	if (s->ackpoll != NULL)
 		event_free(s->ackpoll);
 	if (s->ackflush != NULL)
@@ -1310,7 +1278,6 @@ sink_enqueue(struct sink *s, const char *msg, size_t len)
 {
 	if (spool_append(s->spool, msg, len) == -1)
 		return -1;
-	s->drained_fired = false;
 	return 0;
 }
 
@@ -1365,9 +1332,3 @@ sink_set_resolver(struct sink *s, struct evdns_base *dns)
 	s->dns = dns;
 }
 
-void
-sink_set_drained_cb(struct sink *s, void (*cb)(void *), void *arg)
-{
-	s->drained_cb = cb;
-	s->drained_arg = arg;
-}

@@ -256,6 +256,7 @@ static void
 cmd_cursor(struct ctl_client *c, int argc, char **argv)
 {
 	struct tenant	*t;
+	struct tenant_stats st;
 	int64_t		 ticks;
 	char		 err[256], ts[40];
 
@@ -268,10 +269,11 @@ cmd_cursor(struct ctl_client *c, int argc, char **argv)
 	if ((t = ctl_tenant(c, argv[2])) == NULL)
 		return;
 	if (argc == 3) {
-		if (t->state.cursor == TICKS_NONE)
+		tenant_stats(t, &st);
+		if (st.cursor == TICKS_NONE)
 			ctl_send(c, 'o', "none");
 		else {
-			ts_format(t->state.cursor, ts, sizeof(ts));
+			ts_format(st.cursor, ts, sizeof(ts));
 			ctl_send(c, 'o', "%s", ts);
 		}
 		ctl_finish(c, CTL_EXIT_OK);

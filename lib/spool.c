@@ -96,6 +96,18 @@ struct spool {
 	int		 dirsync;	/* a segment was created: fsync dir */
 	int		 trunc;		/* a failed write may have left bytes */
 	int		 wfailed;	/* the last flush failed */
+	int		 werrno;	/* ... with this error */
+
+	/* Asynchronous syncs (see the top). */
+	struct spool_job *job;		/* in flight, or NULL */
+	uint64_t	 jobseq;	/* sequence number of the last job */
+	struct spool_waiter *waiters;
+	size_t		 nwaiters, waiters_cap;
+	uint64_t	 tickets;	/* the last ticket handed out */
+	spool_submit_cb	 submit;
+	void		*submit_arg;
+	void		(*ready_cb)(void *);
+	void		*ready_arg;
 
 	struct spool_pos ack;		/* first undelivered record */
 	int		 ackdirty;
@@ -120,6 +132,39 @@ struct spool {
 struct spool_mark {
 	struct spool_pos pos;
 	uint64_t	 seq;
+};
+
+/* A sync request: satisfied by job number need. */
+struct spool_waiter {
+	uint64_t	 ticket;
+	uint64_t	 need;
+	spool_synced_cb	 cb;
+	void		*arg;
+};
+
+/* The bytes of data[from, from + len) go to segment seg at off. */
+struct spool_piece {
+	uint64_t	 seg;
+	int		 fd;		/* a dup: the job's own */
+	uint64_t	 off;
+	size_t		 from, len;
+};
+
+/*
+ * A job owns its buffer and descriptors, so the thread that runs it shares
+ * nothing with the loop; sp is cleared when the spool is closed first.
+ */
+struct spool_job {
+	struct spool	*sp;
+	uint64_t	 seq;
+	struct buf	 data;
+	uint64_t	 nrecords;
+	struct spool_piece *pieces;
+	size_t		 npieces;
+	int		 dirfd;		/* a dup to fsync, or -1 */
+	int		 trunc;		/* ftruncate pieces[0] first */
+	int		 trunc_failed;	/* a failure left bytes behind */
+	int		 err;		/* 0 or errno, set by spool_job_run */
 };
 
 #define SPOOL_MARKS	16384
@@ -732,41 +777,251 @@ fail:
 	return NULL;
 }
 
-/* Write the buffered records and make them durable; see the top. */
+/* Close a job's descriptors and free it. */
+static void
+job_free(struct spool_job *job)
+{
+	size_t	 i;
+
+	for (i = 0; i < job->npieces; i++)
+		close(job->pieces[i].fd);
+	if (job->dirfd != -1)
+		close(job->dirfd);
+	buf_clear(&job->data);
+	free(job->pieces);
+	free(job);
+}
+
+/* Add the piece data[from, end) at off of the last segment. */
+static int
+job_piece(struct spool *sp, struct spool_job *job, size_t from, size_t end)
+{
+	struct spool_piece *p;
+	int		 fd;
+
+	if ((fd = fcntl(sp->wfd, F_DUPFD_CLOEXEC, 0)) == -1)
+		return -1;
+	job->pieces = xreallocarray(job->pieces, job->npieces + 1,
+	    sizeof(*job->pieces));
+	p = &job->pieces[job->npieces++];
+	p->seg = sp->segs[sp->nsegs - 1].num;
+	p->fd = fd;
+	p->off = sp->segs[sp->nsegs - 1].size;
+	p->from = from;
+	p->len = end - from;
+	return 0;
+}
+
+/* Give a job's records back, in front of what was appended since. */
+static void
+job_untake(struct spool *sp, struct spool_job *job)
+{
+	if (sp->pending.len > 0)
+		buf_add(&job->data, sp->pending.data, sp->pending.len);
+	buf_clear(&sp->pending);
+	sp->pending = job->data;
+	buf_init(&job->data);
+	sp->npending += job->nrecords;
+	job->nrecords = 0;
+}
+
+/*
+ * Take what is buffered as the next job, split at segment boundaries; the
+ * new segments are created here, their directory entry is synced by the
+ * job.  NULL with errno 0 when there is nothing to do, or with errno when
+ * a segment or a descriptor cannot be had (the records stay buffered).
+ */
+static struct spool_job *
+job_take(struct spool *sp)
+{
+	struct spool_job *job;
+	uint64_t	 cur, rl;
+	size_t		 o, from = 0;
+	int		 saved;
+
+	errno = 0;
+	if (sp->job != NULL || (sp->pending.len == 0 && !sp->trunc &&
+	    !sp->dirsync))
+		return NULL;
+	job = xcalloc(1, sizeof(*job));
+	job->dirfd = -1;
+	job->data = sp->pending;
+	buf_init(&sp->pending);
+	job->nrecords = sp->npending;
+	sp->npending = 0;
+	job->trunc = sp->trunc;
+	cur = sp->segs[sp->nsegs - 1].size;
+	for (o = 0; o < job->data.len; o += rl, cur += rl) {
+		rl = SPOOL_HDR + le32dec(job->data.data + o + 4);
+		if (cur == 0 || cur + rl <= sp->segsize)
+			continue;
+		if (job_piece(sp, job, from, o) == -1 ||
+		    seg_create(sp, sp->segs[sp->nsegs - 1].num + 1) == -1)
+			goto fail;
+		from = o;
+		cur = 0;
+	}
+	if (job_piece(sp, job, from, job->data.len) == -1 || (sp->dirsync &&
+	    (job->dirfd = fcntl(sp->dirfd, F_DUPFD_CLOEXEC, 0)) == -1))
+		goto fail;
+	sp->dirsync = sp->trunc = 0;
+	job->sp = sp;
+	job->seq = ++sp->jobseq;
+	sp->job = job;
+	return job;
+fail:
+	saved = errno;
+	job_untake(sp, job);
+	job_free(job);
+	errno = saved;
+	return NULL;
+}
+
+int
+spool_job_run(struct spool_job *job)
+{
+	struct spool_piece *p;
+	size_t		 i;
+
+	job->err = 0;
+	if (job->trunc && ftruncate(job->pieces[0].fd,
+	    (off_t)job->pieces[0].off) == -1)
+		goto fail;
+	for (i = 0; i < job->npieces; i++) {
+		p = &job->pieces[i];
+		if (p->len > 0 && pwrite_full(p->fd, job->data.data + p->from,
+		    p->len, p->off) == -1)
+			goto fail;
+	}
+	if (job->dirfd != -1 && fsync(job->dirfd) == -1)
+		goto fail;
+	for (i = 0; i < job->npieces; i++)
+		if (job->pieces[i].len > 0 &&
+		    fdatasync(job->pieces[i].fd) == -1)
+			goto fail;
+	return 0;
+fail:
+	job->err = errno != 0 ? errno : EIO;
+	/* No torn record may stay behind (see the top). */
+	for (i = 0; i < job->npieces; i++)
+		if (ftruncate(job->pieces[i].fd,
+		    (off_t)job->pieces[i].off) == -1)
+			job->trunc_failed = 1;
+	errno = job->err;
+	return -1;
+}
+
+/* Start the next job unless one is in flight: 0, or -1 with errno. */
+static int
+spool_kick(struct spool *sp)
+{
+	struct spool_job *job;
+
+	if (sp->job != NULL || sp->submit == NULL)
+		return 0;
+	if ((job = job_take(sp)) == NULL)
+		return errno == 0 ? 0 : -1;
+	sp->submit(sp->submit_arg, job);
+	return 0;
+}
+
+/*
+ * Call back, in the order they came, the waiters satisfied by job upto,
+ * one at a time: a callback may add or cancel others.
+ */
+static void
+waiters_call(struct spool *sp, uint64_t upto, int error)
+{
+	struct spool_waiter w;
+	size_t		 i;
+
+	for (;;) {
+		for (i = 0; i < sp->nwaiters; i++)
+			if (sp->waiters[i].need <= upto)
+				break;
+		if (i == sp->nwaiters)
+			return;
+		w = sp->waiters[i];
+		memmove(sp->waiters + i, sp->waiters + i + 1,
+		    (sp->nwaiters - i - 1) * sizeof(*sp->waiters));
+		sp->nwaiters--;
+		w.cb(w.arg, error);
+	}
+}
+
+/* Apply a job's result to the spool. */
+static void
+job_apply(struct spool *sp, struct spool_job *job)
+{
+	struct spool_piece *p;
+	size_t		 i, k;
+
+	if (job->err != 0) {
+		job_untake(sp, job);
+		if (job->trunc_failed)
+			sp->trunc = 1;
+		if (job->dirfd != -1)
+			sp->dirsync = 1;
+		sp->wfailed = 1;
+		sp->werrno = job->err;
+		return;
+	}
+	for (i = 0; i < job->npieces; i++) {
+		p = &job->pieces[i];
+		k = seg_find(sp, p->seg);
+		if (k < sp->nsegs && sp->segs[k].num == p->seg)
+			sp->segs[k].size = p->off + p->len;
+	}
+	sp->wfailed = 0;
+}
+
+void
+spool_job_done(struct spool_job *job)
+{
+	struct spool	*sp = job->sp;
+	uint64_t	 seq = job->seq;
+	int		 err = job->err, readable, more = 0, kerr = 0;
+	size_t		 i;
+
+	if (sp == NULL) {		/* closed meanwhile: see spool_close */
+		job_free(job);
+		return;
+	}
+	sp->job = NULL;
+	job_apply(sp, job);
+	readable = err == 0 && job->nrecords > 0;
+	job_free(job);
+	for (i = 0; i < sp->nwaiters; i++)
+		more |= sp->waiters[i].need > seq;
+	/* After a failure, only a waiting writer retries (no busy loop). */
+	if ((more || (err == 0 && sp->pending.len >= SPOOL_BUFFER)) &&
+	    spool_kick(sp) == -1)
+		kerr = errno;
+	if (readable && sp->ready_cb != NULL)
+		sp->ready_cb(sp->ready_arg);
+	waiters_call(sp, seq, err);
+	if (kerr != 0)			/* nobody would ever call them */
+		waiters_call(sp, UINT64_MAX, kerr);
+}
+
+/* Write the buffered records and make them durable, waiting for it. */
 static int
 spool_flush(struct spool *sp)
 {
-	struct spool_seg *s = &sp->segs[sp->nsegs - 1];
-	int		 saved;
+	struct spool_job *job;
+	int		 err;
 
-	if (sp->trunc) {
-		if (ftruncate(sp->wfd, (off_t)s->size) == -1)
-			return -1;
-		sp->trunc = 0;
-	}
-	if (sp->dirsync && sp->pending.len > 0) {
-		if (fsync(sp->dirfd) == -1)
-			return -1;
-		sp->dirsync = 0;
-	}
-	if (sp->pending.len == 0) {
-		sp->wfailed = 0;
-		return 0;
-	}
-	if (pwrite_full(sp->wfd, sp->pending.data, sp->pending.len,
-	    s->size) == -1 || fdatasync(sp->wfd) == -1) {
-		saved = errno;
-		if (ftruncate(sp->wfd, (off_t)s->size) == -1)
-			sp->trunc = 1;
-		sp->wfailed = 1;
-		errno = saved;
+	if (sp->job != NULL) {
+		errno = EBUSY;
 		return -1;
 	}
-	sp->wfailed = 0;
-	s->size += sp->pending.len;
-	buf_reset(&sp->pending);
-	sp->npending = 0;
-	return 0;
+	if ((job = job_take(sp)) == NULL)
+		return errno == 0 ? 0 : -1;
+	spool_job_run(job);
+	err = job->err;
+	spool_job_done(job);
+	errno = err;
+	return err == 0 ? 0 : -1;
 }
 
 void
@@ -774,9 +1029,18 @@ spool_close(struct spool *sp)
 {
 	if (sp == NULL)
 		return;
-	if (sp->wfd != -1 && spool_flush(sp) == -1)
+	if (sp->job != NULL) {
+		/* It runs on and is freed by spool_job_done (detached). */
+		sp->job->sp = NULL;
+		sp->job = NULL;
+		if (sp->pending.len > 0)
+			log_warnx("spool %s: %zu bytes of records not written "
+			    "on close (a sync was in flight; they were never "
+			    "reported durable)", sp->dir, sp->pending.len);
+	} else if (sp->wfd != -1 && spool_flush(sp) == -1)
 		log_warn("spool %s: %zu bytes of records not written on close",
 		    sp->dir, sp->pending.len);
+	waiters_call(sp, UINT64_MAX, ECANCELED);
 	if (sp->ackdirty)
 		ack_write(sp, 1);
 	if (sp->wfd != -1)
@@ -786,6 +1050,7 @@ spool_close(struct spool *sp)
 	if (sp->dirfd != -1)
 		close(sp->dirfd);
 	buf_clear(&sp->pending);
+	free(sp->waiters);
 	free(sp->segs);
 	free(sp->marks);
 	free(sp->ackpath);
@@ -808,24 +1073,27 @@ spool_set_segment_size(struct spool *sp, uint64_t size)
 int
 spool_append(struct spool *sp, const void *data, size_t len)
 {
-	struct spool_seg *s = &sp->segs[sp->nsegs - 1];
 	unsigned char	 hdr[SPOOL_HDR];
-	uint64_t	 cur, r = SPOOL_HDR + (uint64_t)len;
+	uint64_t	 r = SPOOL_HDR + (uint64_t)len;
 
 	if (len > SPOOL_MAX_RECORD) {
 		errno = EMSGSIZE;
 		return -1;
 	}
+	if (sp->wfailed && sp->submit != NULL) {
+		/* Retry in the background; refuse records until it worked. */
+		spool_kick(sp);
+		errno = sp->werrno;
+		return -1;
+	}
 	if (sp->wfailed && spool_flush(sp) == -1)
 		return -1;
-	cur = s->size + sp->pending.len;
-	if (cur > 0 && cur + r > sp->segsize) {
-		if (spool_flush(sp) == -1 || seg_create(sp, s->num + 1) == -1)
-			return -1;
-	} else if (sp->pending.len > 0 && sp->pending.len + r > SPOOL_BUFFER) {
-		if (spool_flush(sp) == -1)
-			return -1;
-	}
+	/* Inline syncs: flush a full buffer or segment first, as it fills. */
+	if (sp->submit == NULL && sp->pending.len > 0 &&
+	    (sp->pending.len + r > SPOOL_BUFFER || sp->pending.len + r +
+	    sp->segs[sp->nsegs - 1].size > sp->segsize) &&
+	    spool_flush(sp) == -1)
+		return -1;
 	le32enc(hdr, SPOOL_MAGIC);
 	le32enc(hdr + 4, (uint32_t)len);
 	le32enc(hdr + 8, crc32c(crc32c(0, hdr + 4, 4), data, len));
@@ -834,17 +1102,96 @@ spool_append(struct spool *sp, const void *data, size_t len)
 	sp->bytes += r;
 	sp->records++;
 	sp->npending++;
+	/* Write behind: a failure is the next sync's to report. */
+	if (sp->pending.len >= SPOOL_BUFFER)
+		spool_kick(sp);
 	return 0;
 }
 
 int
 spool_sync(struct spool *sp)
 {
-	if (spool_flush(sp) == -1)
-		return -1;
+	int	 rc, saved;
+
+	rc = spool_flush(sp);
+	saved = errno;
+	spool_save_ack(sp);
+	errno = saved;
+	return rc;
+}
+
+void
+spool_save_ack(struct spool *sp)
+{
 	if (sp->ackdirty && mono_ms() - sp->acktime >= SPOOL_ACK_MS)
 		ack_write(sp, 0);
-	return 0;
+}
+
+void
+spool_set_executor(struct spool *sp, spool_submit_cb submit, void *arg)
+{
+	sp->submit = submit;
+	sp->submit_arg = arg;
+}
+
+void
+spool_set_ready_cb(struct spool *sp, void (*cb)(void *), void *arg)
+{
+	sp->ready_cb = cb;
+	sp->ready_arg = arg;
+}
+
+int
+spool_sync_async(struct spool *sp, spool_synced_cb cb, void *arg,
+    uint64_t *ticket)
+{
+	struct spool_waiter *w;
+	uint64_t	 need;
+
+	if (sp->submit == NULL)
+		return spool_sync(sp) == -1 ? -1 : 0;
+	if (sp->pending.len > 0 || sp->trunc || sp->dirsync || sp->wfailed)
+		need = sp->jobseq + 1;
+	else if (sp->job != NULL)
+		need = sp->job->seq;
+	else
+		return 0;
+	if (sp->nwaiters == sp->waiters_cap) {
+		sp->waiters_cap = sp->waiters_cap ? 2 * sp->waiters_cap : 8;
+		sp->waiters = xreallocarray(sp->waiters, sp->waiters_cap,
+		    sizeof(*sp->waiters));
+	}
+	w = &sp->waiters[sp->nwaiters++];
+	w->ticket = *ticket = ++sp->tickets;
+	w->need = need;
+	w->cb = cb;
+	w->arg = arg;
+	if (spool_kick(sp) == -1) {
+		sp->nwaiters--;
+		return -1;
+	}
+	return 1;
+}
+
+void
+spool_sync_cancel(struct spool *sp, uint64_t ticket)
+{
+	size_t	 i;
+
+	for (i = 0; i < sp->nwaiters; i++) {
+		if (sp->waiters[i].ticket != ticket)
+			continue;
+		memmove(sp->waiters + i, sp->waiters + i + 1,
+		    (sp->nwaiters - i - 1) * sizeof(*sp->waiters));
+		sp->nwaiters--;
+		return;
+	}
+}
+
+uint64_t
+spool_unsynced(const struct spool *sp)
+{
+	return sp->pending.len + (sp->job != NULL ? sp->job->data.len : 0);
 }
 
 bool
@@ -1115,6 +1462,10 @@ spool_ack(struct spool *sp, const struct spool_pos *pos)
 		/* All durable data delivered: resynchronise the counters. */
 		sp->records = sp->npending;
 		sp->bytes = sp->pending.len;
+		if (sp->job != NULL) {
+			sp->records += sp->job->nrecords;
+			sp->bytes += sp->job->data.len;
+		}
 	}
 	sp->ackdirty = 1;
 	if (sp->segs[0].num < pos->seg) {

@@ -36,8 +36,52 @@ void		 spool_set_segment_size(struct spool *, uint64_t);
 
 /* Append one record (buffered).  0, or -1 with errno (ENOSPC, EIO...). */
 int		 spool_append(struct spool *, const void *, size_t);
-/* Make every appended record durable (write + fdatasync).  0 or -1. */
+/*
+ * Make every appended record durable (write + fdatasync), waiting for it.
+ * 0 or -1; EBUSY while an asynchronous sync is in flight.
+ */
 int		 spool_sync(struct spool *);
+/* Save the ack file if it changed (no sync): for an idle reader. */
+void		 spool_save_ack(struct spool *);
+
+/*
+ * Asynchronous syncs (see the top of spool.c).  A job is the write and
+ * fdatasync of what was appended, run by an executor on another thread;
+ * one job per spool is in flight at a time.
+ */
+struct spool_job;
+/* Run job on any thread (touches nothing but the job); then call done. */
+typedef void	(*spool_submit_cb)(void *arg, struct spool_job *);
+/* A waiter: error is 0 (durable) or an errno value. */
+typedef void	(*spool_synced_cb)(void *arg, int error);
+
+/* Hand jobs to submit from now on (NULL: syncs run inline, waiting). */
+void		 spool_set_executor(struct spool *, spool_submit_cb, void *);
+/* Called (from spool_job_done) whenever new records became readable. */
+void		 spool_set_ready_cb(struct spool *, void (*)(void *), void *);
+/*
+ * Ask for every record appended so far to be made durable.  Returns 0
+ * when it already is (no callback), -1 with errno when no sync could be
+ * started (no callback), or 1: cb(arg, error) will be called once from
+ * spool_job_done(), or from spool_close() with ECANCELED, and *ticket
+ * names the request for spool_sync_cancel().  Without an executor the
+ * sync runs inline and only 0 or -1 are returned.
+ */
+int		 spool_sync_async(struct spool *, spool_synced_cb, void *,
+		    uint64_t *ticket);
+/* Forget a request: its callback is never called.  Unknown: no-op. */
+void		 spool_sync_cancel(struct spool *, uint64_t ticket);
+/* Bytes appended and not yet durable (buffered or in flight). */
+uint64_t	 spool_unsynced(const struct spool *);
+
+/* For executors: the file I/O of a job (thread-safe); 0 or -1. */
+int		 spool_job_run(struct spool_job *);
+/*
+ * On the loop, after spool_job_run: apply the result, start the next job
+ * if one is wanted, call the waiters.  Frees the job (also when its spool
+ * was closed meanwhile: then nothing else happens).
+ */
+void		 spool_job_done(struct spool_job *);
 /* At or over spool_max_bytes of undelivered data. */
 bool		 spool_full(const struct spool *);
 uint64_t	 spool_bytes(const struct spool *);	/* undelivered */

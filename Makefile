@@ -61,7 +61,7 @@ $(LIBA): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/alertrelayd: $(D_OBJ) $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $(D_OBJ) $(LIBA) $(PKG_LIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $(D_OBJ) $(LIBA) $(PKG_LIBS) -lm -pthread
 
 $(B)/alertrelayctl: $(B)/daemon/alertrelayctl.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -75,7 +75,7 @@ $(B)/tests/unit/test_sink: $(B)/daemon/kafka.o $(B)/daemon/relp.o
 $(B)/tests/unit/test_relp: $(B)/daemon/kafka.o $(B)/daemon/relp.o
 
 $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS) -lm -pthread
 
 $(B)/tests/bench/%: $(B)/tests/bench/%.o $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm

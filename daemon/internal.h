@@ -32,6 +32,31 @@ struct cluster;
 struct ctl;
 struct metrics;
 
+/*
+ * disk.c: file syncs off the loop, on one worker thread (see disk.c).
+ * disk_new after the base, disk_free after every sink, notifier and
+ * tenant is freed.
+ */
+struct disk;
+struct disk_work;
+typedef void	(*disk_done_cb)(void *arg, int error);
+
+struct disk	*disk_new(struct event_base *);
+void		 disk_free(struct disk *);
+/* Run this spool's syncs on the worker (NULL: inline, waiting). */
+void		 disk_attach_spool(struct disk *, struct spool *);
+/*
+ * Replace path atomically with data (taken; temp file, fsync, rename,
+ * directory fsync) on the worker; cb(arg, 0 or errno) from the loop.
+ * Saves run in order, so the last one submitted is the one that stays.
+ */
+struct disk_work *disk_save(struct disk *, const char *path, struct buf *,
+		    disk_done_cb, void *);
+/* The owner goes away: the save still happens, cb is never called. */
+void		 disk_cancel(struct disk_work *);
+/* Items submitted and not yet completed. */
+uint64_t	 disk_pending(const struct disk *);
+
 /* http.c: every outbound HTTP request, one curl multi handle on the base. */
 struct http;
 struct http_req;
@@ -122,6 +147,16 @@ int		 sink_enqueue_alert(struct sink *, const char *tenant,
 		    const char *id, size_t idlen, const char *, size_t);
 /* Make queued messages durable and hand them to the sender. 0 or -1. */
 int		 sink_sync(struct sink *);
+/*
+ * The same without waiting: the spool's sync runs on disk's thread.
+ * 0: durable already; -1 (errno): could not start; 1: cb(arg, error) is
+ * called from the loop once it is durable (error 0) or failed (an errno
+ * value; ECANCELED when the output is freed meanwhile), and *ticket
+ * cancels it (sink_sync_cancel) when arg goes away first.
+ */
+int		 sink_sync_async(struct sink *, struct disk *, spool_synced_cb,
+		    void *, uint64_t *ticket);
+void		 sink_sync_cancel(struct sink *, uint64_t ticket);
 bool		 sink_full(const struct sink *);
 /* Nothing undelivered: every durable record sent and acknowledged. */
 bool		 sink_drained(const struct sink *);
@@ -448,6 +483,10 @@ int		 notifier_enqueue(struct notifier *, const struct alert *,
 		    const struct event_meta *);
 /* Make queued mails durable and hand them to the sender.  0 or -1. */
 int		 notifier_sync(struct notifier *);
+/* Without waiting, as sink_sync_async. */
+int		 notifier_sync_async(struct notifier *, struct disk *,
+		    spool_synced_cb, void *, uint64_t *ticket);
+void		 notifier_sync_cancel(struct notifier *, uint64_t ticket);
 /* Nothing left to mail (for --once). */
 bool		 notifier_drained(const struct notifier *);
 /* Adopt the [notify] section of a reloaded config (same NAME). */
@@ -653,6 +692,8 @@ struct relay {
 	uint64_t	 reloads;
 	struct buf	 reload_errors;	/* why the last reload was rejected */
 	struct alert	 alert;		/* scratch: the alert being read */
+	struct disk	*disk;		/* disk.c */
+	unsigned	 commits;	/* page commits in flight (reader.c) */
 };
 
 struct sink	*relay_sink_find(struct relay *, const char *);

@@ -333,6 +333,30 @@ notifier_sync(struct notifier *n)
 	return 0;
 }
 
+int
+notifier_sync_async(struct notifier *n, struct disk *d, spool_synced_cb cb,
+    void *arg, uint64_t *ticket)
+{
+	disk_attach_spool(d, n->spool);
+	return spool_sync_async(n->spool, cb, arg, ticket);
+}
+
+void
+notifier_sync_cancel(struct notifier *n, uint64_t ticket)
+{
+	spool_sync_cancel(n->spool, ticket);
+}
+
+/* Mails became durable (an asynchronous sync): send them. */
+static void
+notifier_ready_cb(void *arg)
+{
+	struct notifier	*n = arg;
+
+	if (n->req == NULL)
+		notifier_schedule(n, 0);
+}
+
 /*
  * Give the mail in flight up; it stays first in the spool.  A server that
  * had already taken it but not said so yet will get it again: SMTP has no
@@ -907,6 +931,7 @@ notifier_new(struct relay *r, const struct conf_notify *c, char *err,
 	}
 	budget_load(n);
 	n->timer = evtimer_new(r->base, notifier_run_cb, n);
+	spool_set_ready_cb(n->spool, notifier_ready_cb, n);
 	if (spool_records(n->spool) > 0)
 		notifier_schedule(n, 0);	/* mails left from last run */
 	return n;

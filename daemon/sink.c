@@ -621,8 +621,8 @@ sink_ackflush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sink	*s = arg;
 
-	/* A failure is the next sink_sync's to report. */
-	spool_sync(s->spool);
+	/* A failure is logged by the spool; never a data sync here. */
+	spool_save_ack(s->spool);
 }
 
 /*
@@ -1144,12 +1144,24 @@ fail:
 	return NULL;
 }
 
+/* Records became durable (an asynchronous sync): send them. */
+static void
+sink_ready_cb(void *arg)
+{
+	struct sink	*s = arg;
+
+	if (s->state == SINK_UP)
+		sink_kick(s, 0);
+}
+
 /* Connect from the loop, like every later attempt. */
 static void
 sink_start(struct sink *s)
 {
 	struct timeval	 tv = { 0, 0 };
 
+	/* The spool may come from another sink: its completions are ours. */
+	spool_set_ready_cb(s->spool, sink_ready_cb, s);
 	evtimer_add(s->timer, &tv);
 }
 
@@ -1289,6 +1301,20 @@ sink_sync(struct sink *s)
 	if (s->state == SINK_UP)
 		sink_kick(s, 0);
 	return 0;
+}
+
+int
+sink_sync_async(struct sink *s, struct disk *d, spool_synced_cb cb,
+    void *arg, uint64_t *ticket)
+{
+	disk_attach_spool(d, s->spool);
+	return spool_sync_async(s->spool, cb, arg, ticket);
+}
+
+void
+sink_sync_cancel(struct sink *s, uint64_t ticket)
+{
+	spool_sync_cancel(s->spool, ticket);
 }
 
 bool

@@ -164,6 +164,7 @@ struct spool_job {
 	int		 dirfd;		/* a dup to fsync, or -1 */
 	int		 trunc;		/* ftruncate pieces[0] first */
 	int		 trunc_failed;	/* a failure left bytes behind */
+	int		 async;		/* run by the executor */
 	int		 err;		/* 0 or errno, set by spool_job_run */
 };
 
@@ -921,6 +922,7 @@ spool_kick(struct spool *sp)
 		return 0;
 	if ((job = job_take(sp)) == NULL)
 		return errno == 0 ? 0 : -1;
+	job->async = 1;
 	sp->submit(sp->submit_arg, job);
 	return 0;
 }
@@ -989,7 +991,8 @@ spool_job_done(struct spool_job *job)
 	}
 	sp->job = NULL;
 	job_apply(sp, job);
-	readable = err == 0 && job->nrecords > 0;
+	/* An inline flush's caller knows: only completions announce. */
+	readable = err == 0 && job->nrecords > 0 && job->async;
 	job_free(job);
 	for (i = 0; i < sp->nwaiters; i++)
 		more |= sp->waiters[i].need > seq;

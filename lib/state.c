@@ -279,12 +279,11 @@ seen_add(struct buf *b, const char *key, const struct dedupe *d)
 	}
 }
 
-int
-tenant_state_save(const char *path, const struct tenant_state *st)
+void
+tenant_state_format(const struct tenant_state *st, struct buf *out)
 {
 	struct buf	 b;
 	size_t		 i;
-	int		 rc;
 
 	buf_init(&b);
 	buf_adds(&b, STATE_VERSION_LINE "\n");
@@ -301,6 +300,18 @@ tenant_state_save(const char *path, const struct tenant_state *st)
 		seen_add(&b, "iseen", &st->iseen);
 	}
 	buf_addf(&b, "crc %08" PRIx32 "\n", crc32c(0, b.data, b.len));
+	buf_clear(out);
+	*out = b;
+}
+
+int
+tenant_state_save(const char *path, const struct tenant_state *st)
+{
+	struct buf	 b;
+	int		 rc;
+
+	buf_init(&b);
+	tenant_state_format(st, &b);
 	rc = file_write_atomic(path, b.data, b.len, 0600);
 	buf_clear(&b);
 	return rc;

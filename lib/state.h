@@ -70,6 +70,12 @@ int	tenant_state_load(const char *path, struct tenant_state *, char *err,
 	    size_t errlen);
 /* Atomic write (temp, fsync, rename, fsync dir), mode 0600. */
 int	tenant_state_save(const char *path, const struct tenant_state *);
+/*
+ * The bytes tenant_state_save writes, into out (replaced): to save off
+ * the loop, hand them to a thread that calls file_write_atomic (0600).
+ */
+struct buf;
+void	tenant_state_format(const struct tenant_state *, struct buf *out);
 
 /*
  * Create (0700, whatever the umask) and lock state_dir with an exclusive

@@ -5,6 +5,7 @@
 #include "../../daemon/sinkrecs.c"
 #include "../../daemon/sinkrelp.c"
 #include "../../daemon/sinktls.c"
+#include "../../daemon/disk.c"
 
 #include <sys/wait.h>
 

@@ -15,19 +15,46 @@
  *
  * The crc covers the length so that a damaged length is detected too.
  *
- * Writing.  spool_append() only buffers (up to 256 KiB); spool_sync() writes
- * the buffer at the durable end of the last segment and fdatasync()s it (and
- * fsyncs the directory first when a segment was created).  When the buffer
- * fills up, or a segment is closed, the same write and sync happen inside
- * spool_append().  Only durable records are visible to spool_read(), so
- * outside these calls the file length equals the durable length.  When a
- * write or a sync fails (ENOSPC, EFBIG, EIO), the segment is truncated back
- * to its durable length, so no torn record is left behind, the records stay
- * in the buffer and -1 is returned: a later spool_sync() retries them.
- * Until such a retry succeeds, spool_append() retries first and refuses
- * new records while it fails: a writer that starts its page over after the
- * error (as tenants do) must not pile up copies of it in the buffer, which
- * would all be written, as duplicates, once space returns.
+ * Writing.  spool_append() only buffers; a job takes the buffer, writes it
+ * at the end of the last segment (closing segments as they fill: a record
+ * going past the segment size starts the next one, whose directory entry
+ * the job fsyncs) and fdatasync()s it; only then do its records become
+ * visible to spool_read(), which never moves past a segment a job in
+ * flight still writes to.  When a write or a sync fails (ENOSPC, EFBIG,
+ * EIO), the job truncates what it wrote, so no torn record is left behind,
+ * and its records go back to the buffer for a later job to retry.
+ *
+ * Who runs the jobs.  Without an executor (spool_set_executor), inline:
+ * spool_sync() takes, runs and completes one, and spool_append() does the
+ * same first when the buffer (256 KiB) or the segment would overflow, as
+ * this spool always did.  With one (the daemon's disk thread, daemon/
+ * disk.c), the loop never waits: spool_sync_async() registers a waiter and
+ * returns; jobs run on the thread and come back through spool_job_done().
+ *
+ * Why group commit on a thread (measured, tests/bench/RESULTS.md): with 20
+ * tenants x 5,000 alerts at page_size = 1000 the loop spent 0.43-0.52 s of
+ * a 3.0-3.5 s run in 708 fsync/fdatasync calls (six 256 KiB flushes per
+ * page, the spool sync, the state file and its directory); on a slow disk
+ * that time grows without bound and every tenant waits.  So: a waiter that
+ * arrives while a job of this spool is in flight joins the next job, which
+ * is taken when the last one in flight completes, so every page ready by
+ * then shares one fdatasync; besides, a job is taken as soon as 1 MiB is
+ * buffered (write behind), so the buffer stays small and nothing waits for
+ * one huge write.  Jobs of a spool run in order on the one disk thread;
+ * after a failure the jobs queued behind it do not write (struct
+ * spool_io), and all their records are buffered again, in order, once the
+ * last one is back.  A job owns its buffer and dup()ed descriptors, so the
+ * thread shares nothing else with the loop; spool_close() detaches the
+ * jobs in flight (they finish and are freed by spool_job_done; what they
+ * wrote is found by the next open, as after a crash), calls every waiter
+ * with ECANCELED, and drops records never handed to a job (never reported
+ * durable, so their writers read them again).  A waiter's owner that goes
+ * away first cancels it (spool_sync_cancel).
+ * Until such a retry succeeds, spool_append() retries first (with an
+ * executor: starts the retry) and refuses new records while it fails: a
+ * writer that starts its page over after the error (as tenants do) must
+ * not pile up copies of it in the buffer, which would all be written, as
+ * duplicates, once space returns.
  * Durable records are never touched again.
  *
  * Opening.  Every record of every segment is verified.  A corrupt record
@@ -99,8 +126,18 @@ struct spool {
 	int		 werrno;	/* ... with this error */
 
 	/* Asynchronous syncs (see the top). */
-	struct spool_job *job;		/* in flight, or NULL */
+	struct spool_job *jobs;		/* in flight, oldest first */
+	struct spool_job **jobs_tail;
+	size_t		 njobs;
+	uint64_t	 jobs_bytes, jobs_records;	/* in flight */
 	uint64_t	 jobseq;	/* sequence number of the last job */
+	uint64_t	 wend;		/* where the next job writes */
+	struct spool_io	*io;		/* shared with the jobs */
+	int		 failing;	/* a job failed, others in flight */
+	struct buf	 restore;	/* their records, to buffer again */
+	uint64_t	 nrestore;
+	struct buf	 spare[4];	/* jobs' buffers, for reuse */
+	size_t		 nspare;
 	struct spool_waiter *waiters;
 	size_t		 nwaiters, waiters_cap;
 	uint64_t	 tickets;	/* the last ticket handed out */
@@ -151,11 +188,24 @@ struct spool_piece {
 };
 
 /*
+ * What a spool's jobs share on the executor's thread: after a failure the
+ * jobs queued behind it do not write (they would leave a hole).  Reset by
+ * the loop only when no job is in flight; refs are counted on the loop.
+ */
+struct spool_io {
+	int		 failed;	/* errno of the failure, or 0 */
+	unsigned	 refs;		/* the spool, and each job */
+};
+
+/*
  * A job owns its buffer and descriptors, so the thread that runs it shares
- * nothing with the loop; sp is cleared when the spool is closed first.
+ * nothing with the loop but io; sp is cleared when the spool is closed
+ * first.
  */
 struct spool_job {
+	struct spool_job *next;
 	struct spool	*sp;
+	struct spool_io	*io;
 	uint64_t	 seq;
 	struct buf	 data;
 	uint64_t	 nrecords;
@@ -166,6 +216,7 @@ struct spool_job {
 	int		 trunc_failed;	/* a failure left bytes behind */
 	int		 async;		/* run by the executor */
 	int		 err;		/* 0 or errno, set by spool_job_run */
+	int		 skipped;	/* not run: an earlier job failed */
 };
 
 #define SPOOL_MARKS	16384
@@ -745,6 +796,10 @@ spool_open(const char *dir, uint64_t max_bytes, char *err, size_t errlen)
 	sp->max = max_bytes;
 	sp->segsize = SPOOL_SEGMENT_SIZE;
 	buf_init(&sp->pending);
+	buf_init(&sp->restore);
+	sp->jobs_tail = &sp->jobs;
+	sp->io = xcalloc(1, sizeof(*sp->io));
+	sp->io->refs = 1;
 	sp->acktime = mono_ms();
 
 	if (spool_mkdir(sp, err, errlen) == -1 ||
@@ -768,6 +823,7 @@ spool_open(const char *dir, uint64_t max_bytes, char *err, size_t errlen)
 		goto fail;
 	}
 	spool_fix_ack(sp);
+	sp->wend = sp->segs[sp->nsegs - 1].size;
 	if (sp->dirsync && fsync(sp->dirfd) == 0)
 		sp->dirsync = 0;
 	return sp;
@@ -778,9 +834,18 @@ fail:
 	return NULL;
 }
 
-/* Close a job's descriptors and free it. */
+#define SPOOL_CHUNK	(1024 * 1024)	/* a job is taken at this size */
+
 static void
-job_free(struct spool_job *job)
+io_unref(struct spool_io *io)
+{
+	if (--io->refs == 0)
+		free(io);
+}
+
+/* Close a job's descriptors and free it (its buffer may be kept). */
+static void
+job_free(struct spool *sp, struct spool_job *job)
 {
 	size_t	 i;
 
@@ -788,12 +853,19 @@ job_free(struct spool_job *job)
 		close(job->pieces[i].fd);
 	if (job->dirfd != -1)
 		close(job->dirfd);
-	buf_clear(&job->data);
+	if (sp != NULL && sp->nspare < nitems(sp->spare) &&
+	    job->data.cap <= 4 * SPOOL_CHUNK) {
+		buf_reset(&job->data);
+		sp->spare[sp->nspare++] = job->data;
+	} else
+		buf_clear(&job->data);
+	if (job->io != NULL)
+		io_unref(job->io);
 	free(job->pieces);
 	free(job);
 }
 
-/* Add the piece data[from, end) at off of the last segment. */
+/* Add the piece data[from, end) at the write end of the last segment. */
 static int
 job_piece(struct spool *sp, struct spool_job *job, size_t from, size_t end)
 {
@@ -807,23 +879,22 @@ job_piece(struct spool *sp, struct spool_job *job, size_t from, size_t end)
 	p = &job->pieces[job->npieces++];
 	p->seg = sp->segs[sp->nsegs - 1].num;
 	p->fd = fd;
-	p->off = sp->segs[sp->nsegs - 1].size;
+	p->off = sp->wend;
 	p->from = from;
 	p->len = end - from;
 	return 0;
 }
 
-/* Give a job's records back, in front of what was appended since. */
+/* Put data (and n records) back in front of what is buffered. */
 static void
-job_untake(struct spool *sp, struct spool_job *job)
+pending_unshift(struct spool *sp, struct buf *data, uint64_t n)
 {
 	if (sp->pending.len > 0)
-		buf_add(&job->data, sp->pending.data, sp->pending.len);
+		buf_add(data, sp->pending.data, sp->pending.len);
 	buf_clear(&sp->pending);
-	sp->pending = job->data;
-	buf_init(&job->data);
-	sp->npending += job->nrecords;
-	job->nrecords = 0;
+	sp->pending = *data;
+	buf_init(data);
+	sp->npending += n;
 }
 
 /*
@@ -836,44 +907,58 @@ static struct spool_job *
 job_take(struct spool *sp)
 {
 	struct spool_job *job;
-	uint64_t	 cur, rl;
+	uint64_t	 cur, rl, wend0 = sp->wend;
+	uint64_t	 seg0 = sp->segs[sp->nsegs - 1].num;
 	size_t		 o, from = 0;
 	int		 saved;
 
 	errno = 0;
-	if (sp->job != NULL || (sp->pending.len == 0 && !sp->trunc &&
+	if (sp->failing || (sp->pending.len == 0 && !sp->trunc &&
 	    !sp->dirsync))
 		return NULL;
 	job = xcalloc(1, sizeof(*job));
 	job->dirfd = -1;
 	job->data = sp->pending;
-	buf_init(&sp->pending);
+	if (sp->nspare > 0)
+		sp->pending = sp->spare[--sp->nspare];
+	else
+		buf_init(&sp->pending);
 	job->nrecords = sp->npending;
 	sp->npending = 0;
 	job->trunc = sp->trunc;
-	cur = sp->segs[sp->nsegs - 1].size;
-	for (o = 0; o < job->data.len; o += rl, cur += rl) {
+	for (o = 0, cur = sp->wend; o < job->data.len; o += rl, cur += rl) {
 		rl = SPOOL_HDR + le32dec(job->data.data + o + 4);
 		if (cur == 0 || cur + rl <= sp->segsize)
 			continue;
 		if (job_piece(sp, job, from, o) == -1 ||
 		    seg_create(sp, sp->segs[sp->nsegs - 1].num + 1) == -1)
 			goto fail;
+		sp->wend = 0;
 		from = o;
 		cur = 0;
 	}
 	if (job_piece(sp, job, from, job->data.len) == -1 || (sp->dirsync &&
 	    (job->dirfd = fcntl(sp->dirfd, F_DUPFD_CLOEXEC, 0)) == -1))
 		goto fail;
+	sp->wend += job->data.len - from;
 	sp->dirsync = sp->trunc = 0;
 	job->sp = sp;
+	job->io = sp->io;
+	sp->io->refs++;
 	job->seq = ++sp->jobseq;
-	sp->job = job;
+	*sp->jobs_tail = job;
+	sp->jobs_tail = &job->next;
+	sp->njobs++;
+	sp->jobs_bytes += job->data.len;
+	sp->jobs_records += job->nrecords;
 	return job;
 fail:
 	saved = errno;
-	job_untake(sp, job);
-	job_free(job);
+	/* A segment created above stays, empty: the next job starts there. */
+	sp->wend = sp->segs[sp->nsegs - 1].num == seg0 ? wend0 : 0;
+	pending_unshift(sp, &job->data, job->nrecords);
+	job->nrecords = 0;
+	job_free(sp, job);
 	errno = saved;
 	return NULL;
 }
@@ -885,6 +970,12 @@ spool_job_run(struct spool_job *job)
 	size_t		 i;
 
 	job->err = 0;
+	if (job->io->failed != 0) {
+		job->skipped = 1;
+		job->err = job->io->failed;
+		errno = job->err;
+		return -1;
+	}
 	if (job->trunc && ftruncate(job->pieces[0].fd,
 	    (off_t)job->pieces[0].off) == -1)
 		goto fail;
@@ -902,7 +993,7 @@ spool_job_run(struct spool_job *job)
 			goto fail;
 	return 0;
 fail:
-	job->err = errno != 0 ? errno : EIO;
+	job->err = job->io->failed = errno != 0 ? errno : EIO;
 	/* No torn record may stay behind (see the top). */
 	for (i = 0; i < job->npieces; i++)
 		if (ftruncate(job->pieces[i].fd,
@@ -912,19 +1003,26 @@ fail:
 	return -1;
 }
 
-/* Start the next job unless one is in flight: 0, or -1 with errno. */
+/* Start a job now: 0, or -1 with errno. */
 static int
-spool_kick(struct spool *sp)
+spool_take_submit(struct spool *sp)
 {
 	struct spool_job *job;
 
-	if (sp->job != NULL || sp->submit == NULL)
+	if (sp->submit == NULL)
 		return 0;
 	if ((job = job_take(sp)) == NULL)
 		return errno == 0 ? 0 : -1;
 	job->async = 1;
 	sp->submit(sp->submit_arg, job);
 	return 0;
+}
+
+/* Start a job unless one is in flight (group commit): 0, or -1. */
+static int
+spool_kick(struct spool *sp)
+{
+	return sp->njobs > 0 ? 0 : spool_take_submit(sp);
 }
 
 /*
@@ -951,21 +1049,29 @@ waiters_call(struct spool *sp, uint64_t upto, int error)
 	}
 }
 
-/* Apply a job's result to the spool. */
+/* Apply a job's result to the spool (the oldest job in flight). */
 static void
 job_apply(struct spool *sp, struct spool_job *job)
 {
 	struct spool_piece *p;
 	size_t		 i, k;
 
+	if ((sp->jobs = job->next) == NULL)
+		sp->jobs_tail = &sp->jobs;
+	sp->njobs--;
+	sp->jobs_bytes -= job->data.len;
+	sp->jobs_records -= job->nrecords;
 	if (job->err != 0) {
-		job_untake(sp, job);
+		/* This one and those behind it: buffered again, in order. */
+		sp->failing = 1;
+		buf_add(&sp->restore, job->data.data, job->data.len);
+		sp->nrestore += job->nrecords;
 		if (job->trunc_failed)
 			sp->trunc = 1;
 		if (job->dirfd != -1)
 			sp->dirsync = 1;
-		sp->wfailed = 1;
-		sp->werrno = job->err;
+		if (!job->skipped)
+			sp->werrno = job->err;
 		return;
 	}
 	for (i = 0; i < job->npieces; i++) {
@@ -977,6 +1083,18 @@ job_apply(struct spool *sp, struct spool_job *job)
 	sp->wfailed = 0;
 }
 
+/* The last job after a failure is back: buffer their records again. */
+static void
+failure_end(struct spool *sp)
+{
+	pending_unshift(sp, &sp->restore, sp->nrestore);
+	sp->nrestore = 0;
+	sp->io->failed = 0;
+	sp->failing = 0;
+	sp->wfailed = 1;
+	sp->wend = sp->segs[sp->nsegs - 1].size;
+}
+
 void
 spool_job_done(struct spool_job *job)
 {
@@ -986,19 +1104,21 @@ spool_job_done(struct spool_job *job)
 	size_t		 i;
 
 	if (sp == NULL) {		/* closed meanwhile: see spool_close */
-		job_free(job);
+		job_free(NULL, job);
 		return;
 	}
-	sp->job = NULL;
 	job_apply(sp, job);
 	/* An inline flush's caller knows: only completions announce. */
 	readable = err == 0 && job->nrecords > 0 && job->async;
-	job_free(job);
+	job_free(sp, job);
+	if (sp->failing && sp->njobs == 0)
+		failure_end(sp);
 	for (i = 0; i < sp->nwaiters; i++)
 		more |= sp->waiters[i].need > seq;
 	/* After a failure, only a waiting writer retries (no busy loop). */
-	if ((more || (err == 0 && sp->pending.len >= SPOOL_BUFFER)) &&
-	    spool_kick(sp) == -1)
+	if (sp->submit != NULL && ((more && sp->njobs == 0) ||
+	    (!sp->wfailed && sp->pending.len >= SPOOL_CHUNK)) &&
+	    spool_take_submit(sp) == -1)
 		kerr = errno;
 	if (readable && sp->ready_cb != NULL)
 		sp->ready_cb(sp->ready_arg);
@@ -1014,7 +1134,7 @@ spool_flush(struct spool *sp)
 	struct spool_job *job;
 	int		 err;
 
-	if (sp->job != NULL) {
+	if (sp->njobs > 0) {
 		errno = EBUSY;
 		return -1;
 	}
@@ -1030,12 +1150,16 @@ spool_flush(struct spool *sp)
 void
 spool_close(struct spool *sp)
 {
+	struct spool_job *job;
+
 	if (sp == NULL)
 		return;
-	if (sp->job != NULL) {
-		/* It runs on and is freed by spool_job_done (detached). */
-		sp->job->sp = NULL;
-		sp->job = NULL;
+	if (sp->njobs > 0) {
+		/* They run on and are freed by spool_job_done (detached). */
+		for (job = sp->jobs; job != NULL; job = job->next)
+			job->sp = NULL;
+		sp->jobs = NULL;
+		sp->njobs = 0;
 		if (sp->pending.len > 0)
 			log_warnx("spool %s: %zu bytes of records not written "
 			    "on close (a sync was in flight; they were never "
@@ -1053,6 +1177,10 @@ spool_close(struct spool *sp)
 	if (sp->dirfd != -1)
 		close(sp->dirfd);
 	buf_clear(&sp->pending);
+	buf_clear(&sp->restore);
+	while (sp->nspare > 0)
+		buf_clear(&sp->spare[--sp->nspare]);
+	io_unref(sp->io);
 	free(sp->waiters);
 	free(sp->segs);
 	free(sp->marks);
@@ -1083,7 +1211,7 @@ spool_append(struct spool *sp, const void *data, size_t len)
 		errno = EMSGSIZE;
 		return -1;
 	}
-	if (sp->wfailed && sp->submit != NULL) {
+	if ((sp->wfailed || sp->failing) && sp->submit != NULL) {
 		/* Retry in the background; refuse records until it worked. */
 		spool_kick(sp);
 		errno = sp->werrno;
@@ -1106,8 +1234,8 @@ spool_append(struct spool *sp, const void *data, size_t len)
 	sp->records++;
 	sp->npending++;
 	/* Write behind: a failure is the next sync's to report. */
-	if (sp->pending.len >= SPOOL_BUFFER)
-		spool_kick(sp);
+	if (sp->pending.len >= SPOOL_CHUNK)
+		spool_take_submit(sp);
 	return 0;
 }
 
@@ -1153,10 +1281,11 @@ spool_sync_async(struct spool *sp, spool_synced_cb cb, void *arg,
 
 	if (sp->submit == NULL)
 		return spool_sync(sp) == -1 ? -1 : 0;
-	if (sp->pending.len > 0 || sp->trunc || sp->dirsync || sp->wfailed)
+	if (sp->pending.len > 0 || sp->trunc || sp->dirsync || sp->wfailed ||
+	    sp->failing)
 		need = sp->jobseq + 1;
-	else if (sp->job != NULL)
-		need = sp->job->seq;
+	else if (sp->njobs > 0)
+		need = sp->jobseq;
 	else
 		return 0;
 	if (sp->nwaiters == sp->waiters_cap) {
@@ -1194,7 +1323,7 @@ spool_sync_cancel(struct spool *sp, uint64_t ticket)
 uint64_t
 spool_unsynced(const struct spool *sp)
 {
-	return sp->pending.len + (sp->job != NULL ? sp->job->data.len : 0);
+	return sp->pending.len + sp->jobs_bytes + sp->restore.len;
 }
 
 bool
@@ -1281,6 +1410,24 @@ spool_skip(struct spool *sp, int fd, const struct spool_seg *s,
 	return 0;
 }
 
+/*
+ * Will the job in flight still add records to segment num?  The reader
+ * must not move on to the next segment before they are there.
+ */
+static int
+seg_growing(const struct spool *sp, uint64_t num)
+{
+	const struct spool_job *job;
+	size_t		 i;
+
+	for (job = sp->jobs; job != NULL; job = job->next)
+		for (i = 0; i < job->npieces; i++)
+			if (job->pieces[i].seg == num &&
+			    job->pieces[i].len > 0)
+				return 1;
+	return 0;
+}
+
 int
 spool_read(struct spool *sp, struct spool_pos *pos, struct buf *out)
 {
@@ -1307,7 +1454,7 @@ spool_read(struct spool *sp, struct spool_pos *pos, struct buf *out)
 			pos->off = 0;
 		}
 		if (pos->off >= s->size) {
-			if (i + 1 == sp->nsegs)
+			if (i + 1 == sp->nsegs || seg_growing(sp, s->num))
 				return 0;
 			pos->seg = sp->segs[i + 1].num;
 			pos->off = 0;
@@ -1323,7 +1470,8 @@ spool_read(struct spool *sp, struct spool_pos *pos, struct buf *out)
 			return -1;
 	}
 	pos->off += SPOOL_HDR + (uint64_t)out->len;
-	if (pos->off == s->size && i + 1 < sp->nsegs) {
+	if (pos->off == s->size && i + 1 < sp->nsegs &&
+	    !seg_growing(sp, s->num)) {
 		pos->seg = sp->segs[i + 1].num;
 		pos->off = 0;
 	}
@@ -1465,10 +1613,8 @@ spool_ack(struct spool *sp, const struct spool_pos *pos)
 		/* All durable data delivered: resynchronise the counters. */
 		sp->records = sp->npending;
 		sp->bytes = sp->pending.len;
-		if (sp->job != NULL) {
-			sp->records += sp->job->nrecords;
-			sp->bytes += sp->job->data.len;
-		}
+		sp->records += sp->jobs_records + sp->nrestore;
+		sp->bytes += sp->jobs_bytes + sp->restore.len;
 	}
 	sp->ackdirty = 1;
 	if (sp->segs[0].num < pos->seg) {

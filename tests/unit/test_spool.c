@@ -804,6 +804,229 @@ test_memory_bounded(void **state)
 	buf_clear(&b);
 }
 
+/*
+ * Asynchronous syncs with a fake executor: jobs are queued and run only
+ * when the test says so, as the disk thread would, later.
+ */
+struct fake_exec {
+	struct spool_job *q[64];
+	int		 n;
+	int		 calls, errors[16], nerr;
+};
+
+static void
+fake_submit(void *arg, struct spool_job *job)
+{
+	struct fake_exec *x = arg;
+
+	assert_true(x->n < 64);
+	x->q[x->n++] = job;
+}
+
+/* Run and complete the oldest queued job; its run's return value. */
+static int
+fake_step(struct fake_exec *x)
+{
+	struct spool_job *job;
+	int		 rc;
+
+	assert_true(x->n > 0);
+	job = x->q[0];
+	memmove(x->q, x->q + 1, (size_t)--x->n * sizeof(*x->q));
+	rc = spool_job_run(job);
+	spool_job_done(job);
+	return rc;
+}
+
+static void
+waiter_cb(void *arg, int error)
+{
+	struct fake_exec *x = arg;
+
+	x->calls++;
+	if (x->nerr < 16)
+		x->errors[x->nerr++] = error;
+}
+
+static void
+test_async_visible_after_sync(void **state)
+{
+	struct fixture	*f = *state;
+	struct fake_exec x = { .n = 0 };
+	struct spool	*sp;
+	struct spool_pos pos;
+	struct buf	 b;
+	uint64_t	 t1, t2;
+	int		 i;
+
+	buf_init(&b);
+	sp = open_ok(f->dir, 4096);	/* a few records per segment */
+	spool_set_executor(sp, fake_submit, &x);
+	assert_int_equal(spool_sync_async(sp, waiter_cb, &x, &t1), 0);
+	append_range(sp, 0, 40);
+	/* Two writers in the same turn: one job, both called back. */
+	assert_int_equal(spool_sync_async(sp, waiter_cb, &x, &t1), 1);
+	assert_int_equal(spool_sync_async(sp, waiter_cb, &x, &t2), 1);
+	assert_true(t1 != t2);
+	assert_int_equal(x.n, 1);
+	/* Appended while the job is in flight: the next job, not this. */
+	append_range(sp, 40, 60);
+	assert_int_equal(spool_sync_async(sp, waiter_cb, &x, &t1), 1);
+	assert_int_equal(x.n, 1);
+	spool_head(sp, &pos);
+	assert_int_equal(spool_read(sp, &pos, &b), 0);	/* nothing durable */
+	assert_int_equal(spool_unsynced(sp), range_bytes(0, 60));
+	assert_int_equal(fake_step(&x), 0);
+	assert_int_equal(x.calls, 2);
+	assert_int_equal(x.errors[0], 0);
+	/* The first job crossed segments; the reader never skips ahead. */
+	for (i = 0; i < 40; i++)
+		expect_rec(sp, &pos, &b, i);
+	assert_int_equal(spool_read(sp, &pos, &b), 0);
+	assert_int_equal(x.n, 1);		/* the group behind it */
+	assert_int_equal(fake_step(&x), 0);
+	assert_int_equal(x.calls, 3);
+	for (i = 40; i < 60; i++)
+		expect_rec(sp, &pos, &b, i);
+	assert_int_equal(spool_read(sp, &pos, &b), 0);
+	assert_true(count_segments(f->dir) > 2);
+	spool_close(sp);
+	/* Everything reported durable is there after a reopen. */
+	sp = open_ok(f->dir, 4096);
+	spool_head(sp, &pos);
+	for (i = 0; i < 60; i++)
+		expect_rec(sp, &pos, &b, i);
+	assert_int_equal(spool_read(sp, &pos, &b), 0);
+	spool_close(sp);
+	buf_clear(&b);
+}
+
+/* Writes behind (a full chunk) are read in order across segments. */
+static void
+test_async_write_behind(void **state)
+{
+	struct fixture	*f = *state;
+	struct fake_exec x = { .n = 0 };
+	struct spool	*sp;
+	struct spool_pos pos;
+	struct buf	 b;
+	uint64_t	 t;
+	int		 i, n = 12000;
+
+	buf_init(&b);
+	sp = open_ok(f->dir, 256 * 1024);
+	spool_set_executor(sp, fake_submit, &x);
+	append_range(sp, 0, n);		/* ~1.9 MB: a chunk job is taken */
+	assert_true(x.n >= 1);
+	assert_int_equal(spool_sync_async(sp, waiter_cb, &x, &t), 1);
+	spool_head(sp, &pos);
+	while (x.n > 0)
+		assert_int_equal(fake_step(&x), 0);
+	assert_int_equal(x.calls, 1);
+	assert_int_equal(x.errors[0], 0);
+	for (i = 0; i < n; i++)
+		expect_rec(sp, &pos, &b, i);
+	assert_int_equal(spool_read(sp, &pos, &b), 0);
+	assert_int_equal(spool_unsynced(sp), 0);
+	spool_close(sp);
+	buf_clear(&b);
+}
+
+/* A failed job: the waiter hears the error, nothing is lost or torn. */
+static void
+test_async_failure_retry(void **state)
+{
+	struct fixture	*f = *state;
+	struct fake_exec x = { .n = 0 };
+	struct spool	*sp;
+	struct spool_pos pos;
+	struct rlimit	 old;
+	struct stat	 sb;
+	struct buf	 b;
+	char		 path[160];
+	uint64_t	 t;
+	int		 i;
+
+	buf_init(&b);
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	sp = open_ok(f->dir, 0);
+	spool_set_executor(sp, fake_submit, &x);
+	append_range(sp, 0, 5);
+	assert_int_equal(spool_sync_async(sp, waiter_cb, &x, &t), 1);
+	assert_int_equal(fake_step(&x), 0);
+	seg_path(path, sizeof(path), f->dir, 1);
+	assert_int_equal(stat(path, &sb), 0);
+	set_fsize((rlim_t)sb.st_size + 100);
+	append_range(sp, 5, 15);
+	assert_int_equal(spool_sync_async(sp, waiter_cb, &x, &t), 1);
+	assert_int_equal(fake_step(&x), -1);
+	assert_int_equal(x.calls, 2);
+	assert_int_equal(x.errors[1], EFBIG);
+	assert_int_equal(x.n, 0);		/* no retry without a writer */
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_size, range_bytes(0, 5));
+	/* New records are refused until a retry worked. */
+	assert_int_equal(spool_append(sp, "x", 1), -1);
+	assert_int_equal(errno, EFBIG);
+	assert_int_equal(x.n, 1);		/* ... which that started */
+	set_fsize(old.rlim_cur);
+	assert_int_equal(fake_step(&x), 0);
+	append_range(sp, 15, 20);
+	assert_int_equal(spool_sync_async(sp, waiter_cb, &x, &t), 1);
+	assert_int_equal(fake_step(&x), 0);
+	spool_head(sp, &pos);
+	for (i = 0; i < 20; i++)
+		expect_rec(sp, &pos, &b, i);
+	assert_int_equal(spool_read(sp, &pos, &b), 0);
+	spool_close(sp);
+	buf_clear(&b);
+}
+
+/* Cancelled waiters are never called; closing calls the rest. */
+static void
+test_async_cancel_and_close(void **state)
+{
+	struct fixture	*f = *state;
+	struct fake_exec x = { .n = 0 }, y = { .n = 0 };
+	struct spool	*sp;
+	struct spool_job *job;
+	struct spool_pos pos;
+	struct buf	 b;
+	uint64_t	 t1, t2;
+	int		 i;
+
+	buf_init(&b);
+	sp = open_ok(f->dir, 0);
+	spool_set_executor(sp, fake_submit, &x);
+	append_range(sp, 0, 10);
+	assert_int_equal(spool_sync_async(sp, waiter_cb, &y, &t1), 1);
+	assert_int_equal(spool_sync_async(sp, waiter_cb, &x, &t2), 1);
+	spool_sync_cancel(sp, t1);
+	spool_sync_cancel(sp, 12345);		/* unknown: nothing */
+	assert_int_equal(fake_step(&x), 0);
+	assert_int_equal(y.calls, 0);
+	assert_int_equal(x.calls, 1);
+	/* Closed with a job in flight: the waiter hears ECANCELED. */
+	append_range(sp, 10, 20);
+	assert_int_equal(spool_sync_async(sp, waiter_cb, &y, &t1), 1);
+	job = x.q[0];
+	x.n = 0;
+	spool_close(sp);
+	assert_int_equal(y.calls, 1);
+	assert_int_equal(y.errors[0], ECANCELED);
+	/* The detached job still runs (as the thread would) and is freed. */
+	assert_int_equal(spool_job_run(job), 0);
+	spool_job_done(job);
+	sp = open_ok(f->dir, 0);
+	spool_head(sp, &pos);
+	for (i = 0; i < 20; i++)
+		expect_rec(sp, &pos, &b, i);
+	assert_int_equal(spool_read(sp, &pos, &b), 0);
+	spool_close(sp);
+	buf_clear(&b);
+}
+
 int
 main(void)
 {
@@ -831,6 +1054,14 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_ack_file,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_memory_bounded,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_async_visible_after_sync,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_async_write_behind,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_async_failure_retry,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_async_cancel_and_close,
 		    setup, teardown),
 	};
 

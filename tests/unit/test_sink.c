@@ -7,6 +7,7 @@
 #include "../../daemon/sinktls.c"
 #include "../../daemon/disk.c"
 
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <setjmp.h>
@@ -908,6 +909,187 @@ test_tls_bad_ca_file(void **state)
 	free(dir);
 }
 
+/*
+ * A slow disk, in process: this fdatasync (the spool's, through symbol
+ * interposition) sleeps slow_ms first, on whatever thread calls it.
+ */
+static volatile int	 slow_ms;
+static volatile int	 syncs_on_loop;
+static pthread_t	 loop_thread;
+
+int	fdatasync(int);
+
+int
+fdatasync(int fd)
+{
+	struct timespec	 ts_ = { slow_ms / 1000, (slow_ms % 1000) * 1000000L };
+
+	if (pthread_equal(pthread_self(), loop_thread))
+		syncs_on_loop++;
+	if (slow_ms > 0)
+		nanosleep(&ts_, NULL);
+	return (int)syscall(SYS_fdatasync, fd);
+}
+
+struct waited {
+	int		 calls;
+	int		 error;
+	int64_t		 at;		/* mono_ms of the call */
+	int64_t		 max_gap;	/* between loop ticks while waiting */
+	int64_t		 last_tick;
+	size_t		 file_len_at_cb;
+	const char	*file;
+};
+
+static void
+waited_cb(void *arg, int error)
+{
+	struct waited	*w = arg;
+	struct stat	 sb;
+
+	w->calls++;
+	w->error = error;
+	w->at = mono_ms();
+	if (w->file != NULL)
+		w->file_len_at_cb = stat(w->file, &sb) == 0 ?
+		    (size_t)sb.st_size : 0;
+}
+
+static bool
+waited_done(void *arg)
+{
+	struct waited	*w = arg;
+	int64_t		 now = mono_ms();
+
+	if (w->last_tick != 0 && now - w->last_tick > w->max_gap)
+		w->max_gap = now - w->last_tick;
+	w->last_tick = now;
+	return w->calls > 0;
+}
+
+/*
+ * A slow disk (each fdatasync 400 ms): the sync runs on the disk thread,
+ * the loop keeps turning (timers every 20 ms), the records reach the
+ * output only after the callback said they are durable.
+ */
+static void
+test_async_slow_disk(void **state)
+{
+	struct conf_output	 o;
+	struct sink		*s;
+	struct disk		*d;
+	struct want		 w = { 0 };
+	struct waited		 wt = { 0 };
+	uint64_t		 ticket;
+	int64_t			 t0;
+	char			*dir;
+	size_t			 i;
+
+	file_out(&o, "slow.log");
+	dir = state_dir("slow");
+	s = sink_open(&o, dir);
+	d = disk_new(ts.base);
+	wt.file = o.address;
+	for (i = 0; i < 3; i++)
+		assert_int_equal(sink_enqueue(s, msgs3[i], strlen(msgs3[i])),
+		    0);
+	loop_thread = pthread_self();
+	syncs_on_loop = 0;
+	slow_ms = 400;
+	t0 = mono_ms();
+	assert_int_equal(sink_sync_async(s, d, waited_cb, &wt, &ticket), 1);
+	assert_true(mono_ms() - t0 < 100);	/* did not wait */
+	assert_true(run_until(waited_done, &wt, 5000));
+	assert_int_equal(wt.error, 0);
+	assert_true(wt.at - t0 >= 400);
+	assert_true(wt.max_gap < 150);		/* the loop kept turning */
+	assert_int_equal(wt.file_len_at_cb, 0);	/* nothing sent before */
+	assert_int_equal(syncs_on_loop, 0);
+	w.sink = s;
+	assert_true(run_until(delivered, &w, 5000));
+	slow_ms = 0;
+	/* Nothing appended: durable already, no callback. */
+	assert_int_equal(sink_sync_async(s, d, waited_cb, &wt, &ticket), 0);
+	sink_free(s);
+	disk_free(d);
+	out_clear(&o);
+	free(dir);
+}
+
+/*
+ * Owners going away: a cancelled waiter is never called; freeing the
+ * output with a sync in flight calls the others with ECANCELED, and the
+ * detached job finishes on the thread without touching the freed sink.
+ */
+static void
+test_async_cancel_on_free(void **state)
+{
+	struct conf_output	 o;
+	struct sink		*s;
+	struct disk		*d;
+	struct waited		 a = { 0 }, b = { 0 };
+	uint64_t		 ta, tb;
+	char			*dir;
+
+	file_out(&o, "cancel.log");
+	dir = state_dir("cancel");
+	s = sink_open(&o, dir);
+	d = disk_new(ts.base);
+	slow_ms = 200;
+	assert_int_equal(sink_enqueue(s, "one", 3), 0);
+	assert_int_equal(sink_sync_async(s, d, waited_cb, &a, &ta), 1);
+	assert_int_equal(sink_sync_async(s, d, waited_cb, &b, &tb), 1);
+	sink_sync_cancel(s, ta);
+	sink_free(s);			/* the job is still on the thread */
+	assert_int_equal(a.calls, 0);
+	assert_int_equal(b.calls, 1);
+	assert_int_equal(b.error, ECANCELED);
+	run_until(never, NULL, 400);	/* its completion comes and goes */
+	assert_int_equal(a.calls, 0);
+	assert_int_equal(b.calls, 1);
+	assert_int_equal(disk_pending(d), 0);
+	slow_ms = 0;
+	disk_free(d);
+	/* The record it wrote was durable: a restart sends it. */
+	s = sink_open(&o, dir);
+	run_until(never, NULL, 300);
+	sink_free(s);
+	file_is(o.address, "one\n");
+	out_clear(&o);
+	free(dir);
+}
+
+/* A state-file save on the thread; a cancelled one still writes. */
+static void
+test_disk_save(void **state)
+{
+	struct disk	*d;
+	struct waited	 a = { 0 }, b = { 0 };
+	struct buf	 x, y;
+	struct disk_work *wa;
+	char		*p1, *p2;
+
+	d = disk_new(ts.base);
+	xasprintf(&p1, "%s/one.state", ts.dir);
+	xasprintf(&p2, "%s/two.state", ts.dir);
+	buf_init(&x);
+	buf_init(&y);
+	buf_adds(&x, "first\n");
+	buf_adds(&y, "second\n");
+	wa = disk_save(d, p1, &x, waited_cb, &a);
+	assert_null(x.data);			/* taken */
+	disk_save(d, p2, &y, waited_cb, &b);
+	disk_cancel(wa);
+	assert_true(run_until(waited_done, &b, 5000));
+	assert_int_equal(b.error, 0);
+	assert_int_equal(a.calls, 0);
+	file_is(p1, "first\n");
+	file_is(p2, "second\n");
+	disk_free(d);
+	free(p1);
+	free(p2);
+}
+
 /* Only there to wake the loop up regularly. */
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -955,6 +1137,9 @@ main(void)
 		cmocka_unit_test(test_tls_ok),
 		cmocka_unit_test(test_tls_refused),
 		cmocka_unit_test(test_tls_bad_ca_file),
+		cmocka_unit_test(test_async_slow_disk),
+		cmocka_unit_test(test_async_cancel_on_free),
+		cmocka_unit_test(test_disk_save),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -104,6 +104,7 @@ disk_complete(struct disk *d)
 		list = w->next;
 		d->completed++;
 		w->done(w->arg, w->err);
+		free(w);
 	}
 }
 
@@ -218,7 +219,6 @@ save_done(void *arg, int err)
 		w->cb(w->cb_arg, err);
 	free(w->path);
 	buf_clear(&w->data);
-	free(w);
 }
 
 struct disk_work *

@@ -25,7 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alertrelayd.h"
+#include "internal.h"
 
 struct disk_work {
 	struct disk_work *next;

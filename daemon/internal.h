@@ -261,6 +261,8 @@ struct tenant {
 	bool		 state_bad;	/* state file unusable: failed until
 					   alertrelayctl cursor set */
 	bool		 spool_failing;	/* a spool write failed (logged) */
+	struct commit	*commits;	/* page commits in flight (commit.c) */
+	unsigned	 ncommits;
 	struct token	 token;
 	enum tenant_phase phase;
 	struct event	*timer;
@@ -427,8 +429,22 @@ int		 reader_enqueue(struct tenant *, const char *what,
 		    const char *id, size_t idlen, reader_encode_fn,
 		    const void *ev, const struct event_meta *, char *err,
 		    size_t errlen);
-/* Make every routed output durable; NULL, or the one that failed (errno). */
-const char	*reader_sync(struct tenant *);
+/*
+ * commit.c: a page's commit off the loop.  Every routed output's and
+ * every notifier's spool is synced on the disk thread, then (save) the
+ * tenant's state as it is now is saved there; done(arg, 0, NULL) from the
+ * loop once all of it is durable, never from commit_start, or done(arg,
+ * errno, output) when an output's spool could not be written (nothing
+ * saved).  The tenant owns the commit; a reader that goes away detaches
+ * it (done is never called; the commit still finishes).
+ */
+struct commit;
+typedef void	(*commit_done_cb)(void *arg, int error, const char *output);
+struct commit	*commit_start(struct tenant *, bool save, commit_done_cb,
+		    void *);
+void		 commit_detach(struct commit *);	/* NULL: no-op */
+/* tenant_free: its commits finish without it. */
+void		 commit_tenant_gone(struct tenant *);
 /* Feed a body piece to a page split; -1 with err set (if still ""). */
 int		 reader_feed(struct pagesplit *, const char *, size_t,
 		    char *err, size_t errlen);
@@ -457,7 +473,8 @@ void		 ireader_start(struct ireader *);
 void		 ireader_fetch(struct ireader *);
 /* The token's answer, if the reader waits for one. */
 void		 ireader_token_cb(struct ireader *, int rc);
-int		 ireader_commit(struct ireader *);
+/* Commit a page cut short by a stop; it finishes on its own. */
+void		 ireader_commit_cut(struct ireader *);
 /* Cancel its request; true if it had read part of a page. */
 bool		 ireader_abandon(struct ireader *);
 /* incidents = yes/no on a reload; true if a partial page was dropped. */

@@ -33,6 +33,8 @@ struct ireader {
 	bool		 awaiting_token;
 	bool		 dirty;
 	char		 page_error[256];
+	struct commit	*commit;	/* the page's, in flight (commit.c) */
+	bool		 page_good;	/* the page was whole: read on */
 	struct incident	 inc;		/* scratch: the incident being read */
 	/*
 	 * Fallback when $expand=alerts answers 500: the page is read
@@ -92,6 +94,7 @@ ireader_free(struct ireader *ir)
 		return;
 	if (ir->req != NULL)
 		http_cancel(ir->t->relay->http, ir->req);
+	commit_detach(ir->commit);
 	ireader_pend_clear(ir);
 	pagesplit_free(ir->split);
 	free(ir->next_link);
@@ -352,27 +355,60 @@ ireader_incident_cb(const char *obj, size_t len, void *arg)
 	return 0;
 }
 
+static void	ireader_next_page(struct ireader *);
+
+/* The commit of a page ended (commit.c): read on, or back off. */
+static void
+ireader_committed_cb(void *arg, int error, const char *output)
+{
+	struct ireader	*ir = arg;
+	struct tenant	*t = ir->t;
+	const struct conf_daemon *d = &t->relay->conf->daemon;
+	struct log_ctx	 lc = { .tenant = t->name, .output = output };
+
+	ir->commit = NULL;
+	if (error != 0 && output != NULL) {
+		tenant_error(t, error == ECANCELED ? LOG_DEBUG : LOG_ERR, &lc,
+		    "tenant %s: output %s: cannot write spool in %s: %s",
+		    t->name, output, d->state_dir, strerror(error));
+		tenant_state_reread(t);
+	} else if (error != 0)
+		tenant_error(t, LOG_ERR, &lc, "tenant %s: cannot save state "
+		    "%s: %s", t->name, t->state_path, strerror(error));
+	if (error != 0) {
+		ireader_backoff(ir, -1, true);
+		return;
+	}
+	if (ir->page_good) {
+		ir->retried_401 = 0;
+		ireader_next_page(ir);
+		return;
+	}
+	lc.output = NULL;
+	lc.http_status = 200;
+	tenant_error(t, LOG_WARNING, &lc, "tenant %s: incidents request to "
+	    "%s failed: %s", t->name, t->conf->api_url, ir->page_error);
+	ireader_backoff(ir, -1, true);
+}
+
 /*
- * Make the incidents this page queued durable on every output, then move
- * the incidents' cursor and save the state.  An output that cannot write
- * throws the unsaved state away (re-read), so the page is read again.
+ * Commit the incidents this page queued: move the incidents' cursor in
+ * memory, then let commit.c make the outputs durable and save the state
+ * off the loop (ireader_committed_cb follows).  An output that cannot
+ * write throws the unsaved state away (re-read), so the page is read
+ * again.  cut: a page cut short by a stop, committed on its own.
  */
-int
-ireader_commit(struct ireader *ir)
+static void
+ireader_commit(struct ireader *ir, bool cut)
 {
 	struct tenant	*t = ir->t;
 	const struct conf_daemon *d = &t->relay->conf->daemon;
-	struct log_ctx	 lc = { .tenant = t->name };
 	size_t		 before;
 
-	if (t->state_bad)
-		return -1;
-	if ((lc.output = reader_sync(t)) != NULL) {
-		tenant_error(t, LOG_ERR, &lc, "tenant %s: output %s: cannot "
-		    "write spool in %s: %s", t->name, lc.output,
-		    d->state_dir, strerror(errno));
-		tenant_state_reread(t);
-		return -1;
+	if (t->state_bad) {
+		if (!cut)
+			ireader_backoff(ir, -1, true);
+		return;
 	}
 	if (ir->page_sane != TICKS_NONE && (t->state.icursor == TICKS_NONE ||
 	    ir->page_sane > t->state.icursor)) {
@@ -385,16 +421,17 @@ ireader_commit(struct ireader *ir)
 		    2 * d->overlap_ms * TICKS_PER_MS);
 		ir->dirty |= t->state.iseen.n != before;
 	}
-	if (!ir->dirty)
-		return 0;
+	ir->commit = commit_start(t, ir->dirty || t->state_unsaved,
+	    cut ? NULL : ireader_committed_cb, ir);
 	ir->dirty = false;
-	if (tenant_state_save(t->state_path, &t->state) == -1) {
-		t->state_unsaved = true;
-		tenant_error(t, LOG_ERR, &lc, "tenant %s: cannot save state "
-		    "%s: %s", t->name, t->state_path, strerror(errno));
-		return -1;
-	}
-	return 0;
+	if (cut)
+		ir->commit = NULL;
+}
+
+void
+ireader_commit_cut(struct ireader *ir)
+{
+	ireader_commit(ir, true);
 }
 
 /* An incidents request failed: log it with its correlation id. */
@@ -484,13 +521,12 @@ ireader_page_cb(const struct http_result *res, void *arg)
 		ireader_fetch(ir);
 		return;
 	}
-	if (res->status == 200 && ireader_commit(ir) == -1) {
-		ireader_backoff(ir, -1, true);
-		return;
-	}
-	if (good) {
-		ir->retried_401 = 0;
-		ireader_next_page(ir);
+	if (res->status == 200) {
+		if (!good && ir->page_error[0] == '\0')
+			snprintf(ir->page_error, sizeof(ir->page_error), "%s",
+			    res->error != NULL ? res->error : "cut short");
+		ir->page_good = good;
+		ireader_commit(ir, false);
 		return;
 	}
 	if (res->status == 500 && !ir->no_expand) {
@@ -647,11 +683,8 @@ ireader_alerts_cb(const struct http_result *res, void *arg)
 		return;
 	}
 	ireader_pend_clear(ir);
-	if (ireader_commit(ir) == -1) {
-		ireader_backoff(ir, -1, true);
-		return;
-	}
-	ireader_next_page(ir);
+	ir->page_good = true;
+	ireader_commit(ir, false);
 }
 
 /* Cancel the reader's request; true if it had read part of a page. */
@@ -671,6 +704,9 @@ ireader_abandon(struct ireader *ir)
 		ir->req = NULL;
 	}
 	ireader_pend_clear(ir);
+	/* A page being committed: the commit finishes without us. */
+	commit_detach(ir->commit);
+	ir->commit = NULL;
 	ir->awaiting_token = false;
 	ir->t->incidents_active = false;
 	ir->t->incidents_done = false;

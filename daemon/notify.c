@@ -315,8 +315,8 @@ notifiers_incident(struct notifier **ns, size_t nn,
 		if (!notifier_wants_event(ns[i], NOTIFY_INCIDENTS,
 		    m->tenant_name, in->severity))
 			continue;
-		if (notifier_enqueue_incident(ns[i], in, m) == -1 ||
-		    notifier_sync(ns[i]) == -1)
+		/* Made durable by the incident page's commit. */
+		if (notifier_enqueue_incident(ns[i], in, m) == -1)
 			log_tenant(LOG_WARNING, m->tenant_name, "notify %s: "
 			    "cannot queue the incident's mail: %s",
 			    ns[i]->name, strerror(errno));

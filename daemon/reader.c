@@ -257,17 +257,6 @@ reader_enqueue(struct tenant *t, const char *what, const char *id,
 	return 0;
 }
 
-const char *
-reader_sync(struct tenant *t)
-{
-	size_t	 i;
-
-	for (i = 0; i < t->nsinks; i++)
-		if (sink_sync(t->sinks[i]) != 0)
-			return sink_conf(t->sinks[i])->name;
-	return NULL;
-}
-
 int
 reader_feed(struct pagesplit *ps, const char *p, size_t len, char *err,
     size_t errlen)

@@ -579,7 +579,7 @@ relay_once_check(evutil_socket_t fd, short what, void *arg)
 	struct sink_stats st;
 	static int64_t	 last_progress;
 
-	if (r->once_pending == 0 && relay_drained(r) &&
+	if (r->once_pending == 0 && r->commits == 0 && relay_drained(r) &&
 	    relay_notifiers_drained(r)) {
 		event_base_loopexit(r->base, NULL);
 		return;
@@ -648,8 +648,13 @@ relay_stop_check(evutil_socket_t fd, short what, void *arg)
 	struct relay	*r = arg;
 	struct timeval	 tv = { 0, 100000 };
 
-	if (relay_drained(r)) {
+	if (r->commits == 0 && relay_drained(r)) {
 		event_base_loopexit(r->base, NULL);
+		return;
+	}
+	/* The pages read before the stop are saved first (commit.c). */
+	if (r->commits > 0 && mono_ms() < r->stop_deadline) {
+		evtimer_add(r->stop_timer, &tv);
 		return;
 	}
 	if (relay_deliverable(r) == 0)
@@ -772,6 +777,8 @@ relay_free(struct relay *r)
 	for (i = 0; i < r->nsinks; i++)
 		sink_free(r->sinks[i]);
 	free(r->sinks);
+	/* After every spool's owner: the commits left end here. */
+	disk_free(r->disk);
 	if (r->dns != NULL)
 		evdns_base_free(r->dns, 0);	/* the sinks cancelled theirs */
 	http_free(r->http);
@@ -837,6 +844,7 @@ relay_setup(struct relay *r, struct config *conf, bool once)
 	if ((r->dns = relay_resolver(r->base)) == NULL)
 		return 1;
 	r->http = http_new(r->base, conf->daemon.max_concurrent_requests);
+	r->disk = disk_new(r->base);
 	if (relay_open_outputs(r) == -1 || relay_open_notifiers(r) == -1 ||
 	    relay_open_tenants(r) == -1)
 		return 1;

@@ -1217,7 +1217,7 @@ sink_commit(struct sink *built, struct sink *from)
 		built->reconnects = from->reconnects;
 		sink_free(from);
 		/* Persist the last acknowledgement (see sink_spool_ack). */
-		spool_sync(built->spool);
+		spool_save_ack(built->spool);
 	}
 	sink_start(built);
 	return built;

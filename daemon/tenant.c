@@ -62,6 +62,11 @@ struct catchup {
 	int		 retried_401;
 	bool		 awaiting_token;	/* served by tenant_token_cb */
 	bool		 dirty;		/* state changed since the last save */
+	/* The page's commit in flight (commit.c), and what follows it. */
+	struct commit	*commit;
+	bool		 saving;	/* it saves the state */
+	bool		 page_good;	/* the page was whole: read on */
+	void		(*then)(struct catchup *, bool);
 	/* Backfill only. */
 	struct event	*timer;
 	unsigned	 failures;
@@ -142,6 +147,7 @@ catchup_free(struct catchup *c)
 		http_cancel(c->t->relay->http, c->req);
 	if (c->timer != NULL)
 		event_free(c->timer);
+	commit_detach(c->commit);
 	pagesplit_free(c->split);
 	free(c->next_link);
 	free(c);
@@ -171,10 +177,7 @@ backfill_end(struct catchup *c, bool ok, const char *error)
 	/* Remember the range so a second backfill skips it. */
 	if (ok) {
 		tenant_state_cover(&t->state, c->from, c->to);
-		if (tenant_state_save(t->state_path, &t->state) == -1)
-			log_tenant(LOG_WARNING, t->name, "cannot "
-			    "save state %s: %s", t->state_path,
-			    strerror(errno));
+		commit_start(t, true, NULL, NULL);
 	}
 	if (c->cb != NULL)
 		c->cb(c->cb_arg, 1, ok, c->pages, c->seen, c->forwarded,
@@ -610,43 +613,62 @@ catchup_alert_cb(const char *obj, size_t len, void *arg)
 	return 0;
 }
 
-/*
- * Make what this page queued durable on every output, then move the
- * cursor (live catch-ups only) and save the state.  If an output cannot
- * write, the in-memory dedupe set is thrown away (reloaded) so the
- * versions are read again.
- */
-static int
-catchup_commit(struct catchup *c)
+/* The commit of a page ended (commit.c): on to then(c, ok). */
+static void
+catchup_committed_cb(void *arg, int error, const char *output)
 {
+	struct catchup	*c = arg;
 	struct tenant	*t = c->t;
 	const struct conf_daemon *d = &t->relay->conf->daemon;
-	size_t		 i;
-	int64_t		 max;
-	struct log_ctx	 lc = { .tenant = t->name };
+	struct log_ctx	 lc = { .tenant = t->name, .output = output };
 
-	if (t->state_bad)
-		return -1;
-	if ((lc.output = reader_sync(t)) != NULL) {
+	c->commit = NULL;
+	if (error != 0 && output != NULL) {
 		/* Logged once per streak; the retries are debug. */
-		tenant_error(t, t->spool_failing ? LOG_DEBUG : LOG_ERR, &lc,
-		    "tenant %s: output %s: cannot write spool in %s: %s; "
-		    "polling this tenant pauses until it can", t->name,
-		    lc.output, d->state_dir, strerror(errno));
-		t->spool_failing = true;
+		tenant_error(t, t->spool_failing || error == ECANCELED ?
+		    LOG_DEBUG : LOG_ERR, &lc, "tenant %s: output %s: cannot "
+		    "write spool in %s: %s; polling this tenant pauses until "
+		    "it can", t->name, output, d->state_dir, strerror(error));
+		t->spool_failing = error != ECANCELED;
 		tenant_state_reread(t);
-		return -1;
+		c->then(c, false);
+		return;
 	}
-	for (i = 0; i < t->relay->nnotifiers; i++)
-		if (notifier_sync(t->relay->notifiers[i]) == -1)
-			log_tenant(LOG_WARNING, t->name, "notify "
-			    "%s: cannot write mail spool: %s",
-			    notifier_conf(t->relay->notifiers[i])->name,
-			    strerror(errno));
+	if (error != 0) {
+		tenant_error(t, LOG_ERR, &lc, "tenant %s: cannot save state "
+		    "%s: %s", t->name, t->state_path, strerror(error));
+		c->then(c, false);
+		return;
+	}
 	if (t->spool_failing) {
 		t->spool_failing = false;
 		log_tenant(LOG_INFO, t->name, "spools writable "
 		    "again; polling resumes");
+	}
+	if (c->saving && !c->backfill && t->relay->cluster != NULL)
+		tenant_checkpoint(t);
+	c->then(c, true);
+}
+
+/*
+ * Commit what this page queued: move the cursor (live catch-ups only)
+ * and the dedupe horizon in memory, then let commit.c make the spools
+ * durable and save the state, off the loop; then(c, ok) follows.  The
+ * state file only ever holds a cursor whose records are durable; if an
+ * output cannot write, the saved state is re-read, so the page's versions
+ * are read again.
+ */
+static void
+catchup_commit(struct catchup *c, void (*then)(struct catchup *, bool))
+{
+	struct tenant	*t = c->t;
+	const struct conf_daemon *d = &t->relay->conf->daemon;
+	int64_t		 max;
+
+	c->then = then;
+	if (t->state_bad) {
+		then(c, false);
+		return;
 	}
 	/*
 	 * Clock sanity: versions stamped past now + 5 min do not move the
@@ -667,19 +689,23 @@ catchup_commit(struct catchup *c)
 		c->dirty |= t->state.seen.n != before;
 	}
 	/* An idle poll changes nothing: no write, no fsync. */
-	if (!c->dirty && !t->state_unsaved)
-		return 0;
+	c->saving = c->dirty || t->state_unsaved;
 	c->dirty = false;
-	t->state_unsaved = true;
-	if (tenant_state_save(t->state_path, &t->state) == -1) {
-		tenant_error(t, LOG_ERR, &lc, "tenant %s: cannot save state "
-		    "%s: %s", t->name, t->state_path, strerror(errno));
-		return -1;
-	}
-	t->state_unsaved = false;
-	if (!c->backfill && t->relay->cluster != NULL)
-		tenant_checkpoint(t);
-	return 0;
+	c->commit = commit_start(t, c->saving, catchup_committed_cb, c);
+}
+
+static void
+catchup_commit_end(struct catchup *c, bool ok)
+{
+}
+
+/* Commit a cut page (an ordered prefix) and let it finish on its own. */
+static void
+catchup_commit_cut(struct catchup *c)
+{
+	catchup_commit(c, catchup_commit_end);
+	commit_detach(c->commit);
+	c->commit = NULL;
 }
 
 static void
@@ -874,6 +900,25 @@ catchup_next_page(struct catchup *c)
 	catchup_fetch(c);
 }
 
+/* A 200 page is committed: the next one, or the failure (bad body). */
+static void
+catchup_page_committed(struct catchup *c, bool ok)
+{
+	struct tenant	*t = c->t;
+	struct log_ctx	 lc = { .tenant = t->name, .http_status = 200 };
+
+	if (ok && c->page_good) {
+		c->retried_401 = 0;
+		catchup_next_page(c);
+		return;
+	}
+	if (ok)
+		tenant_error(t, LOG_WARNING, &lc, "tenant %s: alerts request "
+		    "to %s failed: %s", t->name, t->conf->api_url,
+		    c->page_error);
+	catchup_backoff(c, -1, true);
+}
+
 static void
 catchup_page_cb(const struct http_result *res, void *arg)
 {
@@ -895,13 +940,12 @@ catchup_page_cb(const struct http_result *res, void *arg)
 	/* A page that failed is asked again: it must not count twice. */
 	if (!good)
 		c->pg = c->pg_sent;
-	if (res->status == 200 && catchup_commit(c) == -1) {
-		catchup_backoff(c, -1, true);
-		return;
-	}
-	if (good) {
-		c->retried_401 = 0;
-		catchup_next_page(c);
+	if (res->status == 200) {
+		if (!good && c->page_error[0] == '\0')
+			snprintf(c->page_error, sizeof(c->page_error), "%s",
+			    res->error != NULL ? res->error : "cut short");
+		c->page_good = good;
+		catchup_commit(c, catchup_page_committed);
 		return;
 	}
 	if (res->status == 401 && !c->retried_401) {
@@ -1009,6 +1053,9 @@ catchup_abandon(struct catchup *c)
 	c->awaiting_token = false;
 	if (c->timer != NULL)
 		evtimer_del(c->timer);
+	/* A page being committed: the commit finishes without us. */
+	commit_detach(c->commit);
+	c->commit = NULL;
 	return partial;
 }
 
@@ -1026,7 +1073,7 @@ backfill_abort(struct tenant *t, const char *why, bool keep)
 		return false;
 	partial = catchup_abandon(c);
 	if (partial && keep) {
-		catchup_commit(c);
+		catchup_commit_cut(c);
 		partial = false;
 	}
 	backfill_end(c, false, why);
@@ -1108,6 +1155,11 @@ tenant_state_renew(struct tenant *t, int64_t ticks, char *err, size_t elen)
 {
 	struct tenant_state fresh;
 
+	if (t->ncommits > 0) {
+		snprintf(err, elen, "tenant %s is saving its state; try again "
+		    "in a moment", t->name);
+		return -1;
+	}
 	tenant_state_init(&fresh);
 	fresh.cursor = ticks;
 	fresh.since = ticks;
@@ -1135,7 +1187,8 @@ tenant_cursor_set(struct tenant *t, int64_t ticks, char *err, size_t elen)
 {
 	if (t->state_bad)
 		return tenant_state_renew(t, ticks, err, elen);
-	if (t->live->req != NULL || t->live->awaiting_token) {
+	if (t->live->req != NULL || t->live->awaiting_token ||
+	    t->ncommits > 0) {
 		snprintf(err, elen, "tenant %s is reading a page; try again "
 		    "in a moment", t->name);
 		return -1;
@@ -1197,7 +1250,7 @@ tenant_backfill_cancel(struct tenant *t)
 	log_tenant(LOG_INFO, t->name, "backfill cancelled");
 	/* What a cut page read is an ordered prefix: keep it. */
 	if (catchup_abandon(c))
-		catchup_commit(c);
+		catchup_commit_cut(c);
 	t->backfill = NULL;
 	catchup_free(c);
 }
@@ -1216,9 +1269,9 @@ tenant_stop(struct tenant *t)
 	partial = catchup_abandon(c);
 	/* The alerts read so far are an ordered prefix: keep them. */
 	if (partial)
-		catchup_commit(c);
+		catchup_commit_cut(c);
 	if (ireader_abandon(t->incidents))
-		ireader_commit(t->incidents);	/* likewise */
+		ireader_commit_cut(t->incidents);	/* likewise */
 	if (t->phase != TENANT_FAILED)
 		t->phase = TENANT_IDLE;
 }
@@ -1235,6 +1288,7 @@ tenant_free(struct tenant *t)
 	catchup_free(t->live);
 	catchup_free(t->backfill);
 	ireader_free(t->incidents);
+	commit_tenant_gone(t);
 	token_reset(t);
 	if (t->timer != NULL)
 		event_free(t->timer);

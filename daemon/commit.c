@@ -10,7 +10,8 @@
  * never waits for the disk, and the saved cursor never runs ahead of the
  * records: the state is taken when the commit begins, and the syncs it
  * waits for cover every record appended before that, by any reader of the
- * tenant.  When a spool cannot be written, nothing is saved and done(arg,
+ * tenant (a tenant that queued nothing since its last commit, with none
+ * in flight, waits for none).  When a spool cannot be written, nothing is saved and done(arg,
  * errno, output) lets the reader forget the page (tenant_state_reread) and
  * back off, as it did when the syncs ran in the loop.
  *
@@ -196,7 +197,15 @@ commit_start(struct tenant *t, bool save, commit_done_cb done, void *arg)
 	struct relay	*r = t->relay;
 	struct commit	*c;
 	size_t		 i;
+	bool		 wait;
 
+	/*
+	 * A tenant that queued nothing since its last commit, with none in
+	 * flight, waits for no spool: another tenant's slow page on the same
+	 * output must not hold its idle polls.
+	 */
+	wait = t->unsynced || t->ncommits > 0;
+	t->unsynced = false;
 	c = xcalloc(1, sizeof(*c));
 	c->relay = r;
 	c->t = t;
@@ -214,7 +223,7 @@ commit_start(struct tenant *t, bool save, commit_done_cb done, void *arg)
 	t->commits = c;
 	t->ncommits++;
 	r->commits++;
-	c->nwaits = t->nsinks + r->nnotifiers;
+	c->nwaits = wait ? t->nsinks + r->nnotifiers : 0;
 	c->waits = xcalloc(c->nwaits ? c->nwaits : 1, sizeof(*c->waits));
 	c->pending = 1;			/* held while the waits start */
 	for (i = 0; i < c->nwaits; i++) {

@@ -263,6 +263,7 @@ struct tenant {
 	bool		 spool_failing;	/* a spool write failed (logged) */
 	struct commit	*commits;	/* page commits in flight (commit.c) */
 	unsigned	 ncommits;
+	bool		 unsynced;	/* queued records no commit covers */
 	struct token	 token;
 	enum tenant_phase phase;
 	struct event	*timer;

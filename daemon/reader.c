@@ -241,6 +241,7 @@ reader_enqueue(struct tenant *t, const char *what, const char *id,
 	struct relay		*r = t->relay;
 	size_t			 i;
 
+	t->unsynced = true;	/* the next commit waits for the spools */
 	for (i = 0; i < t->nsinks; i++) {
 		buf_reset(&msg);
 		if (enc(&msg, sink_conf(t->sinks[i]), ev, m, r->hostname,

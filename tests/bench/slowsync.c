@@ -5,6 +5,10 @@
  *	SLOWSYNC_MS=N		sleep N ms before every real fsync/fdatasync;
  *				-1: skip them (an upper bound for profiling:
  *				what the run would take if syncs were free)
+ *	SLOWSYNC_HOLD=FILE	while FILE exists, every fsync/fdatasync waits
+ *				(a disk that does not answer, held and let go
+ *				by a test); the first one held creates
+ *				FILE.hit, so the test knows a sync is held
  *	SLOWSYNC_STATS=FILE	at exit, append one line to FILE:
  *	    "slowsync pid=P calls=C main=M ms=T main_ms=U"
  *	  calls and ms over every thread; main and main_ms those made by the
@@ -17,6 +21,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +62,29 @@ slow_delay(void)
 	return 0;
 }
 
+/* SLOWSYNC_HOLD: wait while the hold file exists. */
+static void
+slow_hold(void)
+{
+	const char	*path = getenv("SLOWSYNC_HOLD");
+	char		 hit[4096];
+	struct timespec	 ts = { 0, 5000000 };
+	int		 fd, marked = 0;
+
+	if (path == NULL)
+		return;
+	while (access(path, F_OK) == 0) {
+		if (!marked) {
+			snprintf(hit, sizeof(hit), "%s.hit", path);
+			if ((fd = open(hit, O_WRONLY | O_CREAT | O_CLOEXEC,
+			    0600)) != -1)
+				close(fd);
+			marked = 1;
+		}
+		nanosleep(&ts, NULL);
+	}
+}
+
 /* Delay, call the real function, count. */
 static int
 slow_call(const char *name, int fd)
@@ -69,6 +97,7 @@ slow_call(const char *name, int fd)
 		errno = ENOSYS;
 		return -1;
 	}
+	slow_hold();
 	rc = slow_delay() ? 0 : real(fd);
 	saved = errno;
 	dt = now_ns() - t0;

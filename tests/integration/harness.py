@@ -668,6 +668,7 @@ class Daemon:
             raise Fail("%s is not built" % self.exe)
         self.runs = 0
         self.proc = None
+        self.env = None         # extra environment (LD_PRELOAD shims)
 
     def argv(self, *extra):
         return [self.exe, "-c", self.conf, "--log-target", "stderr"] + \
@@ -675,8 +676,12 @@ class Daemon:
 
     def _proc(self, *extra, umask=0o022):
         self.runs += 1
+        env = None
+        if self.env:
+            env = dict(os.environ)
+            env.update(self.env)
         p = Proc(self.suite, "%s.%d" % (self.name, self.runs),
-                 self.argv(*extra), cwd=self.dir, umask=umask)
+                 self.argv(*extra), cwd=self.dir, env=env, umask=umask)
         return p
 
     def run(self, *extra, timeout=60, umask=0o022):

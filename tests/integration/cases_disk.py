@@ -1,0 +1,186 @@
+"""A disk that does not answer (issue 13, "Disk syncs off the loop"):
+alertrelayd runs with tests/bench/slowsync.so preloaded, whose
+SLOWSYNC_HOLD file holds every fsync/fdatasync of the process while it
+exists (and leaves FILE.hit behind, so the test knows one is held).  New
+alerts make a tenant commit a page; its syncs are held:
+
+- the loop keeps turning: /metrics and the control socket answer within
+  1 s each, the other tenant keeps its poll schedule, a reload is applied
+  and answered;
+- the tenant's state file does not move while its records are not
+  durable (the saved cursor never runs ahead of the spool);
+- SIGTERM during the hold waits for the commit, which ends once the disk
+  answers; after a restart every version has reached the SIEM exactly
+  once.
+Loaded by harness.py next to cases.py (every cases_*.py exports CASES)."""
+
+import os
+import signal
+import time
+import urllib.request
+
+import harness
+from harness import Daemon, Fail, tail, wait_delivered, wait_for
+from cases_ctl import ctl, status_json
+
+OCTET = {"name": "near", "transport": "tcp", "framing": "octet-counting",
+         "format": "cef", "sink": "octet"}
+
+
+def metrics_time(port):
+    """Seconds /metrics took to answer (Fail past 5 s)."""
+    t0 = time.monotonic()
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                    timeout=5) as r:
+            r.read()
+    except OSError as e:
+        raise Fail("/metrics did not answer within 5 s while the disk was "
+                   "held (%s): the loop waits for the disk" % e)
+    return time.monotonic() - t0
+
+
+def api_calls(ctx, tenant):
+    n = 0
+    for line in (ctx.fake.log() or "").split("\n"):
+        f = line.split(" ")
+        if len(f) >= 5 and f[1] == tenant and "/oauth2/" not in f[3]:
+            n += 1
+    return n
+
+
+def state_text(ctx, tenant):
+    p = os.path.join(ctx.dir, "state", "tenants", tenant + ".state")
+    with open(p) as f:
+        return f.read()
+
+
+def answers(ctx):
+    try:
+        status_json(ctx)
+        return True
+    except Fail:
+        return False
+
+
+def held_env(ctx, hold):
+    env = {"LD_PRELOAD": os.path.join(ctx.suite.build, "tests", "bench",
+                                      "slowsync.so"),
+           "SLOWSYNC_HOLD": hold}
+    # A sanitised daemon takes the shim after its runtime.
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + \
+        "verify_asan_link_order=0"
+    return env
+
+
+def check_disk_held(ctx):
+    hold = os.path.join(ctx.dir, "hold")
+    hit = hold + ".hit"
+    shim = os.path.join(ctx.suite.build, "tests", "bench", "slowsync.so")
+    if not os.path.exists(shim):
+        raise Fail("%s is not built (make all builds it)" % shim)
+    d = ctx.daemon = Daemon(ctx.suite, ctx.dir, None)
+    d.env = held_env(ctx, hold)
+    mport = harness.free_port()
+    ctx.conf = d.conf = ctx.make_config(
+        daemon={"metrics_listen": "127.0.0.1:%d" % mport})
+    d.start()
+    wait_for(lambda: d.alive() and os.path.exists(
+        os.path.join(ctx.dir, "ctl.sock")), 15, "the control socket")
+    wait_delivered(ctx.suite, ctx.sng, "octet", ctx.expected, 20, daemon=d,
+                   what="the first versions")
+    wait_for(lambda: "cursor none" not in state_text(ctx, "t1"), 10,
+             "t1's first state save")
+    before = state_text(ctx, "t1")
+
+    # Hold the disk, then give t1 new versions: its page commit waits.
+    open(hold, "w").close()
+    ctx.fake.add_alerts("t1", 5)
+    wait_for(lambda: os.path.exists(hit), 15,
+             "a sync of t1's page commit to be held")
+    calls0 = api_calls(ctx, "t2")
+    worst = max(metrics_time(mport) for _ in range(5))
+    t0 = time.monotonic()
+    status_json(ctx)
+    ctl_s = time.monotonic() - t0
+    if worst > 1.0 or ctl_s > 1.0:
+        raise Fail("with the disk held /metrics took up to %.2f s and "
+                   "status %.2f s (1 s at most: the loop must not wait for "
+                   "the disk)" % (worst, ctl_s))
+    # A reload is applied and answered while the commit waits.
+    t0 = time.monotonic()
+    rc, out, err = ctl(ctx, "reload", timeout=10)
+    rl_s = time.monotonic() - t0
+    if rc != 0 or rl_s > 2.0:
+        raise Fail("reload with the disk held: exit %d after %.1f s "
+                   "(expected 0 within 2 s):\n%s" % (rc, rl_s,
+                                                      tail(out + err)))
+    time.sleep(3)
+    polls = api_calls(ctx, "t2") - calls0
+    if polls < 2:
+        raise Fail("t2 polled %d times in the 3+ s its neighbour's disk "
+                   "syncs were held (poll_interval 1s)" % polls)
+    if state_text(ctx, "t1") != before:
+        raise Fail("t1's state file changed while its page's records "
+                   "were not yet durable")
+    held = [k for k in ctx.expected(only=["t1"])]
+    # SIGTERM while held: the daemon waits for the commit (the disk
+    # answers a second later), then exits 0.
+    p = d.proc
+    t0 = time.monotonic()
+    os.kill(p.pid, signal.SIGTERM)
+    time.sleep(1.0)
+    if not p.running():
+        raise Fail("alertrelayd exited during the hold, before its page "
+                   "commit was durable (status %s)" % p.p.returncode)
+    os.unlink(hold)
+    rc = p.wait(15)
+    took = time.monotonic() - t0
+    if rc is None:
+        p.stop(signal.SIGKILL)
+        raise Fail("alertrelayd still running 15 s after SIGTERM once the "
+                   "disk answered:\n%s" % tail(p.stderr()))
+    p.close()
+    ctx.suite.check_sanitizer(p)
+    if rc != 0:
+        raise Fail("SIGTERM during the hold: exit status %d:\n%s"
+                   % (rc, tail(p.stderr())))
+    if state_text(ctx, "t1") == before:
+        raise Fail("t1's page commit was not saved before the exit")
+    # The next start sends nothing twice and loses nothing.
+    d.env = None
+    d.start()
+    wait_for(lambda: d.alive() and answers(ctx), 15,
+             "the control socket after the restart")
+    dels = wait_delivered(ctx.suite, ctx.sng, "octet", ctx.expected, 20,
+                          daemon=d, what="every version after the restart")
+    _, dups = harness.compare(ctx.expected(), dels, allow_dups=True)
+    d.stop()
+    if dups:
+        raise Fail("%d versions delivered twice across the held commit and "
+                   "the restart" % len(dups))
+    ctx.note("disk held: /metrics max %.0f ms, status %.0f ms, reload "
+             "%.1f s, t2 polled %d times in 3 s, t1's state file unchanged "
+             "while held; SIGTERM exited 0 %.1f s after (the disk answered "
+             "after 1 s); %d versions of t1 once each after a restart"
+             % (worst * 1000, ctl_s * 1000, rl_s, polls, took, len(held)))
+
+
+CASES = [
+    {
+        "name": "disk_held",
+        "doc": "every fsync/fdatasync held (slowsync.so SLOWSYNC_HOLD) "
+               "while t1 commits a page: /metrics and status answer within "
+               "1 s, a reload within 2 s, t2 keeps polling, t1's state file "
+               "does not move; SIGTERM waits for the commit and exits 0 "
+               "once the disk answers; every version exactly once after a "
+               "restart",
+        "fake": ["-t", "t1", "-t", "t2", "--alerts", "10", "--seed", "151"],
+        "tenants": [{"name": "t1", "label": "Customer t1 Ltd"},
+                    {"name": "t2", "label": "Customer t2 Ltd"}],
+        "outputs": [OCTET],
+        "quick": True,          # a moment between states: under ASan too
+        "check": check_disk_held,
+    },
+]

@@ -5,11 +5,13 @@
  * rooms share.
  *
  * Ownership rule.  Every request whose answer arrives later (token,
- * alerts page, check-tenant, backfill, SMTP, etcd) has exactly one owner,
- * the object whose field holds its struct http_req (struct smtp_job, or
- * timer), and the callback's argument is that owner or something that
- * owns it.  Freeing or reconfiguring the owner cancels the request
- * (http_cancel, smtp_cancel: the callback never runs) or detaches it.
+ * alerts page, check-tenant, backfill, SMTP, etcd, a page commit's disk
+ * syncs) has exactly one owner, the object whose field holds its struct
+ * http_req (struct smtp_job, struct commit, or timer), and the callback's
+ * argument is that owner or something that owns it.  Freeing or
+ * reconfiguring the owner cancels the request (http_cancel, smtp_cancel:
+ * the callback never runs) or detaches it (commit_detach: the commit
+ * finishes on its own, the callback never runs).
  * Nobody else keeps a pointer to an object that can be freed under it:
  * a callback that must reach a
  * sibling looks it up afresh from the common owner (the token's answer

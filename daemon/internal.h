@@ -169,6 +169,11 @@ void		 sink_positions(const struct sink *, struct spool_pos *head,
  * one only numeric addresses work.  Set before the first connection.
  */
 void		 sink_set_resolver(struct sink *, struct evdns_base *);
+/*
+ * The disk thread runs the spool's writes and syncs from now on (a spool
+ * handed over by a reload keeps its own).  Set before the first record.
+ */
+void		 sink_set_disk(struct sink *, struct disk *);
 
 /*
  * token.c: per-tenant OAuth2 client-credentials token cache.  The token

@@ -932,6 +932,7 @@ notifier_new(struct relay *r, const struct conf_notify *c, char *err,
 	budget_load(n);
 	n->timer = evtimer_new(r->base, notifier_run_cb, n);
 	spool_set_ready_cb(n->spool, notifier_ready_cb, n);
+	disk_attach_spool(r->disk, n->spool);
 	if (spool_records(n->spool) > 0)
 		notifier_schedule(n, 0);	/* mails left from last run */
 	return n;

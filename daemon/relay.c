@@ -127,8 +127,10 @@ reload_build_outputs(struct relay *r, struct reload_plan *pl)
 		if (pl->sinks[i] == NULL) {
 			reload_reject(r, o->file, o->line, o->name, err);
 			rc = -1;
-		} else
+		} else {
 			sink_set_resolver(pl->sinks[i], r->dns);
+			sink_set_disk(pl->sinks[i], r->disk);
+		}
 	}
 	return rc;
 }
@@ -701,6 +703,7 @@ relay_open_outputs(struct relay *r)
 			return -1;
 		}
 		sink_set_resolver(r->sinks[i], r->dns);
+		sink_set_disk(r->sinks[i], r->disk);
 		r->nsinks++;
 	}
 	return 0;

@@ -1358,3 +1358,10 @@ sink_set_resolver(struct sink *s, struct evdns_base *dns)
 	s->dns = dns;
 }
 
+void
+sink_set_disk(struct sink *s, struct disk *d)
+{
+	if (s->spool != NULL)
+		disk_attach_spool(d, s->spool);
+}
+

@@ -32,7 +32,7 @@
 /* Framed bytes kept outside the kernel, and batch sizes per loop pass. */
 #define SINK_HIWAT		(256 * 1024)
 #define SINK_TLS_CHUNK		16384
-#define SINK_ROUNDS		8
+#define SINK_ROUNDS		2
 #define SINK_UDP_BATCH		256
 
 /* Timing: connect plus TLS handshake; backoff; when a link is stable. */

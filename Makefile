@@ -39,10 +39,12 @@ FAKE_SRC := $(sort $(wildcard tests/fakes/*.c))
 FAKES	 := $(FAKE_SRC:tests/fakes/%.c=$(B)/tests/fakes/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNITS	 := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
-BENCH_SRC := $(filter-out tests/bench/slowsync.c,$(sort $(wildcard tests/bench/*.c)))
+BENCH_SRC := $(filter-out tests/bench/slowsync.c tests/bench/turns.c,$(sort $(wildcard tests/bench/*.c)))
 BENCHES	 := $(BENCH_SRC:tests/bench/%.c=$(B)/tests/bench/%)
-# An LD_PRELOAD shim that slows fsync/fdatasync down (tests/bench/slowsync.c).
+# An LD_PRELOAD shim that slows fsync/fdatasync down (tests/bench/slowsync.c),
+# and one that profiles the loop's turns (tests/bench/turns.c).
 SLOWSYNC := $(B)/tests/bench/slowsync.so
+TURNS	 := $(B)/tests/bench/turns.so
 
 PROGS	 = $(B)/alertrelayd $(if $(CTL_SRC),$(B)/alertrelayctl)
 
@@ -50,7 +52,7 @@ PROGS	 = $(B)/alertrelayd $(if $(CTL_SRC),$(B)/alertrelayctl)
 	check-prometheus \
 	demo install clean bench fuzz
 
-all: $(PROGS) $(FAKES) $(UNITS) $(BENCHES) $(SLOWSYNC)
+all: $(PROGS) $(FAKES) $(UNITS) $(BENCHES) $(SLOWSYNC) $(TURNS)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -82,6 +84,10 @@ $(B)/tests/bench/%: $(B)/tests/bench/%.o $(LIBA)
 
 # Never sanitised: it is preloaded into programs that may not be.
 $(SLOWSYNC): tests/bench/slowsync.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) -O2 -g -shared -fPIC -o $@ $< -ldl
+
+$(TURNS): tests/bench/turns.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) -O2 -g -shared -fPIC -o $@ $< -ldl
 

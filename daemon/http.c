@@ -3,13 +3,14 @@
  * the libevent base (the socket/timer callback pattern of curl's multi
  * examples), with a queue so at most max_concurrent requests run at once.
  *
- * A streamed body (data_cb) yields the loop every HTTP_YIELD_BYTES: curl
+ * Streamed bodies (data_cb) share HTTP_TURN_BYTES per loop turn: curl
  * reads up to 100 buffers per socket event, and with twenty tenants'
- * pages arriving at once one loop turn would parse and spool megabytes
- * (loop lag of 250-500 ms in the commit bench).  The write callback
- * pauses the transfer instead (CURL_WRITEFUNC_PAUSE: curl keeps the
- * chunk) and a zero timer resumes it on the next turn, after whatever
- * else is due.
+ * pages arriving at once one turn would parse and spool megabytes (loop
+ * lag of 250-500 ms in the commit bench).  Past the budget the write
+ * callback pauses its transfer (CURL_WRITEFUNC_PAUSE: curl keeps the
+ * chunk) and queues it; on the next turn, after whatever else was due, a
+ * zero timer resumes queued transfers, oldest first, until the new
+ * turn's budget is spent.
  */
 #include <sys/queue.h>
 
@@ -21,8 +22,8 @@
 
 #include "internal.h"
 
-/* Body bytes a streamed transfer hands on before it yields the loop. */
-#define HTTP_YIELD_BYTES	(16 * 1024)
+/* Streamed body bytes handed on per loop turn, all transfers together. */
+#define HTTP_TURN_BYTES		(64 * 1024)
 
 struct http_req {
 	struct http		*http;
@@ -38,8 +39,8 @@ struct http_req {
 	char			*sunset;	/* Sunset: */
 	struct buf		 body;
 	size_t			 received;
-	size_t			 unyielded;	/* since the last yield */
-	struct event		*resume;	/* a yielded transfer's */
+	bool			 yielded;	/* paused, in http->yielded */
+	TAILQ_ENTRY(http_req)	 yentry;
 	int64_t			 retry_after_ms;
 	int64_t			 started_ms;
 	char			 errbuf[CURL_ERROR_SIZE];
@@ -59,6 +60,9 @@ struct http {
 	struct http_queue	 done;
 	unsigned		 active;
 	unsigned		 max_active;
+	size_t			 turn_bytes;	/* handed on this turn */
+	struct event		*turn_ev;	/* the next turn's budget */
+	TAILQ_HEAD(, http_req)	 yielded;	/* paused, oldest first */
 };
 
 /* The libevent event curl asked us to watch for one socket. */
@@ -172,8 +176,8 @@ http_req_free(struct http_req *r)
 
 	if (r->easy != NULL)
 		curl_easy_cleanup(r->easy);
-	if (r->resume != NULL)
-		event_free(r->resume);
+	if (r->yielded)
+		TAILQ_REMOVE(&r->http->yielded, r, yentry);
 	for (l = r->headers; l != NULL; l = l->next)
 		explicit_bzero(l->data, strlen(l->data));
 	curl_slist_free_all(r->headers);
@@ -223,28 +227,48 @@ http_finished_cb(evutil_socket_t fd, short what, void *arg)
 	http_pump(h);
 }
 
-/* A yielded transfer's turn came: go on (curl delivers the kept chunk). */
+/*
+ * A new loop turn, a new budget: resume paused transfers, oldest first,
+ * while it lasts (curl hands a resumed transfer's kept chunk to the write
+ * callback from within curl_easy_pause).
+ */
 static void
-http_resume_cb(evutil_socket_t fd, short what, void *arg)
+http_turn_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct http_req	*r = arg;
-	struct http	*h = r->http;
+	struct http	*h = arg;
+	struct http_req	*r;
+	struct timeval	 tv = { 0, 0 };
 
-	r->unyielded = 0;
-	curl_easy_pause(r->easy, CURLPAUSE_CONT);
+	h->turn_bytes = 0;
+	while (h->turn_bytes < HTTP_TURN_BYTES &&
+	    (r = TAILQ_FIRST(&h->yielded)) != NULL) {
+		TAILQ_REMOVE(&h->yielded, r, yentry);
+		r->yielded = false;
+		curl_easy_pause(r->easy, CURLPAUSE_CONT);
+	}
+	if (h->turn_bytes > 0 || !TAILQ_EMPTY(&h->yielded))
+		evtimer_add(h->turn_ev, &tv);
 	http_check_multi(h);
 }
 
-/* Pause the transfer until the next loop turn; see the top. */
-static size_t
-http_yield(struct http_req *r)
+/* Count streamed bytes against this turn; false: pause, wait a turn. */
+static bool
+http_turn_take(struct http_req *r, size_t len)
 {
+	struct http	*h = r->http;
 	struct timeval	 tv = { 0, 0 };
 
-	if (r->resume == NULL)
-		r->resume = evtimer_new(r->http->base, http_resume_cb, r);
-	evtimer_add(r->resume, &tv);
-	return CURL_WRITEFUNC_PAUSE;
+	if (!evtimer_pending(h->turn_ev, NULL))
+		evtimer_add(h->turn_ev, &tv);
+	if (h->turn_bytes >= HTTP_TURN_BYTES) {
+		if (!r->yielded) {
+			r->yielded = true;
+			TAILQ_INSERT_TAIL(&h->yielded, r, yentry);
+		}
+		return false;
+	}
+	h->turn_bytes += len;
+	return true;
 }
 
 static size_t
@@ -256,9 +280,8 @@ http_write_cb(char *p, size_t sz, size_t n, void *arg)
 
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 	if (r->opts.data_cb != NULL && code >= 200 && code < 300 &&
-	    r->unyielded >= HTTP_YIELD_BYTES)
-		return http_yield(r);
-	r->unyielded += len;
+	    !http_turn_take(r, len))
+		return CURL_WRITEFUNC_PAUSE;
 	r->received += len;
 	if (r->opts.max_body != 0 && r->received > r->opts.max_body) {
 		r->aborted = 1;
@@ -488,6 +511,8 @@ http_new(struct event_base *base, unsigned max_concurrent)
 	h->max_active = max_concurrent == 0 ? 1 : max_concurrent;
 	TAILQ_INIT(&h->queued);
 	TAILQ_INIT(&h->done);
+	TAILQ_INIT(&h->yielded);
+	h->turn_ev = evtimer_new(base, http_turn_cb, h);
 	if ((h->multi = curl_multi_init()) == NULL)
 		fatalx("curl_multi_init failed");
 	h->timer = evtimer_new(base, http_timer_cb, h);
@@ -525,6 +550,7 @@ http_free(struct http *h)
 	curl_multi_cleanup(h->multi);
 	event_free(h->timer);
 	event_free(h->done_ev);
+	event_free(h->turn_ev);
 	free(h);
 }
 

@@ -333,7 +333,7 @@ def tenant_names(n):
 
 
 PROGRAMS = ("alertrelayd", "tests/fakes/fakecloud", "tests/bench/sink")
-OPTIONAL = ("tests/bench/slowsync.so",)
+OPTIONAL = ("tests/bench/slowsync.so", "tests/bench/turns.so")
 
 
 def snapshot(build, programs=PROGRAMS):
@@ -529,8 +529,9 @@ def bench_backfill(a, workdir, name="backfill", shape=None, build=None):
     fake_cpu0, sink_cpu0 = fake.proc.cpu(), sink.proc.cpu()
     hwm = 0.0
     t0 = mono()
+    turns_out = os.path.join(workdir, "turns.txt")
     d = start_daemon(build, workdir, conf, once=True,
-                     env_extra=slowsync_env(a))
+                     env_extra=preload_env(a, turns_out))
     prof = start_profile(a, workdir, d.pid)
     rc = None
     limit = 120 + total / 2000.0
@@ -574,6 +575,7 @@ def bench_backfill(a, workdir, name="backfill", shape=None, build=None):
                               st["api_requests"]))
     lagres = lag.report("backfill; scraped every 0.5 s, the last "
                         "scrape before exit")
+    lagres.update(turns_report(a, turns_out))
     sink.stop()
     fake.stop()
     met = rate >= 25000 and peak <= 64 and got == total
@@ -595,6 +597,56 @@ def bench_backfill(a, workdir, name="backfill", shape=None, build=None):
         res["binary"] = "reference"
     result(name, res)
     return res
+
+
+def preload_env(a, turns_out):
+    """slowsync_env, plus the turn profiler (turns.so) writing to
+    turns_out when it was built."""
+    env = dict(slowsync_env(a) or {})
+    so = os.path.join(a.build, "turns.so")
+    if os.path.exists(so):
+        env["LD_PRELOAD"] = " ".join(x for x in (env.get("LD_PRELOAD"), so)
+                                     if x)
+        env["TURNS_OUT"] = turns_out
+    return env or None
+
+
+def turns_report(a, path):
+    """Print the loop's turns (turns.so): its own CPU per turn, and the
+    wall time, whose excess is time spent waiting for a CPU."""
+    try:
+        with open(path) as f:
+            lines = f.read().split("\n")
+    except FileNotFoundError:
+        return {}
+    hist = {"turns_wall": [], "turns_cpu": []}
+    head = {}
+    for line in lines:
+        f = line.split()
+        if len(f) == 3 and f[0] in hist:
+            hist[f[0]].append((float(f[1]), int(f[2])))
+        elif f and f[0] == "turns":
+            head = dict(x.split("=", 1) for x in f[1:])
+    if not head:
+        return {}
+
+    def p99(h):
+        total, cum = sum(n for _, n in h), 0
+        for le, n in h:
+            cum += n
+            if cum >= 0.99 * total:
+                return le
+        return float("inf")
+    n = int(head["n"])
+    cpu_max = int(head["cpu_max_us"]) / 1e3
+    wall_max = int(head["wall_max_us"]) / 1e3
+    cp99, wp99 = p99(hist["turns_cpu"]), p99(hist["turns_wall"])
+    log("  loop turns (turns.so): %d; the loop's own CPU per turn p99 <= "
+        "%g ms, max %.1f ms; wall per turn p99 <= %g ms, max %.1f ms (the "
+        "rest: runnable, waiting for a CPU)" % (n, cp99, cpu_max, wp99,
+                                                 wall_max))
+    return {"turns": n, "turn_cpu_p99_ms": cp99, "turn_cpu_max_ms": cpu_max,
+            "turn_wall_p99_ms": wp99, "turn_wall_max_ms": wall_max}
 
 
 def slowsync_env(a):

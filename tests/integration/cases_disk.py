@@ -12,6 +12,10 @@ alerts make a tenant commit a page; its syncs are held:
 - SIGTERM during the hold waits for the commit, which ends once the disk
   answers; after a restart every version has reached the SIEM exactly
   once.
+- disk_held_remove: a reload removes t1 while its page commit is held;
+  the commit finishes on its own once the disk answers (no crash, also
+  under ASan), and when a reload adds t1 back every version of it has
+  arrived exactly once.
 Loaded by harness.py next to cases.py (every cases_*.py exports CASES)."""
 
 import os
@@ -167,6 +171,55 @@ def check_disk_held(ctx):
              % (worst * 1000, ctl_s * 1000, rl_s, polls, took, len(held)))
 
 
+def start_held(ctx, hold):
+    d = ctx.daemon = Daemon(ctx.suite, ctx.dir, None)
+    d.env = held_env(ctx, hold)
+    ctx.conf = d.conf = ctx.make_config()
+    d.start()
+    wait_for(lambda: d.alive() and answers(ctx), 15, "the control socket")
+    wait_delivered(ctx.suite, ctx.sng, "octet", ctx.expected, 20, daemon=d,
+                   what="the first versions")
+    return d
+
+
+def reload_with(ctx, tenants):
+    ctx.make_config(tenants=tenants)
+    rc, out, err = ctl(ctx, "reload", timeout=10)
+    if rc != 0 or "reload applied" not in out:
+        raise Fail("reload: exit %d %r" % (rc, out + err))
+
+
+def check_disk_held_remove(ctx):
+    hold = os.path.join(ctx.dir, "hold")
+    d = start_held(ctx, hold)
+    t1, t2 = ctx.case["tenants"]
+    open(hold, "w").close()
+    ctx.fake.add_alerts("t1", 5)
+    wait_for(lambda: os.path.exists(hold + ".hit"), 15,
+             "a sync of t1's page commit to be held")
+    reload_with(ctx, [t2])
+    st = status_json(ctx)
+    if any(t["name"] == "t1" for t in st["tenants"]):
+        raise Fail("t1 still in status after the reload removed it")
+    os.unlink(hold)
+    ctx.fake.add_alerts("t2", 1)
+    wait_delivered(ctx.suite, ctx.sng, "octet",
+                   lambda: ctx.expected(only=["t2"]), 20, daemon=d,
+                   what="t2's versions once the disk answered")
+    d.alive()
+    reload_with(ctx, [t1, t2])
+    dels = wait_delivered(ctx.suite, ctx.sng, "octet", ctx.expected, 20,
+                          daemon=d, what="every version once t1 is back")
+    _, dups = harness.compare(ctx.expected(), dels, allow_dups=True)
+    d.stop()
+    if dups:
+        raise Fail("%d versions delivered twice after t1 was removed with "
+                   "its page commit held and added back" % len(dups))
+    ctx.note("t1 removed while its page commit was held: no crash; the "
+             "commit finished once the disk answered; t1 added back: %d "
+             "versions, each once" % len(ctx.expected()))
+
+
 CASES = [
     {
         "name": "disk_held",
@@ -182,5 +235,17 @@ CASES = [
         "outputs": [OCTET],
         "quick": True,          # a moment between states: under ASan too
         "check": check_disk_held,
+    },
+    {
+        "name": "disk_held_remove",
+        "doc": "a reload removes t1 while its page commit's syncs are held; "
+               "once the disk answers the commit finishes alone (no crash, "
+               "ASan too); t1 added back: every version exactly once",
+        "fake": ["-t", "t1", "-t", "t2", "--alerts", "10", "--seed", "152"],
+        "tenants": [{"name": "t1", "label": "Customer t1 Ltd"},
+                    {"name": "t2", "label": "Customer t2 Ltd"}],
+        "outputs": [OCTET],
+        "quick": True,
+        "check": check_disk_held_remove,
     },
 ]

@@ -641,11 +641,15 @@ def turns_report(a, path):
     cpu_max = int(head["cpu_max_us"]) / 1e3
     wall_max = int(head["wall_max_us"]) / 1e3
     cp99, wp99 = p99(hist["turns_cpu"]), p99(hist["turns_wall"])
+    long_cpu = sum(n for le, n in hist["turns_cpu"] if le > 4)
+    long_wall = sum(n for le, n in hist["turns_wall"] if le > 4)
     log("  loop turns (turns.so): %d; the loop's own CPU per turn p99 <= "
         "%g ms, max %.1f ms; wall per turn p99 <= %g ms, max %.1f ms (the "
-        "rest: runnable, waiting for a CPU)" % (n, cp99, cpu_max, wp99,
-                                                 wall_max))
-    return {"turns": n, "turn_cpu_p99_ms": cp99, "turn_cpu_max_ms": cpu_max,
+        "rest: runnable, waiting for a CPU); over 4 ms: %d by CPU, %d by "
+        "wall" % (n, cp99, cpu_max, wp99, wall_max, long_cpu, long_wall))
+    return {"turns": n, "turns_cpu_over_4ms": long_cpu,
+            "turns_wall_over_4ms": long_wall,
+            "turn_cpu_p99_ms": cp99, "turn_cpu_max_ms": cpu_max,
             "turn_wall_p99_ms": wp99, "turn_wall_max_ms": wall_max}
 
 

@@ -11,9 +11,10 @@
  * records: the state is taken when the commit begins, and the syncs it
  * waits for cover every record appended before that, by any reader of the
  * tenant (a tenant that queued nothing since its last commit, with none
- * in flight, waits for none).  When a spool cannot be written, nothing is saved and done(arg,
- * errno, output) lets the reader forget the page (tenant_state_reread) and
- * back off, as it did when the syncs ran in the loop.
+ * in flight, waits for none).  When a spool cannot be written, nothing
+ * is saved and done(arg, errno, output) lets the reader forget the page
+ * (tenant_state_reread) and back off, as it did when the syncs ran in the
+ * loop.
  *
  * Saves of one tenant run in the order the commits began (the disk thread
  * is first in, first out, and a commit's syncs complete no earlier than

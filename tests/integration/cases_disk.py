@@ -24,7 +24,7 @@ import time
 import urllib.request
 
 import harness
-from harness import Daemon, Fail, tail, wait_delivered, wait_for
+from harness import Fail, tail, wait_delivered, wait_for
 from cases_ctl import ctl, status_json
 
 OCTET = {"name": "near", "transport": "tcp", "framing": "octet-counting",
@@ -81,19 +81,7 @@ def held_env(ctx, hold):
 def check_disk_held(ctx):
     hold = os.path.join(ctx.dir, "hold")
     hit = hold + ".hit"
-    shim = os.path.join(ctx.suite.build, "tests", "bench", "slowsync.so")
-    if not os.path.exists(shim):
-        raise Fail("%s is not built (make all builds it)" % shim)
-    d = ctx.daemon = Daemon(ctx.suite, ctx.dir, None)
-    d.env = held_env(ctx, hold)
-    mport = harness.free_port()
-    ctx.conf = d.conf = ctx.make_config(
-        daemon={"metrics_listen": "127.0.0.1:%d" % mport})
-    d.start()
-    wait_for(lambda: d.alive() and os.path.exists(
-        os.path.join(ctx.dir, "ctl.sock")), 15, "the control socket")
-    wait_delivered(ctx.suite, ctx.sng, "octet", ctx.expected, 20, daemon=d,
-                   what="the first versions")
+    d, mport = start_held(ctx, hold, metrics=True)
     wait_for(lambda: "cursor none" not in state_text(ctx, "t1"), 10,
              "t1's first state save")
     before = state_text(ctx, "t1")
@@ -171,15 +159,18 @@ def check_disk_held(ctx):
              % (worst * 1000, ctl_s * 1000, rl_s, polls, took, len(held)))
 
 
-def start_held(ctx, hold):
-    d = ctx.daemon = Daemon(ctx.suite, ctx.dir, None)
-    d.env = held_env(ctx, hold)
-    ctx.conf = d.conf = ctx.make_config()
-    d.start()
+def start_held(ctx, hold, metrics=False):
+    """The daemon with slowsync.so and the hold file named (not made);
+    returns it and its metrics port (None without metrics)."""
+    shim = os.path.join(ctx.suite.build, "tests", "bench", "slowsync.so")
+    if not os.path.exists(shim):
+        raise Fail("%s is not built (make all builds it)" % shim)
+    mport = ctx.start_daemon(metrics=metrics, env=held_env(ctx, hold))
+    d = ctx.daemon
     wait_for(lambda: d.alive() and answers(ctx), 15, "the control socket")
     wait_delivered(ctx.suite, ctx.sng, "octet", ctx.expected, 20, daemon=d,
                    what="the first versions")
-    return d
+    return d, mport
 
 
 def reload_with(ctx, tenants):
@@ -191,7 +182,7 @@ def reload_with(ctx, tenants):
 
 def check_disk_held_remove(ctx):
     hold = os.path.join(ctx.dir, "hold")
-    d = start_held(ctx, hold)
+    d, _ = start_held(ctx, hold)
     t1, t2 = ctx.case["tenants"]
     open(hold, "w").close()
     ctx.fake.add_alerts("t1", 5)

@@ -978,11 +978,13 @@ class Ctx:
         self.skipped.append(reason)
 
     def start_daemon(self, daemon=None, extra="", umask=0o022,
-                     metrics=False):
-        """Write the configuration (make_config) and start the daemon.
-        With metrics, metrics_listen gets a free port, and a new one while
-        another process takes it first; returns that port."""
+                     metrics=False, env=None):
+        """Write the configuration (make_config) and start the daemon
+        (env: extra environment).  With metrics, metrics_listen gets a
+        free port, and a new one while another process takes it first;
+        returns that port."""
         self.daemon = Daemon(self.suite, self.dir, None)
+        self.daemon.env = env
 
         def attempt():
             dk = dict(daemon or {})

@@ -212,11 +212,12 @@ commit_start(struct tenant *t, bool save, commit_done_cb done, void *arg)
 	c->t = t;
 	c->name = xstrdup(t->name);
 	c->path = xstrdup(t->state_path);
-	c->save = save;
+	/* A state file found unusable stays as it is for cursor set. */
+	c->save = save && !t->state_bad;
 	c->done = done;
 	c->arg = arg;
 	buf_init(&c->state);
-	if (save) {
+	if (c->save) {
 		t->state_unsaved = true;
 		tenant_state_format(&t->state, &c->state);
 	}

@@ -104,6 +104,16 @@ def machine():
     return "%d CPUs (%s), %.1f GB RAM" % (os.cpu_count(), model, mem)
 
 
+def pinned(role):
+    """BENCH_PIN=1 (2 CPUs or more): the daemon gets CPU 0 to itself; the
+    fake cloud, the sink and this driver share the others, as the real
+    cloud and SIEM are other machines.  A preexec_fn for Popen, or None."""
+    if os.environ.get("BENCH_PIN", "") in ("", "0") or os.cpu_count() < 2:
+        return None
+    cpus = {0} if role == "daemon" else set(range(1, os.cpu_count()))
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 class Proc:
     """A child process whose stdout lines are read by a thread."""
 
@@ -188,7 +198,8 @@ class Sink:
         argv = [os.path.join(build, "sink"), "--interval", "200"]
         if ids:
             argv.append("--ids")
-        self.proc = Proc(argv, "sink", workdir, stdout_cb=self._line)
+        self.proc = Proc(argv, "sink", workdir, stdout_cb=self._line,
+                         preexec=pinned("sink"))
         end = mono() + 10
         while "port" not in self.stats and mono() < end:
             time.sleep(0.02)
@@ -230,7 +241,7 @@ class Fake:
         argv = [os.path.join(build, "fakecloud"), "-p", "0"]
         argv += args
         t0 = mono()
-        self.proc = Proc(argv, "fake", workdir)
+        self.proc = Proc(argv, "fake", workdir, preexec=pinned("fake"))
         line = self.proc.wait_line("port=", startup_timeout)
         self.port = int(line[5:])
         self.startup_s = mono() - t0
@@ -368,7 +379,8 @@ def start_daemon(build, workdir, conf, once=False, env_extra=None):
     env.pop("NOTIFY_SOCKET", None)
     env.pop("WATCHDOG_USEC", None)
     env.update(env_extra or {})
-    return Proc(argv, "alertrelayd", workdir, env=env)
+    return Proc(argv, "alertrelayd", workdir, env=env,
+                preexec=pinned("daemon"))
 
 
 def pin_shim(workdir):
@@ -1035,6 +1047,10 @@ def main():
     # SIGTERM ends the run through the finally below (children stopped).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     log("machine: %s" % machine())
+    if pinned("driver") is not None:
+        pinned("driver")()
+        log("BENCH_PIN: alertrelayd on CPU 0; the fake cloud, the sink and "
+            "the driver on CPUs 1-%d" % (os.cpu_count() - 1))
     a.build = snapshot(a.build)     # from here on, a directory of copies
     if a.ref:
         a.ref = snapshot(a.ref, ("alertrelayd",))

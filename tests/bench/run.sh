@@ -10,6 +10,9 @@
 #   and this one alternately, 3 times each, and print the ratio;
 #   BENCH_SLOW_SYNC=MS delays the daemon's fsyncs (LD_PRELOAD slowsync.so)
 #   in commit and backfill, and sets slowdisk's delay (default 500 ms).
+#   BENCH_PIN=1 (2 CPUs or more) runs alertrelayd on CPU 0 alone and the
+#   fake cloud, the sink and the driver on the other CPUs, as the real
+#   cloud and SIEM are other machines.
 # Figures are printed, never asserted: the status is non-zero only when a
 # benchmark could not run.  RESULT lines are also kept in
 # $BENCH_RESULTS (default build/bench-results.txt).

@@ -57,6 +57,13 @@ typedef void	(*spool_synced_cb)(void *arg, int error);
 
 /* Hand jobs to submit from now on (NULL: syncs run inline, waiting). */
 void		 spool_set_executor(struct spool *, spool_submit_cb, void *);
+/*
+ * Hand the last close of a file the spool deleted or replaced (a segment,
+ * the old "ack") to closer, which closes fd on another thread, where the
+ * file's blocks are freed (NULL: close here).  See "Freeing" in spool.c.
+ */
+typedef void	(*spool_closer_cb)(void *arg, int fd);
+void		 spool_set_closer(struct spool *, spool_closer_cb, void *);
 /* Called (from spool_job_done) whenever new records became readable. */
 void		 spool_set_ready_cb(struct spool *, void (*)(void *), void *);
 /*

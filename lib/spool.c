@@ -85,7 +85,7 @@
  * that can take milliseconds to tens of them.  Measured in the backfill
  * bench (perf sched, the loop thread): 196 waits in unlinkat, 0.60 s in
  * all, up to 57 ms, and 236 in renameat, up to 29 ms.  So with a closer
- * (spool_set_closer: the daemon's disk thread) the spool keeps a
+ * (spool_set_closer: a thread of daemon/disk.c's) the spool keeps a
  * descriptor of the file that goes (the segment's, or "ack" opened before
  * the rename) and hands it to the closer, whose thread does the freeing.
  * The names change at the same moments as before; only the freeing moves.

@@ -23,6 +23,7 @@
  * is left without blocking on anything but that.
  */
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -45,6 +46,14 @@ struct disk_work {
 	void		*cb_arg;
 };
 
+/*
+ * Last closes that may wait for the closer thread: DISK_CLOSES_MAX, at most
+ * nofile / 16, at least 2.  Past that (a stuck disk while a sink goes on
+ * acknowledging) the loop closes, rather than hold descriptors the
+ * daemon's own work needs.
+ */
+#define DISK_CLOSES_MAX		256
+
 struct disk {
 	pthread_t	 thread;
 	pthread_mutex_t	 mtx;
@@ -60,8 +69,8 @@ struct disk {
 	pthread_t	 cthread;
 	pthread_mutex_t	 cmtx;
 	pthread_cond_t	 ccond;
-	int		 cfds[256];
-	unsigned	 ncfds;
+	int		 cfds[DISK_CLOSES_MAX];
+	unsigned	 ncfds, cmax;
 	bool		 cstop;
 };
 
@@ -157,6 +166,7 @@ struct disk *
 disk_new(struct event_base *base)
 {
 	struct disk	*d;
+	struct rlimit	 rl;
 	int		 rc;
 
 	d = xcalloc(1, sizeof(*d));
@@ -169,6 +179,10 @@ disk_new(struct event_base *base)
 		fatalx("event_new");
 	pthread_mutex_init(&d->mtx, NULL);
 	pthread_cond_init(&d->cond, NULL);
+	d->cmax = DISK_CLOSES_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 16 < d->cmax)
+		d->cmax = rl.rlim_cur / 16 < 2 ? 2 : (unsigned)(rl.rlim_cur / 16);
 	pthread_mutex_init(&d->cmtx, NULL);
 	pthread_cond_init(&d->ccond, NULL);
 	if ((rc = pthread_create(&d->thread, NULL, disk_main, d)) != 0 ||
@@ -244,8 +258,8 @@ disk_spool_submit(void *arg, struct spool_job *job)
 
 /*
  * The spools' closer (spool_set_closer): fd's name is gone; its last close
- * frees the file's blocks on the closer thread.  With the queue full (a
- * stuck disk while a sink goes on acknowledging) the loop closes it.
+ * frees the file's blocks on the closer thread.  With the queue full (see
+ * DISK_CLOSES_MAX) the loop closes it.
  */
 static void
 disk_close(void *arg, int fd)
@@ -253,7 +267,7 @@ disk_close(void *arg, int fd)
 	struct disk	*d = arg;
 
 	pthread_mutex_lock(&d->cmtx);
-	if (d->ncfds == sizeof(d->cfds) / sizeof(d->cfds[0])) {
+	if (d->ncfds >= d->cmax) {
 		pthread_mutex_unlock(&d->cmtx);
 		close(fd);
 		return;

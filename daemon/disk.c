@@ -23,7 +23,6 @@
  * is left without blocking on anything but that.
  */
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -166,7 +165,6 @@ struct disk *
 disk_new(struct event_base *base)
 {
 	struct disk	*d;
-	struct rlimit	 rl;
 	int		 rc;
 
 	d = xcalloc(1, sizeof(*d));
@@ -179,10 +177,7 @@ disk_new(struct event_base *base)
 		fatalx("event_new");
 	pthread_mutex_init(&d->mtx, NULL);
 	pthread_cond_init(&d->cond, NULL);
-	d->cmax = DISK_CLOSES_MAX;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur / 16 < d->cmax)
-		d->cmax = rl.rlim_cur / 16 < 2 ? 2 : (unsigned)(rl.rlim_cur / 16);
+	d->cmax = nofile_share(DISK_CLOSES_MAX, 16);
 	pthread_mutex_init(&d->cmtx, NULL);
 	pthread_cond_init(&d->ccond, NULL);
 	if ((rc = pthread_create(&d->thread, NULL, disk_main, d)) != 0 ||

@@ -38,7 +38,6 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <sys/queue.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -574,13 +573,7 @@ metrics_accept_error_cb(struct evconnlistener *l, void *arg)
 static unsigned
 metrics_max_conn(void)
 {
-	struct rlimit	 rl;
-	rlim_t		 n = METRICS_MAX_CONN;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur / 8 < n)
-		n = rl.rlim_cur / 8;
-	return n < 2 ? 2 : (unsigned)n;
+	return nofile_share(METRICS_MAX_CONN, 8);
 }
 
 /* Split "HOST:PORT" or "[V6]:PORT"; host and port point into buf. */

@@ -633,14 +633,9 @@ ack_store(struct spool *sp, const char *line, int durable)
 		errno = saved;
 		return -1;
 	}
-	if (close(fd) == -1) {
-		saved = errno;
-		unlinkat(sp->dirfd, "ack.tmp", 0);
-		errno = saved;
-		return -1;
-	}
 	old = hold_open(sp, "ack");
-	if (renameat(sp->dirfd, "ack.tmp", sp->dirfd, "ack") == -1) {
+	if (close(fd) == -1 ||
+	    renameat(sp->dirfd, "ack.tmp", sp->dirfd, "ack") == -1) {
 		saved = errno;
 		unlinkat(sp->dirfd, "ack.tmp", 0);
 		close_later(sp, old);

@@ -1,4 +1,5 @@
 /* Small shared utilities: allocation, growable buffers, time, files. */
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <arpa/inet.h>
@@ -579,6 +580,18 @@ file_read_all(const char *path, size_t max, struct buf *b)
  * literal ::1 (bracketed or not), or exactly "localhost"?  Parsed, never
  * compared by prefix: 127.mail.example.com is a name like any other.
  */
+unsigned
+nofile_share(unsigned max, unsigned div)
+{
+	struct rlimit	 rl;
+	rlim_t		 n = max;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / div < n)
+		n = rl.rlim_cur / div;
+	return n < 2 ? 2 : (unsigned)n;
+}
+
 bool
 host_is_loopback(const char *host)
 {

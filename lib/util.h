@@ -83,6 +83,8 @@ uint32_t crc32c(uint32_t, const void *, size_t);
 
 /* 127.0.0.0/8, ::1 ([::1]) or "localhost", parsed as an address literal. */
 bool	 host_is_loopback(const char *);
+/* max, but at most the soft RLIMIT_NOFILE / div, and at least 2. */
+unsigned nofile_share(unsigned max, unsigned div);
 
 /* Write a whole file atomically: temp file, fsync, rename, fsync dir. */
 int	 file_write_atomic(const char *path, const void *, size_t, int mode);

@@ -1047,8 +1047,9 @@ def main():
     # SIGTERM ends the run through the finally below (children stopped).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     log("machine: %s" % machine())
-    if pinned("driver") is not None:
-        pinned("driver")()
+    pin = pinned("driver")
+    if pin is not None:
+        pin()
         log("BENCH_PIN: alertrelayd on CPU 0; the fake cloud, the sink and "
             "the driver on CPUs 1-%d" % (os.cpu_count() - 1))
     a.build = snapshot(a.build)     # from here on, a directory of copies

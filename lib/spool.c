@@ -114,6 +114,16 @@
 #define SPOOL_ACK_MS		100
 #define SPOOL_WINDOW		(64 * 1024)
 
+/* A read window over [0, end) of one segment, for sequential scans. */
+struct spool_win {
+	int		 fd;
+	uint64_t	 end;
+	char		*buf;
+	size_t		 cap;
+	uint64_t	 off;		/* file offset of buf[0] */
+	size_t		 len;
+};
+
 /* What is kept per segment: no per-record index. */
 struct spool_seg {
 	uint64_t	 num;
@@ -132,6 +142,8 @@ struct spool {
 	int		 wfd;		/* the last segment, read-write */
 	int		 rfd;		/* cached descriptor of segment rseg */
 	uint64_t	 rseg;
+	struct spool_win rwin;		/* spool_read's, over segment rwin_seg */
+	uint64_t	 rwin_seg;
 
 	struct buf	 pending;	/* appended, not yet durable */
 	uint64_t	 npending;	/* records in it */
@@ -240,16 +252,6 @@ struct spool_job {
 
 static int	pos_eq(const struct spool_pos *, const struct spool_pos *);
 static void	mark_push(struct spool *, const struct spool_pos *);
-
-/* A read window over [0, end) of one segment, for sequential scans. */
-struct spool_win {
-	int		 fd;
-	uint64_t	 end;
-	char		*buf;
-	size_t		 cap;
-	uint64_t	 off;		/* file offset of buf[0] */
-	size_t		 len;
-};
 
 static void
 le32enc(unsigned char *p, uint32_t v)
@@ -1220,6 +1222,7 @@ spool_close(struct spool *sp)
 		close(sp->rfd);
 	if (sp->dirfd != -1)
 		close(sp->dirfd);
+	win_clear(&sp->rwin);
 	buf_clear(&sp->pending);
 	buf_clear(&sp->restore);
 	while (sp->nspare > 0)
@@ -1401,35 +1404,58 @@ spool_head(const struct spool *sp, struct spool_pos *pos)
 	*pos = sp->ack;
 }
 
-/* Read the record at off of segment s: 1, 0 if corrupt (*why), or -1. */
+/*
+ * Read the record at off of segment s: 1, 0 if corrupt (*why), or -1.
+ * Through the spool's read window: one pread per SPOOL_WINDOW of records
+ * instead of two per record (a sink emptying a backlog made 2 system calls
+ * per record, the longest part of its loop turns).  Bytes below a
+ * segment's verified size never change, so the window stays good as the
+ * last segment grows; it is keyed by segment number, never reused, and
+ * emptied when a read does not continue the last one (a reader starting
+ * again at the head reads the disk, and sees corruption found since).
+ */
 static int
-rec_read(int fd, const struct spool_seg *s, uint64_t off, struct buf *out,
-    const char **why)
+rec_read(struct spool *sp, int fd, const struct spool_seg *s, uint64_t off,
+    struct buf *out, const char **why)
 {
-	unsigned char	 hdr[SPOOL_HDR];
-	uint32_t	 len;
+	struct spool_win *w = &sp->rwin;
+	const char	*p;
+	uint32_t	 len, crc, c;
 
 	buf_reset(out);
 	if (s->size - off < SPOOL_HDR) {
 		*why = "short header";
 		return 0;
 	}
-	if (pread_full(fd, hdr, sizeof(hdr), off) == -1)
+	if (w->buf == NULL)
+		win_init(w, fd, s->size);
+	if (sp->rwin_seg != s->num || w->fd != fd) {
+		sp->rwin_seg = s->num;
+		w->fd = fd;
+		w->len = 0;
+	}
+	w->end = s->size;
+	if (win_get(w, off, SPOOL_HDR, &p) == -1)
 		return -1;
-	len = le32dec(hdr + 4);
-	if (le32dec(hdr) != SPOOL_MAGIC) {
+	if (le32dec(p) != SPOOL_MAGIC) {
 		*why = "bad magic";
 		return 0;
 	}
+	len = le32dec(p + 4);
+	crc = le32dec(p + 8);
 	if (len > SPOOL_MAX_RECORD || len > s->size - off - SPOOL_HDR) {
 		*why = "bad length";
 		return 0;
 	}
+	c = crc32c(0, p + 4, 4);
 	buf_reserve(out, len);
-	if (pread_full(fd, out->data, len, off + SPOOL_HDR) == -1)
+	if (len <= w->cap - SPOOL_HDR) {
+		if (win_get(w, off, SPOOL_HDR + len, &p) == -1)
+			return -1;
+		memcpy(out->data, p + SPOOL_HDR, len);
+	} else if (pread_full(fd, out->data, len, off + SPOOL_HDR) == -1)
 		return -1;
-	if (crc32c(crc32c(0, hdr + 4, 4), out->data, len) !=
-	    le32dec(hdr + 8)) {
+	if (crc32c(c, out->data, len) != crc) {
 		*why = "bad checksum";
 		return 0;
 	}
@@ -1490,6 +1516,8 @@ spool_read(struct spool *sp, struct spool_pos *pos, struct buf *out)
 	struct spool_pos start = *pos;
 
 	buf_reset(out);
+	if (!pos_eq(&start, &sp->rd_end))
+		sp->rwin.len = 0;	/* not sequential: read the disk again */
 	if (!pos_eq(&start, &sp->rd_end) || !sp->rd_valid) {
 		/* A reader (re)starting at the head: count from the ack. */
 		sp->nmarks = 0;
@@ -1513,7 +1541,7 @@ spool_read(struct spool *sp, struct spool_pos *pos, struct buf *out)
 		}
 		if ((fd = seg_fd(sp, s->num)) == -1)
 			return -1;
-		if ((r = rec_read(fd, s, pos->off, out, &why)) == -1)
+		if ((r = rec_read(sp, fd, s, pos->off, out, &why)) == -1)
 			return -1;
 		if (r == 1)
 			break;

@@ -9,6 +9,10 @@
  *	    "turns pid=P n=N wall_max_us=W cpu_max_us=C"
  *	    "turns_wall LE COUNT" and "turns_cpu LE COUNT" per bucket (LE in
  *	    ms: 0.25, 0.5, 1, 2, ... 1024; counts not cumulative)
+ *	TURNS_LONG=FILE	at exit, append the turns over 3 ms of CPU (the first
+ *	    4,096), one per line: "START_NS WALL_NS CPU_NS", START in
+ *	    CLOCK_MONOTONIC, so that they can be matched with a
+ *	    "perf record -k CLOCK_MONOTONIC" profile of the loop thread
  *
  * Used by tests/bench (bench.py prints its figures next to the loop-lag
  * probe's).
@@ -30,6 +34,11 @@ int	epoll_wait(int, struct epoll_event *, int, int);
 static long long	 wall0, cpu0, nturns, wall_max, cpu_max;
 static long long	 hwall[NBUCKET], hcpu[NBUCKET];
 static int		 started;
+
+/* TURNS_LONG=FILE: the turns over 3 ms of CPU, with their start. */
+#define NLONG	4096
+static long long	 lstart[NLONG], lwall[NLONG], lcpu[NLONG];
+static int		 nlong;
 
 static long long
 now_ns(clockid_t clk)
@@ -76,6 +85,11 @@ epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 			wall_max = w;
 		if (c > cpu_max)
 			cpu_max = c;
+		if (c > 3000000 && nlong < NLONG) {
+			lstart[nlong] = wall0;
+			lwall[nlong] = w;
+			lcpu[nlong++] = c;
+		}
 	}
 	rc = real(epfd, ev, max, timeout);
 	saved = errno;
@@ -104,5 +118,11 @@ turns_report(void)
 		fprintf(f, "turns_wall %g %lld\n", le, hwall[i]);
 		fprintf(f, "turns_cpu %g %lld\n", le, hcpu[i]);
 	}
+	fclose(f);
+	if ((path = getenv("TURNS_LONG")) == NULL ||
+	    (f = fopen(path, "a")) == NULL)
+		return;
+	for (i = 0; i < nlong; i++)
+		fprintf(f, "%lld %lld %lld\n", lstart[i], lwall[i], lcpu[i]);
 	fclose(f);
 }

@@ -491,6 +491,54 @@ test_bit_flip(void **state)
 	buf_clear(&b);
 }
 
+/*
+ * The reader's window (one pread per 64 KiB of records): records on both
+ * sides of a window's edge, records bigger than the window, and reads that
+ * go on while the last segment grows, each read back exactly.
+ */
+static void
+test_read_window(void **state)
+{
+	struct fixture	*f = *state;
+	struct spool	*sp;
+	struct spool_pos pos;
+	struct buf	 b, big;
+	int		 i, k;
+
+	buf_init(&b);
+	buf_init(&big);
+	for (i = 0; i < 100000; i++)
+		buf_addc(&big, (char)('a' + i % 23));
+	sp = open_ok(f->dir, 0);		/* one 16 MiB segment */
+	spool_head(sp, &pos);
+	for (k = 0; k < 6; k++) {
+		/* About 170 KiB of small records, then one of 100,000 bytes. */
+		append_range(sp, k * 1000, k * 1000 + 1000);
+		big.data[0] = (char)('0' + k);
+		assert_int_equal(spool_append(sp, big.data, big.len), 0);
+		assert_int_equal(spool_sync(sp), 0);
+		/* Half now: the window ends inside what is durable. */
+		for (i = k * 1000; i < k * 1000 + 500; i++)
+			expect_rec(sp, &pos, &b, i);
+		append_range(sp, 100000 + k, 100000 + k + 1);
+		assert_int_equal(spool_sync(sp), 0);
+		for (; i < k * 1000 + 1000; i++)
+			expect_rec(sp, &pos, &b, i);
+		assert_int_equal(spool_read(sp, &pos, &b), 1);
+		assert_int_equal(b.len, big.len);
+		assert_int_equal(b.data[0], '0' + k);
+		assert_memory_equal(b.data + 1, big.data + 1, big.len - 1);
+		expect_rec(sp, &pos, &b, 100000 + k);
+		assert_int_equal(spool_read(sp, &pos, &b), 0);
+	}
+	assert_int_equal(count_segments(f->dir), 1);
+	assert_int_equal(spool_ack(sp, &pos), 0);
+	assert_int_equal(spool_records(sp), 0);
+	spool_close(sp);
+	buf_clear(&big);
+	buf_clear(&b);
+}
+
 /* Corruption that appears while the spool is open is skipped by reads. */
 static void
 test_corrupt_while_open(void **state)
@@ -1126,6 +1174,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bit_flip,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_window, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_while_open,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure_retry,

@@ -15,6 +15,12 @@
  *
  * The crc covers the length so that a damaged length is detected too.
  *
+ * Reading.  spool_read() checks every record's crc as it reads it, through
+ * a window of 64 KiB of the segment: one pread per window, not two per
+ * record (a sink emptying a backlog spent most of its longest loop turns
+ * in those calls; tests/bench/RESULTS.md).  A read that does not continue
+ * the previous one reads the disk again.
+ *
  * Writing.  spool_append() only buffers; a job takes the buffer, writes it
  * at the end of the last segment (closing segments as they fill: a record
  * going past the segment size starts the next one, whose directory entry

@@ -43,6 +43,8 @@ struct notifier {
 	bool			 inflight_digest;
 	int64_t			*sent;		/* epoch s of single mails */
 	size_t			 nsent;
+	struct disk_work	*budget_work;	/* their save in flight */
+	bool			 budget_dirty;	/* changed since it began */
 	int64_t			 digest_due;	/* mono ms; 0 none pending */
 	int64_t			 retry_at;	/* mono ms; 0 not backing off */
 	unsigned		 failures;
@@ -111,22 +113,53 @@ budget_load(struct notifier *n)
 	budget_prune(n, ts_now() / TICKS_PER_SEC);
 }
 
-/* Persist the single-mail times so a restart keeps to max_per_hour. */
+static void	budget_saved_cb(void *, int);
+
+/*
+ * Persist the single-mail times so a restart keeps to max_per_hour: on the
+ * disk thread, never in the loop (with a slow disk every tenant would wait
+ * for each mail's fsync).  One save is in flight at a time; times noted
+ * meanwhile go in the next one, started when it ends (saves run in order,
+ * so the file always ends with the latest times).  cb NULL: nobody waits.
+ */
 static void
-budget_note(struct notifier *n, int64_t now)
+budget_save(struct notifier *n, disk_done_cb cb)
 {
 	struct buf	 b;
 	size_t		 i;
 
-	budget_prune(n, now);
-	n->sent = xreallocarray(n->sent, n->nsent + 1, sizeof(*n->sent));
-	n->sent[n->nsent++] = now;
 	buf_init(&b);
 	for (i = 0; i < n->nsent; i++)
 		buf_addf(&b, "%lld\n", (long long)n->sent[i]);
-	if (file_write_atomic(n->budget_path, b.data, b.len, 0600) == -1)
-		log_warn("notify %s: cannot save %s", n->name, n->budget_path);
-	buf_clear(&b);
+	n->budget_dirty = false;
+	n->budget_work = disk_save(n->relay->disk, n->budget_path, &b, cb, n);
+}
+
+static void
+budget_saved_cb(void *arg, int error)
+{
+	struct notifier	*n = arg;
+
+	n->budget_work = NULL;
+	if (error != 0)
+		log_warnx("notify %s: cannot save %s: %s (after a restart "
+		    "within the hour, up to max_per_hour more single mails "
+		    "may be sent; check the state directory's disk)", n->name,
+		    n->budget_path, strerror(error));
+	if (n->budget_dirty)
+		budget_save(n, budget_saved_cb);
+}
+
+static void
+budget_note(struct notifier *n, int64_t now)
+{
+	budget_prune(n, now);
+	n->sent = xreallocarray(n->sent, n->nsent + 1, sizeof(*n->sent));
+	n->sent[n->nsent++] = now;
+	if (n->budget_work != NULL)
+		n->budget_dirty = true;
+	else
+		budget_save(n, budget_saved_cb);
 }
 
 /* Add k: sanitised, shortened v (omitted when absent). */
@@ -951,6 +984,12 @@ notifier_free(struct notifier *n)
 		    "stay in its spool");
 	if (n->timer != NULL)
 		event_free(n->timer);
+	if (n->budget_work != NULL) {
+		/* It still happens; the latest times after it (disk_free). */
+		disk_cancel(n->budget_work);
+		if (n->budget_dirty)
+			budget_save(n, NULL);
+	}
 	spool_close(n->spool);
 	free(n->sent);
 	free(n->budget_path);

@@ -16,6 +16,9 @@ alerts make a tenant commit a page; its syncs are held:
   the commit finishes on its own once the disk answers (no crash, also
   under ASan), and when a reload adds t1 back every version of it has
   arrived exactly once.
+- notify_budget_disk_held: a mail's hourly-budget file is saved while the
+  disk is held: the loop goes on (/metrics, status, the next mails), and
+  the file has every mail's time once the disk answers.
 Loaded by harness.py next to cases.py (every cases_*.py exports CASES)."""
 
 import os
@@ -26,6 +29,7 @@ import urllib.request
 import harness
 from harness import Fail, tail, wait_delivered, wait_for
 from cases_ctl import ctl, status_json
+from cases_notify import HoldSmtp, notify_section
 
 OCTET = {"name": "near", "transport": "tcp", "framing": "octet-counting",
          "format": "cef", "sink": "octet"}
@@ -211,6 +215,59 @@ def check_disk_held_remove(ctx):
              "versions, each once" % len(ctx.expected()))
 
 
+def sent_lines(ctx, name):
+    p = os.path.join(ctx.dir, "state", "notify", name + ".sent")
+    try:
+        with open(p) as f:
+            return len(f.read().split())
+    except FileNotFoundError:
+        return 0
+
+
+def check_budget_disk_held(ctx):
+    hold = os.path.join(ctx.dir, "hold")
+    smtp = HoldSmtp(ctx)
+    shim = os.path.join(ctx.suite.build, "tests", "bench", "slowsync.so")
+    if not os.path.exists(shim):
+        raise Fail("%s is not built (make all builds it)" % shim)
+    smtp.hold()
+    mport = ctx.start_daemon(metrics=True, env=held_env(ctx, hold),
+                             extra=notify_section("soc", smtp.port,
+                                                  "soc@mssp.example"))
+    d = ctx.daemon
+    want = len(ctx.expected())
+    # The first mail waits for its answer; then the disk is held, and the
+    # answer comes: the mail's time is saved while every sync waits.
+    smtp.wait_held(1, d)
+    open(hold, "w").close()
+    smtp.release()
+    wait_for(lambda: d.alive() and os.path.exists(hold + ".hit"), 15,
+             "the save of the mail budget to be held")
+    worst = max(metrics_time(mport) for _ in range(5))
+    t0 = time.monotonic()
+    status_json(ctx)
+    ctl_s = time.monotonic() - t0
+    if worst > 1.0 or ctl_s > 1.0:
+        raise Fail("with the mail budget's save held /metrics took up to "
+                   "%.2f s and status %.2f s (1 s at most: the loop must "
+                   "not wait for the disk)" % (worst, ctl_s))
+    # The other mails go out while the save waits.
+    wait_for(lambda: d.alive() and len(smtp.mails()) >= want, 15,
+             "all %d mails to be sent while the disk is held" % want)
+    if sent_lines(ctx, "soc") != 0:
+        raise Fail("the mail budget file was written while the disk was "
+                   "held")
+    os.unlink(hold)
+    wait_for(lambda: d.alive() and sent_lines(ctx, "soc") == want, 15,
+             "the budget file to list all %d mails once the disk answered"
+             % want)
+    d.stop()
+    ctx.note("mail budget saved with the disk held: /metrics max %.0f ms, "
+             "status %.0f ms; %d mails sent meanwhile; %s.sent lists %d "
+             "times once the disk answered"
+             % (worst * 1000, ctl_s * 1000, want, "soc", want))
+
+
 CASES = [
     {
         "name": "disk_held",
@@ -238,5 +295,17 @@ CASES = [
         "outputs": [OCTET],
         "quick": True,
         "check": check_disk_held_remove,
+    },
+    {
+        "name": "notify_budget_disk_held",
+        "doc": "a mail's hourly-budget file (state/notify/NAME.sent) is "
+               "saved while every fsync is held: /metrics and status "
+               "answer within 1 s, the next mails are sent, and the file "
+               "lists every mail once the disk answers",
+        "fake": ["-t", "t1", "--alerts", "3", "--seed", "153"],
+        "tenants": [{"name": "t1", "label": "Customer t1 Ltd"}],
+        "outputs": [OCTET],
+        "quick": True,
+        "check": check_budget_disk_held,
     },
 ]

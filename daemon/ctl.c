@@ -96,6 +96,9 @@ struct ctl_client {
 	 */
 	struct tenant		*bf_tenant;
 	char			*bf_name;
+	/* cursor set: the tenant saving it, cleared by ctl_cursor_cb. */
+	struct tenant		*cs_tenant;
+	int64_t			 cs_ticks;
 	TAILQ_ENTRY(ctl_client)	 entry;
 };
 
@@ -252,6 +255,32 @@ cmd_reload(struct ctl_client *c, int argc, char **argv)
 	ctl_finish(c, CTL_EXIT_OK);
 }
 
+/* cursor set's save ended (ECANCELED: the tenant was removed). */
+static void
+ctl_cursor_cb(void *arg, int error)
+{
+	struct ctl_client	*c = arg;
+	char			 ts[40];
+
+	c->cs_tenant = NULL;
+	if (error == ECANCELED) {
+		ctl_fail(c, CTL_EXIT_FAIL, "cursor set: tenant %s was removed "
+		    "from the configuration while its state file was saved",
+		    c->bf_name);
+		return;
+	}
+	if (error != 0) {
+		ctl_fail(c, CTL_EXIT_FAIL, "cursor set: cannot save the state "
+		    "file of %s: %s; the cursor is unchanged (check the state "
+		    "directory's disk, then try again)", c->bf_name,
+		    strerror(error));
+		return;
+	}
+	ts_format(c->cs_ticks, ts, sizeof(ts));
+	ctl_send(c, 'o', "cursor of %s set to %s", c->bf_name, ts);
+	ctl_finish(c, CTL_EXIT_OK);
+}
+
 static void
 cmd_cursor(struct ctl_client *c, int argc, char **argv)
 {
@@ -289,13 +318,16 @@ cmd_cursor(struct ctl_client *c, int argc, char **argv)
 		    argv[3]);
 		return;
 	}
-	if (tenant_cursor_set(t, ticks, err, sizeof(err)) == -1) {
+	free(c->bf_name);
+	c->bf_name = xstrdup(t->name);
+	c->cs_ticks = ticks;
+	if (tenant_cursor_set(t, ticks, ctl_cursor_cb, c, err,
+	    sizeof(err)) == -1) {
 		ctl_fail(c, CTL_EXIT_FAIL, "cursor set: %s", err);
 		return;
 	}
-	ts_format(ticks, ts, sizeof(ts));
-	ctl_send(c, 'o', "cursor of %s set to %s", t->name, ts);
-	ctl_finish(c, CTL_EXIT_OK);
+	c->cs_tenant = t;
+	c->state = CTL_BUSY;
 }
 
 /* backfill */
@@ -613,6 +645,8 @@ ctl_client_free(struct ctl_client *c)
 		    "went away, cancelling the backfill");
 		tenant_backfill_cancel(c->bf_tenant);
 	}
+	if (c->cs_tenant != NULL)
+		tenant_cursor_detach(c->cs_tenant);	/* it is still saved */
 	ctl_backfill_end(c);
 	check_free(c->check);
 	if (c->ctl != NULL) {

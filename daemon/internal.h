@@ -40,6 +40,7 @@ struct metrics;
 struct disk;
 struct disk_work;
 typedef void	(*disk_done_cb)(void *arg, int error);
+typedef void	(*cursor_set_cb)(void *arg, int error);	/* tenant.c */
 
 struct disk	*disk_new(struct event_base *);
 void		 disk_free(struct disk *);
@@ -266,6 +267,13 @@ struct tenant {
 	bool		 state_bad;	/* state file unusable: failed until
 					   alertrelayctl cursor set */
 	bool		 spool_failing;	/* a spool write failed (logged) */
+	/* cursor set: its state-file save in flight, on the disk thread. */
+	struct disk_work *cursor_work;
+	int64_t		 cursor_ticks;
+	bool		 cursor_renew;	/* a fresh file for a bad one */
+	bool		 cursor_missed;	/* a poll fell due meanwhile */
+	cursor_set_cb	 cursor_cb;
+	void		*cursor_arg;
 	struct commit	*commits;	/* page commits in flight (commit.c) */
 	unsigned	 ncommits;
 	bool		 unsynced;	/* queued records no commit covers */
@@ -323,7 +331,16 @@ struct tenant	*tenant_new(struct relay *, const struct tenant_ops *,
 /* Adopt a new configuration (reload); conf must outlive the tenant. */
 void		 tenant_reconcile(struct tenant *, struct conf_tenant *);
 /* Set the live cursor (ticks) and save it; -1 with err while busy. */
-int		 tenant_cursor_set(struct tenant *, int64_t, char *, size_t);
+/*
+ * cursor set: -1 with err when refused; else 0, and the state file is
+ * saved on the disk thread: cb(arg, 0 or errno) from the loop once it is
+ * (never from this call).  The tenant does not poll meanwhile.  detach:
+ * the operator went away; the save still happens, cb is never called.
+ * tenant_free calls cb with ECANCELED.
+ */
+int		 tenant_cursor_set(struct tenant *, int64_t, cursor_set_cb,
+		    void *, char *, size_t);
+void		 tenant_cursor_detach(struct tenant *);
 /*
  * Replay lastUpdateTime in [from, to) through the same dedupe and
  * outputs without moving the live cursor.  One backfill per tenant at a

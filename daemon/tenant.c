@@ -294,6 +294,10 @@ tenant_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tenant	*t = arg;
 
+	if (t->cursor_work != NULL) {
+		t->cursor_missed = true;	/* the save's end polls */
+		return;
+	}
 	if (t->phase == TENANT_IDLE || t->phase == TENANT_BACKOFF)
 		tenant_poll(t);
 	else if (t->incidents_active)
@@ -1149,61 +1153,96 @@ tenant_reconcile(struct tenant *t, struct conf_tenant *ct)
 	}
 }
 
-/* cursor set on a tenant whose state file was bad: start afresh. */
-static int
-tenant_state_renew(struct tenant *t, int64_t ticks, char *err, size_t elen)
+/*
+ * The operator's cursor set, saved (error 0) or not.  A tenant whose
+ * state file was bad gets the fresh state only now; otherwise the cursor
+ * moved in memory when the save began, and a failed save goes back to
+ * the file's.
+ */
+static void
+tenant_cursor_saved_cb(void *arg, int error)
 {
-	struct tenant_state fresh;
+	struct tenant	*t = arg;
+	struct timeval	 now = { 0, 0 };
+	cursor_set_cb	 cb = t->cursor_cb;
+	void		*cbarg = t->cursor_arg;
 
-	if (t->ncommits > 0) {
-		snprintf(err, elen, "tenant %s is saving its state; try again "
-		    "in a moment", t->name);
-		return -1;
-	}
-	tenant_state_init(&fresh);
-	fresh.cursor = ticks;
-	fresh.since = ticks;
-	if (tenant_state_save(t->state_path, &fresh) == -1) {
-		snprintf(err, elen, "cannot save %s: %s", t->state_path,
-		    strerror(errno));
-		tenant_state_clear(&fresh);
-		return -1;
-	}
-	tenant_state_clear(&t->state);
-	t->state = fresh;
-	t->state_bad = false;
-	checkpoints_clear(t);
-	t->delivered = ticks;
-	t->last_error[0] = '\0';
-	log_tenant(LOG_INFO, t->name, "new state file %s, cursor "
-	    "set by the operator", t->state_path);
-	if (t->conf->enabled && (t->relay->cluster == NULL || t->owned))
+	t->cursor_work = NULL;
+	t->cursor_cb = NULL;
+	if (error != 0) {
+		log_tenant(LOG_ERR, t->name, "cursor set by the operator: "
+		    "cannot save %s: %s; the cursor is unchanged",
+		    t->state_path, strerror(error));
+		if (!t->cursor_renew)
+			tenant_state_reread(t);
+	} else if (t->cursor_renew) {
+		tenant_state_clear(&t->state);
+		tenant_state_init(&t->state);
+		t->state.cursor = t->state.since = t->cursor_ticks;
+		t->state_bad = false;
+		checkpoints_clear(t);
+		t->delivered = t->cursor_ticks;
+		t->last_error[0] = '\0';
+		log_tenant(LOG_INFO, t->name, "new state file %s, cursor "
+		    "set by the operator", t->state_path);
+	} else
+		log_tenant(LOG_INFO, t->name, "cursor set by the operator");
+	if (error == 0 && t->cursor_renew && t->conf->enabled &&
+	    (t->relay->cluster == NULL || t->owned))
 		tenant_start(t);
-	return 0;
+	else if (t->cursor_missed)
+		evtimer_add(t->timer, &now);
+	t->cursor_missed = false;
+	if (cb != NULL)
+		cb(cbarg, error);
 }
 
 int
-tenant_cursor_set(struct tenant *t, int64_t ticks, char *err, size_t elen)
+tenant_cursor_set(struct tenant *t, int64_t ticks, cursor_set_cb cb,
+    void *arg, char *err, size_t elen)
 {
-	if (t->state_bad)
-		return tenant_state_renew(t, ticks, err, elen);
+	struct tenant_state fresh;
+	struct buf	 b;
+
+	if (t->cursor_work != NULL) {
+		snprintf(err, elen, "tenant %s is saving a cursor already; "
+		    "try again in a moment", t->name);
+		return -1;
+	}
 	if (t->live->req != NULL || t->live->awaiting_token ||
 	    t->ncommits > 0) {
-		snprintf(err, elen, "tenant %s is reading a page; try again "
-		    "in a moment", t->name);
+		snprintf(err, elen, "tenant %s is %s; try again in a moment",
+		    t->name, t->state_bad ? "saving its state" :
+		    "reading a page");
 		return -1;
 	}
-	t->state.cursor = ticks;
-	if (t->state.since == TICKS_NONE || ticks < t->state.since)
-		t->state.since = ticks;
-	if (tenant_state_save(t->state_path, &t->state) == -1) {
-		snprintf(err, elen, "cannot save %s: %s", t->state_path,
-		    strerror(errno));
-		return -1;
+	buf_init(&b);
+	t->cursor_renew = t->state_bad;
+	t->cursor_ticks = ticks;
+	if (t->state_bad) {
+		/* The bad file is replaced; the tenant stays stopped till then. */
+		tenant_state_init(&fresh);
+		fresh.cursor = fresh.since = ticks;
+		tenant_state_format(&fresh, &b);
+		tenant_state_clear(&fresh);
+	} else {
+		t->state.cursor = ticks;
+		if (t->state.since == TICKS_NONE || ticks < t->state.since)
+			t->state.since = ticks;
+		tenant_state_format(&t->state, &b);
 	}
-	log_tenant(LOG_INFO, t->name, "cursor set by the "
-	    "operator");
+	t->cursor_cb = cb;
+	t->cursor_arg = arg;
+	t->cursor_missed = false;
+	t->cursor_work = disk_save(t->relay->disk, t->state_path, &b,
+	    tenant_cursor_saved_cb, t);
 	return 0;
+}
+
+void
+tenant_cursor_detach(struct tenant *t)
+{
+	t->cursor_cb = NULL;
 }
 
 int
@@ -1285,6 +1324,12 @@ tenant_free(struct tenant *t)
 		t->backfill->cb(t->backfill->cb_arg, 1, 0, t->backfill->pages,
 		    t->backfill->seen, t->backfill->forwarded,
 		    "tenant removed from the configuration");
+	if (t->cursor_work != NULL) {
+		/* The file is still written; nobody hears of it. */
+		disk_cancel(t->cursor_work);
+		if (t->cursor_cb != NULL)
+			t->cursor_cb(t->cursor_arg, ECANCELED);
+	}
 	catchup_free(t->live);
 	catchup_free(t->backfill);
 	ireader_free(t->incidents);

@@ -16,6 +16,9 @@ alerts make a tenant commit a page; its syncs are held:
   the commit finishes on its own once the disk answers (no crash, also
   under ASan), and when a reload adds t1 back every version of it has
   arrived exactly once.
+- cursor_set_disk_held: alertrelayctl cursor set while the disk is held:
+  the command waits for the state file, the loop does not; a second one
+  is refused meanwhile; the file has the new cursor once the disk answers.
 - notify_budget_disk_held: a mail's hourly-budget file is saved while the
   disk is held: the loop goes on (/metrics, status, the next mails), and
   the file has every mail's time once the disk answers.
@@ -23,6 +26,7 @@ Loaded by harness.py next to cases.py (every cases_*.py exports CASES)."""
 
 import os
 import signal
+import subprocess
 import time
 import urllib.request
 
@@ -215,6 +219,72 @@ def check_disk_held_remove(ctx):
              "versions, each once" % len(ctx.expected()))
 
 
+def check_cursor_set_disk_held(ctx):
+    hold = os.path.join(ctx.dir, "hold")
+    d, mport = start_held(ctx, hold, metrics=True)
+    before = state_text(ctx, "t1")
+    open(hold, "w").close()
+    exe = os.path.join(ctx.suite.build, "alertrelayctl")
+    sock = os.path.join(ctx.dir, "ctl.sock")
+    when = "2026-11-01T00:00:00Z"
+    p = subprocess.Popen([exe, "-s", sock, "cursor", "set", "t1", when],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        wait_for(lambda: d.alive() and os.path.exists(hold + ".hit"), 15,
+                 "the cursor's state-file save to be held")
+        worst = max(metrics_time(mport) for _ in range(5))
+        t0 = time.monotonic()
+        status_json(ctx)
+        ctl_s = time.monotonic() - t0
+        if worst > 1.0 or ctl_s > 1.0:
+            raise Fail("with cursor set's save held /metrics took up to "
+                       "%.2f s and status %.2f s (1 s at most: the loop "
+                       "must not wait for the disk)" % (worst, ctl_s))
+        if p.poll() is not None:
+            raise Fail("cursor set returned (exit %d: %r) before its state "
+                       "file was saved" % (p.returncode, p.stdout.read()))
+        rc, out, err = ctl(ctx, "cursor", "set", "t1", when, timeout=10)
+        if rc == 0 or "saving a cursor already" not in err:
+            raise Fail("a second cursor set during the save: exit %d %r "
+                       "(expected a refusal that says why)"
+                       % (rc, out + err))
+        if state_text(ctx, "t1") != before:
+            raise Fail("t1's state file changed while its save was held")
+    finally:
+        if os.path.exists(hold):
+            os.unlink(hold)
+    try:
+        out, err = p.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise Fail("cursor set did not return within 15 s of the disk "
+                   "answering")
+    if p.returncode != 0 or "cursor of t1 set to 2026-11-01" not in out:
+        raise Fail("cursor set once the disk answered: exit %d %r"
+                   % (p.returncode, out + err))
+    shown = ctl(ctx, "cursor", "show", "t1")[1].strip()
+    if state_text(ctx, "t1") == before or not shown.startswith("2026-11-01"):
+        raise Fail("after cursor set the state file is %s and cursor show "
+                   "says %r" % ("unchanged" if state_text(ctx, "t1") == before
+                                else "changed", shown))
+    # The daemon reads the cursor back from the file after a restart.
+    d.stop()
+    d.env = None
+    d.start()
+    wait_for(lambda: d.alive() and answers(ctx), 15,
+             "the control socket after the restart")
+    again = ctl(ctx, "cursor", "show", "t1")[1].strip()
+    d.stop()
+    if not again.startswith("2026-11-01"):
+        raise Fail("after a restart cursor show says %r, not the cursor set "
+                   "before (2026-11-01)" % again)
+    ctx.note("cursor set with the disk held: /metrics max %.0f ms, status "
+             "%.0f ms; a second one refused; returned once the disk "
+             "answered; cursor show %s" % (worst * 1000, ctl_s * 1000,
+                                           shown))
+
+
 def sent_lines(ctx, name):
     p = os.path.join(ctx.dir, "state", "notify", name + ".sent")
     try:
@@ -307,5 +377,19 @@ CASES = [
         "outputs": [OCTET],
         "quick": True,
         "check": check_budget_disk_held,
+    },
+    {
+        "name": "cursor_set_disk_held",
+        "doc": "alertrelayctl cursor set while every fsync is held: the "
+               "command waits for the state file, /metrics and status "
+               "answer within 1 s, a second cursor set is refused; once "
+               "the disk answers the command succeeds and the file holds "
+               "the new cursor",
+        "fake": ["-t", "t1", "-t", "t2", "--alerts", "5", "--seed", "154"],
+        "tenants": [{"name": "t1", "label": "Customer t1 Ltd"},
+                    {"name": "t2", "label": "Customer t2 Ltd"}],
+        "outputs": [OCTET],
+        "quick": True,
+        "check": check_cursor_set_disk_held,
     },
 ]

@@ -156,8 +156,24 @@ relay_tenant_find(struct relay *r, const char *name)
 	return NULL;
 }
 
+/* cursor set's save: answered from the loop, or held (stub_cs_hold). */
+static cursor_set_cb	 stub_cs_cb;
+static void		*stub_cs_arg;
+static int		 stub_cs_hold, stub_cs_err, stub_cs_detached;
+
+static void
+stub_cs_end(evutil_socket_t fd, short what, void *arg)
+{
+	cursor_set_cb	 cb = stub_cs_cb;
+
+	stub_cs_cb = NULL;
+	if (cb != NULL)
+		cb(stub_cs_arg, stub_cs_err);
+}
+
 int
-tenant_cursor_set(struct tenant *t, int64_t ticks, char *err, size_t elen)
+tenant_cursor_set(struct tenant *t, int64_t ticks, cursor_set_cb cb,
+    void *arg, char *err, size_t elen)
 {
 	if (stub_cursor_rc == -1) {
 		snprintf(err, elen, "tenant %s is busy", t->name);
@@ -165,7 +181,19 @@ tenant_cursor_set(struct tenant *t, int64_t ticks, char *err, size_t elen)
 	}
 	stub_cursor = ticks;
 	t->state.cursor = ticks;
+	stub_cs_cb = cb;
+	stub_cs_arg = arg;
+	if (!stub_cs_hold)
+		event_base_once(t->relay->base, -1, EV_TIMEOUT, stub_cs_end,
+		    NULL, NULL);
 	return 0;
+}
+
+void
+tenant_cursor_detach(struct tenant *t)
+{
+	stub_cs_detached++;
+	stub_cs_cb = NULL;
 }
 
 int
@@ -313,6 +341,8 @@ setup(void **state)
 	f->r.reloads = 2;
 	stub_reload_rc = 0;
 	stub_cursor_rc = 0;
+	stub_cs_cb = NULL;
+	stub_cs_hold = stub_cs_err = stub_cs_detached = 0;
 	stub_bf_cb = NULL;
 	stub_bf_cancelled = 0;
 	stub_cancelled = 0;
@@ -615,6 +645,7 @@ test_requests(void **state)
 {
 	struct fixture	*f = *state;
 	char		 err[256], big[6000], *a;
+	int		 fd;
 
 	assert_int_equal(ctl_start(&f->r, err, sizeof(err)), 0);
 	a = request(f, "status --json\n");
@@ -644,6 +675,30 @@ test_requests(void **state)
 	a = request(f, "cursor set contoso 2026-11-01T00:00:00Z\n");
 	assert_non_null(strstr(a, "e cursor set: tenant contoso is busy\nx 1"));
 	free(a);
+	stub_cursor_rc = 0;
+	/* The save fails: said, with what to do. */
+	stub_cs_err = EIO;
+	a = request(f, "cursor set contoso 2026-11-01\n");
+	assert_non_null(strstr(a, "e cursor set: cannot save the state file "
+	    "of contoso: Input/output error; the cursor is unchanged"));
+	assert_non_null(strstr(a, "x 1\n"));
+	free(a);
+	/* The tenant is removed by a reload while it saves. */
+	stub_cs_err = ECANCELED;
+	a = request(f, "cursor set contoso 2026-11-01\n");
+	assert_non_null(strstr(a, "e cursor set: tenant contoso was removed "
+	    "from the configuration"));
+	free(a);
+	/* The operator goes away while the save is held: detached. */
+	stub_cs_err = 0;
+	stub_cs_hold = 1;
+	fd = client(f, "cursor set contoso 2026-11-01\n");
+	spin(f);
+	assert_non_null(stub_cs_cb);
+	close(fd);
+	spin(f);
+	assert_int_equal(stub_cs_detached, 1);
+	assert_null(stub_cs_cb);
 	a = request(f, "reload\n");
 	assert_string_equal(a, "o reload applied\nx 0\n");
 	free(a);

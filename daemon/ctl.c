@@ -263,6 +263,12 @@ ctl_cursor_cb(void *arg, int error)
 	char			 ts[40];
 
 	c->cs_tenant = NULL;
+	if (error == ECANCELED && c->relay->stopping) {
+		ctl_fail(c, CTL_EXIT_FAIL, "cursor set: alertrelayd is "
+		    "stopping; the state file of %s with the new cursor is "
+		    "still written before it exits", c->bf_name);
+		return;
+	}
 	if (error == ECANCELED) {
 		ctl_fail(c, CTL_EXIT_FAIL, "cursor set: tenant %s was removed "
 		    "from the configuration while its state file was saved",

@@ -277,11 +277,57 @@ def check_cursor_set_disk_held(ctx):
         return False
     wait_for(polled_from_it, 15, "t1 to poll from the cursor set "
              "(2026-11-01 minus the overlap)")
-    d.stop()
+
+    # SIGTERM while a cursor set's save is held: the daemon exits once the
+    # disk answers, with that cursor in the file.
+    open(hold, "w").close()
+    os.unlink(hold + ".hit")
+    when2 = "2026-11-02T00:00:00Z"
+    for _ in range(50):
+        p = subprocess.Popen([exe, "-s", sock, "cursor", "set", "t1",
+                              when2], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: os.path.exists(hold + ".hit") or
+                 p.poll() is not None, 15, "cursor set to be held or "
+                 "refused")
+        if not os.path.exists(hold + ".hit"):
+            out, err = p.communicate()
+            if "try again" not in err:
+                raise Fail("cursor set with the disk held: exit %d %r"
+                           % (p.returncode, out + err))
+            time.sleep(0.1)     # t1 was reading a page
+            continue
+        break
+    else:
+        raise Fail("cursor set refused 50 times in a row")
+    proc = d.proc
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    if not proc.running():
+        raise Fail("alertrelayd exited before cursor set's state file was "
+                   "saved (status %s)" % proc.p.returncode)
+    os.unlink(hold)
+    rc = proc.wait(15)
+    if rc is None:
+        proc.stop(signal.SIGKILL)
+        raise Fail("alertrelayd still running 15 s after SIGTERM once the "
+                   "disk answered:\n%s" % tail(proc.stderr()))
+    proc.close()
+    ctx.suite.check_sanitizer(proc)
+    out, err = p.communicate(timeout=15)
+    if rc != 0 or p.returncode == 0:
+        raise Fail("SIGTERM during cursor set's save: alertrelayd exit %d, "
+                   "alertrelayctl exit %d %r (expected 0 and a failure)"
+                   % (rc, p.returncode, out + err))
+    if "cursor 17935776000000000\n" not in state_text(ctx, "t1"):
+        raise Fail("after SIGTERM during cursor set's save the state file "
+                   "does not hold 2026-11-02:\n%s" % state_text(ctx, "t1"))
     ctx.note("cursor set with the disk held: /metrics max %.0f ms, status "
              "%.0f ms; a second one refused; returned once the disk "
-             "answered; t1 then polled from the new cursor"
-             % (worst * 1000, ctl_s * 1000))
+             "answered; t1 then polled from the new cursor; SIGTERM "
+             "during a held save: exit 0 once the disk answered, the "
+             "cursor in the file; alertrelayctl said %r"
+             % (worst * 1000, ctl_s * 1000, (out + err).strip()[:120]))
 
 
 def sent_lines(ctx, name):

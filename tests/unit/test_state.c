@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -197,6 +198,50 @@ test_state_roundtrip(void **state)
 	assert_true(b.horizon == 5 && b.cursor == -42);
 	tenant_state_clear(&a);
 	tenant_state_clear(&b);
+}
+
+/*
+ * The "seen" lines are formatted without printf: each must be exactly what
+ * "%016" PRIx64 " %" PRId64 would give, extreme values included.
+ */
+static void
+test_state_seen_lines(void **state)
+{
+	static const int64_t ticks[] = { 1, 9, 10, 1234567890123456789LL,
+	    INT64_MAX, -1, -10, INT64_MIN };
+	struct tenant_state	 a;
+	struct buf		 b;
+	char			 id[64], want[64], *line, *nl;
+	unsigned long long	 h;
+	long long		 v;
+	size_t			 i, n, lines = 0;
+
+	tenant_state_init(&a);
+	for (i = 0; i < sizeof(ticks) / sizeof(ticks[0]); i++) {
+		n = (size_t)snprintf(id, sizeof(id), "da5%zu_extreme", i);
+		dedupe_put(&a.seen, id, n, ticks[i]);
+	}
+	buf_init(&b);
+	tenant_state_format(&a, &b);
+	line = strstr(b.data, "\nseen ");
+	assert_non_null(line);
+	line = strchr(line + 1, '\n') + 1;
+	for (; (nl = strchr(line, '\n')) != NULL && strncmp(line, "crc ", 4);
+	    line = nl + 1) {
+		assert_int_equal(sscanf(line, "%16llx %lld", &h, &v), 2);
+		snprintf(want, sizeof(want), "%016" PRIx64 " %" PRId64 "\n",
+		    (uint64_t)h, (int64_t)v);
+		assert_int_equal((size_t)(nl + 1 - line), strlen(want));
+		assert_memory_equal(line, want, strlen(want));
+		for (i = 0; i < sizeof(ticks) / sizeof(ticks[0]); i++)
+			if (ticks[i] == (int64_t)v)
+				break;
+		assert_true(i < sizeof(ticks) / sizeof(ticks[0]));
+		lines++;
+	}
+	assert_int_equal(lines, a.seen.n);
+	buf_clear(&b);
+	tenant_state_clear(&a);
 }
 
 static void
@@ -440,6 +485,7 @@ main(void)
 		cmocka_unit_test(test_dedupe_growth_and_prune),
 		cmocka_unit_test_setup_teardown(test_state_roundtrip,
 		    setup, teardown),
+		cmocka_unit_test(test_state_seen_lines),
 		cmocka_unit_test_setup_teardown(test_state_corrupt,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_dir_lock,

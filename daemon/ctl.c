@@ -95,7 +95,7 @@ struct ctl_client {
 	 * calls ctl_backfill_cb, which clears it: never a dangling pointer.
 	 */
 	struct tenant		*bf_tenant;
-	char			*bf_name;
+	char			*tname;		/* backfill's or cursor set's */
 	/* cursor set: the tenant saving it, cleared by ctl_cursor_cb. */
 	struct tenant		*cs_tenant;
 	int64_t			 cs_ticks;
@@ -266,24 +266,24 @@ ctl_cursor_cb(void *arg, int error)
 	if (error == ECANCELED && c->relay->stopping) {
 		ctl_fail(c, CTL_EXIT_FAIL, "cursor set: alertrelayd is "
 		    "stopping; the state file of %s with the new cursor is "
-		    "still written before it exits", c->bf_name);
+		    "still written before it exits", c->tname);
 		return;
 	}
 	if (error == ECANCELED) {
 		ctl_fail(c, CTL_EXIT_FAIL, "cursor set: tenant %s was removed "
 		    "from the configuration while its state file was saved",
-		    c->bf_name);
+		    c->tname);
 		return;
 	}
 	if (error != 0) {
 		ctl_fail(c, CTL_EXIT_FAIL, "cursor set: cannot save the state "
 		    "file of %s: %s; the cursor is unchanged (check the state "
-		    "directory's disk, then try again)", c->bf_name,
+		    "directory's disk, then try again)", c->tname,
 		    strerror(error));
 		return;
 	}
 	ts_format(c->cs_ticks, ts, sizeof(ts));
-	ctl_send(c, 'o', "cursor of %s set to %s", c->bf_name, ts);
+	ctl_send(c, 'o', "cursor of %s set to %s", c->tname, ts);
 	ctl_finish(c, CTL_EXIT_OK);
 }
 
@@ -324,8 +324,8 @@ cmd_cursor(struct ctl_client *c, int argc, char **argv)
 		    argv[3]);
 		return;
 	}
-	free(c->bf_name);
-	c->bf_name = xstrdup(t->name);
+	free(c->tname);
+	c->tname = xstrdup(t->name);
 	c->cs_ticks = ticks;
 	if (tenant_cursor_set(t, ticks, ctl_cursor_cb, c, err,
 	    sizeof(err)) == -1) {
@@ -349,7 +349,7 @@ ctl_backfill_cb(void *arg, int done, int ok, uint64_t pages, uint64_t seen,
     uint64_t forwarded, const char *error)
 {
 	struct ctl_client	*c = arg;
-	const char		*name = c->bf_name;
+	const char		*name = c->tname;
 
 	if (!done) {
 		ctl_send(c, 'p', "backfill %s: %llu page%s, %llu alerts seen, "
@@ -396,8 +396,8 @@ cmd_backfill(struct ctl_client *c, int argc, char **argv)
 	}
 	if ((t = ctl_tenant(c, argv[1])) == NULL)
 		return;
-	free(c->bf_name);
-	c->bf_name = xstrdup(t->name);
+	free(c->tname);
+	c->tname = xstrdup(t->name);
 	c->bf_tenant = t;
 	c->state = CTL_BUSY;
 	if (tenant_backfill(t, from, to, ctl_backfill_cb, c, err,
@@ -647,7 +647,7 @@ ctl_client_free(struct ctl_client *c)
 		return;
 	}
 	if (c->bf_tenant != NULL) {
-		log_tenant(LOG_INFO, c->bf_name, "alertrelayctl "
+		log_tenant(LOG_INFO, c->tname, "alertrelayctl "
 		    "went away, cancelling the backfill");
 		tenant_backfill_cancel(c->bf_tenant);
 	}
@@ -660,7 +660,7 @@ ctl_client_free(struct ctl_client *c)
 		c->ctl->nclients--;
 	}
 	bufferevent_free(c->bev);
-	free(c->bf_name);
+	free(c->tname);
 	free(c);
 }
 

@@ -1426,13 +1426,10 @@ rec_read(struct spool *sp, int fd, const struct spool_seg *s, uint64_t off,
 {
 	struct spool_win *w = &sp->rwin;
 	const char	*p;
-	uint32_t	 len, crc, c;
+	uint32_t	 len;
+	int		 r;
 
 	buf_reset(out);
-	if (s->size - off < SPOOL_HDR) {
-		*why = "short header";
-		return 0;
-	}
 	if (w->buf == NULL)
 		win_init(w, fd, s->size);
 	if (sp->rwin_seg != s->num || w->fd != fd) {
@@ -1441,30 +1438,16 @@ rec_read(struct spool *sp, int fd, const struct spool_seg *s, uint64_t off,
 		w->len = 0;
 	}
 	w->end = s->size;
-	if (win_get(w, off, SPOOL_HDR, &p) == -1)
-		return -1;
-	if (le32dec(p) != SPOOL_MAGIC) {
-		*why = "bad magic";
-		return 0;
-	}
-	len = le32dec(p + 4);
-	crc = le32dec(p + 8);
-	if (len > SPOOL_MAX_RECORD || len > s->size - off - SPOOL_HDR) {
-		*why = "bad length";
-		return 0;
-	}
-	c = crc32c(0, p + 4, 4);
+	if ((r = rec_valid(w, off, &len, why)) != 1)
+		return r;
 	buf_reserve(out, len);
-	if (len <= w->cap - SPOOL_HDR) {
-		if (win_get(w, off, SPOOL_HDR + len, &p) == -1)
+	if (len <= w->cap) {
+		/* Still in the window rec_valid checked it through. */
+		if (win_get(w, off + SPOOL_HDR, len, &p) == -1)
 			return -1;
-		memcpy(out->data, p + SPOOL_HDR, len);
+		memcpy(out->data, p, len);
 	} else if (pread_full(fd, out->data, len, off + SPOOL_HDR) == -1)
 		return -1;
-	if (crc32c(c, out->data, len) != crc) {
-		*why = "bad checksum";
-		return 0;
-	}
 	out->len = len;
 	out->data[len] = '\0';
 	return 1;

@@ -12,8 +12,17 @@
 #include <string.h>
 
 #include "conf.h"
+#include "emptydir.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+int LLVMFuzzerInitialize(int *, char ***);
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	emptydir_make();
+	return 0;
+}
 
 #define CHECK(x)	do { if (!(x)) { \
 	fprintf(stderr, "fuzz_reload: %s failed\n", #x); abort(); } } while (0)
@@ -89,12 +98,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t	*nul = memchr(data, '\0', size);
 	size_t		 alen = nul != NULL ? (size_t)(nul - data) : size;
 	bool		 same = nul == NULL;
+	char		 pa[64], pb[64];
 
-	a = conf_parse("a.conf", (const char *)data, alen, &ea);
+	emptydir_file(pa, sizeof(pa), "a.conf");
+	emptydir_file(pb, sizeof(pb), "b.conf");
+	a = conf_parse(pa, (const char *)data, alen, &ea);
 	if (same)
-		b = conf_parse("b.conf", (const char *)data, alen, &eb);
+		b = conf_parse(pb, (const char *)data, alen, &eb);
 	else
-		b = conf_parse("b.conf", (const char *)nul + 1,
+		b = conf_parse(pb, (const char *)nul + 1,
 		    size - alen - 1, &eb);
 	if (a != NULL && b != NULL) {
 		check_outputs(a, b, same);

@@ -700,6 +700,17 @@ load_file(struct parser *p, const char *path)
 	int		 saved_line = p->line;
 	struct buf	 b;
 
+	if (saved_file != NULL && (p->conf->nfiles >= CONF_MAX_FILES ||
+	    p->bytes_read > CONF_MAX_TOTAL)) {
+		if (!p->over_budget)
+			perr(p, "include %s: more than %d files or %d MB read "
+			    "for one configuration (a file included from "
+			    "several places is read each time); check the "
+			    "include patterns", path, CONF_MAX_FILES,
+			    CONF_MAX_TOTAL >> 20);
+		p->over_budget = true;
+		return;
+	}
 	buf_init(&b);
 	if (file_read_all(path, CONF_MAX_FILE, &b) == -1) {
 		if (saved_file == NULL)
@@ -710,6 +721,7 @@ load_file(struct parser *p, const char *path)
 			    strerror(errno));
 	} else {
 		p->file = file_intern(p, path);
+		p->bytes_read += b.len;
 		parse_text(p, b.data, b.len);
 		explicit_bzero(b.data, b.len);
 	}
@@ -759,6 +771,8 @@ parse_include(struct parser *p, const char *pattern)
 	int		 rc;
 
 	sect_close(p);
+	if (p->over_budget)
+		return;
 	buf_init(&b);
 	if (*pattern != '/')
 		dir_escaped(&b, p->file);

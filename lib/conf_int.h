@@ -9,6 +9,14 @@
 #define CONF_MAX_DEPTH		8	/* include nesting below the main one */
 #define CONF_MAX_ERRORS		100
 #define CONF_MAX_FILE		(64 * 1024 * 1024)
+/*
+ * One configuration reads at most this many files and bytes: a file
+ * included from several places is read each time, so includes that fan
+ * out (every file of a directory including every file of the next) grow
+ * as a power of the nesting.  10,000 tenants in a file each fit twice.
+ */
+#define CONF_MAX_FILES		20000
+#define CONF_MAX_TOTAL		(256 * 1024 * 1024)
 #define CONF_MAX_SECRET		8192
 #define CONF_MAX_KEYS		32	/* keys per section table */
 #define CONF_MAX_NAME		64
@@ -77,6 +85,8 @@ struct parser {
 	size_t		 depth;
 	const char	*file;		/* current file, interned in conf */
 	int		 line;
+	size_t		 bytes_read;	/* every file so far (CONF_MAX_TOTAL) */
+	bool		 over_budget;	/* CONF_MAX_FILES or _TOTAL reached */
 
 	const struct sectdef *sect;	/* NULL outside any section */
 	bool		 skip;		/* ignore keys: header was wrong */

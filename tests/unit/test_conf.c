@@ -834,6 +834,58 @@ test_include_depth(void **state)
 	free(p);
 }
 
+/*
+ * Includes that fan out: main includes 30 files, each of which includes
+ * the 30 of the next level, and so on (27,000 reads at the third level).
+ * Reading stops at the budget with one error naming the include, and
+ * the configuration is refused; a level less is fine.
+ */
+static void
+test_include_budget(void **state)
+{
+	struct conf_errors e = { NULL, 0 };
+	struct config	*c;
+	char		 name[64], *p, *text;
+	int		 lvl, i;
+
+	for (lvl = 1; lvl <= 3; lvl++) {
+		snprintf(name, sizeof(name), "fan%d", lvl);
+		p = tpath(name);
+		assert_int_equal(mkdir(p, 0700), 0);
+		free(p);
+		for (i = 0; i < 30; i++) {
+			snprintf(name, sizeof(name), "fan%d/f%02d.conf", lvl,
+			    i);
+			text = lvl < 3 ? fmt("include = ../fan%d/*.conf\n",
+			    lvl + 1) : fmt("# leaf\n");
+			put_file(name, 0644, text);
+			free(text);
+		}
+	}
+	put_file("fanmain.conf", 0644, OUT "include = fan1/*.conf\n");
+	p = tpath("fanmain.conf");
+	assert_null(conf_load(p, &e));
+	assert_int_equal(e.n, 1);
+	/* Reported against the fan2 file whose include went over. */
+	assert_non_null(strstr(e.msg[0], "/fan2/f"));
+	assert_non_null(strstr(e.msg[0], ": include "));
+	assert_non_null(strstr(e.msg[0], "/fan3/f"));
+	assert_non_null(strstr(e.msg[0], "more than 20000 files or 256 MB "
+	    "read for one configuration"));
+	assert_non_null(strstr(e.msg[0], "check the include patterns"));
+	conf_errors_clear(&e);
+	free(p);
+
+	/* Two levels: 1 + 30 + 900 files. */
+	put_file("fanmain.conf", 0644, OUT "include = fan2/*.conf\n");
+	p = tpath("fanmain.conf");
+	c = conf_load(p, &e);
+	assert_non_null(c);
+	assert_int_equal(c->nfiles, 931);
+	conf_free(c);
+	free(p);
+}
+
 static void
 test_load_missing(void **state)
 {
@@ -1566,6 +1618,7 @@ main(void)
 		cmocka_unit_test(test_include_errors),
 		cmocka_unit_test(test_include_loop),
 		cmocka_unit_test(test_include_depth),
+		cmocka_unit_test(test_include_budget),
 		cmocka_unit_test(test_load_missing),
 		cmocka_unit_test(test_secret_mode),
 		cmocka_unit_test(test_secret_newline),

@@ -93,7 +93,8 @@ commit_finish(struct commit *c, int error, const char *output)
 	size_t		 i;
 
 	commit_unlink(c);
-	c->relay->commits--;
+	if (--c->relay->commits == 0)
+		relay_end_poke(c->relay);
 	/* A detached commit that failed forgets the page itself. */
 	if (error != 0 && done == NULL && t != NULL)
 		tenant_state_reread(t);

@@ -175,6 +175,14 @@ void		 sink_set_resolver(struct sink *, struct evdns_base *);
  * handed over by a reload keeps its own).  Set before the first record.
  */
 void		 sink_set_disk(struct sink *, struct disk *);
+/* cb(arg) from the loop each time the last undelivered record is. */
+void		 sink_on_drained(struct sink *, void (*)(void *), void *);
+/*
+ * Nothing more will be queued (--once done, or stopping): once every
+ * record is written, half-close the connection so that the SIEM's own
+ * close confirms them instead of the acknowledgement hold.
+ */
+void		 sink_finish(struct sink *);
 
 /*
  * token.c: per-tenant OAuth2 client-credentials token cache.  The token
@@ -749,6 +757,8 @@ int		 relay_setup(struct relay *, struct config *, bool once);
 void		 relay_start(struct relay *);
 /* SIGTERM: stop the tenants, deliver what is queued, then exit. */
 void		 relay_stop(struct relay *);
+/* Run the --once or stop check now (it waits for what just happened). */
+void		 relay_end_poke(struct relay *);
 void		 relay_free(struct relay *);
 
 #endif

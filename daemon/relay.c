@@ -92,6 +92,17 @@ struct reload_plan {
 	struct notifier	**notifiers;	/* built for a new name */
 };
 
+static void	relay_end_poke_cb(void *);
+
+/* What every output takes from the relay: resolver, disk thread, poke. */
+static void
+relay_sink_attach(struct relay *r, struct sink *s)
+{
+	sink_set_resolver(s, r->dns);
+	sink_set_disk(s, r->disk);
+	sink_on_drained(s, relay_end_poke_cb, r);
+}
+
 /* Note one reason the reload cannot be applied. */
 static void
 reload_reject(struct relay *r, const char *file, int line,
@@ -127,10 +138,8 @@ reload_build_outputs(struct relay *r, struct reload_plan *pl)
 		if (pl->sinks[i] == NULL) {
 			reload_reject(r, o->file, o->line, o->name, err);
 			rc = -1;
-		} else {
-			sink_set_resolver(pl->sinks[i], r->dns);
-			sink_set_disk(pl->sinks[i], r->disk);
-		}
+		} else
+			relay_sink_attach(r, pl->sinks[i]);
 	}
 	return rc;
 }
@@ -571,7 +580,43 @@ relay_notifiers_drained(struct relay *r)
 	return true;
 }
 
-/* --once: exit when every tenant is done and every output drained. */
+/*
+ * Nothing more will be queued: let the outputs half-close once they have
+ * written everything (sink_finish), for the SIEM to confirm it.
+ */
+static void
+relay_finish_outputs(struct relay *r)
+{
+	size_t	 i;
+
+	for (i = 0; i < r->nsinks; i++)
+		sink_finish(r->sinks[i]);
+}
+
+/*
+ * Something an ending waits for happened (a tenant done, the last commit
+ * saved, an output drained): look at once rather than at the next tick.
+ */
+void
+relay_end_poke(struct relay *r)
+{
+	if (r->stopping && r->stop_timer != NULL)
+		event_active(r->stop_timer, EV_TIMEOUT, 1);
+	else if (r->once && r->once_timer != NULL)
+		event_active(r->once_timer, EV_TIMEOUT, 1);
+}
+
+static void
+relay_end_poke_cb(void *arg)
+{
+	relay_end_poke(arg);
+}
+
+/*
+ * --once: exit when every tenant is done and every output drained.  The
+ * timer is a fallback (and the progress line); relay_end_poke runs the
+ * check as soon as something it waits for happens.
+ */
 static void
 relay_once_check(evutil_socket_t fd, short what, void *arg)
 {
@@ -581,10 +626,12 @@ relay_once_check(evutil_socket_t fd, short what, void *arg)
 	struct sink_stats st;
 	static int64_t	 last_progress;
 
-	if (r->once_pending == 0 && r->commits == 0 && relay_drained(r) &&
-	    relay_notifiers_drained(r)) {
-		event_base_loopexit(r->base, NULL);
-		return;
+	if (r->once_pending == 0 && r->commits == 0) {
+		if (relay_drained(r) && relay_notifiers_drained(r)) {
+			event_base_loopexit(r->base, NULL);
+			return;
+		}
+		relay_finish_outputs(r);
 	}
 	if (isatty(STDERR_FILENO) && mono_ms() - last_progress > 2000) {
 		uint64_t spool = 0;
@@ -613,6 +660,7 @@ relay_tenant_done(struct relay *r, struct tenant *t, bool ok)
 		r->once_failed++;
 	if (r->once_pending > 0)
 		r->once_pending--;
+	relay_end_poke(r);
 	log_tenant(LOG_INFO, t->name, "%s (%llu alerts "
 	    "forwarded)", ok ? "caught up" : "gave up",
 	    (unsigned long long)t->forwarded);
@@ -654,6 +702,8 @@ relay_stop_check(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(r->base, NULL);
 		return;
 	}
+	if (r->commits == 0)
+		relay_finish_outputs(r);
 	/* The pages read before the stop are saved first (commit.c). */
 	if (r->commits > 0 && mono_ms() < r->stop_deadline) {
 		evtimer_add(r->stop_timer, &tv);
@@ -702,8 +752,7 @@ relay_open_outputs(struct relay *r)
 			    r->conf->outputs[i]->line, err);
 			return -1;
 		}
-		sink_set_resolver(r->sinks[i], r->dns);
-		sink_set_disk(r->sinks[i], r->disk);
+		relay_sink_attach(r, r->sinks[i]);
 		r->nsinks++;
 	}
 	return 0;

@@ -54,6 +54,7 @@
 #define SINK_ACK_HOLD_MS	250
 #define SINK_ACK_HOLD_BYTES	(256 * 1024)
 #define SINK_ACK_FLUSH_MS	150	/* saving the ack after the last one */
+#define SINK_CLOSE_WAIT_MS	2000	/* for the SIEM's close (finishing) */
 
 enum sink_state {
 	SINK_IDLE,		/* closed: waiting for the timer */
@@ -116,6 +117,10 @@ struct sink {
 	uint64_t		 reconnects;
 	char			 last_error[512]; /* why it is down (status) */
 	uint64_t		 resends;	/* records sent again */
+	bool			 finishing;	/* see sink_finish */
+	bool			 half_closed;	/* our side shut (finishing) */
+	void			(*drained_cb)(void *);
+	void			*drained_arg;
 	struct kafka		*kafka;		/* kafka outputs: producer */
 	struct sinkrelp		 relp;		/* relp: the session */
 };
@@ -238,6 +243,7 @@ sink_close_conn(struct sink *s)
 	buf_reset(&s->relp.in);
 	s->tls_retry = 0;
 	s->tls_wants_read = false;
+	s->half_closed = false;
 	evtimer_del(s->timer);
 	evtimer_del(s->ackpoll);
 	s->state = SINK_IDLE;
@@ -572,7 +578,8 @@ sink_timer_cb(evutil_socket_t fd, short what, void *arg)
  * progress); when the connection fails meanwhile, it is sent again.  When
  * the peer closes cleanly (FIN, which it only sends after reading all it
  * acknowledged) or we close on shutdown, everything acknowledged counts as
- * delivered at once.  Duplicates after a failure are thus limited to the
+ * delivered at once.  At the end (--once, a stop) we half-close and wait
+ * for that FIN rather than the hold (sink_half_close).  Duplicates after a failure are thus limited to the
  * last SINK_ACK_HOLD_BYTES the peer acknowledged, plus records whose
  * acknowledgement we had not seen yet.  Without SIOCOUTQ (not Linux),
  * bytes handed to the kernel count as delivered.
@@ -613,6 +620,8 @@ sink_spool_ack(struct sink *s, const struct spool_pos *pos, uint64_t n)
 		    strerror(errno));
 	evtimer_add(s->ackflush, &tv);
 	s->sent += n;
+	if (s->drained_cb != NULL && spool_records(s->spool) == 0)
+		s->drained_cb(s->drained_arg);
 }
 
 /* No ack for a while: let the spool write its ack file (see above). */
@@ -633,8 +642,8 @@ static void
 sink_ack(struct sink *s, bool all)
 {
 	struct spool_pos end;
-	uint64_t	 done, n;
-	int64_t		 now = mono_ms();
+	uint64_t	 done, n, hold_bytes = SINK_ACK_HOLD_BYTES;
+	int64_t		 now = mono_ms(), hold_ms = SINK_ACK_HOLD_MS;
 
 	if (sink_is_relp(s)) {
 		sink_relp_release(s);
@@ -645,8 +654,11 @@ sink_ack(struct sink *s, bool all)
 		all = true;
 	if (sinkrecs_reach(&s->recs, done, now))
 		s->progressed = true;
-	n = sinkrecs_release(&s->recs, done, now, all ? 0 : SINK_ACK_HOLD_MS,
-	    all ? 0 : SINK_ACK_HOLD_BYTES, &end);
+	if (all)
+		hold_ms = 0, hold_bytes = 0;
+	else if (s->half_closed)	/* the SIEM's close will tell */
+		hold_ms = SINK_CLOSE_WAIT_MS, hold_bytes = UINT64_MAX;
+	n = sinkrecs_release(&s->recs, done, now, hold_ms, hold_bytes, &end);
 	if (n > 0)
 		sink_spool_ack(s, &end, n);
 }
@@ -684,6 +696,56 @@ sink_ackpoll_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	sink_ack(s, false);
 	sink_ackpoll_arm(s);
+}
+
+/*
+ * Ending (--once done, or stopping) with every record written: shut our
+ * direction of the connection.  A SIEM reads up to the end and then
+ * closes its side, which confirms every record at once (sink_read)
+ * where an ordinary acknowledgement is held SINK_ACK_HOLD_MS; a SIEM
+ * that resets instead lost what it had not read, and those records are
+ * sent again.  Meanwhile nothing is released by the hold; a SIEM that
+ * has not closed SINK_CLOSE_WAIT_MS after it acknowledged a record is
+ * taken to hold it, as the hold would have.
+ * RELP and Kafka confirm each record themselves; datagrams and files
+ * have nothing to confirm.
+ */
+static void
+sink_half_close(struct sink *s)
+{
+	size_t	 out = sinkrecs_pending(&s->recs);
+
+	if (!s->finishing || s->half_closed || s->state != SINK_UP ||
+	    sink_is_local(s) || sink_is_relp(s) || s->kafka != NULL ||
+	    s->conf.transport == OUT_UDP)
+		return;
+	if (out == 0 || out != spool_records(s->spool) ||
+	    evbuffer_get_length(s->out) > 0 || s->tls_retry != 0)
+		return;
+	s->half_closed = true;
+	if (s->ssl != NULL) {
+		ERR_clear_error();
+		/* A close_notify that cannot leave whole ends it there. */
+		if (SSL_shutdown(s->ssl) < 0)
+			return;
+	}
+	if (shutdown(s->fd, SHUT_WR) == -1)
+		log_debug("output %s: shutdown: %s", s->conf.name,
+		    strerror(errno));
+	else
+		log_debug("output %s: every record sent; waiting for %s to "
+		    "read them and close", s->conf.name, sink_target(s));
+}
+
+/* The SIEM closed after our half-close: it read every record. */
+static void
+sink_closed_clean(struct sink *s)
+{
+	log_debug("output %s: %s read every record and closed",
+	    s->conf.name, sink_target(s));
+	sink_close_conn(s);
+	if (spool_records(s->spool) > 0)
+		sink_timer_add(s, 0);
 }
 
 /*
@@ -968,7 +1030,8 @@ sink_pump(struct sink *s)
 {
 	int	 i, r = 1;
 
-	if (s->state != SINK_UP)
+	/* Half-closed: later records wait for the next connection. */
+	if (s->state != SINK_UP || s->half_closed)
 		return;
 	if (s->conf.transport == OUT_UDP) {
 		event_del(s->ev_write);
@@ -995,6 +1058,7 @@ sink_pump(struct sink *s)
 			break;
 	}
 	sink_ackpoll_arm(s);
+	sink_half_close(s);
 	if (sink_is_local(s)) {
 		/* Files cannot be polled; a blocked stdout pipe retries. */
 		if (r == 0)
@@ -1040,8 +1104,13 @@ sink_read(struct sink *s)
 			case SSL_ERROR_WANT_WRITE:
 				return;
 			}
-			if (sinktls_eof(s->ssl, r))
+			if (sinktls_eof(s->ssl, r)) {
 				sink_ack(s, true);
+				if (s->half_closed) {
+					sink_closed_clean(s);
+					return;
+				}
+			}
 			sinktls_explain(s->ssl, r, false, reason,
 			    sizeof reason);
 			sink_fail(s, "lost connection to", "%s", reason);
@@ -1055,6 +1124,10 @@ sink_read(struct sink *s)
 		}
 		if (n == 0) {
 			sink_ack(s, true);
+			if (s->half_closed) {
+				sink_closed_clean(s);
+				return;
+			}
 			sink_fail(s, "lost connection to",
 			    "closed by the peer");
 		} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
@@ -1152,6 +1225,8 @@ sink_ready_cb(void *arg)
 
 	if (s->state == SINK_UP)
 		sink_kick(s, 0);
+	else if (s->state == SINK_IDLE && !evtimer_pending(s->timer, NULL))
+		sink_timer_add(s, 0);	/* closed cleanly, now more to send */
 }
 
 /* Connect from the loop, like every later attempt. */
@@ -1365,3 +1440,21 @@ sink_set_disk(struct sink *s, struct disk *d)
 		disk_attach_spool(d, s->spool);
 }
 
+/*
+ * The relay is ending (--once done, or stopping): nothing more will be
+ * queued, so once every record is written the connection is half-closed
+ * for the SIEM to confirm them (sink_half_close).
+ */
+void
+sink_finish(struct sink *s)
+{
+	s->finishing = true;
+	sink_half_close(s);
+}
+
+void
+sink_on_drained(struct sink *s, void (*cb)(void *), void *arg)
+{
+	s->drained_cb = cb;
+	s->drained_arg = arg;
+}

@@ -1,6 +1,7 @@
 """Durability cases (issue 3, SPEC section 5): SIEM outages, connection
-resets through a chaos proxy, kill -9 during a backfill, a full spool, a
-corrupted spool and a full disk.  Every case compares what syslog-ng
+resets through a chaos proxy, a SIEM that resets unread data at the end
+of --once, kill -9 during a backfill, a full spool, a corrupted spool and
+a full disk.  Every case compares what syslog-ng
 received with the fake cloud's /_control/versions: zero loss is asserted,
 duplicates are counted and reported in the case's note.
 
@@ -11,6 +12,8 @@ import errno
 import fcntl
 import os
 import random
+import re
+import select
 import selectors
 import signal
 import socket
@@ -730,6 +733,191 @@ def crash_fake():
     return fake_tenants(T10) + ["--alerts", str(per), "--seed", "33"]
 
 
+# --------------------------------------------------------------------------
+# end_unread_reset: the end of --once waits for the SIEM's own close.
+
+class UnreadResetSiem:
+    """A SIEM whose first connection takes the daemon's bytes into its
+    kernel (its TCP acknowledges them) and never reads them; when the
+    daemon shuts its side (FIN: a half-close, or its exit), that
+    connection is reset, and the unread bytes with it, as a SIEM that
+    crashes with unread data does.  Later connections are read to the
+    end and closed after the daemon's FIN, as syslog servers do.  The
+    port is bound at once and listened on only from listen(): until
+    then every connection is refused."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.conns = 0
+        self.unread = 0         # bytes thrown away by the reset
+        self.lines = []         # what later connections read
+        self.closed_after_fin = 0
+        self.stop = threading.Event()
+        self.threads = []
+
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def listen(self):
+        self.sock.listen(8)
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.conns += 1
+                first = self.conns == 1
+            t = threading.Thread(target=self._unread if first
+                                 else self._read, args=(c,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _unread(self, c):
+        p = select.poll()
+        p.register(c, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+        deadline = time.monotonic() + 60
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            if p.poll(200):
+                break
+        n = struct.unpack("i", fcntl.ioctl(c, termios.FIONREAD,
+                                            b"\0\0\0\0"))[0]
+        with self.lock:
+            self.unread += n
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                     struct.pack("ii", 1, 0))
+        c.close()
+
+    def _read(self, c):
+        buf = b""
+        c.settimeout(60)
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    with self.lock:
+                        self.closed_after_fin += 1
+                    break
+                buf += d
+        except OSError:
+            pass
+        c.close()
+        with self.lock:
+            self.lines += [x.decode("utf-8", "replace")
+                           for x in buf.split(b"\n") if x]
+
+    def keys(self):
+        """{(label, id, rt)} of the CEF lines read, and how many lines."""
+        with self.lock:
+            lines = list(self.lines)
+        got = {}
+        for x in lines:
+            m = (re.search(r" cs2=(.*?) cs2Label=", x),
+                 re.search(r" externalId=(\S+)", x),
+                 re.search(r"\|rt=(\d+)", x) or re.search(r" rt=(\d+)", x))
+            if None in m:
+                raise Fail("the SIEM read a line that is not a forwarded "
+                           "alert: %r" % x[:300])
+            k = (m[0].group(1), m[1].group(1), int(m[2].group(1)))
+            got[k] = got.get(k, 0) + 1
+        return got, len(lines)
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+        for t in self.threads:
+            t.join(5)
+
+
+def check_end_unread_reset(ctx):
+    exp = ctx.expected()
+    siem = UnreadResetSiem()
+    try:
+        out = {"name": "siem", "transport": "tcp", "framing": "newline",
+               "format": "cef", "address": siem.address()}
+        ctx.daemon.conf = ctx.make_config(outputs=[out])
+        p = ctx.daemon.start("--once", "-v")
+        # Every tenant caught up and its pages saved while the SIEM
+        # refuses connections: the records wait in the spool.
+        wait_for(lambda: ctx.daemon.alive() and
+                 p.stderr().count("caught up") >= len(ctx.tenants()), 30,
+                 "every tenant caught up (alertrelayd --once)")
+        siem.listen()
+        rc = p.wait(60)
+        if rc is None:
+            p.stop()
+            raise Fail("alertrelayd --once still running 60 s after the "
+                       "SIEM came up; stderr:\n%s" % tail(p.stderr()))
+        p.close()
+        ctx.suite.check_sanitizer(p)
+        err = p.stderr()
+    finally:
+        siem.close()
+    got, nlines = siem.keys()
+    missing = sorted(k for k in exp if k not in got)
+    if rc != 0:
+        raise Fail("alertrelayd --once exited %d; stderr:\n%s"
+                   % (rc, tail(err)))
+    if missing:
+        raise Fail("alertrelayd --once exited 0, but %d of %d versions never "
+                   "reached the SIEM (it had reset %d unread bytes on %d "
+                   "connection(s)): they were taken as delivered on the "
+                   "TCP acknowledgement alone, e.g. %s"
+                   % (len(missing), len(exp), siem.unread, siem.conns,
+                      missing[:2]))
+    extra = sorted((k for k in got if k not in exp), key=str)
+    if extra:
+        raise Fail("the SIEM read %d versions the cloud never showed, e.g. "
+                   "%s" % (len(extra), extra[:2]))
+    dups = sum(n - 1 for n in got.values())
+    if dups:
+        raise Fail("%d versions reached the SIEM more than once, although "
+                   "the first connection read nothing" % dups)
+    need_line(err, "output siem", "lost connection",
+              what="the reset of the unread connection")
+    need_line(err, "read every record and closed",
+              what="the SIEM's close confirming the resent records")
+    note = ("%d versions: the first connection was reset with %d bytes "
+            "unread, all %d sent again on connection %d and confirmed by "
+            "the SIEM's close" % (len(exp), siem.unread, nlines, siem.conns))
+    # syslog-ng, over TCP and over TLS with real certificates, closes
+    # after the half-close: the end is confirmed by its close.
+    for t in ctx.tenants():
+        ctx.fake.add_alerts(t[0], 3)
+    exp2 = ctx.expected() - exp
+    ctx.daemon.conf = ctx.make_config(outputs=[
+        octet_tcp("sngtcp"),
+        {"name": "sngtls", "transport": "tls", "format": "cef",
+         "sink": "tls", "ca_file": "ca.pem", "cert_file": "client.pem",
+         "key_file": "client.key"}])
+    t0 = time.monotonic()
+    rc, _, err = ctx.daemon.run("--once", "-v", timeout=60)
+    dt = time.monotonic() - t0
+    if rc != 0:
+        raise Fail("second alertrelayd --once exited %d; stderr:\n%s"
+                   % (rc, tail(err)))
+    for src, out in (("octet", "sngtcp"), ("tls", "sngtls")):
+        dels = wait_delivered(ctx.suite, ctx.sng, src, lambda: exp2, 10,
+                              what="the new versions on output " + out)
+        compare(exp2, dels)
+        need_line(err, "output %s:" % out, "read every record and closed",
+                  what="syslog-ng's close after the half-close of " + out)
+    ctx.note(note + "; syslog-ng (TCP and TLS) confirmed %d new versions "
+             "by its close, --once took %.2f s" % (len(exp2), dt))
+
+
 CASES = [
     {
         "name": "outage",
@@ -751,6 +939,20 @@ CASES = [
         "tenants": T4,
         "outputs": [octet_tcp()],
         "check": check_resets,
+    },
+    {
+        "name": "end_unread_reset",
+        "doc": "--once ends with a half-close and waits for the SIEM's own "
+               "close: a SIEM that acknowledged every record at TCP level "
+               "and resets without reading them gets them all again, once; "
+               "syslog-ng over TCP and TLS confirms by its close",
+        "quick": True,
+        "pki": True,
+        "syslog_ng": True,
+        "fake": ["-t", "t1", "-t", "t2", "--alerts", "8", "--seed", "36"],
+        "tenants": [{"name": "t1", "label": "Customer t1 Ltd"},
+                    {"name": "t2", "label": "Customer t2 Ltd"}],
+        "check": check_end_unread_reset,
     },
     {
         "name": "crash",

@@ -122,6 +122,7 @@ struct ctl {
 static struct ctl_client *ctl_current;
 
 static void	ctl_client_free(struct ctl_client *);
+static void	ctl_close(struct relay *, const char *);
 
 /* Client I/O. */
 
@@ -768,7 +769,7 @@ ctl_start(struct relay *r, char *err, size_t elen)
 	int			 fd;
 
 	if (r->ctl != NULL)
-		ctl_stop(r);
+		ctl_close(r, "a reload moved the control socket");
 	if (path == NULL || *path == '\0')
 		return 0;
 	memset(&sun, 0, sizeof(sun));
@@ -808,8 +809,38 @@ ctl_start(struct relay *r, char *err, size_t elen)
 	return 0;
 }
 
-void
-ctl_stop(struct relay *r)
+/*
+ * The socket closes (why: the daemon stops, or a reload moved it): a
+ * command still running gets its last lines now, and what is queued for
+ * the client goes to the socket at once (a small write to a local
+ * socket), instead of the connection closing without an answer.
+ */
+static void
+ctl_close_answer(struct ctl_client *c, const char *why)
+{
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
+
+	if (c->cs_tenant != NULL)
+		ctl_fail(c, CTL_EXIT_FAIL, "cursor set: %s; the state file of "
+		    "%s with the new cursor is still written", why, c->tname);
+	else if (c->state == CTL_BUSY)
+		ctl_fail(c, CTL_EXIT_FAIL, "%s; the command did not finish "
+		    "(run it again)", why);
+	/*
+	 * The bufferevent keeps its buffer's front frozen (only it writes);
+	 * it is freed right after this.
+	 */
+	if (evbuffer_get_length(out) == 0)
+		return;
+	evbuffer_unfreeze(out, 1);
+	if (evbuffer_write(out, bufferevent_getfd(c->bev)) == -1 ||
+	    evbuffer_get_length(out) > 0)
+		log_debug("control socket: the last answer to a client was "
+		    "cut short (the control socket closed)");
+}
+
+static void
+ctl_close(struct relay *r, const char *why)
 {
 	struct ctl		*ctl = r->ctl;
 	struct ctl_client	*c;
@@ -826,12 +857,20 @@ ctl_stop(struct relay *r)
 	while ((c = TAILQ_FIRST(&ctl->clients)) != NULL) {
 		TAILQ_REMOVE(&ctl->clients, c, entry);
 		c->ctl = NULL;
-		if (c != ctl_current)
+		if (c != ctl_current) {
+			ctl_close_answer(c, why);
 			ctl_client_free(c);
+		}
 	}
 	event_free(ctl->pause);
 	if (ctl->spare_fd != -1)
 		close(ctl->spare_fd);
 	free(ctl->path);
 	free(ctl);
+}
+
+void
+ctl_stop(struct relay *r)
+{
+	ctl_close(r, "alertrelayd is stopping");
 }

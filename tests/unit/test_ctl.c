@@ -137,9 +137,8 @@ relay_reload(struct relay *r)
 		buf_adds(&r->reload_errors, "x.conf:3: unknown key \"bogus\"\n");
 	}
 	if (stub_reload_path != NULL) {
-		/* What the lead does when control_socket changes. */
+		/* What reload_services does when control_socket changes. */
 		r->conf->daemon.control_socket = stub_reload_path;
-		ctl_stop(r);
 		assert_int_equal(ctl_start(r, err, sizeof(err)), 0);
 	}
 	return stub_reload_rc;
@@ -703,17 +702,44 @@ test_requests(void **state)
 	assert_string_equal(a, "o reload applied\nx 0\n");
 	free(a);
 	assert_int_equal(f->r.reloads, 3);
-	/* The reload moves the socket: the client still gets its answer. */
+	/*
+	 * The reload moves the socket: the client still gets its answer,
+	 * and a cursor set held meanwhile is told why it ends.
+	 */
+	stub_cs_detached = 0;
+	fd = client(f, "cursor set contoso 2026-11-01\n");
+	spin(f);
+	assert_non_null(stub_cs_cb);
 	xasprintf(&stub_reload_path, "%s/moved.sock", f->dir);
 	a = request(f, "reload\n");
 	assert_string_equal(a, "o reload applied\nx 0\n");
 	free(a);
 	assert_int_equal(access(f->path, F_OK), -1);
 	assert_int_equal(access(stub_reload_path, F_OK), 0);
+	a = answer_until(f, fd, NULL);
+	assert_string_equal(a, "e cursor set: a reload moved the control "
+	    "socket; the state file of contoso with the new cursor is still "
+	    "written\nx 1\n");
+	free(a);
+	close(fd);
+	assert_int_equal(stub_cs_detached, 1);
 	ctl_stop(&f->r);
 	free(stub_reload_path);
 	stub_reload_path = NULL;
 	f->conf.daemon.control_socket = f->path;
+	assert_int_equal(ctl_start(&f->r, err, sizeof(err)), 0);
+	/* The daemon stops (the loop is over) during a held cursor set. */
+	fd = client(f, "cursor set contoso 2026-11-01\n");
+	spin(f);
+	assert_non_null(stub_cs_cb);
+	ctl_stop(&f->r);
+	a = answer_until(f, fd, NULL);
+	assert_string_equal(a, "e cursor set: alertrelayd is stopping; the "
+	    "state file of contoso with the new cursor is still written\n"
+	    "x 1\n");
+	free(a);
+	close(fd);
+	assert_int_equal(stub_cs_detached, 2);
 	assert_int_equal(ctl_start(&f->r, err, sizeof(err)), 0);
 	stub_reload_rc = -1;
 	a = request(f, "reload\n");

@@ -2,7 +2,8 @@
 
 /*
  * Every fdatasync/fsync the daemon needs while running (spool jobs, state
- * file saves) is a work item run by one worker thread, in submission
+ * file saves, and the reads that must come after a save: disk_load) is a
+ * work item run by one worker thread, in submission
  * order; its completion comes back to the loop through an eventfd watched
  * by the base, and the item's done callback runs there.  One worker keeps
  * jobs of one spool and saves of one file in order without any locking
@@ -38,10 +39,12 @@ struct disk_work {
 	void		(*done)(void *, int);
 	void		*arg;
 	int		 err;
-	/* State-file saves. */
+	/* State-file saves and loads. */
 	char		*path;
 	struct buf	 data;
 	disk_done_cb	 cb;
+	disk_loaded_cb	 lcb;
+	size_t		 max;
 	void		*cb_arg;
 };
 
@@ -317,11 +320,49 @@ disk_save(struct disk *d, const char *path, struct buf *data,
 	return w;
 }
 
+static int
+load_run(void *arg)
+{
+	struct disk_work *w = arg;
+
+	return file_read_all(w->path, w->max, &w->data);
+}
+
+static void
+load_done(void *arg, int err)
+{
+	struct disk_work *w = arg;
+
+	if (w->lcb != NULL)
+		w->lcb(w->cb_arg, err, &w->data);
+	free(w->path);
+	buf_clear(&w->data);
+}
+
+struct disk_work *
+disk_load(struct disk *d, const char *path, size_t max, disk_loaded_cb cb,
+    void *arg)
+{
+	struct disk_work *w;
+
+	w = xcalloc(1, sizeof(*w));
+	w->run = load_run;
+	w->done = load_done;
+	w->arg = w;
+	w->path = xstrdup(path);
+	buf_init(&w->data);
+	w->max = max;
+	w->lcb = cb;
+	w->cb_arg = arg;
+	disk_submit(d, w);
+	return w;
+}
+
 void
 disk_cancel(struct disk_work *w)
 {
 	if (w != NULL)
-		w->cb = NULL;
+		w->cb = NULL, w->lcb = NULL;
 }
 
 uint64_t

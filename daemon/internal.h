@@ -53,7 +53,15 @@ void		 disk_attach_spool(struct disk *, struct spool *);
  */
 struct disk_work *disk_save(struct disk *, const char *path, struct buf *,
 		    disk_done_cb, void *);
-/* The owner goes away: the save still happens, cb is never called. */
+/*
+ * Read path (at most max bytes) on the worker, after every item submitted
+ * before (so after the saves of that file already queued); cb(arg, 0 or
+ * errno, the contents) from the loop.  A missing file is ENOENT.
+ */
+typedef void	(*disk_loaded_cb)(void *arg, int error, const struct buf *);
+struct disk_work *disk_load(struct disk *, const char *path, size_t max,
+		    disk_loaded_cb, void *);
+/* The owner goes away: a save still happens; cb is never called. */
 void		 disk_cancel(struct disk_work *);
 /* Items submitted and not yet completed. */
 uint64_t	 disk_pending(const struct disk *);

@@ -44,6 +44,7 @@ struct notifier {
 	int64_t			*sent;		/* epoch s of single mails */
 	size_t			 nsent;
 	struct disk_work	*budget_work;	/* their save in flight */
+	struct disk_work	*budget_loading; /* the file, being read */
 	bool			 budget_dirty;	/* changed since it began */
 	int64_t			 digest_due;	/* mono ms; 0 none pending */
 	int64_t			 retry_at;	/* mono ms; 0 not backing off */
@@ -88,17 +89,26 @@ budget_prune(struct notifier *n, int64_t now)
 	n->nsent = j;
 }
 
+/*
+ * The file's times, read on the disk thread (budget_load): in order after
+ * every save queued before, so a notifier that a reload removed and added
+ * back reads what its predecessor saved last.  No single mail goes out
+ * before (notifier_run_cb waits for it).
+ */
 static void
-budget_load(struct notifier *n)
+budget_loaded_cb(void *arg, int error, const struct buf *b)
 {
-	struct buf	 b;
+	struct notifier	*n = arg;
 	char		*p, *end;
 	long long	 v;
 
-	buf_init(&b);
-	if (file_read_all(n->budget_path, 1024 * 1024, &b) == 0 &&
-	    b.data != NULL) {
-		for (p = b.data; *p != '\0'; p = end) {
+	n->budget_loading = NULL;
+	if (error != 0 && error != ENOENT)
+		log_warnx("notify %s: cannot read %s: %s (single mails of the "
+		    "last hour are not counted; check the state directory's "
+		    "disk)", n->name, n->budget_path, strerror(error));
+	if (error == 0 && b->data != NULL) {
+		for (p = b->data; *p != '\0'; p = end) {
 			v = strtoll(p, &end, 10);
 			if (end == p)
 				break;
@@ -109,8 +119,16 @@ budget_load(struct notifier *n)
 				end++;
 		}
 	}
-	buf_clear(&b);
 	budget_prune(n, ts_now() / TICKS_PER_SEC);
+	if (spool_records(n->spool) > 0)
+		notifier_schedule(n, 0);
+}
+
+static void
+budget_load(struct notifier *n)
+{
+	n->budget_loading = disk_load(n->relay->disk, n->budget_path,
+	    1024 * 1024, budget_loaded_cb, n);
 }
 
 static void	budget_saved_cb(void *, int);
@@ -851,7 +869,7 @@ notifier_run_cb(evutil_socket_t fd, short what, void *arg)
 	json_t		*r = NULL;
 	int64_t		 mono = mono_ms(), now = ts_now() / TICKS_PER_SEC;
 
-	if (n->req != NULL)
+	if (n->req != NULL || n->budget_loading != NULL)
 		return;			/* the completion runs us again */
 	if (n->retry_at > mono) {
 		notifier_schedule(n, n->retry_at - mono);
@@ -984,6 +1002,7 @@ notifier_free(struct notifier *n)
 		    "stay in its spool");
 	if (n->timer != NULL)
 		event_free(n->timer);
+	disk_cancel(n->budget_loading);
 	if (n->budget_work != NULL) {
 		/* It still happens; the latest times after it (disk_free). */
 		disk_cancel(n->budget_work);

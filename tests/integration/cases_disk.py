@@ -379,11 +379,53 @@ def check_budget_disk_held(ctx):
     wait_for(lambda: d.alive() and sent_lines(ctx, "soc") == want, 15,
              "the budget file to list all %d mails once the disk answered"
              % want)
+    readd = readd_while_saving(ctx, smtp, hold, mport, want)
     d.stop()
     ctx.note("mail budget saved with the disk held: /metrics max %.0f ms, "
              "status %.0f ms; %d mails sent meanwhile; %s.sent lists %d "
-             "times once the disk answered"
-             % (worst * 1000, ctl_s * 1000, want, "soc", want))
+             "times once the disk answered; %s"
+             % (worst * 1000, ctl_s * 1000, want, "soc", want, readd))
+
+
+def readd_while_saving(ctx, smtp, hold, mport, want):
+    """A reload removes the notifier while the save of its latest mail's
+    time waits for the disk, the next adds it back with max_per_hour =
+    every single mail so far.  It must count that mail (its file is read
+    on the disk thread, after the save), so the next alert goes into a
+    digest rather than a single mail over the budget."""
+    d = ctx.daemon
+    dk = {"metrics_listen": "127.0.0.1:%d" % mport}
+    smtp.hold()
+    ctx.fake.add_alerts("t1", 1)
+    smtp.wait_held(2, d)
+    open(hold, "w").close()
+    if os.path.exists(hold + ".hit"):
+        os.unlink(hold + ".hit")
+    smtp.release()
+    wait_for(lambda: d.alive() and len(smtp.mails()) == want + 1 and
+             os.path.exists(hold + ".hit"), 15,
+             "mail %d sent and a sync held after it" % (want + 1))
+    for extra in ("", notify_section("soc", smtp.port, "soc@mssp.example")
+                  .replace("max_per_hour = 1000",
+                           "max_per_hour = %d" % (want + 1)) +
+                  "digest_interval = 1s\n"):
+        ctx.conf = d.conf = ctx.make_config(daemon=dk, extra=extra)
+        rc, out, err = ctl(ctx, "reload", timeout=10)
+        if rc != 0 or "reload applied" not in out:
+            raise Fail("reload: exit %d %r" % (rc, out + err))
+    ctx.fake.add_alerts("t1", 1)
+    os.unlink(hold)
+    wait_for(lambda: d.alive() and len(smtp.mails()) >= want + 2, 20,
+             "a mail for the alert after the notifier came back")
+    subj = [str(m["Subject"]) for m in smtp.mails()]
+    if not any(s.startswith("[alertrelay] Digest") for s in subj):
+        raise Fail("the notifier added back sent a single mail over its "
+                   "max_per_hour of %d (it counted the times of a file read "
+                   "before its predecessor's last save); subjects: %r"
+                   % (want + 1, subj[want:]))
+    return ("removed and added back while its last save was held: the "
+            "next alert went into a digest (max_per_hour %d reached)"
+            % (want + 1))
 
 
 CASES = [

@@ -93,8 +93,7 @@ commit_finish(struct commit *c, int error, const char *output)
 	size_t		 i;
 
 	commit_unlink(c);
-	if (--c->relay->commits == 0)
-		relay_end_poke(c->relay);
+	c->relay->commits--;
 	/* A detached commit that failed forgets the page itself. */
 	if (error != 0 && done == NULL && t != NULL)
 		tenant_state_reread(t);

@@ -765,8 +765,6 @@ int		 relay_setup(struct relay *, struct config *, bool once);
 void		 relay_start(struct relay *);
 /* SIGTERM: stop the tenants, deliver what is queued, then exit. */
 void		 relay_stop(struct relay *);
-/* Run the --once or stop check now (it waits for what just happened). */
-void		 relay_end_poke(struct relay *);
 void		 relay_free(struct relay *);
 
 #endif

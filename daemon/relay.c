@@ -92,6 +92,7 @@ struct reload_plan {
 	struct notifier	**notifiers;	/* built for a new name */
 };
 
+static void	relay_end_poke(struct relay *);
 static void	relay_end_poke_cb(void *);
 
 /* What every output takes from the relay: resolver, disk thread, poke. */
@@ -594,10 +595,10 @@ relay_finish_outputs(struct relay *r)
 }
 
 /*
- * Something an ending waits for happened (a tenant done, the last commit
- * saved, an output drained): look at once rather than at the next tick.
+ * Something an ending waits for happened (a tenant done, an output
+ * drained): look at once rather than at the next tick.
  */
-void
+static void
 relay_end_poke(struct relay *r)
 {
 	if (r->stopping && r->stop_timer != NULL)
@@ -614,8 +615,9 @@ relay_end_poke_cb(void *arg)
 
 /*
  * --once: exit when every tenant is done and every output drained.  The
- * timer is a fallback (and the progress line); relay_end_poke runs the
- * check as soon as something it waits for happens.
+ * timer catches the rest (a commit saved, a mail sent) and writes the
+ * progress line; relay_end_poke runs the check as soon as a tenant ends
+ * or an output drains.
  */
 static void
 relay_once_check(evutil_socket_t fd, short what, void *arg)

@@ -108,14 +108,22 @@ class Tcp:
         self.output = {"transport": "tcp",
                        "address": "127.0.0.1:%d" % self.port}
 
-    def count(self):
-        n = 0
-        with open(os.path.join(self.d, "sink.out")) as f:
-            for line in f:
-                if line.startswith("stats "):
-                    kv = dict(x.split("=", 1) for x in line.split()[1:])
-                    n = int(float(kv.get("msgs", 0)))
-        return n
+    def count(self, expected):
+        """The sink prints its count every 200 ms: wait for a line that
+        has them all (the daemon exits a round trip after the sink read
+        the last one), or 1 s."""
+        end = time.monotonic() + 1.0
+        while True:
+            n = 0
+            with open(os.path.join(self.d, "sink.out")) as f:
+                for line in f:
+                    if line.startswith("stats "):
+                        kv = dict(x.split("=", 1)
+                                  for x in line.split()[1:])
+                        n = int(float(kv.get("msgs", 0)))
+            if n >= expected or time.monotonic() > end:
+                return n
+            time.sleep(0.05)
 
     def stop(self):
         self.p.terminate()
@@ -154,7 +162,7 @@ class Relp:
         self.output = {"transport": "relp",
                        "address": "127.0.0.1:%d" % self.port}
 
-    def count(self):
+    def count(self, expected):
         with open(os.path.join(self.d, "relp.log"), "rb") as f:
             return f.read().count(b"\n")
 
@@ -173,7 +181,7 @@ class Kafka:
         self.output = {"transport": "kafka", "brokers": self.boot,
                        "topic": "bench"}
 
-    def count(self):
+    def count(self, expected):
         """Messages appended: the mock cluster keeps about 5 MB per
         partition and drops the oldest beyond that, so count offsets
         (last offset + 1 per partition), not the messages still there."""
@@ -216,7 +224,7 @@ def bench(a, kind, root):
         return True
     conf = config(d, port, dict(recv.output, format="cef"), tenants)
     rc, wall, user, sys_s = run_once(a.build, d, conf, 120 + total / 1000)
-    got = recv.count()
+    got = recv.count(total)
     recv.stop()
     fake.terminate()
     fake.wait()

@@ -256,7 +256,10 @@ cmd_reload(struct ctl_client *c, int argc, char **argv)
 	ctl_finish(c, CTL_EXIT_OK);
 }
 
-/* cursor set's save ended (ECANCELED: the tenant was removed). */
+/*
+ * cursor set's save ended (ECANCELED: the tenant was removed).  A stop
+ * answers before the tenants go (ctl_close_answer).
+ */
 static void
 ctl_cursor_cb(void *arg, int error)
 {
@@ -264,12 +267,6 @@ ctl_cursor_cb(void *arg, int error)
 	char			 ts[40];
 
 	c->cs_tenant = NULL;
-	if (error == ECANCELED && c->relay->stopping) {
-		ctl_fail(c, CTL_EXIT_FAIL, "cursor set: alertrelayd is "
-		    "stopping; the state file of %s with the new cursor is "
-		    "still written before it exits", c->tname);
-		return;
-	}
 	if (error == ECANCELED) {
 		ctl_fail(c, CTL_EXIT_FAIL, "cursor set: tenant %s was removed "
 		    "from the configuration while its state file was saved",

@@ -301,21 +301,32 @@ save_done(void *arg, int err)
 	buf_clear(&w->data);
 }
 
-struct disk_work *
-disk_save(struct disk *d, const char *path, struct buf *data,
-    disk_done_cb cb, void *arg)
+/* An item on the file at path (a save or a load), for the owner arg. */
+static struct disk_work *
+file_work(const char *path, int (*run)(void *), void (*done)(void *, int),
+    void *arg)
 {
 	struct disk_work *w;
 
 	w = xcalloc(1, sizeof(*w));
-	w->run = save_run;
-	w->done = save_done;
+	w->run = run;
+	w->done = done;
 	w->arg = w;
 	w->path = xstrdup(path);
+	buf_init(&w->data);
+	w->cb_arg = arg;
+	return w;
+}
+
+struct disk_work *
+disk_save(struct disk *d, const char *path, struct buf *data,
+    disk_done_cb cb, void *arg)
+{
+	struct disk_work *w = file_work(path, save_run, save_done, arg);
+
 	w->data = *data;
 	buf_init(data);
 	w->cb = cb;
-	w->cb_arg = arg;
 	disk_submit(d, w);
 	return w;
 }
@@ -343,17 +354,10 @@ struct disk_work *
 disk_load(struct disk *d, const char *path, size_t max, disk_loaded_cb cb,
     void *arg)
 {
-	struct disk_work *w;
+	struct disk_work *w = file_work(path, load_run, load_done, arg);
 
-	w = xcalloc(1, sizeof(*w));
-	w->run = load_run;
-	w->done = load_done;
-	w->arg = w;
-	w->path = xstrdup(path);
-	buf_init(&w->data);
 	w->max = max;
 	w->lcb = cb;
-	w->cb_arg = arg;
 	disk_submit(d, w);
 	return w;
 }

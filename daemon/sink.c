@@ -579,10 +579,11 @@ sink_timer_cb(evutil_socket_t fd, short what, void *arg)
  * the peer closes cleanly (FIN, which it only sends after reading all it
  * acknowledged) or we close on shutdown, everything acknowledged counts as
  * delivered at once.  At the end (--once, a stop) we half-close and wait
- * for that FIN rather than the hold (sink_half_close).  Duplicates after a failure are thus limited to the
- * last SINK_ACK_HOLD_BYTES the peer acknowledged, plus records whose
- * acknowledgement we had not seen yet.  Without SIOCOUTQ (not Linux),
- * bytes handed to the kernel count as delivered.
+ * for that FIN rather than the hold (sink_half_close).  Duplicates after a
+ * failure are thus limited to the last SINK_ACK_HOLD_BYTES the peer
+ * acknowledged, plus records whose acknowledgement we had not seen yet.
+ * Without SIOCOUTQ (not Linux), bytes handed to the kernel count as
+ * delivered.
  */
 static uint64_t
 sink_delivered(struct sink *s)
@@ -737,15 +738,22 @@ sink_half_close(struct sink *s)
 		    "read them and close", s->conf.name, sink_target(s));
 }
 
-/* The SIEM closed after our half-close: it read every record. */
-static void
-sink_closed_clean(struct sink *s)
+/*
+ * The peer closed cleanly: what it acknowledged is delivered.  After our
+ * half-close that is the end (true): it read every record.
+ */
+static bool
+sink_peer_closed(struct sink *s)
 {
+	sink_ack(s, true);
+	if (!s->half_closed)
+		return false;
 	log_debug("output %s: %s read every record and closed",
 	    s->conf.name, sink_target(s));
 	sink_close_conn(s);
 	if (spool_records(s->spool) > 0)
 		sink_timer_add(s, 0);
+	return true;
 }
 
 /*
@@ -1104,13 +1112,8 @@ sink_read(struct sink *s)
 			case SSL_ERROR_WANT_WRITE:
 				return;
 			}
-			if (sinktls_eof(s->ssl, r)) {
-				sink_ack(s, true);
-				if (s->half_closed) {
-					sink_closed_clean(s);
-					return;
-				}
-			}
+			if (sinktls_eof(s->ssl, r) && sink_peer_closed(s))
+				return;
 			sinktls_explain(s->ssl, r, false, reason,
 			    sizeof reason);
 			sink_fail(s, "lost connection to", "%s", reason);
@@ -1123,13 +1126,9 @@ sink_read(struct sink *s)
 			continue;
 		}
 		if (n == 0) {
-			sink_ack(s, true);
-			if (s->half_closed) {
-				sink_closed_clean(s);
-				return;
-			}
-			sink_fail(s, "lost connection to",
-			    "closed by the peer");
+			if (!sink_peer_closed(s))
+				sink_fail(s, "lost connection to",
+				    "closed by the peer");
 		} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
 		    errno != EINTR)
 			sink_fail(s, "lost connection to", "%s",

@@ -9,8 +9,19 @@
  * lag of 250-500 ms in the commit bench).  Past the budget the write
  * callback pauses its transfer (CURL_WRITEFUNC_PAUSE: curl keeps the
  * chunk) and queues it; on the next turn, after whatever else was due, a
- * zero timer resumes queued transfers, oldest first, until the new
- * turn's budget is spent.
+ * zero timer resumes the oldest queued transfer, which reads on until the
+ * new turn's budget is spent.
+ *
+ * Oldest first, not in turn: a transfer also waits while an older one is
+ * queued, so pages that arrive together end one after another, in the
+ * order they were asked for, and each tenant asks for its next page as
+ * soon as its own is committed, while the others are still being read.
+ * Taking turns, every page ended at the same moment, all tenants asked
+ * again together, and the API's time to answer was never overlapped with
+ * parsing (the commit bench: 1.07-1.24x the old code, 1.5-1.7x oldest
+ * first; tests/bench/RESULTS.md).  A newer transfer still reads whenever
+ * the older ones have nothing to read, and HTTP_HEAD_BYTES bounds how far
+ * one answer can keep the others waiting.
  */
 #include <sys/queue.h>
 
@@ -24,6 +35,16 @@
 
 /* Streamed body bytes handed on per loop turn, all transfers together. */
 #define HTTP_TURN_BYTES		(64 * 1024)
+
+/*
+ * Bytes a transfer takes ahead of newer ones before it goes behind them:
+ * a page of 10,000 alerts is about 37 MB, so pages end in order, while an
+ * answer that never ends (a broken API) cannot hold the other tenants'
+ * pages back for more than this at a time.
+ */
+#ifndef HTTP_HEAD_BYTES
+#define HTTP_HEAD_BYTES		((size_t)64 * 1024 * 1024)
+#endif
 
 struct http_req {
 	struct http		*http;
@@ -43,6 +64,8 @@ struct http_req {
 	TAILQ_ENTRY(http_req)	 yentry;
 	int64_t			 retry_after_ms;
 	int64_t			 started_ms;
+	uint64_t		 seq;		/* place in line (start order) */
+	size_t			 ahead;		/* bytes taken in that place */
 	char			 errbuf[CURL_ERROR_SIZE];
 	char			 abort_reason[256];
 	int			 aborted;
@@ -60,9 +83,10 @@ struct http {
 	struct http_queue	 done;
 	unsigned		 active;
 	unsigned		 max_active;
+	uint64_t		 started;	/* transfers started */
 	size_t			 turn_bytes;	/* handed on this turn */
 	struct event		*turn_ev;	/* the next turn's budget */
-	TAILQ_HEAD(, http_req)	 yielded;	/* paused, oldest first */
+	TAILQ_HEAD(http_yq, http_req) yielded;	/* paused, by seq */
 };
 
 /* The libevent event curl asked us to watch for one socket. */
@@ -245,10 +269,32 @@ http_turn_cb(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&h->yielded, r, yentry);
 		r->yielded = false;
 		curl_easy_pause(r->easy, CURLPAUSE_CONT);
+		/*
+		 * It took its kept chunk and reads on (curl runs it again
+		 * from a zero timeout): the rest of the budget is its.
+		 */
+		if (!r->yielded)
+			break;
 	}
 	if (h->turn_bytes > 0 || !TAILQ_EMPTY(&h->yielded))
 		evtimer_add(h->turn_ev, &tv);
 	http_check_multi(h);
+}
+
+/* Queue a paused transfer by its place in line, not by when it paused. */
+static void
+http_yield(struct http *h, struct http_req *r)
+{
+	struct http_req	*q;
+
+	r->yielded = true;
+	TAILQ_FOREACH_REVERSE(q, &h->yielded, http_yq, yentry)
+		if (q->seq < r->seq)
+			break;
+	if (q == NULL)
+		TAILQ_INSERT_HEAD(&h->yielded, r, yentry);
+	else
+		TAILQ_INSERT_AFTER(&h->yielded, q, r, yentry);
 }
 
 /* Count streamed bytes against this turn; false: pause, wait a turn. */
@@ -256,18 +302,23 @@ static bool
 http_turn_take(struct http_req *r, size_t len)
 {
 	struct http	*h = r->http;
+	struct http_req	*first = TAILQ_FIRST(&h->yielded);
 	struct timeval	 tv = { 0, 0 };
 
 	if (!evtimer_pending(h->turn_ev, NULL))
 		evtimer_add(h->turn_ev, &tv);
-	if (h->turn_bytes >= HTTP_TURN_BYTES) {
-		if (!r->yielded) {
-			r->yielded = true;
-			TAILQ_INSERT_TAIL(&h->yielded, r, yentry);
-		}
+	/* Spent, or an older transfer waits for its turn: wait behind it. */
+	if (h->turn_bytes >= HTTP_TURN_BYTES ||
+	    (first != NULL && first->seq < r->seq)) {
+		if (!r->yielded)
+			http_yield(h, r);
 		return false;
 	}
 	h->turn_bytes += len;
+	if ((r->ahead += len) >= HTTP_HEAD_BYTES) {
+		r->seq = ++h->started;		/* to the back of the line */
+		r->ahead = 0;
+	}
 	return true;
 }
 
@@ -416,6 +467,7 @@ http_pump(struct http *h)
 			fatalx("curl_easy_init failed");
 		http_setup(r);
 		r->started_ms = mono_ms();
+		r->seq = ++h->started;
 		h->active++;
 		curl_multi_add_handle(h->multi, r->easy);
 	}

@@ -27,8 +27,8 @@
  * A tiny API: answers n requests, each with the number of bytes its URL
  * asks for ("?bytes=N"), but only once all n have arrived, so every page
  * is there to be read at the same moment (as when twenty tenants' pages
- * come back together).  It sends as much as each socket takes, so it is
- * never what the client waits for.  Bound here, served by a thread of
+ * come back together).  It keeps every socket full, so it is never what
+ * the client waits for.  Bound here, served by a thread of
  * this process.
  */
 struct tapi {
@@ -96,9 +96,14 @@ tapi_main(void *arg)
 
 			if (pfd[i].fd == -1 || !(pfd[i].revents & POLLOUT))
 				continue;
+			/*
+			 * At most 256 KiB a call: one send() of everything
+			 * goes on for as long as the client reads that page,
+			 * and the others would get nothing meanwhile.
+			 */
 			want = total[i] - sent[i];
-			if (want > sizeof(body))
-				want = sizeof(body);
+			if (want > 256 * 1024)
+				want = 256 * 1024;
 			if ((n = send(pfd[i].fd, body, want, MSG_DONTWAIT |
 			    MSG_NOSIGNAL)) <= 0)
 				continue;

@@ -252,9 +252,9 @@ http_finished_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * A new loop turn, a new budget: resume paused transfers, oldest first,
- * while it lasts (curl hands a resumed transfer's kept chunk to the write
- * callback from within curl_easy_pause).
+ * A new loop turn, a new budget: resume the oldest paused transfer (curl
+ * hands its kept chunk to the write callback from within curl_easy_pause),
+ * and the next oldest only if that chunk spent the budget already.
  */
 static void
 http_turn_cb(evutil_socket_t fd, short what, void *arg)
